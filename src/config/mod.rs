@@ -1,0 +1,202 @@
+//! The YAML configuration: schema, defaults, `${VAR}` interpolation,
+//! `*_file` secrets and validation.
+//!
+//! [`load`] reads a file and returns a [`Config`] ready to run, or every
+//! error it found, each with `file:line:column`, the field path and what was
+//! expected:
+//!
+//! ```
+//! let err = oauth_sidecar::config::parse("listen: nowhere\n", "sidecar.yaml").unwrap_err();
+//! assert!(err.to_string().starts_with("sidecar.yaml:1:9: listen: "));
+//! ```
+
+mod schema;
+pub mod types;
+mod validate;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+
+use serde_saphyr::{Location, MessageFormatter};
+
+pub use schema::{Config, LogConfig, LogFormat, OpsConfig, ProxyConfig, TlsConfig};
+pub use types::{ByteSize, Duration, HttpUrl, StoreUrl, TrustedProxy, Upstream};
+
+/// A secret value from the YAML file, an environment variable or a `*_file`.
+///
+/// Its `Debug` and `Display` print `[redacted]`, so it cannot reach a log line
+/// by accident; [`Secret::expose`] is the one way to read it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+
+    /// The secret in clear, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// One problem in a configuration file, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file as named on the command line.
+    pub file: String,
+    /// 1-based line, 0 when the problem has no single place.
+    pub line: u64,
+    /// 1-based column, 0 when the problem has no single place.
+    pub column: u64,
+    /// Dotted field path such as `proxy.timeout` or `tls.cert_file`.
+    pub path: String,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn at(file: &str, location: Location, path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            file: file.to_owned(),
+            line: location.line(),
+            column: location.column(),
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        } else {
+            write!(f, "{}: ", self.file)?;
+        }
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Every problem found in a configuration file; one per line when displayed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// A configuration that parsed and validated, with its secrets read and its
+/// defaults filled in: what [`crate::Sidecar::build`] runs.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The file's settings.
+    pub config: Config,
+    /// The public URL, given or derived from the listener.
+    pub public_url: HttpUrl,
+    /// The store, from `store`, `store_file` or the default.
+    pub store: StoreUrl,
+    /// Things that will run but are probably not what was meant.
+    pub warnings: Vec<ConfigError>,
+}
+
+/// Reads and checks a configuration file.
+pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: name.clone(),
+            line: 0,
+            column: 0,
+            path: String::new(),
+            message: format!("cannot read the configuration file: {e}"),
+        }])
+    })?;
+    parse_with(&text, &name, &env_map())
+}
+
+/// Parses configuration text; `file` names it in errors. Relative paths
+/// (`*_file`, the SQLite file) are taken from the working directory.
+pub fn parse(text: &str, file: &str) -> Result<Loaded, ConfigErrors> {
+    parse_with(text, file, &env_map())
+}
+
+fn env_map() -> HashMap<String, String> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}
+
+/// Parses with an explicit environment for `${VAR}`.
+pub fn parse_with(text: &str, file: &str, env: &HashMap<String, String>) -> Result<Loaded, ConfigErrors> {
+    let config = deserialize(text, file, env)?;
+    validate::validate(config, file)
+}
+
+fn deserialize(text: &str, file: &str, env: &HashMap<String, String>) -> Result<Config, ConfigErrors> {
+    // An empty file is a valid file that takes every default.
+    if text.trim().is_empty() {
+        return Ok(Config::default());
+    }
+    let options = serde_saphyr::options! {}.with_properties(env.clone());
+    let mut path = String::new();
+    let result = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            path = e.path().to_string();
+            e.into_inner()
+        })
+    });
+    result.map_err(|err| {
+        let inner = err.without_snippet();
+        let message = match inner {
+            serde_saphyr::Error::UnresolvedProperty { name, .. } => {
+                format!("environment variable `{name}` is not set (write `${{{name}:-default}}` for a default)")
+            }
+            other => serde_saphyr::DefaultMessageFormatter.format_message(other).into_owned(),
+        };
+        let path = if path == "." { String::new() } else { path };
+        let location = err.location().unwrap_or(Location::UNKNOWN);
+        ConfigErrors(vec![ConfigError::at(file, location, path, message)])
+    })
+}
+
+/// Reads a secret from a `*_file` path, trimming one trailing newline (as
+/// written by `echo` and by most secret stores).
+pub fn read_secret_file(path: &Path) -> std::io::Result<Secret> {
+    let mut s = std::fs::read_to_string(path)?;
+    if s.ends_with('\n') {
+        s.pop();
+        if s.ends_with('\r') {
+            s.pop();
+        }
+    }
+    Ok(Secret(s))
+}
+

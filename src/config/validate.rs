@@ -1,0 +1,159 @@
+//! Checks across fields, file reads and derived values, after parsing.
+//! Every problem is collected, so `check-config` can show them all at once.
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde_saphyr::Location;
+
+use super::schema::Config;
+use super::types::{At, ByteSize, HttpUrl, StoreUrl};
+use super::{ConfigError, ConfigErrors, Loaded, read_secret_file};
+
+/// hyper refuses a request-head buffer smaller than this.
+const MIN_HEADER_SIZE: ByteSize = ByteSize(8 << 10);
+
+struct Problems<'a> {
+    file: &'a str,
+    errors: Vec<ConfigError>,
+    warnings: Vec<ConfigError>,
+}
+
+impl Problems<'_> {
+    fn error(&mut self, at: Location, path: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError::at(self.file, at, path, message));
+    }
+
+    fn warn(&mut self, at: Location, path: &str, message: impl Into<String>) {
+        self.warnings.push(ConfigError::at(self.file, at, path, message));
+    }
+}
+
+pub(super) fn validate(config: Config, file: &str) -> Result<Loaded, ConfigErrors> {
+    let mut p = Problems { file, errors: Vec::new(), warnings: Vec::new() };
+
+    let store = resolve_store(&config, &mut p);
+    let public_url = resolve_public_url(&config, &mut p);
+
+    if let Some(tls) = &config.tls {
+        check_pem(&tls.cert_file, "tls.cert_file", &mut p, |bytes| {
+            let certs = CertificateDer::pem_slice_iter(bytes)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            if certs.is_empty() { Err("no PEM certificate in the file".into()) } else { Ok(()) }
+        });
+        check_pem(&tls.key_file, "tls.key_file", &mut p, |bytes| {
+            PrivateKeyDer::from_pem_slice(bytes).map(drop).map_err(|e| format!("no usable PEM private key ({e})"))
+        });
+    }
+
+    let level = &config.log.level;
+    if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&level.value) {
+        p.error(level.location, "log.level", format!("`{}` is not a log filter ({e}): e.g. `info` or `oauth_sidecar=debug,warn`", level.value));
+    }
+
+    let proxy = &config.proxy;
+    if *proxy.max_header_size < MIN_HEADER_SIZE {
+        p.error(
+            proxy.max_header_size.location,
+            "proxy.max_header_size",
+            format!("{} is below the smallest allowed, {MIN_HEADER_SIZE}", *proxy.max_header_size),
+        );
+    }
+    if *proxy.connect_timeout > *proxy.timeout {
+        let (at, path) = if proxy.connect_timeout.location == Location::UNKNOWN {
+            (proxy.timeout.location, "proxy.timeout")
+        } else {
+            (proxy.connect_timeout.location, "proxy.connect_timeout")
+        };
+        p.error(
+            at,
+            path,
+            format!(
+                "proxy.connect_timeout ({}) is longer than proxy.timeout ({}): contradictory settings",
+                *proxy.connect_timeout, *proxy.timeout
+            ),
+        );
+    }
+    let ops = &config.ops;
+    let paths = [(&ops.health, "ops.health"), (&ops.ready, "ops.ready"), (&ops.metrics, "ops.metrics")];
+    for (i, (a, name)) in paths.iter().enumerate() {
+        if paths[..i].iter().any(|(b, _)| b.0 == a.0) {
+            p.error(a.location, name, format!("`{}` is used by another ops endpoint", a.0));
+        }
+    }
+
+    if p.errors.is_empty() {
+        Ok(Loaded { config, public_url, store: store.unwrap_or_default(), warnings: p.warnings })
+    } else {
+        Err(ConfigErrors(p.errors))
+    }
+}
+
+fn resolve_store(config: &Config, p: &mut Problems<'_>) -> Option<StoreUrl> {
+    let store = match (&config.store, &config.store_file) {
+        (Some(_), Some(file)) => {
+            p.error(file.location, "store_file", "give either `store` or `store_file`, not both");
+            return None;
+        }
+        (Some(store), None) => At::clone(store),
+        (None, Some(file)) => match read_secret_file(&file.value) {
+            Ok(secret) => match secret.expose().parse::<StoreUrl>() {
+                Ok(url) => At { value: url, location: file.location },
+                Err(e) => {
+                    p.error(file.location, "store_file", format!("the store URL in {} is not valid: {e}", file.value.display()));
+                    return None;
+                }
+            },
+            Err(e) => {
+                p.error(file.location, "store_file", format!("cannot read secret file {}: {e}", file.value.display()));
+                return None;
+            }
+        },
+        (None, None) => return Some(StoreUrl::default()),
+    };
+    if let StoreUrl::Postgres(_) = store.value {
+        p.error(
+            store.location,
+            "store",
+            "PostgreSQL is not available in this version: use `sqlite://PATH`",
+        );
+        return None;
+    }
+    Some(store.value)
+}
+
+fn resolve_public_url(config: &Config, p: &mut Problems<'_>) -> HttpUrl {
+    let tls = config.tls.is_some();
+    match &config.public_url {
+        Some(url) => {
+            if tls && !url.value.is_https() {
+                p.warn(url.location, "public_url", "the listener uses TLS but the public URL is http");
+            }
+            url.value.clone()
+        }
+        None => {
+            let scheme = if tls { "https" } else { "http" };
+            let port = config.listen.port();
+            format!("{scheme}://localhost:{port}").parse().unwrap_or_else(|_| {
+                // Unreachable for a valid socket address; keep a usable value anyway.
+                HttpUrl(http::Uri::from_static("http://localhost"))
+            })
+        }
+    }
+}
+
+fn check_pem(
+    file: &At<std::path::PathBuf>,
+    path: &str,
+    p: &mut Problems<'_>,
+    check: impl FnOnce(&[u8]) -> Result<(), String>,
+) {
+    match std::fs::read(&file.value) {
+        Ok(bytes) => {
+            if let Err(e) = check(&bytes) {
+                p.error(file.location, path, format!("{}: {e}", file.value.display()));
+            }
+        }
+        Err(e) => p.error(file.location, path, format!("cannot read {}: {e}", file.value.display())),
+    }
+}
