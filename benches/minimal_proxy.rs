@@ -25,16 +25,10 @@ async fn forward(
     authority: Authority,
     mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, hyper::http::Error> {
-    let path_and_query = req
-        .uri()
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    *req.uri_mut() = Uri::builder()
-        .scheme(scheme)
-        .authority(authority)
-        .path_and_query(path_and_query)
-        .build()?;
+    let path_and_query =
+        req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+    *req.uri_mut() =
+        Uri::builder().scheme(scheme).authority(authority).path_and_query(path_and_query).build()?;
     match client.request(req).await {
         Ok(res) => Ok(res.map(Either::Left)),
         Err(err) => {
@@ -49,24 +43,14 @@ async fn forward(
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut args = std::env::args().skip(1);
-    let addr: SocketAddr = args
-        .next()
-        .unwrap_or_else(|| "127.0.0.1:9101".to_owned())
-        .parse()?;
-    let upstream: Uri = args
-        .next()
-        .unwrap_or_else(|| "http://127.0.0.1:9100".to_owned())
-        .parse()?;
+    let addr: SocketAddr = args.next().unwrap_or_else(|| "127.0.0.1:9101".to_owned()).parse()?;
+    let upstream: Uri = args.next().unwrap_or_else(|| "http://127.0.0.1:9100".to_owned()).parse()?;
     let scheme = upstream.scheme().cloned().unwrap_or(Scheme::HTTP);
-    let authority = upstream
-        .authority()
-        .cloned()
-        .ok_or("the upstream URL needs a host")?;
+    let authority = upstream.authority().cloned().ok_or("the upstream URL needs a host")?;
 
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    let client: Client<HttpConnector, Incoming> =
-        Client::builder(TokioExecutor::new()).build(connector);
+    let client: Client<HttpConnector, Incoming> = Client::builder(TokioExecutor::new()).build(connector);
 
     let listener = TcpListener::bind(addr).await?;
     eprintln!("bench_minimal_proxy listening on http://{addr}, forwarding to {upstream}");
@@ -83,13 +67,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let scheme = scheme.clone();
         let authority = authority.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                forward(client.clone(), scheme.clone(), authority.clone(), req)
-            });
-            if let Err(err) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
+            let service =
+                service_fn(move |req| forward(client.clone(), scheme.clone(), authority.clone(), req));
+            if let Err(err) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
                 eprintln!("connection error: {err}");
             }
         });

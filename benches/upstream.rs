@@ -28,10 +28,7 @@ async fn hello(_req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let addr: SocketAddr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:9100".to_owned())
-        .parse()?;
+    let addr: SocketAddr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9100".to_owned()).parse()?;
     let listener = TcpListener::bind(addr).await?;
     eprintln!("bench_upstream listening on http://{addr}");
     loop {
@@ -45,9 +42,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
             // Keep-alive is on by default in hyper's HTTP/1 server.
-            if let Err(err) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service_fn(hello))
-                .await
+            if let Err(err) =
+                http1::Builder::new().serve_connection(TokioIo::new(stream), service_fn(hello)).await
             {
                 eprintln!("connection error: {err}");
             }

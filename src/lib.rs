@@ -1,7 +1,27 @@
 //! oauth-sidecar: a reverse-proxy sidecar and Tower layers that give a legacy
-//! application OAuth2 on both sides.
+//! application OAuth2 on both sides, without changing the application.
+//!
+//! # Layout
+//!
+//! - [`config`]: the YAML file: schema, defaults, `${VAR}` and `*_file`
+//!   secrets, validation with `file:line:column` errors.
+//! - [`store`]: the [`store::Store`] trait and its embedded SQLite backend,
+//!   with migrations applied at start.
+//! - [`proxy`]: the streaming reverse proxy to the upstream app.
+//! - [`ops`]: `/healthz`, `/readyz`, `/metrics` and the layer that gives
+//!   every request an id, a log span and its metrics.
+//! - [`demo`]: the demo upstream behind `upstream: demo`.
+//! - [`Sidecar`]: all of it behind one listener, as the binary runs it.
 #![deny(unsafe_code)]
 #![deny(unreachable_pub)]
 
 pub mod config;
+pub mod demo;
+mod listener;
+pub mod ops;
+pub mod proxy;
+mod sidecar;
 pub mod store;
+pub mod telemetry;
+
+pub use sidecar::{Sidecar, StartError, shutdown_signal};

@@ -1,1 +1,94 @@
-fn main() {}
+//! The `oauth-sidecar` command line: parses arguments and calls the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit status for a configuration that does not load.
+const EXIT_CONFIG: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "oauth-sidecar",
+    version,
+    about = "A reverse-proxy sidecar that gives a legacy application OAuth2 on both sides",
+    after_help = "Examples:\n  \
+        oauth-sidecar serve --config config/sidecar.example.yaml\n  \
+        OAUTH_SIDECAR_CONFIG=/etc/oauth-sidecar/sidecar.yaml oauth-sidecar serve\n  \
+        oauth-sidecar check-config config/sidecar.example.yaml"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the sidecar until SIGTERM or SIGINT.
+    #[command(after_help = "Example:\n  oauth-sidecar serve --config config/sidecar.example.yaml")]
+    Serve {
+        /// The YAML configuration file.
+        #[arg(long, short, env = "OAUTH_SIDECAR_CONFIG", value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Check a configuration file: print what would run, or every error found (exit status 2).
+    #[command(after_help = "Example:\n  oauth-sidecar check-config config/sidecar.example.yaml")]
+    CheckConfig {
+        /// The YAML configuration file.
+        #[arg(env = "OAUTH_SIDECAR_CONFIG", value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::CheckConfig { file } => match oauth_sidecar::config::load(&file) {
+            Ok(loaded) => {
+                println!("{}: ok\n{}", file.display(), loaded.summary());
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Command::Serve { config } => serve(config),
+    }
+}
+
+fn serve(file: PathBuf) -> ExitCode {
+    let loaded = match oauth_sidecar::config::load(&file) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let Err(e) = oauth_sidecar::telemetry::init(&loaded.config.log) {
+        eprintln!("oauth-sidecar: cannot set up logging: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match oauth_sidecar::Sidecar::build(loaded).await {
+            Ok(sidecar) => {
+                sidecar.run(oauth_sidecar::shutdown_signal()).await;
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!("cannot start: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

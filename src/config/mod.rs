@@ -149,9 +149,7 @@ pub fn parse(text: &str, file: &str) -> Result<Loaded, ConfigErrors> {
 }
 
 fn env_map() -> HashMap<String, String> {
-    std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect()
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect()
 }
 
 /// Parses with an explicit environment for `${VAR}`.
@@ -177,7 +175,9 @@ fn deserialize(text: &str, file: &str, env: &HashMap<String, String>) -> Result<
         let inner = err.without_snippet();
         let message = match inner {
             serde_saphyr::Error::UnresolvedProperty { name, .. } => {
-                format!("environment variable `{name}` is not set (write `${{{name}:-default}}` for a default)")
+                format!(
+                    "environment variable `{name}` is not set (write `${{{name}:-default}}` for a default)"
+                )
             }
             other => serde_saphyr::DefaultMessageFormatter.format_message(other).into_owned(),
         };
@@ -200,3 +200,40 @@ pub fn read_secret_file(path: &Path) -> std::io::Result<Secret> {
     Ok(Secret(s))
 }
 
+impl Loaded {
+    /// A short description of what will run, for `check-config`.
+    pub fn summary(&self) -> String {
+        let c = &self.config;
+        let scheme = if c.tls.is_some() { "https" } else { "http" };
+        let mut lines = vec![
+            format!("listen:     {scheme}://{}", c.listen),
+            format!("public URL: {}", self.public_url),
+            format!("upstream:   {}", c.upstream),
+            format!("store:      {}", self.store),
+            format!(
+                "proxy:      host {}, {} trusted proxies, connect timeout {}, timeout {}, headers up to {}, bodies up to {}",
+                if c.proxy.preserve_host { "preserved" } else { "rewritten" },
+                c.proxy.trusted_proxies.len(),
+                *c.proxy.connect_timeout,
+                *c.proxy.timeout,
+                *c.proxy.max_header_size,
+                c.proxy.max_body_size,
+            ),
+            format!("operations: {} {} {}", c.ops.health.0, c.ops.ready.0, c.ops.metrics.0),
+            format!(
+                "log:        {} as {}{}",
+                c.log.level.value,
+                match c.log.format {
+                    LogFormat::Text => "text",
+                    LogFormat::Json => "json",
+                },
+                if c.log.access { ", with access log" } else { "" }
+            ),
+            format!("shutdown:   drain for up to {}", c.shutdown_grace),
+        ];
+        for w in &self.warnings {
+            lines.push(format!("warning: {w}"));
+        }
+        lines.join("\n")
+    }
+}

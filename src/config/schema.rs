@@ -79,11 +79,7 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig {
-            level: At::default_value("info".to_owned()),
-            format: LogFormat::Text,
-            access: true,
-        }
+        LogConfig { level: At::default_value("info".to_owned()), format: LogFormat::Text, access: true }
     }
 }
 

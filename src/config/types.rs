@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use ipnet::IpNet;
-use serde::de::{self, Deserializer};
 use serde::Deserialize;
+use serde::de::{self, Deserializer};
 
 /// Implements `Deserialize` through `FromStr`, so the parse error becomes the
 /// message at the value's location.
@@ -77,9 +77,7 @@ impl FromStr for Duration {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         if s.chars().all(|c| c.is_ascii_digit()) && !s.is_empty() {
-            return Err(format!(
-                "`{s}` has no unit: write a duration like `30s`, `5m`, `1h` or `14d`"
-            ));
+            return Err(format!("`{s}` has no unit: write a duration like `30s`, `5m`, `1h` or `14d`"));
         }
         humantime::parse_duration(s).map(Duration).map_err(|e| {
             format!("`{s}` is not a duration ({e}): write it like `500ms`, `30s`, `5m`, `1h` or `14d`")
@@ -132,7 +130,7 @@ impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0;
         for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-            if n >= size && n % size == 0 {
+            if n >= size && n.is_multiple_of(size) {
                 return write!(f, "{}{unit}", n / size);
             }
         }
@@ -147,9 +145,7 @@ pub struct HttpUrl(pub http::Uri);
 impl FromStr for HttpUrl {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let uri: http::Uri = s
-            .parse()
-            .map_err(|e| format!("`{s}` is not a URL ({e})"))?;
+        let uri: http::Uri = s.parse().map_err(|e| format!("`{s}` is not a URL ({e})"))?;
         match uri.scheme_str() {
             Some("http") | Some("https") => {}
             Some(other) => return Err(format!("`{s}` has scheme `{other}`: expected http or https")),

@@ -42,13 +42,19 @@ pub(super) fn validate(config: Config, file: &str) -> Result<Loaded, ConfigError
             if certs.is_empty() { Err("no PEM certificate in the file".into()) } else { Ok(()) }
         });
         check_pem(&tls.key_file, "tls.key_file", &mut p, |bytes| {
-            PrivateKeyDer::from_pem_slice(bytes).map(drop).map_err(|e| format!("no usable PEM private key ({e})"))
+            PrivateKeyDer::from_pem_slice(bytes)
+                .map(drop)
+                .map_err(|e| format!("no usable PEM private key ({e})"))
         });
     }
 
     let level = &config.log.level;
     if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&level.value) {
-        p.error(level.location, "log.level", format!("`{}` is not a log filter ({e}): e.g. `info` or `oauth_sidecar=debug,warn`", level.value));
+        p.error(
+            level.location,
+            "log.level",
+            format!("`{}` is not a log filter ({e}): e.g. `info` or `oauth_sidecar=debug,warn`", level.value),
+        );
     }
 
     let proxy = &config.proxy;
@@ -100,23 +106,27 @@ fn resolve_store(config: &Config, p: &mut Problems<'_>) -> Option<StoreUrl> {
             Ok(secret) => match secret.expose().parse::<StoreUrl>() {
                 Ok(url) => At { value: url, location: file.location },
                 Err(e) => {
-                    p.error(file.location, "store_file", format!("the store URL in {} is not valid: {e}", file.value.display()));
+                    p.error(
+                        file.location,
+                        "store_file",
+                        format!("the store URL in {} is not valid: {e}", file.value.display()),
+                    );
                     return None;
                 }
             },
             Err(e) => {
-                p.error(file.location, "store_file", format!("cannot read secret file {}: {e}", file.value.display()));
+                p.error(
+                    file.location,
+                    "store_file",
+                    format!("cannot read secret file {}: {e}", file.value.display()),
+                );
                 return None;
             }
         },
         (None, None) => return Some(StoreUrl::default()),
     };
     if let StoreUrl::Postgres(_) = store.value {
-        p.error(
-            store.location,
-            "store",
-            "PostgreSQL is not available in this version: use `sqlite://PATH`",
-        );
+        p.error(store.location, "store", "PostgreSQL is not available in this version: use `sqlite://PATH`");
         return None;
     }
     Some(store.value)

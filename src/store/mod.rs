@@ -39,7 +39,9 @@ pub enum StoreError {
     },
     /// The store holds migrations this binary does not know: it was written by
     /// a newer version.
-    #[error("the store was migrated by a newer oauth-sidecar (it has migration {0}, unknown to this version)")]
+    #[error(
+        "the store was migrated by a newer oauth-sidecar (it has migration {0}, unknown to this version)"
+    )]
     TooNew(i64),
     /// A query failed.
     #[error("store query failed: {0}")]

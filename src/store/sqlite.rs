@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::migrate::{MigrateError, Migration as SqlxMigration, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
 
 use super::{Store, StoreError};
@@ -26,7 +28,11 @@ pub struct Migration {
 
 /// The migrations embedded in this binary, oldest first.
 pub fn migrations() -> Vec<Migration> {
-    vec![Migration { version: 1, description: "init", sql: Cow::Borrowed(include_str!("../../migrations/sqlite/0001_init.sql")) }]
+    vec![Migration {
+        version: 1,
+        description: "init",
+        sql: Cow::Borrowed(include_str!("../../migrations/sqlite/0001_init.sql")),
+    }]
 }
 
 /// The SQLite backend of [`Store`].
@@ -51,7 +57,8 @@ impl SqliteStore {
     pub async fn open_with_migrations(path: &Path, migrations: Vec<Migration>) -> Result<Self, StoreError> {
         let open_err = |reason: String| StoreError::Open { location: path.display().to_string(), reason };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| open_err(format!("cannot create folder {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| open_err(format!("cannot create folder {}: {e}", dir.display())))?;
         }
         let existed = path.exists();
         let options = SqliteConnectOptions::new()
@@ -138,9 +145,7 @@ impl Store for SqliteStore {
             .fetch_all(&self.readers)
             .await
             .map_err(|e| StoreError::Query(e.to_string()))?;
-        rows.iter()
-            .map(|r| r.try_get::<i64, _>(0).map_err(|e| StoreError::Query(e.to_string())))
-            .collect()
+        rows.iter().map(|r| r.try_get::<i64, _>(0).map_err(|e| StoreError::Query(e.to_string()))).collect()
     }
 
     async fn close(&self) {

@@ -1,0 +1,83 @@
+//! Operations endpoints and the request observation layer:
+//! `/healthz` (the process is up), `/readyz` (the store and the upstream are
+//! reachable), `/metrics` (Prometheus text), plus [`ObserveLayer`] for
+//! request ids, spans, metrics and the access log.
+
+mod metrics;
+mod observe;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::config::OpsConfig;
+use crate::store::Store;
+
+pub(crate) use metrics::spawn_upkeep;
+pub use metrics::{Metrics, prometheus};
+pub use observe::{Observe, ObserveFuture, ObserveLayer, X_REQUEST_ID};
+
+/// What `/readyz` checks.
+#[derive(Clone)]
+pub struct Readiness {
+    /// The store; pinged on every check.
+    pub store: Arc<dyn Store>,
+    /// `host:port` of the upstream; a TCP connection is opened and closed.
+    pub upstream: String,
+    /// Time allowed for each check.
+    pub timeout: Duration,
+}
+
+/// The operations routes at the paths the configuration names.
+pub fn router(paths: &OpsConfig, readiness: Readiness) -> Router {
+    Router::new()
+        .route(&paths.health.0, get(health))
+        .route(&paths.ready.0, get(ready))
+        .route(&paths.metrics.0, get(render_metrics))
+        .with_state(readiness)
+}
+
+async fn health() -> &'static str {
+    "ok\n"
+}
+
+async fn ready(State(r): State<Readiness>) -> Response {
+    let store = match tokio::time::timeout(r.timeout, r.store.ping()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer in time".to_owned()),
+    };
+    let upstream = match tokio::time::timeout(r.timeout, tokio::net::TcpStream::connect(&r.upstream)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer in time".to_owned()),
+    };
+    let status =
+        if store.is_ok() && upstream.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    if let Err(e) = &store {
+        tracing::warn!(error = %e, "not ready: store unreachable");
+    }
+    if let Err(e) = &upstream {
+        tracing::warn!(error = %e, upstream = %r.upstream, "not ready: upstream unreachable");
+    }
+    let show = |r: &Result<(), String>| match r {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => e.clone(),
+    };
+    let body = serde_json::json!({
+        "ready": status == StatusCode::OK,
+        "store": show(&store),
+        "upstream": show(&upstream),
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+async fn render_metrics() -> Response {
+    let text = prometheus().map(|h| h.render()).unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+}

@@ -1,0 +1,233 @@
+//! Header rewriting on the way to the upstream and back: hop-by-hop removal
+//! (RFC 9110 section 7.6.1) and the forwarding headers `X-Forwarded-For`,
+//! `X-Forwarded-Proto`, `X-Forwarded-Host` and `Forwarded` (RFC 7239).
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::TrustedProxy;
+
+/// Headers that describe one connection, never forwarded (RFC 9110 section
+/// 7.6.1, plus the non-standard `Proxy-Connection` and `Keep-Alive`).
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("keep-alive"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Removes the hop-by-hop headers and every header the `Connection` header
+/// names. Returns the `Upgrade` value when the message asked for a protocol
+/// upgrade (`Connection: upgrade`), so the caller can put it back.
+pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
+    let mut upgrade_requested = false;
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<String> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|name| name.trim().to_ascii_lowercase())
+            .filter(|name| !name.is_empty())
+            .collect();
+        for name in named {
+            if name == "upgrade" {
+                upgrade_requested = true;
+            }
+            // Headers the proxy relies on are never dropped this way.
+            if name != "host" {
+                headers.remove(name.as_str());
+            }
+        }
+    }
+    let upgrade = headers.get(header::UPGRADE).cloned();
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(header::PROXY_AUTHORIZATION);
+    upgrade.filter(|_| upgrade_requested)
+}
+
+/// What the sidecar knows about the hop it received a request on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Hop<'a> {
+    /// The peer's address on the TCP connection.
+    pub(crate) peer: SocketAddr,
+    /// `https` on a TLS listener, else `http`.
+    pub(crate) proto: &'static str,
+    /// The host the client asked for (`Host` or the HTTP/2 `:authority`).
+    pub(crate) host: Option<&'a HeaderValue>,
+}
+
+/// True when `ip` is one of the trusted proxies.
+pub(crate) fn is_trusted(trusted: &[TrustedProxy], ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    trusted.iter().any(|t| t.0.contains(&ip))
+}
+
+/// Sets the forwarding headers. From a trusted peer the incoming values are
+/// kept and extended; from anyone else they are replaced, so a client cannot
+/// claim another address.
+pub(crate) fn set_forwarded(headers: &mut HeaderMap, hop: Hop<'_>, trusted: bool) {
+    let peer_ip = hop.peer.ip();
+    let peer_ip = match peer_ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer_ip, IpAddr::V4),
+        v4 => v4,
+    };
+
+    // X-Forwarded-For: append the peer to a trusted list, else start anew.
+    let mut xff = String::new();
+    if trusted {
+        for v in headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()) {
+            if !v.trim().is_empty() {
+                xff.push_str(v.trim());
+                xff.push_str(", ");
+            }
+        }
+    }
+    let _ = write!(xff, "{peer_ip}");
+    insert(headers, &X_FORWARDED_FOR, &xff);
+
+    // X-Forwarded-Proto and -Host: a trusted proxy's values stand.
+    if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(hop.proto));
+    }
+    if !(trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+        match hop.host {
+            Some(host) => {
+                headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+            }
+            None => {
+                headers.remove(&X_FORWARDED_HOST);
+            }
+        }
+    }
+
+    // Forwarded (RFC 7239): one element per hop, comma-separated.
+    let mut forwarded = String::new();
+    if trusted {
+        for v in headers.get_all(header::FORWARDED).iter().filter_map(|v| v.to_str().ok()) {
+            if !v.trim().is_empty() {
+                forwarded.push_str(v.trim());
+                forwarded.push_str(", ");
+            }
+        }
+    }
+    match peer_ip {
+        IpAddr::V4(ip) => {
+            let _ = write!(forwarded, "for={ip}");
+        }
+        IpAddr::V6(ip) => {
+            let _ = write!(forwarded, "for=\"[{ip}]\"");
+        }
+    }
+    if let Some(host) = hop.host.and_then(|h| h.to_str().ok()) {
+        let _ = write!(forwarded, ";host=\"{host}\"");
+    }
+    let _ = write!(forwarded, ";proto={}", hop.proto);
+    insert(headers, &header::FORWARDED, &forwarded);
+}
+
+fn insert(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
+    match HeaderValue::from_str(value) {
+        Ok(v) => {
+            headers.insert(name.clone(), v);
+        }
+        // Only reachable when a trusted proxy sent bytes that are not text.
+        Err(_) => {
+            headers.remove(name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn connection_named_headers_are_removed_with_the_standard_ones() {
+        let mut h = map(&[
+            ("connection", "keep-alive, X-Secret-Hop"),
+            ("x-secret-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("proxy-authorization", "Basic eA=="),
+            ("x-kept", "yes"),
+        ]);
+        assert_eq!(remove_hop_by_hop(&mut h), None);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h["x-kept"], "yes");
+    }
+
+    #[test]
+    fn an_upgrade_request_reports_its_protocol() {
+        let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        assert_eq!(remove_hop_by_hop(&mut h).unwrap(), "websocket");
+        assert!(h.is_empty());
+        let mut h = map(&[("upgrade", "websocket")]);
+        assert_eq!(remove_hop_by_hop(&mut h), None, "Upgrade without Connection: upgrade is not a request");
+    }
+
+    #[test]
+    fn forwarded_headers_from_untrusted_peers_are_replaced() {
+        let host = HeaderValue::from_static("app.example");
+        let hop = Hop { peer: "192.0.2.7:5000".parse().unwrap(), proto: "https", host: Some(&host) };
+        let mut h = map(&[
+            ("x-forwarded-for", "10.9.9.9"),
+            ("forwarded", "for=10.9.9.9"),
+            ("x-forwarded-proto", "http"),
+        ]);
+        set_forwarded(&mut h, hop, false);
+        assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "app.example");
+        assert_eq!(h["forwarded"], "for=192.0.2.7;host=\"app.example\";proto=https");
+
+        let mut h = map(&[
+            ("x-forwarded-for", "10.9.9.9"),
+            ("forwarded", "for=10.9.9.9"),
+            ("x-forwarded-proto", "http"),
+        ]);
+        set_forwarded(&mut h, hop, true);
+        assert_eq!(h["x-forwarded-for"], "10.9.9.9, 192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["forwarded"], "for=10.9.9.9, for=192.0.2.7;host=\"app.example\";proto=https");
+    }
+
+    #[test]
+    fn ipv6_peers_are_quoted_in_forwarded() {
+        let hop = Hop { peer: "[2001:db8::1]:443".parse().unwrap(), proto: "http", host: None };
+        let mut h = HeaderMap::new();
+        set_forwarded(&mut h, hop, false);
+        assert_eq!(h["forwarded"], "for=\"[2001:db8::1]\";proto=http");
+        assert!(!h.contains_key("x-forwarded-host"));
+    }
+
+    #[test]
+    fn trust_matches_networks_and_mapped_addresses() {
+        let trusted = ["10.0.0.0/8".parse::<TrustedProxy>().unwrap()];
+        assert!(is_trusted(&trusted, "10.2.3.4".parse().unwrap()));
+        assert!(is_trusted(&trusted, "::ffff:10.2.3.4".parse().unwrap()));
+        assert!(!is_trusted(&trusted, "192.168.1.1".parse().unwrap()));
+    }
+}

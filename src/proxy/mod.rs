@@ -1,0 +1,251 @@
+//! The streaming reverse proxy: every request the sidecar does not answer
+//! itself goes to the upstream app through [`ReverseProxy`].
+//!
+//! Bodies stream in both directions (nothing is buffered, the request body is
+//! counted against `max_body_size` as it passes), upstream connections are
+//! kept alive in a pool, hop-by-hop headers are dropped and the forwarding
+//! headers set ([`headers`]), and `Upgrade` requests (WebSocket) become a
+//! byte tunnel ([`upgrade`]). Failures become short plain responses: 502 when
+//! the upstream cannot be reached, 504 when it does not answer in time, 413
+//! when the body is too large.
+//!
+//! ```no_run
+//! use oauth_sidecar::proxy::{ProxySettings, ReverseProxy};
+//!
+//! let settings = ProxySettings::new("http://127.0.0.1:8000".parse().unwrap());
+//! let proxy = ReverseProxy::new(settings);
+//! // `proxy` is a `tower::Service<http::Request<axum::body::Body>>`: mount it
+//! // with `axum::Router::fallback_service`, or serve it with hyper.
+//! # drop(proxy);
+//! ```
+
+mod error;
+mod headers;
+mod upgrade;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use http::header::{self, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, Uri, Version};
+use http_body_util::Limited;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::config::{ProxyConfig, TrustedProxy};
+use crate::ops::Metrics;
+
+pub use error::ProxyError;
+
+/// Facts about the connection a request arrived on, put into the request's
+/// extensions by the listener. Without it the proxy assumes a plain-HTTP
+/// peer at `0.0.0.0:0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// True on a TLS listener.
+    pub tls: bool,
+}
+
+/// How the proxy reaches the upstream and what it lets through.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    /// The upstream origin (`http://host:port`).
+    pub upstream: Uri,
+    /// Pass the client's `Host` on (true) or let it become the upstream's.
+    pub preserve_host: bool,
+    /// Peers whose forwarding headers are kept and extended.
+    pub trusted_proxies: Vec<TrustedProxy>,
+    /// Time allowed to open an upstream connection.
+    pub connect_timeout: Duration,
+    /// Time allowed for the upstream's response headers.
+    pub timeout: Duration,
+    /// How long idle upstream connections stay pooled.
+    pub pool_idle_timeout: Duration,
+    /// Idle upstream connections kept.
+    pub pool_max_idle: usize,
+    /// Largest request body in bytes.
+    pub max_body_size: u64,
+}
+
+impl ProxySettings {
+    /// Settings with the configuration file's defaults for `upstream`.
+    pub fn new(upstream: Uri) -> Self {
+        Self::from_config(&ProxyConfig::default(), upstream)
+    }
+
+    /// Settings from the `proxy:` section of the configuration.
+    pub fn from_config(config: &ProxyConfig, upstream: Uri) -> Self {
+        ProxySettings {
+            upstream,
+            preserve_host: config.preserve_host,
+            trusted_proxies: config.trusted_proxies.clone(),
+            connect_timeout: config.connect_timeout.0,
+            timeout: config.timeout.0,
+            pool_idle_timeout: config.pool_idle_timeout.0,
+            pool_max_idle: config.pool_max_idle,
+            max_body_size: config.max_body_size.0,
+        }
+    }
+}
+
+type UpstreamBody = Limited<Body>;
+
+/// A Tower service that forwards requests to the upstream app and streams
+/// the answer back. Cheap to clone: clones share the connection pool.
+#[derive(Clone)]
+pub struct ReverseProxy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client<HttpConnector, UpstreamBody>,
+    scheme: Scheme,
+    authority: Authority,
+    settings: ProxySettings,
+    metrics: Metrics,
+}
+
+impl ReverseProxy {
+    /// A proxy to `settings.upstream` with its own connection pool.
+    pub fn new(settings: ProxySettings) -> Self {
+        Self::with_metrics(settings, Metrics::register())
+    }
+
+    pub(crate) fn with_metrics(settings: ProxySettings, metrics: Metrics) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(settings.connect_timeout));
+        connector.set_keepalive(Some(Duration::from_secs(60)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(settings.pool_idle_timeout)
+            .pool_max_idle_per_host(settings.pool_max_idle)
+            .build(connector);
+        let scheme = settings.upstream.scheme().cloned().unwrap_or(Scheme::HTTP);
+        let authority =
+            settings.upstream.authority().cloned().unwrap_or_else(|| Authority::from_static("127.0.0.1"));
+        ReverseProxy { inner: Arc::new(Inner { client, scheme, authority, settings, metrics }) }
+    }
+
+    /// Forwards one request; every failure is already a response.
+    pub async fn forward(&self, req: Request<Body>) -> Response<Body> {
+        match self.try_forward(req).await {
+            Ok(res) => res,
+            Err(err) => {
+                err.record(&self.inner.metrics);
+                err.into_response()
+            }
+        }
+    }
+
+    async fn try_forward(&self, req: Request<Body>) -> Result<Response<Body>, ProxyError> {
+        let inner = &*self.inner;
+        let settings = &inner.settings;
+        if let Some(len) = content_length(req.headers())
+            && len > settings.max_body_size
+        {
+            return Err(ProxyError::BodyTooLarge { limit: settings.max_body_size });
+        }
+
+        let (mut parts, body) = req.into_parts();
+        let conn = parts
+            .extensions
+            .get::<ConnectionInfo>()
+            .copied()
+            .unwrap_or(ConnectionInfo { peer: SocketAddr::from(([0, 0, 0, 0], 0)), tls: false });
+
+        let upgrade = headers::remove_hop_by_hop(&mut parts.headers);
+        let client_upgrade = match (&upgrade, parts.version) {
+            (Some(_), Version::HTTP_11) => parts.extensions.remove::<hyper::upgrade::OnUpgrade>(),
+            _ => None,
+        };
+
+        // HTTP/2 clients name the host in the URI, not in a Host header.
+        let host = match parts.headers.get(header::HOST) {
+            Some(h) => Some(h.clone()),
+            None => parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+        };
+        let trusted = headers::is_trusted(&settings.trusted_proxies, conn.peer.ip());
+        let hop = headers::Hop {
+            peer: conn.peer,
+            proto: if conn.tls { "https" } else { "http" },
+            host: host.as_ref(),
+        };
+        headers::set_forwarded(&mut parts.headers, hop, trusted);
+        match (settings.preserve_host, host) {
+            (true, Some(host)) => {
+                parts.headers.insert(header::HOST, host);
+            }
+            // The client sets Host from the upstream URI when none is given.
+            _ => {
+                parts.headers.remove(header::HOST);
+            }
+        }
+        if let (Some(proto), Some(_)) = (&upgrade, &client_upgrade) {
+            parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::UPGRADE, proto.clone());
+        }
+
+        let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+        parts.uri = Uri::builder()
+            .scheme(inner.scheme.clone())
+            .authority(inner.authority.clone())
+            .path_and_query(path)
+            .build()
+            .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
+        parts.version = Version::HTTP_11;
+
+        let req = Request::from_parts(parts, Limited::new(body, settings.max_body_size as usize));
+        let started = Instant::now();
+        let mut res = match tokio::time::timeout(settings.timeout, inner.client.request(req)).await {
+            Ok(Ok(res)) => res,
+            Ok(Err(err)) => return Err(ProxyError::from_client(err, settings.max_body_size)),
+            Err(_) => return Err(ProxyError::Timeout { after: settings.timeout }),
+        };
+        inner.metrics.upstream_latency.record(started.elapsed());
+
+        let upstream_upgrade = headers::remove_hop_by_hop(res.headers_mut());
+        if res.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            match (client_upgrade, upstream_upgrade) {
+                (Some(client), Some(proto)) => {
+                    let headers = res.headers_mut();
+                    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                    headers.insert(header::UPGRADE, proto);
+                    let upstream = hyper::upgrade::on(&mut res);
+                    upgrade::tunnel(client, upstream);
+                }
+                _ => return Err(ProxyError::BadUpgrade),
+            }
+        }
+        Ok(res.map(Body::new))
+    }
+}
+
+impl tower::Service<Request<Body>> for ReverseProxy {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let proxy = self.clone();
+        Box::pin(async move { Ok(proxy.forward(req).await) })
+    }
+}
+
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}

@@ -1,0 +1,155 @@
+//! [`Sidecar`]: the binary's whole stack, built from a loaded configuration
+//! and run until a shutdown signal.
+//!
+//! ```text
+//! listener (TCP or TLS) -> observe (request id, span, metrics, access log)
+//!   -> router: ops paths -> operations
+//!              everything else -> reverse proxy -> upstream app
+//! ```
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::task::JoinHandle;
+use tower::Layer;
+
+use crate::config::{Loaded, Upstream};
+use crate::listener::{self, Listener};
+use crate::ops::{self, Metrics, ObserveLayer, Readiness};
+use crate::proxy::{ProxySettings, ReverseProxy};
+use crate::store::{self, Store, StoreError};
+
+/// Why the sidecar could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be opened or migrated.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The listener could not be bound or its TLS set up.
+    #[error("{0}")]
+    Listener(String),
+    /// The built-in demo upstream could not start.
+    #[error("cannot start the demo upstream: {0}")]
+    Demo(std::io::Error),
+}
+
+/// A built sidecar: store open, listener bound, ready to [`Sidecar::run`].
+pub struct Sidecar {
+    loaded: Loaded,
+    listener: Listener,
+    router: Router,
+    store: Arc<dyn Store>,
+    upstream: String,
+    demo: Option<JoinHandle<()>>,
+}
+
+impl Sidecar {
+    /// Opens the store (applying migrations), starts the demo upstream when
+    /// configured, binds the listener and builds the router.
+    pub async fn build(loaded: Loaded) -> Result<Self, StartError> {
+        let store = store::open(&loaded.store).await?;
+        let config = &loaded.config;
+        let (upstream, demo) = match &config.upstream {
+            Upstream::Url(uri) => (uri.clone(), None),
+            Upstream::Demo => {
+                let (addr, task) = crate::demo::spawn().await.map_err(StartError::Demo)?;
+                let uri = format!("http://{addr}")
+                    .parse()
+                    .map_err(|_| StartError::Demo(std::io::Error::other("the demo address is not a URI")))?;
+                (uri, Some(task))
+            }
+        };
+        let authority = upstream.authority().map(|a| a.to_string()).unwrap_or_default();
+        let upstream_addr = if upstream.port().is_some() { authority } else { format!("{authority}:80") };
+
+        let listener = match Listener::bind(config.listen, config.tls.as_ref()).await {
+            Ok(l) => l,
+            Err(e) => {
+                store.close().await;
+                return Err(StartError::Listener(e));
+            }
+        };
+
+        let metrics = Metrics::register();
+        let proxy = ReverseProxy::with_metrics(ProxySettings::from_config(&config.proxy, upstream), metrics);
+        let readiness = Readiness {
+            store: store.clone(),
+            upstream: upstream_addr.clone(),
+            timeout: config.proxy.connect_timeout.0.min(Duration::from_secs(5)),
+        };
+        let router = ops::router(&config.ops, readiness).fallback_service(proxy);
+        Ok(Sidecar { loaded, listener, router, store, upstream: upstream_addr, demo })
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, drains in-flight requests for at
+    /// most `shutdown_grace`, then closes the store.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Sidecar { loaded, listener, router, store, upstream, demo } = self;
+        let config = &loaded.config;
+        let addr = listener.local_addr();
+        let scheme = if listener.is_tls() { "https" } else { "http" };
+        tracing::info!(
+            addr = %addr,
+            url = %format!("{scheme}://{addr}"),
+            public_url = %loaded.public_url,
+            upstream = %config.upstream,
+            upstream_addr = %upstream,
+            store = %loaded.store,
+            "listening"
+        );
+        let upkeep = ops::spawn_upkeep();
+        let service = ObserveLayer::new(Metrics::register(), config.log.access).layer(router);
+        listener::serve(
+            listener,
+            service,
+            config.proxy.max_header_size.0 as usize,
+            shutdown,
+            config.shutdown_grace.0,
+        )
+        .await;
+        store.close().await;
+        if let Some(task) = upkeep {
+            task.abort();
+        }
+        if let Some(task) = demo {
+            task.abort();
+        }
+        tracing::info!("stopped");
+    }
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received; shutting down"),
+        () = term => tracing::info!("SIGTERM received; shutting down"),
+    }
+}
