@@ -30,6 +30,7 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 /// upgrade (`Connection: upgrade`), so the caller can put it back.
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
     let mut upgrade_requested = false;
+    let upgrade = headers.get(header::UPGRADE).cloned();
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<String> = headers
             .get_all(header::CONNECTION)
@@ -49,7 +50,6 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> 
             }
         }
     }
-    let upgrade = headers.get(header::UPGRADE).cloned();
     for name in &HOP_BY_HOP {
         headers.remove(name);
     }
