@@ -13,12 +13,13 @@
 mod schema;
 pub mod types;
 mod validate;
+mod yaml_error;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
-use serde_saphyr::{Location, MessageFormatter};
+use serde_saphyr::Location;
 
 pub use schema::{Config, LogConfig, LogFormat, OpsConfig, ProxyConfig, TlsConfig};
 pub use types::{ByteSize, Duration, HttpUrl, StoreUrl, TrustedProxy, Upstream};
@@ -164,27 +165,14 @@ fn deserialize(text: &str, file: &str, env: &HashMap<String, String>) -> Result<
         return Ok(Config::default());
     }
     let options = serde_saphyr::options! {}.with_properties(env.clone());
-    let mut path = String::new();
+    let mut path = None;
     let result = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
         serde_path_to_error::deserialize(de).map_err(|e| {
-            path = e.path().to_string();
+            path = Some(e.path().clone());
             e.into_inner()
         })
     });
-    result.map_err(|err| {
-        let inner = err.without_snippet();
-        let message = match inner {
-            serde_saphyr::Error::UnresolvedProperty { name, .. } => {
-                format!(
-                    "environment variable `{name}` is not set (write `${{{name}:-default}}` for a default)"
-                )
-            }
-            other => serde_saphyr::DefaultMessageFormatter.format_message(other).into_owned(),
-        };
-        let path = if path == "." { String::new() } else { path };
-        let location = err.location().unwrap_or(Location::UNKNOWN);
-        ConfigErrors(vec![ConfigError::at(file, location, path, message)])
-    })
+    result.map_err(|err| ConfigErrors(vec![yaml_error::to_config_error(file, text, path.as_ref(), &err)]))
 }
 
 /// Reads a secret from a `*_file` path, trimming one trailing newline (as

@@ -16,6 +16,7 @@ use super::types::{At, ByteSize, Duration, HttpUrl, RoutePath, StoreUrl, Trusted
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// The one public listener.
+    #[serde(deserialize_with = "super::types::socket_addr")]
     pub listen: SocketAddr,
     /// What browsers and clients see; defaults to `http(s)://localhost:{port}`.
     pub public_url: Option<At<HttpUrl>>,

@@ -2,7 +2,7 @@
 //! so that a bad value is reported at its own line and column.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -36,6 +36,16 @@ macro_rules! deserialize_from_str {
             }
         }
     };
+}
+
+/// Deserializes the listener's `IP:PORT`, with a message that shows the form.
+pub(super) fn socket_addr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+    let s = String::deserialize(deserializer)?;
+    s.parse().map_err(|_| {
+        de::Error::custom(format!(
+            "`{s}` is not a listen address: write IP:PORT, e.g. `0.0.0.0:8080` or `127.0.0.1:8080`"
+        ))
+    })
 }
 
 /// A value with the place in the YAML file it came from, so that checks

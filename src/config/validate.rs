@@ -82,9 +82,12 @@ pub(super) fn validate(config: Config, file: &str) -> Result<Loaded, ConfigError
     }
     let ops = &config.ops;
     let paths = [(&ops.health, "ops.health"), (&ops.ready, "ops.ready"), (&ops.metrics, "ops.metrics")];
-    for (i, (a, name)) in paths.iter().enumerate() {
-        if paths[..i].iter().any(|(b, _)| b.0 == a.0) {
-            p.error(a.location, name, format!("`{}` is used by another ops endpoint", a.0));
+    for (i, later) in paths.iter().enumerate() {
+        if let Some(earlier) = paths[..i].iter().find(|(b, _)| b.0 == later.0.0) {
+            // Point at the one written in the file when the other is a default.
+            let ((at, name), (_, other)) =
+                if later.0.location == Location::UNKNOWN { (earlier, later) } else { (later, earlier) };
+            p.error(at.location, name, format!("`{}` is already the path of {other}", at.0));
         }
     }
 

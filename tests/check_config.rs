@@ -1,0 +1,376 @@
+//! `oauth-sidecar check-config`, black box: the built binary on files written
+//! to a temporary folder. A good file prints `FILE: ok` and a summary; a bad
+//! one prints every problem as `file:line:column: field.path: message` on
+//! stderr and exits with status 2.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The name the files are written under, and so the name errors start with.
+const FILE: &str = "sidecar.yaml";
+
+/// A command for the binary with the environment variables these tests
+/// depend on removed, run from `dir`.
+fn sidecar(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_oauth-sidecar"));
+    cmd.current_dir(dir).env_remove("OAUTH_SIDECAR_CONFIG").env_remove("NOT_SET_VAR");
+    cmd
+}
+
+/// Writes `yaml` as `sidecar.yaml` in a fresh folder and checks it.
+fn check(yaml: &str) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(FILE), yaml).unwrap();
+    sidecar(dir.path()).args(["check-config", FILE]).output().unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts that `out` refused the file with status 2 and has the error line
+/// `sidecar.yaml:AT: PATH: ...FRAGMENT...` on stderr, `at` being `LINE:COLUMN`.
+#[track_caller]
+fn assert_error(out: &Output, at: &str, path: &str, fragment: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(2), "exit status; stderr:\n{err}");
+    assert!(out.stdout.is_empty(), "nothing on stdout for a bad file, got:\n{}", stdout(out));
+    let prefix = if path.is_empty() { format!("{FILE}:{at}: ") } else { format!("{FILE}:{at}: {path}: ") };
+    let found = err.lines().any(|l| l.starts_with(&prefix) && l[prefix.len()..].contains(fragment));
+    assert!(found, "expected a line `{prefix}...{fragment}...` in stderr:\n{err}");
+}
+
+/// Asserts a parse error: exactly one error line, as [`assert_error`].
+#[track_caller]
+fn assert_only_error(yaml: &str, at: &str, path: &str, fragment: &str) {
+    let out = check(yaml);
+    assert_error(&out, at, path, fragment);
+    assert_eq!(stderr(&out).lines().count(), 1, "one error line:\n{}", stderr(&out));
+}
+
+// --- good files --------------------------------------------------------------
+
+#[test]
+fn valid_file_passes_and_prints_a_summary() {
+    let out = check(
+        "listen: 127.0.0.1:9000\n\
+         public_url: https://app.example.com\n\
+         upstream: http://127.0.0.1:8000\n\
+         store: sqlite://./state/sidecar.db\n\
+         log: { level: debug, format: json, access: false }\n\
+         proxy:\n  \
+           preserve_host: false\n  \
+           trusted_proxies: [10.0.0.0/8, 127.0.0.1]\n  \
+           connect_timeout: 2s\n  \
+           timeout: 30s\n  \
+           max_body_size: 10MiB\n\
+         ops: { health: /livez }\n\
+         shutdown_grace: 10s\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
+    let summary = stdout(&out);
+    assert!(summary.starts_with(&format!("{FILE}: ok\n")), "{summary}");
+    for expected in [
+        "listen:     http://127.0.0.1:9000",
+        "public URL: https://app.example.com/",
+        "upstream:   http://127.0.0.1:8000/",
+        "store:      sqlite://./state/sidecar.db",
+        "host rewritten, 2 trusted proxies, connect timeout 2s, timeout 30s",
+        "bodies up to 10MiB",
+        "operations: /livez /readyz /metrics",
+        "log:        debug as json",
+        "shutdown:   drain for up to 10s",
+    ] {
+        assert!(summary.contains(expected), "summary lacks `{expected}`:\n{summary}");
+    }
+}
+
+#[test]
+fn empty_file_passes_with_every_default() {
+    let out = check("");
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
+    let summary = stdout(&out);
+    assert!(summary.contains("listen:     http://0.0.0.0:8080"), "{summary}");
+    assert!(summary.contains("upstream:   demo"), "{summary}");
+    assert!(summary.contains("store:      sqlite://./data/sidecar.db"), "{summary}");
+}
+
+#[test]
+fn every_file_in_the_config_folder_passes() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(root.join("config")) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    files.sort();
+    if files.is_empty() {
+        eprintln!("config/ holds no YAML file yet: nothing to check");
+    }
+    for file in files {
+        let out = sidecar(root).arg("check-config").arg(&file).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{} failed:\n{}", file.display(), stderr(&out));
+        assert!(stdout(&out).starts_with(&format!("{}: ok\n", file.display())), "{}", stdout(&out));
+    }
+}
+
+#[test]
+fn env_vars_are_interpolated_and_defaults_apply_when_unset() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(FILE),
+        "upstream: ${CHECK_CONFIG_TEST_UPSTREAM}\npublic_url: ${NOT_SET_VAR:-https://fallback.example}\n",
+    )
+    .unwrap();
+    let out = sidecar(dir.path())
+        .args(["check-config", FILE])
+        .env("CHECK_CONFIG_TEST_UPSTREAM", "http://127.0.0.1:8123")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
+    let summary = stdout(&out);
+    assert!(summary.contains("upstream:   http://127.0.0.1:8123/"), "{summary}");
+    assert!(summary.contains("public URL: https://fallback.example/"), "{summary}");
+}
+
+#[test]
+fn config_env_var_is_the_default_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("from-env.yaml");
+    std::fs::write(&file, "listen: 127.0.0.1:9123\n").unwrap();
+    let out = sidecar(dir.path()).arg("check-config").env("OAUTH_SIDECAR_CONFIG", &file).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
+    let summary = stdout(&out);
+    assert!(summary.starts_with(&format!("{}: ok\n", file.display())), "{summary}");
+    assert!(summary.contains("listen:     http://127.0.0.1:9123"), "{summary}");
+}
+
+// --- bad files: parse errors, one per file -------------------------------------
+
+#[test]
+fn unknown_field_names_file_line_and_column() {
+    assert_only_error(
+        "listen: 127.0.0.1:9000\nlisten_port: 8080\n",
+        "2:1",
+        "listen_port",
+        "unknown field `listen_port`, expected one of listen, public_url",
+    );
+}
+
+#[test]
+fn unknown_nested_field_names_its_dotted_path() {
+    assert_only_error(
+        "proxy:\n  preserve_host: true\n  timeoutt: 30s\n",
+        "3:3",
+        "proxy.timeoutt",
+        "unknown field `timeoutt`, expected one of preserve_host, trusted_proxies, connect_timeout, timeout",
+    );
+}
+
+#[test]
+fn wrong_type_says_what_was_expected() {
+    assert_only_error(
+        "proxy:\n  pool_max_idle: many\n",
+        "2:18",
+        "proxy.pool_max_idle",
+        "expected a whole number",
+    );
+    assert_only_error(
+        "proxy:\n  preserve_host: maybe\n",
+        "2:18",
+        "proxy.preserve_host",
+        "expected `true` or `false`",
+    );
+}
+
+#[test]
+fn section_given_a_value_expects_a_mapping() {
+    assert_only_error("proxy: 5\n", "1:8", "proxy", "expected a mapping");
+}
+
+#[test]
+fn bad_listen_address_shows_the_expected_form() {
+    assert_only_error(
+        "upstream: demo\nlisten: localhost\n",
+        "2:9",
+        "listen",
+        "`localhost` is not a listen address: write IP:PORT, e.g. `0.0.0.0:8080`",
+    );
+}
+
+#[test]
+fn public_url_must_be_http_or_https() {
+    assert_only_error(
+        "public_url: ftp://x\n",
+        "1:13",
+        "public_url",
+        "`ftp://x` has scheme `ftp`: expected http or https",
+    );
+}
+
+#[test]
+fn public_url_must_be_a_url() {
+    assert_only_error("public_url: not a url\n", "1:13", "public_url", "`not a url` is not a URL");
+}
+
+#[test]
+fn upstream_with_a_path_is_refused() {
+    assert_only_error(
+        "upstream: http://127.0.0.1:8000/app\n",
+        "1:11",
+        "upstream",
+        "the upstream is an origin only (http://host:port), without a path",
+    );
+}
+
+#[test]
+fn duration_without_unit_is_refused() {
+    assert_only_error(
+        "proxy:\n  timeout: 30\n",
+        "2:12",
+        "proxy.timeout",
+        "`30` has no unit: write a duration like `30s`",
+    );
+}
+
+#[test]
+fn duration_that_is_not_a_duration_is_refused() {
+    assert_only_error("proxy:\n  timeout: soon\n", "2:12", "proxy.timeout", "`soon` is not a duration");
+}
+
+#[test]
+fn bad_byte_size_is_refused() {
+    assert_only_error(
+        "proxy:\n  max_body_size: 10 parsecs\n",
+        "2:18",
+        "proxy.max_body_size",
+        "`10 parsecs` is not a size: write a number of bytes or e.g. `64KiB`",
+    );
+}
+
+#[test]
+fn missing_env_var_names_the_variable_and_the_field() {
+    let not_set =
+        "environment variable `NOT_SET_VAR` is not set (write `${NOT_SET_VAR:-default}` for a default)";
+    assert_only_error("public_url: ${NOT_SET_VAR}\n", "1:13", "public_url", not_set);
+    assert_only_error("proxy:\n  timeout: ${NOT_SET_VAR}\n", "2:12", "proxy.timeout", not_set);
+}
+
+#[test]
+fn bad_trusted_proxy_names_its_index_in_the_list() {
+    assert_only_error(
+        "proxy:\n  trusted_proxies:\n    - 10.0.0.0/8\n    - localhost\n",
+        "4:7",
+        "proxy.trusted_proxies[1]",
+        "`localhost` is not an IP address or network",
+    );
+}
+
+#[test]
+fn unclosed_bracket_is_a_syntax_error_at_the_bracket() {
+    assert_only_error(
+        "proxy:\n  trusted_proxies: [10.0.0.0/8, 127.0.0.1\n",
+        "2:20",
+        "proxy.trusted_proxies",
+        "unclosed bracket '['",
+    );
+}
+
+#[test]
+fn duplicate_key_is_refused() {
+    assert_only_error(
+        "listen: 127.0.0.1:9000\nlisten: 127.0.0.1:9001\n",
+        "2:1",
+        "",
+        "duplicate mapping key `listen`",
+    );
+}
+
+#[test]
+fn missing_file_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = sidecar(dir.path()).args(["check-config", "absent.yaml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).starts_with("absent.yaml: cannot read the configuration file: "),
+        "{}",
+        stderr(&out)
+    );
+}
+
+// --- bad files: validation errors, all reported ---------------------------------
+
+#[test]
+fn missing_store_file_secret_is_reported() {
+    assert_only_error(
+        "store_file: /nonexistent/store-url\n",
+        "1:13",
+        "store_file",
+        "cannot read secret file /nonexistent/store-url",
+    );
+}
+
+#[test]
+fn missing_tls_files_are_both_reported() {
+    let out = check("tls:\n  cert_file: /nonexistent/cert.pem\n  key_file: /nonexistent/key.pem\n");
+    assert_error(&out, "2:14", "tls.cert_file", "cannot read /nonexistent/cert.pem");
+    assert_error(&out, "3:13", "tls.key_file", "cannot read /nonexistent/key.pem");
+}
+
+#[test]
+fn connect_timeout_longer_than_timeout_is_contradictory() {
+    assert_only_error(
+        "proxy:\n  connect_timeout: 90s\n  timeout: 30s\n",
+        "2:20",
+        "proxy.connect_timeout",
+        "proxy.connect_timeout (1m 30s) is longer than proxy.timeout (30s): contradictory settings",
+    );
+    // With connect_timeout left at its default (5s), the error points at timeout.
+    assert_only_error(
+        "proxy:\n  timeout: 1s\n",
+        "2:12",
+        "proxy.timeout",
+        "is longer than proxy.timeout (1s)",
+    );
+}
+
+#[test]
+fn duplicate_ops_paths_are_refused() {
+    assert_only_error(
+        "ops:\n  health: /status\n  ready: /status\n",
+        "3:10",
+        "ops.ready",
+        "`/status` is already the path of ops.health",
+    );
+    // Taking a default path points at the line that was written.
+    assert_only_error(
+        "ops:\n  health: /metrics\n",
+        "2:11",
+        "ops.health",
+        "`/metrics` is already the path of ops.metrics",
+    );
+}
+
+#[test]
+fn bad_log_level_is_refused() {
+    assert_only_error("log:\n  level: \"loud[[\"\n", "2:10", "log.level", "`loud[[` is not a log filter");
+}
+
+#[test]
+fn every_validation_problem_is_reported() {
+    let out = check(
+        "log:\n  level: \"=[\"\n\
+         proxy:\n  connect_timeout: 2m\n  timeout: 1m\n\
+         ops:\n  health: /x\n  metrics: /x\n",
+    );
+    assert_error(&out, "2:10", "log.level", "is not a log filter");
+    assert_error(&out, "4:20", "proxy.connect_timeout", "contradictory settings");
+    assert_error(&out, "8:12", "ops.metrics", "`/x` is already the path of ops.health");
+    assert_eq!(stderr(&out).lines().count(), 3, "three error lines:\n{}", stderr(&out));
+}
