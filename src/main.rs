@@ -39,6 +39,15 @@ enum Command {
         #[arg(env = "OAUTH_SIDECAR_CONFIG", value_name = "FILE")]
         file: PathBuf,
     },
+    /// Exit 0 when the sidecar this configuration describes answers its health endpoint (for container health checks).
+    #[command(
+        after_help = "Example:\n  OAUTH_SIDECAR_CONFIG=/etc/oauth-sidecar/sidecar.yaml oauth-sidecar healthcheck"
+    )]
+    Healthcheck {
+        /// The YAML configuration file of the running sidecar.
+        #[arg(long, short, env = "OAUTH_SIDECAR_CONFIG", value_name = "FILE")]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -54,6 +63,39 @@ fn main() -> ExitCode {
             }
         },
         Command::Serve { config } => serve(config),
+        Command::Healthcheck { config } => healthcheck(config),
+    }
+}
+
+fn healthcheck(file: PathBuf) -> ExitCode {
+    let loaded = match oauth_sidecar::config::load(&file) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let config = &loaded.config;
+    // A wildcard listener is asked on loopback.
+    let mut addr = config.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            [127, 0, 0, 1].into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let probe = oauth_sidecar::ops::probe(addr, &config.ops.health.0, config.tls.is_some());
+    let result = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(probe),
+        Err(e) => Err(e.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -81,3 +81,32 @@ async fn render_metrics() -> Response {
     let text = prometheus().map(|h| h.render()).unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
+
+/// Asks a running sidecar's health endpoint over plain HTTP, for container
+/// health checks (`oauth-sidecar healthcheck`) where no HTTP tool is
+/// installed. With TLS on the listener, only the TCP connection is checked.
+pub async fn probe(addr: std::net::SocketAddr, path: &str, tls: bool) -> Result<(), String> {
+    let connect = tokio::net::TcpStream::connect(addr);
+    let stream = tokio::time::timeout(Duration::from_secs(3), connect)
+        .await
+        .map_err(|_| format!("{addr}: no connection within 3s"))?
+        .map_err(|e| format!("{addr}: {e}"))?;
+    if tls {
+        return Ok(());
+    }
+    let ask = async {
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(io).await.map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let req = http::Request::get(path)
+            .header(header::HOST, addr.to_string())
+            .body(axum::body::Body::empty())
+            .map_err(|e| e.to_string())?;
+        let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        if res.status() == StatusCode::OK { Ok(()) } else { Err(format!("{path} answered {}", res.status())) }
+    };
+    tokio::time::timeout(Duration::from_secs(3), ask)
+        .await
+        .map_err(|_| format!("{path}: no answer within 3s"))?
+}
