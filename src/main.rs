@@ -122,9 +122,11 @@ fn serve(file: PathBuf) -> ExitCode {
         }
     };
     runtime.block_on(async {
+        // Installed first, so SIGTERM during start-up still shuts down cleanly.
+        let shutdown = oauth_sidecar::shutdown_signal();
         match oauth_sidecar::Sidecar::build(loaded).await {
             Ok(sidecar) => {
-                sidecar.run(oauth_sidecar::shutdown_signal()).await;
+                sidecar.run(shutdown).await;
                 ExitCode::SUCCESS
             }
             Err(e) => {
