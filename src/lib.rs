@@ -20,6 +20,7 @@ pub mod demo;
 mod listener;
 pub mod ops;
 pub mod proxy;
+pub mod server;
 mod sidecar;
 pub mod store;
 pub mod telemetry;

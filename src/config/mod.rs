@@ -11,6 +11,7 @@
 //! ```
 
 mod schema;
+pub mod server;
 pub mod types;
 mod validate;
 mod yaml_error;
@@ -40,6 +41,12 @@ impl Secret {
     /// The secret in clear, for the one place that needs it.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Secret)
     }
 }
 

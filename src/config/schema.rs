@@ -37,6 +37,8 @@ pub struct Config {
     pub ops: OpsConfig,
     /// How long in-flight requests may run after SIGTERM/SIGINT before exit.
     pub shutdown_grace: Duration,
+    /// The authorization server; absent: no tokens are issued.
+    pub server: Option<super::server::ServerConfig>,
 }
 
 impl Default for Config {
@@ -52,6 +54,7 @@ impl Default for Config {
             proxy: ProxyConfig::default(),
             ops: OpsConfig::default(),
             shutdown_grace: Duration::secs(30),
+            server: None,
         }
     }
 }

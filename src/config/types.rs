@@ -58,6 +58,12 @@ pub struct At<T> {
     pub location: serde_saphyr::Location,
 }
 
+impl<T: Default> Default for At<T> {
+    fn default() -> Self {
+        At::default_value(T::default())
+    }
+}
+
 impl<T> At<T> {
     /// A value that was not written in the file.
     pub const fn default_value(value: T) -> Self {

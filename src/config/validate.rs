@@ -12,23 +12,23 @@ use super::{ConfigError, ConfigErrors, Loaded, read_secret_file};
 /// hyper refuses a request-head buffer smaller than this.
 const MIN_HEADER_SIZE: ByteSize = ByteSize(8 << 10);
 
-struct Problems<'a> {
+pub(super) struct Problems<'a> {
     file: &'a str,
     errors: Vec<ConfigError>,
     warnings: Vec<ConfigError>,
 }
 
 impl Problems<'_> {
-    fn error(&mut self, at: Location, path: &str, message: impl Into<String>) {
+    pub(super) fn error(&mut self, at: Location, path: &str, message: impl Into<String>) {
         self.errors.push(ConfigError::at(self.file, at, path, message));
     }
 
-    fn warn(&mut self, at: Location, path: &str, message: impl Into<String>) {
+    pub(super) fn warn(&mut self, at: Location, path: &str, message: impl Into<String>) {
         self.warnings.push(ConfigError::at(self.file, at, path, message));
     }
 }
 
-pub(super) fn validate(config: Config, file: &str) -> Result<Loaded, ConfigErrors> {
+pub(super) fn validate(mut config: Config, file: &str) -> Result<Loaded, ConfigErrors> {
     let mut p = Problems { file, errors: Vec::new(), warnings: Vec::new() };
 
     let store = resolve_store(&config, &mut p);
@@ -89,6 +89,15 @@ pub(super) fn validate(config: Config, file: &str) -> Result<Loaded, ConfigError
                 if later.0.location == Location::UNKNOWN { (earlier, later) } else { (later, earlier) };
             p.error(at.location, name, format!("`{}` is already the path of {other}", at.0));
         }
+    }
+
+    if let Some(server) = &mut config.server {
+        if let Some(issuer) = &server.issuer
+            && issuer.value.0.query().is_some()
+        {
+            p.error(issuer.location, "server.issuer", "the issuer may not have a query (RFC 8414)");
+        }
+        super::server::validate(server, &mut p);
     }
 
     if p.errors.is_empty() {

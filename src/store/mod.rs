@@ -6,6 +6,7 @@
 //! start. The trait speaks only in plain Rust types, so a second backend can
 //! implement it without SQLite leaking through.
 
+mod model;
 mod sqlite;
 
 use std::sync::Arc;
@@ -14,6 +15,10 @@ use async_trait::async_trait;
 
 use crate::config::StoreUrl;
 
+pub use model::{
+    AuthCodeRecord, CodeRedemption, ConsumerRecord, RefreshRotation, RefreshTokenRecord, SessionRecord,
+    SigningKeyRecord, UserRecord,
+};
 pub use sqlite::{Migration, SqliteStore, migrations};
 
 /// Why a store operation failed.
@@ -63,6 +68,98 @@ pub trait Store: Send + Sync + 'static {
 
     /// Closes the connections cleanly (for SQLite, checkpoints the WAL).
     async fn close(&self);
+
+    // --- server-wide values ---
+
+    /// Stores `value` under `key` unless the key exists; returns the value
+    /// that is stored afterwards (so concurrent first starts agree).
+    async fn meta_get_or_insert(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, StoreError>;
+
+    // --- consumers ---
+
+    /// Creates the consumer, or replaces the one with the same `client_id`.
+    async fn put_consumer(&self, consumer: &ConsumerRecord) -> Result<(), StoreError>;
+    /// The consumer with this `client_id`.
+    async fn consumer(&self, client_id: &str) -> Result<Option<ConsumerRecord>, StoreError>;
+    /// Every consumer, ordered by `client_id`.
+    async fn consumers(&self) -> Result<Vec<ConsumerRecord>, StoreError>;
+    /// Deletes a consumer and its codes and refresh tokens; false when absent.
+    async fn delete_consumer(&self, client_id: &str) -> Result<bool, StoreError>;
+
+    // --- users ---
+
+    /// Creates the user, or replaces the one with the same username.
+    async fn put_user(&self, user: &UserRecord) -> Result<(), StoreError>;
+    /// The user with this username.
+    async fn user(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
+    /// Every user, ordered by username.
+    async fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
+
+    // --- signing keys ---
+
+    /// Adds a signing key.
+    async fn add_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;
+    /// Every signing key, oldest first.
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
+
+    // --- authorization codes ---
+
+    /// Stores a new authorization code.
+    async fn add_auth_code(&self, code: &AuthCodeRecord) -> Result<(), StoreError>;
+    /// Redeems a code once, atomically: the first call gets it, later calls
+    /// learn what was issued from it. Expired codes are still reported, the
+    /// caller checks `expires_at`.
+    async fn redeem_auth_code(&self, code_hash: &str) -> Result<CodeRedemption, StoreError>;
+    /// Records what the first redemption of a code issued, so a reuse can
+    /// revoke it.
+    async fn record_code_issue(
+        &self,
+        code_hash: &str,
+        family_id: Option<&str>,
+        access_jti: &str,
+        access_exp: i64,
+    ) -> Result<(), StoreError>;
+
+    // --- refresh tokens ---
+
+    /// Stores a new refresh token (a new family, or a rotation's successor).
+    async fn add_refresh_token(&self, token: &RefreshTokenRecord) -> Result<(), StoreError>;
+    /// Rotates a refresh token atomically: exactly one concurrent caller gets
+    /// `Rotated` and its successor `next` is stored; a token rotated before
+    /// revokes its family. `now` decides expiry.
+    async fn rotate_refresh_token(
+        &self,
+        token_hash: &str,
+        next: &RefreshTokenRecord,
+        now: i64,
+    ) -> Result<RefreshRotation, StoreError>;
+    /// The current refresh token with this hash (not rotated, not revoked,
+    /// not expired at `now`).
+    async fn refresh_token(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Option<RefreshTokenRecord>, StoreError>;
+    /// Revokes every token of a family.
+    async fn revoke_refresh_family(&self, family_id: &str) -> Result<(), StoreError>;
+
+    // --- login sessions ---
+
+    /// Stores a login session under the hash of its cookie value.
+    async fn add_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
+    /// The session with this hash, if it has not expired at `now`.
+    async fn session(&self, id_hash: &str, now: i64) -> Result<Option<SessionRecord>, StoreError>;
+    /// Ends a session.
+    async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError>;
+
+    // --- access token revocation ---
+
+    /// Adds an access token id to the revocation list until its `exp`.
+    async fn revoke_access_token(&self, jti: &str, exp: i64) -> Result<(), StoreError>;
+    /// True when the access token id was revoked.
+    async fn is_access_token_revoked(&self, jti: &str) -> Result<bool, StoreError>;
+    /// Deletes expired codes, tokens and revocation entries; returns how many.
+    async fn purge_expired(&self, now: i64) -> Result<u64, StoreError>;
 }
 
 /// Opens the store a configuration names, applying pending migrations.

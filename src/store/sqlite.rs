@@ -1,39 +1,32 @@
 //! The embedded SQLite store: one file in WAL mode, one writer connection and
 //! a few readers. sqlx runs each connection on its own thread, so queries never
 //! block the async runtime.
+//!
+//! Every write, and every read that decides a write (redeeming a code,
+//! rotating a refresh token), runs on the single writer connection, so those
+//! are serialized; plain reads go to the read-only pool. The queries live by
+//! concept in `directory` (consumers, users, keys) and `grants` (codes,
+//! tokens, sessions, revocations); the schema is in `migrations/sqlite/`.
 
-use std::borrow::Cow;
+mod directory;
+mod grants;
+mod migrate;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::migrate::{MigrateError, Migration as SqlxMigration, MigrationType, Migrator};
+use sqlx::Row;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
 
-use super::{Store, StoreError};
+pub use migrate::{Migration, migrations};
 
-/// One schema change: a version number, a short description and its SQL.
-#[derive(Debug, Clone)]
-pub struct Migration {
-    /// Applied in ascending order; never reused.
-    pub version: i64,
-    /// A few words, shown in errors.
-    pub description: &'static str,
-    /// The SQL, run in one transaction.
-    pub sql: Cow<'static, str>,
-}
-
-/// The migrations embedded in this binary, oldest first.
-pub fn migrations() -> Vec<Migration> {
-    vec![Migration {
-        version: 1,
-        description: "init",
-        sql: Cow::Borrowed(include_str!("../../migrations/sqlite/0001_init.sql")),
-    }]
-}
+use super::{
+    AuthCodeRecord, CodeRedemption, ConsumerRecord, RefreshRotation, RefreshTokenRecord, SessionRecord,
+    SigningKeyRecord, Store, StoreError, UserRecord,
+};
 
 /// The SQLite backend of [`Store`].
 #[derive(Debug, Clone)]
@@ -74,7 +67,7 @@ impl SqliteStore {
             .await
             .map_err(|e| open_err(e.to_string()))?;
         let store = async {
-            run_migrations(&writer, &migrations).await?;
+            migrate::run(&writer, &migrations).await?;
             let readers = SqlitePoolOptions::new()
                 .max_connections(4)
                 .connect_with(options.read_only(true))
@@ -103,27 +96,21 @@ impl SqliteStore {
     }
 }
 
-async fn run_migrations(pool: &SqlitePool, migrations: &[Migration]) -> Result<(), StoreError> {
-    let known: Vec<SqlxMigration> = migrations
-        .iter()
-        .map(|m| {
-            let sql = AssertSqlSafe(m.sql.clone().into_owned()).into_sql_str();
-            SqlxMigration::new(m.version, Cow::Borrowed(m.description), MigrationType::Simple, sql, false)
-        })
-        .collect();
-    let migrator = Migrator::with_migrations(known);
-    migrator.run(pool).await.map_err(|e| match e {
-        MigrateError::ExecuteMigration(err, version) => StoreError::Migration {
-            version,
-            description: migrations
-                .iter()
-                .find(|m| m.version == version)
-                .map_or_else(String::new, |m| m.description.to_owned()),
-            reason: err.to_string(),
-        },
-        MigrateError::VersionMissing(v) => StoreError::TooNew(v),
-        other => StoreError::Query(other.to_string()),
-    })
+/// A failed query, as the store reports it. SQLite's messages name tables
+/// and columns, never the values bound to a query.
+fn query_err(e: sqlx::Error) -> StoreError {
+    StoreError::Query(e.to_string())
+}
+
+/// Lists of strings are stored as JSON arrays.
+fn encode_list(list: &[String]) -> Result<String, StoreError> {
+    serde_json::to_string(list).map_err(|e| StoreError::Query(format!("cannot encode a list: {e}")))
+}
+
+fn decode_list(row: &SqliteRow, column: &str) -> Result<Vec<String>, sqlx::Error> {
+    let text: String = row.try_get(column)?;
+    serde_json::from_str(&text)
+        .map_err(|e| sqlx::Error::ColumnDecode { index: column.to_owned(), source: Box::new(e) })
 }
 
 #[async_trait]
@@ -133,23 +120,126 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.readers)
-            .await
-            .map(drop)
-            .map_err(|e| StoreError::Query(e.to_string()))
+        sqlx::query("SELECT 1").execute(&self.readers).await.map(drop).map_err(query_err)
     }
 
     async fn applied_migrations(&self) -> Result<Vec<i64>, StoreError> {
         let rows = sqlx::query("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
             .fetch_all(&self.readers)
             .await
-            .map_err(|e| StoreError::Query(e.to_string()))?;
-        rows.iter().map(|r| r.try_get::<i64, _>(0).map_err(|e| StoreError::Query(e.to_string()))).collect()
+            .map_err(query_err)?;
+        rows.iter().map(|r| r.try_get::<i64, _>(0).map_err(query_err)).collect()
     }
 
     async fn close(&self) {
         self.readers.close().await;
         self.writer.close().await;
+    }
+
+    async fn meta_get_or_insert(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        directory::meta_get_or_insert(&self.writer, key, value).await
+    }
+
+    async fn put_consumer(&self, consumer: &ConsumerRecord) -> Result<(), StoreError> {
+        directory::put_consumer(&self.writer, consumer).await
+    }
+
+    async fn consumer(&self, client_id: &str) -> Result<Option<ConsumerRecord>, StoreError> {
+        directory::consumer(&self.readers, client_id).await
+    }
+
+    async fn consumers(&self) -> Result<Vec<ConsumerRecord>, StoreError> {
+        directory::consumers(&self.readers).await
+    }
+
+    async fn delete_consumer(&self, client_id: &str) -> Result<bool, StoreError> {
+        directory::delete_consumer(&self.writer, client_id).await
+    }
+
+    async fn put_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        directory::put_user(&self.writer, user).await
+    }
+
+    async fn user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        directory::user(&self.readers, username).await
+    }
+
+    async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        directory::users(&self.readers).await
+    }
+
+    async fn add_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
+        directory::add_signing_key(&self.writer, key).await
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        directory::signing_keys(&self.readers).await
+    }
+
+    async fn add_auth_code(&self, code: &AuthCodeRecord) -> Result<(), StoreError> {
+        grants::add_auth_code(&self.writer, code).await
+    }
+
+    async fn redeem_auth_code(&self, code_hash: &str) -> Result<CodeRedemption, StoreError> {
+        grants::redeem_auth_code(&self.writer, code_hash).await
+    }
+
+    async fn record_code_issue(
+        &self,
+        code_hash: &str,
+        family_id: Option<&str>,
+        access_jti: &str,
+        access_exp: i64,
+    ) -> Result<(), StoreError> {
+        grants::record_code_issue(&self.writer, code_hash, family_id, access_jti, access_exp).await
+    }
+
+    async fn add_refresh_token(&self, token: &RefreshTokenRecord) -> Result<(), StoreError> {
+        grants::add_refresh_token(&self.writer, token).await
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        token_hash: &str,
+        next: &RefreshTokenRecord,
+        now: i64,
+    ) -> Result<RefreshRotation, StoreError> {
+        grants::rotate_refresh_token(&self.writer, token_hash, next, now).await
+    }
+
+    async fn refresh_token(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Option<RefreshTokenRecord>, StoreError> {
+        grants::refresh_token(&self.readers, token_hash, now).await
+    }
+
+    async fn revoke_refresh_family(&self, family_id: &str) -> Result<(), StoreError> {
+        grants::revoke_refresh_family(&self.writer, family_id).await
+    }
+
+    async fn add_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        grants::add_session(&self.writer, session).await
+    }
+
+    async fn session(&self, id_hash: &str, now: i64) -> Result<Option<SessionRecord>, StoreError> {
+        grants::session(&self.readers, id_hash, now).await
+    }
+
+    async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        grants::delete_session(&self.writer, id_hash).await
+    }
+
+    async fn revoke_access_token(&self, jti: &str, exp: i64) -> Result<(), StoreError> {
+        grants::revoke_access_token(&self.writer, jti, exp).await
+    }
+
+    async fn is_access_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        grants::is_access_token_revoked(&self.readers, jti).await
+    }
+
+    async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
+        grants::purge_expired(&self.writer, now).await
     }
 }

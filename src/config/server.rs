@@ -1,0 +1,338 @@
+//! The `server:` section: the authorization server (farmOS model), its
+//! roles, declarative consumers and seed users.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::Secret;
+use super::types::{At, Duration, HttpUrl};
+
+/// Grant types a consumer may list in `grant_types`.
+pub const GRANT_TYPES: [&str; 4] = ["authorization_code", "refresh_token", "client_credentials", "password"];
+
+/// Scopes that are not roles but are accepted in requests (OpenID Connect).
+pub const NON_ROLE_SCOPES: [&str; 4] = ["openid", "offline_access", "profile", "email"];
+
+/// The authorization server; absent means the sidecar issues no tokens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The `iss` of every token; default: the public URL.
+    pub issuer: Option<At<HttpUrl>>,
+    /// Access token lifetime, unless the consumer overrides it.
+    pub access_token_ttl: At<Duration>,
+    /// Refresh token lifetime, unless the consumer overrides it.
+    pub refresh_token_ttl: At<Duration>,
+    /// Authorization code lifetime; at most 10 minutes (RFC 6749 section 4.1.2).
+    pub code_ttl: At<Duration>,
+    /// Login session lifetime at the authorization server.
+    pub session_ttl: Duration,
+    /// Signing algorithm of access tokens: `EdDSA` or `RS256`.
+    pub access_token_alg: At<String>,
+    /// Signing algorithm of ID tokens: `RS256` or `EdDSA`.
+    pub id_token_alg: At<String>,
+    /// The role every token gets (farmOS `authenticated`).
+    pub base_role: String,
+    /// Failed logins allowed per account and per address within `login_window`.
+    pub login_attempts: u32,
+    /// The window for `login_attempts`.
+    pub login_window: Duration,
+    /// A folder of templates (`login.html`, `consent.html`, `error.html`)
+    /// replacing the built-in pages.
+    pub templates_dir: Option<At<PathBuf>>,
+    /// Roles (scopes) with the label and description shown on the consent page.
+    pub roles: BTreeMap<String, RoleConfig>,
+    /// Consumers created or updated at start, marked as managed by this file.
+    pub consumers: Vec<ConsumerConfig>,
+    /// Users created at start when missing (normally the CLI manages users).
+    pub users: Vec<UserConfig>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            issuer: None,
+            access_token_ttl: At::default_value(Duration::secs(3600)),
+            refresh_token_ttl: At::default_value(Duration::secs(14 * 86_400)),
+            code_ttl: At::default_value(Duration::secs(60)),
+            session_ttl: Duration::secs(8 * 3600),
+            access_token_alg: At::default_value("EdDSA".to_owned()),
+            id_token_alg: At::default_value("RS256".to_owned()),
+            base_role: "authenticated".to_owned(),
+            login_attempts: 5,
+            login_window: Duration::secs(900),
+            templates_dir: None,
+            roles: BTreeMap::new(),
+            consumers: Vec::new(),
+            users: Vec::new(),
+        }
+    }
+}
+
+/// A role: a scope a consumer can be granted.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoleConfig {
+    /// Short name on the consent page.
+    pub label: String,
+    /// What the role allows, on the consent page.
+    pub description: String,
+}
+
+/// A consumer (OAuth client) declared in the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsumerConfig {
+    /// A machine name; required in the file so that restarts update the same consumer.
+    pub client_id: At<String>,
+    /// A label identifying the integration.
+    pub label: String,
+    /// The client secret (set by hand: stored as an argon2 hash).
+    pub secret: Option<At<Secret>>,
+    /// A file holding the client secret.
+    pub secret_file: Option<At<PathBuf>>,
+    /// Whether the secret is validated (farmOS); public clients must use PKCE.
+    pub confidential: bool,
+    /// The user `client_credentials` acts as.
+    pub user_id: Option<String>,
+    /// Exact redirect URIs for the authorization code grant.
+    pub redirect_uris: Vec<At<String>>,
+    /// Origins allowed to call the API from a browser (CORS).
+    pub allowed_origins: Vec<String>,
+    /// Third-party consumers show the consent page; first-party ones skip it.
+    pub third_party: bool,
+    /// The consumer's roles.
+    pub scopes: Vec<At<String>>,
+    /// Grants the consumer may use.
+    pub grant_types: Vec<At<String>>,
+    /// Overrides `server.access_token_ttl`.
+    pub access_token_ttl: Option<Duration>,
+    /// Overrides `server.refresh_token_ttl`.
+    pub refresh_token_ttl: Option<Duration>,
+    /// farmOS: always grant the authorizing user's roles.
+    pub grant_user_access: bool,
+    /// farmOS: grant only the requested scopes.
+    pub limit_requested_access: bool,
+    /// farmOS: never grant more than the authorizing user has.
+    pub limit_user_access: bool,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            client_id: At::default_value(String::new()),
+            label: String::new(),
+            secret: None,
+            secret_file: None,
+            confidential: true,
+            user_id: None,
+            redirect_uris: Vec::new(),
+            allowed_origins: Vec::new(),
+            third_party: true,
+            scopes: Vec::new(),
+            grant_types: vec![
+                At::default_value("authorization_code".to_owned()),
+                At::default_value("refresh_token".to_owned()),
+            ],
+            access_token_ttl: None,
+            refresh_token_ttl: None,
+            grant_user_access: false,
+            limit_requested_access: false,
+            limit_user_access: false,
+        }
+    }
+}
+
+/// A user created at start when it does not exist yet.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UserConfig {
+    /// The login name.
+    pub username: At<String>,
+    /// The password (hashed with argon2 before it is stored).
+    pub password: Option<At<Secret>>,
+    /// A file holding the password.
+    pub password_file: Option<At<PathBuf>>,
+    /// The user's roles.
+    pub roles: Vec<At<String>>,
+    /// May use the admin API and pages.
+    pub admin: bool,
+}
+
+/// Checks the `server:` section and reads its `*_file` secrets into place.
+pub(super) fn validate(server: &mut ServerConfig, p: &mut super::validate::Problems<'_>) {
+    if *server.code_ttl > Duration::secs(600) {
+        p.error(
+            server.code_ttl.location,
+            "server.code_ttl",
+            "authorization codes may live 10 minutes at most",
+        );
+    }
+    for (alg, path) in
+        [(&server.access_token_alg, "server.access_token_alg"), (&server.id_token_alg, "server.id_token_alg")]
+    {
+        if !matches!(alg.value.as_str(), "EdDSA" | "RS256") {
+            p.error(
+                alg.location,
+                path,
+                format!("`{}` is not a signing algorithm here: expected `EdDSA` or `RS256`", alg.value),
+            );
+        }
+    }
+    if server.base_role.trim().is_empty() {
+        p.error(serde_saphyr::Location::UNKNOWN, "server.base_role", "the base role needs a name");
+    }
+    let roles: Vec<String> = server.roles.keys().cloned().collect();
+    let known_role = |r: &str| roles.iter().any(|k| k == r);
+
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, c) in server.consumers.iter_mut().enumerate() {
+        let at = |field: &str| format!("server.consumers[{i}].{field}");
+        let id = &c.client_id;
+        if id.value.is_empty() {
+            p.error(
+                id.location,
+                &at("client_id"),
+                "a consumer in the file needs a `client_id` (a machine name)",
+            );
+        } else if !id.value.chars().all(|ch| ch.is_ascii_alphanumeric() || "_.-".contains(ch)) {
+            p.error(
+                id.location,
+                &at("client_id"),
+                format!("`{}` is not a machine name: use letters, digits, `_`, `.`, `-`", id.value),
+            );
+        } else if !seen.insert(id.value.clone()) {
+            p.error(id.location, &at("client_id"), format!("`{}` is declared twice", id.value));
+        }
+        match (&c.secret, &c.secret_file) {
+            (Some(_), Some(file)) => {
+                p.error(file.location, &at("secret_file"), "give either `secret` or `secret_file`, not both")
+            }
+            (None, Some(file)) => match super::read_secret_file(&file.value) {
+                Ok(secret) => c.secret = Some(At { value: secret, location: file.location }),
+                Err(e) => p.error(
+                    file.location,
+                    &at("secret_file"),
+                    format!("cannot read {}: {e}", file.value.display()),
+                ),
+            },
+            _ => {}
+        }
+        if let Some(secret) = &c.secret
+            && secret.value.expose().len() < 16
+        {
+            p.error(secret.location, &at("secret"), "a client secret needs at least 16 characters");
+        }
+        let has_secret = c.secret.is_some() || c.secret_file.is_some();
+        if c.confidential && !has_secret {
+            p.error(
+                id.location,
+                &at("secret"),
+                "a confidential consumer needs `secret` or `secret_file` (or `confidential: false`)",
+            );
+        }
+        for scope in &c.scopes {
+            if !known_role(&scope.value) {
+                p.error(
+                    scope.location,
+                    &at("scopes"),
+                    format!("`{}` is not a role declared in server.roles", scope.value),
+                );
+            }
+        }
+        let grants: Vec<&str> = c.grant_types.iter().map(|g| g.value.as_str()).collect();
+        for g in &c.grant_types {
+            if !GRANT_TYPES.contains(&g.value.as_str()) {
+                p.error(
+                    g.location,
+                    &at("grant_types"),
+                    format!("`{}` is not a grant type: expected one of {}", g.value, GRANT_TYPES.join(", ")),
+                );
+            } else if g.value == "client_credentials" && !c.confidential {
+                p.error(
+                    g.location,
+                    &at("grant_types"),
+                    "a public consumer (`confidential: false`) may not use client_credentials",
+                );
+            } else if g.value == "client_credentials" && c.user_id.is_none() {
+                p.warn(
+                    g.location,
+                    &at("user_id"),
+                    "client_credentials without `user_id` acts as no user: its tokens get no roles",
+                );
+            } else if g.value == "password" {
+                p.warn(g.location, &at("grant_types"), "the password grant must not be used (RFC 9700 section 2.4); keep it only for legacy clients");
+            }
+        }
+        if grants.contains(&"authorization_code") && c.redirect_uris.is_empty() {
+            p.error(
+                id.location,
+                &at("redirect_uris"),
+                "the authorization_code grant needs at least one redirect URI",
+            );
+        }
+        for uri in &c.redirect_uris {
+            if let Err(e) = check_redirect_uri(&uri.value) {
+                p.error(uri.location, &at("redirect_uris"), e);
+            }
+        }
+    }
+
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, u) in server.users.iter_mut().enumerate() {
+        let at = |field: &str| format!("server.users[{i}].{field}");
+        if u.username.value.trim().is_empty() {
+            p.error(u.username.location, &at("username"), "a user needs a `username`");
+        } else if !seen.insert(u.username.value.clone()) {
+            p.error(
+                u.username.location,
+                &at("username"),
+                format!("`{}` is declared twice", u.username.value),
+            );
+        }
+        match (&u.password, &u.password_file) {
+            (Some(_), Some(file)) => p.error(
+                file.location,
+                &at("password_file"),
+                "give either `password` or `password_file`, not both",
+            ),
+            (None, Some(file)) => match super::read_secret_file(&file.value) {
+                Ok(secret) => u.password = Some(At { value: secret, location: file.location }),
+                Err(e) => p.error(
+                    file.location,
+                    &at("password_file"),
+                    format!("cannot read {}: {e}", file.value.display()),
+                ),
+            },
+            (None, None) => p.error(
+                u.username.location,
+                &at("password"),
+                "a user in the file needs `password` or `password_file`",
+            ),
+            (Some(_), None) => {}
+        }
+        for role in &u.roles {
+            if !known_role(&role.value) {
+                p.error(
+                    role.location,
+                    &at("roles"),
+                    format!("`{}` is not a role declared in server.roles", role.value),
+                );
+            }
+        }
+    }
+}
+
+/// A redirect URI must be absolute, without a fragment (RFC 6749 section 3.1.2).
+pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
+    let parsed: http::Uri = uri.parse().map_err(|e| format!("`{uri}` is not a URI ({e})"))?;
+    if parsed.scheme().is_none() || parsed.authority().is_none() && parsed.scheme_str() != Some("urn") {
+        return Err(format!("`{uri}` is not an absolute URI"));
+    }
+    if uri.contains('#') {
+        return Err(format!("`{uri}` has a fragment, which a redirect URI may not have"));
+    }
+    Ok(())
+}

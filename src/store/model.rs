@@ -1,0 +1,164 @@
+//! The records the authorization server keeps, in plain Rust types so that
+//! every backend can hold them. Secrets, codes and refresh tokens appear
+//! only as hashes; times are Unix seconds.
+
+/// An OAuth client (farmOS "consumer"), as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    /// The `client_id`: a machine name, or a UUID v4 when none was given.
+    pub client_id: String,
+    /// A label to identify the integration.
+    pub label: String,
+    /// The secret's hash (`hmac-sha256:...` for generated secrets,
+    /// `$argon2id$...` for secrets set by hand); `None` without a secret.
+    pub secret_hash: Option<String>,
+    /// Whether the secret is validated.
+    pub confidential: bool,
+    /// The user `client_credentials` acts as.
+    pub user_id: Option<String>,
+    /// Exact redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Origins allowed to make CORS requests.
+    pub allowed_origins: Vec<String>,
+    /// Third-party consumers show the consent page.
+    pub third_party: bool,
+    /// The consumer's roles.
+    pub scopes: Vec<String>,
+    /// Grant types the consumer may use.
+    pub grant_types: Vec<String>,
+    /// Access token lifetime in seconds, overriding the server's.
+    pub access_token_ttl: Option<u64>,
+    /// Refresh token lifetime in seconds, overriding the server's.
+    pub refresh_token_ttl: Option<u64>,
+    /// farmOS: always grant the authorizing user's roles.
+    pub grant_user_access: bool,
+    /// farmOS: grant only the requested scopes.
+    pub limit_requested_access: bool,
+    /// farmOS: never grant more than the user has.
+    pub limit_user_access: bool,
+    /// Created or updated from the YAML file at start (not by the CLI).
+    pub managed_by_config: bool,
+}
+
+/// A local user, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// The login name.
+    pub username: String,
+    /// argon2 PHC string.
+    pub password_hash: String,
+    /// The user's roles.
+    pub roles: Vec<String>,
+    /// May use the admin API and pages.
+    pub admin: bool,
+    /// Refused at login and for every grant.
+    pub disabled: bool,
+}
+
+/// A token-signing key pair, as stored. Its `Debug` leaves the private key out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKeyRecord {
+    /// Key id, the JWT header's `kid`.
+    pub kid: String,
+    /// JWS algorithm: `EdDSA` or `RS256`.
+    pub alg: String,
+    /// The private key, PKCS#8 DER.
+    pub private_der: Vec<u8>,
+    /// When it was created.
+    pub created_at: i64,
+}
+
+/// An authorization code, stored until it expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthCodeRecord {
+    /// SHA-256 of the code.
+    pub code_hash: String,
+    /// The consumer it was issued to.
+    pub client_id: String,
+    /// The user who authorized it.
+    pub username: String,
+    /// The redirect URI it was issued for.
+    pub redirect_uri: String,
+    /// The granted roles, space-separated.
+    pub scope: String,
+    /// PKCE S256 challenge, when given.
+    pub code_challenge: Option<String>,
+    /// OIDC nonce, when given.
+    pub nonce: Option<String>,
+    /// When the user authenticated.
+    pub auth_time: i64,
+    /// When the code stops being valid.
+    pub expires_at: i64,
+}
+
+/// What redeeming an authorization code found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeRedemption {
+    /// First use: the code, now marked used.
+    Fresh(AuthCodeRecord),
+    /// The code was used before: the refresh family and access token ids
+    /// issued from it, to be revoked.
+    Reused {
+        /// The refresh-token family issued from the first use, if any.
+        family_id: Option<String>,
+        /// Access token `jti`s issued from the first use, with their `exp`.
+        access_jtis: Vec<(String, i64)>,
+    },
+    /// No such code.
+    Unknown,
+}
+
+/// A refresh token, stored as a hash, one link in a rotation family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshTokenRecord {
+    /// SHA-256 of the token.
+    pub token_hash: String,
+    /// All tokens rotated from one grant share a family.
+    pub family_id: String,
+    /// The consumer it belongs to.
+    pub client_id: String,
+    /// The user it acts for.
+    pub username: Option<String>,
+    /// The granted roles, space-separated.
+    pub scope: String,
+    /// When the user authenticated (for ID tokens).
+    pub auth_time: Option<i64>,
+    /// When it stops being valid.
+    pub expires_at: i64,
+}
+
+/// What presenting a refresh token found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshRotation {
+    /// The token was current: it is now rotated out and the successor stored
+    /// in its family; carries the presented token's record.
+    Rotated(RefreshTokenRecord),
+    /// The token was already rotated: its whole family is now revoked.
+    Reused,
+    /// No such token, revoked, or expired.
+    Invalid,
+}
+
+/// A browser's login session at the authorization server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// SHA-256 of the session cookie's value.
+    pub id_hash: String,
+    /// The logged-in user.
+    pub username: String,
+    /// When the user authenticated.
+    pub auth_time: i64,
+    /// When the session ends.
+    pub expires_at: i64,
+}
+
+impl std::fmt::Debug for SigningKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeyRecord")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("private_der", &"[redacted]")
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}

@@ -1,0 +1,421 @@
+//! The authorization server's state in the SQLite store, on a real file:
+//! round trips, single-use codes, refresh-token rotation under concurrency,
+//! revocations and expiry.
+
+use std::sync::Arc;
+
+use oauth_sidecar::store::{
+    AuthCodeRecord, CodeRedemption, ConsumerRecord, RefreshRotation, RefreshTokenRecord, SessionRecord,
+    SigningKeyRecord, SqliteStore, Store, UserRecord,
+};
+use tempfile::TempDir;
+
+const NOW: i64 = 1_700_000_000;
+
+/// A fresh store in its own folder; the folder lives as long as the guard.
+async fn store() -> (SqliteStore, TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("sidecar.db")).await.unwrap();
+    (store, dir)
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn consumer(client_id: &str) -> ConsumerRecord {
+    ConsumerRecord {
+        client_id: client_id.to_owned(),
+        label: format!("{client_id} integration"),
+        secret_hash: Some("hmac-sha256:abc".into()),
+        confidential: true,
+        user_id: Some("alice".into()),
+        redirect_uris: strings(&["https://app.example/cb", "http://127.0.0.1:8080/cb"]),
+        allowed_origins: strings(&["https://app.example"]),
+        third_party: true,
+        scopes: strings(&["farm_manager", "farm_viewer"]),
+        grant_types: strings(&["authorization_code", "refresh_token"]),
+        access_token_ttl: Some(300),
+        refresh_token_ttl: None,
+        grant_user_access: false,
+        limit_requested_access: true,
+        limit_user_access: true,
+        managed_by_config: false,
+    }
+}
+
+fn code(code_hash: &str, client_id: &str, expires_at: i64) -> AuthCodeRecord {
+    AuthCodeRecord {
+        code_hash: code_hash.to_owned(),
+        client_id: client_id.to_owned(),
+        username: "alice".into(),
+        redirect_uri: "https://app.example/cb".into(),
+        scope: "farm_manager".into(),
+        code_challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into()),
+        nonce: None,
+        auth_time: NOW - 5,
+        expires_at,
+    }
+}
+
+fn refresh(token_hash: &str, family_id: &str, client_id: &str, expires_at: i64) -> RefreshTokenRecord {
+    RefreshTokenRecord {
+        token_hash: token_hash.to_owned(),
+        family_id: family_id.to_owned(),
+        client_id: client_id.to_owned(),
+        username: Some("alice".into()),
+        scope: "farm_manager".into(),
+        auth_time: Some(NOW - 5),
+        expires_at,
+    }
+}
+
+fn session(id_hash: &str, expires_at: i64) -> SessionRecord {
+    SessionRecord { id_hash: id_hash.to_owned(), username: "alice".into(), auth_time: NOW, expires_at }
+}
+
+#[tokio::test]
+async fn consumers_round_trip_and_put_replaces() {
+    let (store, _dir) = store().await;
+    let mut farm = consumer("farm");
+    store.put_consumer(&farm).await.unwrap();
+    let minimal = ConsumerRecord {
+        secret_hash: None,
+        confidential: false,
+        user_id: None,
+        redirect_uris: vec![],
+        allowed_origins: vec![],
+        scopes: vec![],
+        grant_types: vec![],
+        access_token_ttl: None,
+        ..consumer("app")
+    };
+    store.put_consumer(&minimal).await.unwrap();
+    assert_eq!(store.consumer("farm").await.unwrap(), Some(farm.clone()));
+    assert_eq!(store.consumer("app").await.unwrap(), Some(minimal.clone()));
+    assert_eq!(store.consumer("nobody").await.unwrap(), None);
+
+    farm.label = "renamed".into();
+    farm.scopes = strings(&["farm_worker"]);
+    farm.refresh_token_ttl = Some(86_400);
+    farm.managed_by_config = true;
+    store.put_consumer(&farm).await.unwrap();
+    assert_eq!(store.consumers().await.unwrap(), vec![minimal, farm], "ordered by client_id");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn delete_consumer_removes_its_codes_and_refresh_tokens_only() {
+    let (store, _dir) = store().await;
+    for id in ["gone", "kept"] {
+        store.put_consumer(&consumer(id)).await.unwrap();
+        store.add_auth_code(&code(&format!("code-{id}"), id, NOW + 60)).await.unwrap();
+        store
+            .add_refresh_token(&refresh(&format!("rt-{id}"), &format!("fam-{id}"), id, NOW + 3600))
+            .await
+            .unwrap();
+    }
+
+    assert!(store.delete_consumer("gone").await.unwrap());
+    assert!(!store.delete_consumer("gone").await.unwrap(), "false when absent");
+    assert_eq!(store.consumer("gone").await.unwrap(), None);
+    assert_eq!(store.redeem_auth_code("code-gone").await.unwrap(), CodeRedemption::Unknown);
+    assert_eq!(store.refresh_token("rt-gone", NOW).await.unwrap(), None);
+
+    assert!(store.consumer("kept").await.unwrap().is_some());
+    assert!(store.refresh_token("rt-kept", NOW).await.unwrap().is_some());
+    assert!(matches!(store.redeem_auth_code("code-kept").await.unwrap(), CodeRedemption::Fresh(_)));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn users_round_trip_and_put_replaces() {
+    let (store, _dir) = store().await;
+    let mut bob = UserRecord {
+        username: "bob".into(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        roles: strings(&["farm_worker"]),
+        admin: false,
+        disabled: false,
+    };
+    let alice = UserRecord { username: "alice".into(), roles: vec![], admin: true, ..bob.clone() };
+    store.put_user(&bob).await.unwrap();
+    store.put_user(&alice).await.unwrap();
+    assert_eq!(store.user("bob").await.unwrap(), Some(bob.clone()));
+    assert_eq!(store.user("carol").await.unwrap(), None);
+
+    bob.disabled = true;
+    bob.roles = strings(&["farm_manager", "farm_viewer"]);
+    store.put_user(&bob).await.unwrap();
+    assert_eq!(store.users().await.unwrap(), vec![alice, bob], "ordered by username");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn signing_keys_come_back_oldest_first_and_kids_are_unique() {
+    let (store, _dir) = store().await;
+    let newer = SigningKeyRecord {
+        kid: "k2".into(),
+        alg: "RS256".into(),
+        private_der: vec![0, 1, 2, 255],
+        created_at: NOW,
+    };
+    let older = SigningKeyRecord {
+        kid: "k1".into(),
+        alg: "EdDSA".into(),
+        private_der: vec![48, 46, 2, 1, 0],
+        created_at: NOW - 100,
+    };
+    store.add_signing_key(&newer).await.unwrap();
+    store.add_signing_key(&older).await.unwrap();
+    assert_eq!(store.signing_keys().await.unwrap(), vec![older.clone(), newer]);
+    assert!(store.add_signing_key(&older).await.is_err(), "a kid is stored once");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn meta_get_or_insert_keeps_the_first_value() {
+    let (store, _dir) = store().await;
+    let first = [0u8, 159, 146, 150, 255];
+    assert_eq!(store.meta_get_or_insert("cookie_key", &first).await.unwrap(), first);
+    assert_eq!(store.meta_get_or_insert("cookie_key", b"second").await.unwrap(), first);
+    assert_eq!(store.meta_get_or_insert("other", b"other").await.unwrap(), b"other");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn meta_value_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sidecar.db");
+    let store = SqliteStore::open(&db).await.unwrap();
+    store.meta_get_or_insert("hmac_key", b"first").await.unwrap();
+    store.close().await;
+    let store = SqliteStore::open(&db).await.unwrap();
+    assert_eq!(store.meta_get_or_insert("hmac_key", b"second").await.unwrap(), b"first");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sessions_round_trip_until_they_expire_or_end() {
+    let (store, _dir) = store().await;
+    let live = session("s1", NOW + 600);
+    store.add_session(&live).await.unwrap();
+    assert_eq!(store.session("s1", NOW).await.unwrap(), Some(live));
+    assert_eq!(store.session("s1", NOW + 600).await.unwrap(), None, "expired at expires_at");
+    assert_eq!(store.session("unknown", NOW).await.unwrap(), None);
+    store.delete_session("s1").await.unwrap();
+    assert_eq!(store.session("s1", NOW).await.unwrap(), None);
+    store.delete_session("s1").await.unwrap();
+    store.close().await;
+}
+
+#[tokio::test]
+async fn auth_code_is_redeemed_once_and_reuse_reports_what_it_issued() {
+    let (store, _dir) = store().await;
+    let issued = code("c1", "farm", NOW + 60);
+    store.add_auth_code(&issued).await.unwrap();
+
+    assert_eq!(store.redeem_auth_code("c1").await.unwrap(), CodeRedemption::Fresh(issued));
+    store.record_code_issue("c1", Some("fam-1"), "jti-1", NOW + 300).await.unwrap();
+    store.record_code_issue("c1", None, "jti-2", NOW + 400).await.unwrap();
+
+    assert_eq!(
+        store.redeem_auth_code("c1").await.unwrap(),
+        CodeRedemption::Reused {
+            family_id: Some("fam-1".into()),
+            access_jtis: vec![("jti-1".into(), NOW + 300), ("jti-2".into(), NOW + 400)],
+        }
+    );
+    assert_eq!(store.redeem_auth_code("nope").await.unwrap(), CodeRedemption::Unknown);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn expired_code_is_still_reported_for_the_caller_to_refuse() {
+    let (store, _dir) = store().await;
+    let expired = code("old", "farm", NOW - 1);
+    store.add_auth_code(&expired).await.unwrap();
+    assert_eq!(store.redeem_auth_code("old").await.unwrap(), CodeRedemption::Fresh(expired));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn reuse_before_the_issue_is_recorded_revokes_it_when_recorded() {
+    let (store, _dir) = store().await;
+    store.add_auth_code(&code("c1", "farm", NOW + 60)).await.unwrap();
+    assert!(matches!(store.redeem_auth_code("c1").await.unwrap(), CodeRedemption::Fresh(_)));
+    assert_eq!(
+        store.redeem_auth_code("c1").await.unwrap(),
+        CodeRedemption::Reused { family_id: None, access_jtis: vec![] }
+    );
+
+    store.add_refresh_token(&refresh("rt", "fam-1", "farm", NOW + 3600)).await.unwrap();
+    store.record_code_issue("c1", Some("fam-1"), "jti-1", NOW + 300).await.unwrap();
+    assert!(store.is_access_token_revoked("jti-1").await.unwrap());
+    assert_eq!(store.refresh_token("rt", NOW).await.unwrap(), None);
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_redemptions_of_one_code_have_one_winner() {
+    let (store, _dir) = store().await;
+    let store = Arc::new(store);
+    store.add_auth_code(&code("c1", "farm", NOW + 60)).await.unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.redeem_auth_code("c1").await.unwrap() })
+        })
+        .collect();
+    let mut fresh = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            CodeRedemption::Fresh(_) => fresh += 1,
+            CodeRedemption::Reused { .. } => {}
+            CodeRedemption::Unknown => panic!("the code exists"),
+        }
+    }
+    assert_eq!(fresh, 1);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn refresh_rotation_stores_the_successor_in_the_same_family() {
+    let (store, _dir) = store().await;
+    let first = refresh("rt-1", "fam", "farm", NOW + 3600);
+    store.add_refresh_token(&first).await.unwrap();
+    assert_eq!(store.refresh_token("rt-1", NOW).await.unwrap(), Some(first.clone()));
+
+    let next = refresh("rt-2", "fam", "farm", NOW + 7200);
+    assert_eq!(
+        store.rotate_refresh_token("rt-1", &next, NOW).await.unwrap(),
+        RefreshRotation::Rotated(first)
+    );
+    assert_eq!(store.refresh_token("rt-1", NOW).await.unwrap(), None, "rotated out");
+    assert_eq!(store.refresh_token("rt-2", NOW).await.unwrap(), Some(next.clone()));
+
+    let third = refresh("rt-3", "other-family-ignored", "farm", NOW + 9000);
+    assert!(matches!(
+        store.rotate_refresh_token("rt-2", &third, NOW).await.unwrap(),
+        RefreshRotation::Rotated(_)
+    ));
+    let stored = store.refresh_token("rt-3", NOW).await.unwrap().unwrap();
+    assert_eq!(stored.family_id, "fam", "a successor joins the presented token's family");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn refresh_token_reuse_revokes_family() {
+    let (store, _dir) = store().await;
+    store.add_refresh_token(&refresh("rt-1", "fam", "farm", NOW + 3600)).await.unwrap();
+    store.add_refresh_token(&refresh("other", "fam-other", "farm", NOW + 3600)).await.unwrap();
+    let next = refresh("rt-2", "fam", "farm", NOW + 3600);
+    assert!(matches!(
+        store.rotate_refresh_token("rt-1", &next, NOW).await.unwrap(),
+        RefreshRotation::Rotated(_)
+    ));
+
+    let replay = refresh("rt-x", "fam", "farm", NOW + 3600);
+    assert_eq!(store.rotate_refresh_token("rt-1", &replay, NOW).await.unwrap(), RefreshRotation::Reused);
+    assert_eq!(store.refresh_token("rt-2", NOW).await.unwrap(), None, "the successor is revoked");
+    assert_eq!(store.refresh_token("rt-x", NOW).await.unwrap(), None, "nothing was stored for the replay");
+    let after = refresh("rt-3", "fam", "farm", NOW + 3600);
+    assert_eq!(store.rotate_refresh_token("rt-2", &after, NOW).await.unwrap(), RefreshRotation::Invalid);
+    assert!(store.refresh_token("other", NOW).await.unwrap().is_some(), "other families are untouched");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn expired_revoked_or_unknown_refresh_tokens_are_invalid() {
+    let (store, _dir) = store().await;
+    store.add_refresh_token(&refresh("expired", "fam-e", "farm", NOW)).await.unwrap();
+    store.add_refresh_token(&refresh("revoked", "fam-r", "farm", NOW + 3600)).await.unwrap();
+    store.revoke_refresh_family("fam-r").await.unwrap();
+
+    for presented in ["expired", "revoked", "unknown"] {
+        let next = refresh(&format!("next-{presented}"), "fam", "farm", NOW + 3600);
+        assert_eq!(
+            store.rotate_refresh_token(presented, &next, NOW).await.unwrap(),
+            RefreshRotation::Invalid,
+            "{presented}"
+        );
+        assert_eq!(store.refresh_token(presented, NOW).await.unwrap(), None, "{presented}");
+        assert_eq!(store.refresh_token(&next.token_hash, NOW).await.unwrap(), None, "{presented}");
+    }
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_rotation_of_one_refresh_token_has_exactly_one_winner() {
+    let (store, _dir) = store().await;
+    let store = Arc::new(store);
+    store.add_refresh_token(&refresh("rt", "fam", "farm", NOW + 3600)).await.unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let next = refresh(&format!("rt-next-{i}"), "fam", "farm", NOW + 3600);
+                (next.token_hash.clone(), store.rotate_refresh_token("rt", &next, NOW).await.unwrap())
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (next_hash, outcome) = task.await.unwrap();
+        match outcome {
+            RefreshRotation::Rotated(presented) => {
+                assert_eq!(presented.token_hash, "rt");
+                winners.push(next_hash);
+            }
+            RefreshRotation::Reused | RefreshRotation::Invalid => {}
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one caller rotates the token");
+    // The losers presented a rotated token: the family, winner included, is revoked.
+    assert_eq!(store.refresh_token(&winners[0], NOW).await.unwrap(), None);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn revoked_access_tokens_are_listed() {
+    let (store, _dir) = store().await;
+    assert!(!store.is_access_token_revoked("jti-1").await.unwrap());
+    store.revoke_access_token("jti-1", NOW + 300).await.unwrap();
+    store.revoke_access_token("jti-1", NOW + 100).await.unwrap();
+    assert!(store.is_access_token_revoked("jti-1").await.unwrap());
+    assert!(!store.is_access_token_revoked("jti-2").await.unwrap());
+
+    store.purge_expired(NOW + 200).await.unwrap();
+    assert!(store.is_access_token_revoked("jti-1").await.unwrap(), "a second revocation keeps the later exp");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn purge_expired_removes_expired_rows_and_keeps_live_ones() {
+    let (store, _dir) = store().await;
+    store.add_auth_code(&code("code-old", "farm", NOW - 1)).await.unwrap();
+    store.add_auth_code(&code("code-live", "farm", NOW + 60)).await.unwrap();
+    store.add_refresh_token(&refresh("rt-old", "f1", "farm", NOW)).await.unwrap();
+    store.add_refresh_token(&refresh("rt-live", "f2", "farm", NOW + 3600)).await.unwrap();
+    store.add_session(&session("s-old", NOW - 10)).await.unwrap();
+    store.add_session(&session("s-live", NOW + 600)).await.unwrap();
+    store.revoke_access_token("jti-old", NOW - 5).await.unwrap();
+    store.revoke_access_token("jti-live", NOW + 300).await.unwrap();
+
+    assert_eq!(store.purge_expired(NOW).await.unwrap(), 4);
+    assert_eq!(store.purge_expired(NOW).await.unwrap(), 0, "nothing left to purge");
+
+    assert_eq!(store.redeem_auth_code("code-old").await.unwrap(), CodeRedemption::Unknown);
+    assert!(matches!(store.redeem_auth_code("code-live").await.unwrap(), CodeRedemption::Fresh(_)));
+    let next = refresh("rt-next", "f1", "farm", NOW + 3600);
+    assert_eq!(
+        store.rotate_refresh_token("rt-old", &next, NOW - 100).await.unwrap(),
+        RefreshRotation::Invalid
+    );
+    assert!(store.refresh_token("rt-live", NOW).await.unwrap().is_some());
+    assert_eq!(store.session("s-old", NOW - 20).await.unwrap(), None);
+    assert!(store.session("s-live", NOW).await.unwrap().is_some());
+    assert!(!store.is_access_token_revoked("jti-old").await.unwrap());
+    assert!(store.is_access_token_revoked("jti-live").await.unwrap());
+    store.close().await;
+}
