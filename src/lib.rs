@@ -17,6 +17,7 @@
 
 pub mod config;
 pub mod demo;
+mod dispatch;
 mod listener;
 pub mod ops;
 pub mod proxy;

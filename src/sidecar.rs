@@ -12,11 +12,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use tokio::task::JoinHandle;
 use tower::Layer;
 
 use crate::config::{Loaded, Upstream};
+use crate::dispatch::{Dispatch, OwnedPaths};
 use crate::listener::{self, Listener};
 use crate::ops::{self, Metrics, ObserveLayer, Readiness};
 use crate::proxy::{ProxySettings, ReverseProxy};
@@ -40,7 +40,8 @@ pub enum StartError {
 pub struct Sidecar {
     loaded: Loaded,
     listener: Listener,
-    router: Router,
+    dispatch: Dispatch,
+    metrics: Metrics,
     store: Arc<dyn Store>,
     upstream: String,
     demo: Option<JoinHandle<()>>,
@@ -74,14 +75,18 @@ impl Sidecar {
         };
 
         let metrics = Metrics::register();
-        let proxy = ReverseProxy::with_metrics(ProxySettings::from_config(&config.proxy, upstream), metrics);
+        let proxy =
+            ReverseProxy::with_metrics(ProxySettings::from_config(&config.proxy, upstream), metrics.clone());
         let readiness = Readiness {
             store: store.clone(),
             upstream: upstream_addr.clone(),
             timeout: config.proxy.connect_timeout.0.min(Duration::from_secs(5)),
+            metrics: metrics.clone(),
         };
-        let router = ops::router(&config.ops, readiness).fallback_service(proxy);
-        Ok(Sidecar { loaded, listener, router, store, upstream: upstream_addr, demo })
+        let ops = &config.ops;
+        let owned = OwnedPaths::default().exact(&ops.health.0).exact(&ops.ready.0).exact(&ops.metrics.0);
+        let dispatch = Dispatch::new(ops::router(ops, readiness), proxy, owned);
+        Ok(Sidecar { loaded, listener, dispatch, metrics, store, upstream: upstream_addr, demo })
     }
 
     /// The address the listener is bound to.
@@ -92,7 +97,7 @@ impl Sidecar {
     /// Serves until `shutdown` completes, drains in-flight requests for at
     /// most `shutdown_grace`, then closes the store.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Sidecar { loaded, listener, router, store, upstream, demo } = self;
+        let Sidecar { loaded, listener, dispatch, metrics, store, upstream, demo } = self;
         let config = &loaded.config;
         let addr = listener.local_addr();
         let scheme = if listener.is_tls() { "https" } else { "http" };
@@ -106,7 +111,7 @@ impl Sidecar {
             "listening"
         );
         let upkeep = ops::spawn_upkeep();
-        let service = ObserveLayer::new(Metrics::register(), config.log.access).layer(router);
+        let service = ObserveLayer::new(metrics, config.log.access).layer(dispatch);
         listener::serve(
             listener,
             service,

@@ -1,8 +1,9 @@
 //! Prometheus metrics with the `metrics` crate. The recorder is installed once
-//! per process; the hot path holds pre-registered handles, so recording is a
-//! few atomic operations and no registry lookup.
+//! per process; the hot path holds pre-registered handles behind one `Arc`,
+//! so recording is a few uncontended atomic additions and no registry lookup.
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram};
@@ -53,35 +54,30 @@ fn describe() {
     metrics::describe_counter!(UPSTREAM_ERRORS, "Upstream failures, by kind (connect, timeout, other).");
 }
 
-/// The proxy's metric handles, registered once and cloned into each service.
+/// The proxy's metric handles, registered once; clones share them.
 #[derive(Clone)]
-pub struct Metrics {
+pub struct Metrics(Arc<Handles>);
+
+pub(crate) struct Handles {
     /// `oauth_sidecar_requests_total{class}`, index 0 for 1xx .. 4 for 5xx.
-    pub(crate) requests: [Counter; 5],
-    /// `oauth_sidecar_requests_in_flight`.
-    pub(crate) in_flight: Gauge,
+    requests: [Counter; 5],
+    /// Requests started and finished; their difference is the in-flight
+    /// gauge, set when metrics are rendered (two counters cost less under
+    /// contention than a floating-point gauge updated twice per request).
+    started: AtomicU64,
+    finished: AtomicU64,
+    in_flight: Gauge,
     /// `oauth_sidecar_upstream_duration_seconds`.
-    pub(crate) upstream_latency: LatencyHistogram,
+    upstream_latency: Histogram,
     /// `oauth_sidecar_upstream_errors_total{kind}`.
     pub(crate) upstream_errors: UpstreamErrors,
 }
 
 /// Upstream failure counters by kind.
-#[derive(Clone)]
 pub(crate) struct UpstreamErrors {
     pub(crate) connect: Counter,
     pub(crate) timeout: Counter,
     pub(crate) other: Counter,
-}
-
-/// A histogram that takes a [`Duration`].
-#[derive(Clone)]
-pub(crate) struct LatencyHistogram(Histogram);
-
-impl LatencyHistogram {
-    pub(crate) fn record(&self, d: Duration) {
-        self.0.record(d.as_secs_f64());
-    }
 }
 
 impl Metrics {
@@ -90,27 +86,55 @@ impl Metrics {
         let _ = prometheus();
         let class = |c: &'static str| metrics::counter!(REQUESTS, "class" => c);
         let kind = |k: &'static str| metrics::counter!(UPSTREAM_ERRORS, "kind" => k);
-        Metrics {
+        Metrics(Arc::new(Handles {
             requests: [class("1xx"), class("2xx"), class("3xx"), class("4xx"), class("5xx")],
+            started: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
             in_flight: metrics::gauge!(IN_FLIGHT),
-            upstream_latency: LatencyHistogram(metrics::histogram!(UPSTREAM_LATENCY)),
+            upstream_latency: metrics::histogram!(UPSTREAM_LATENCY),
             upstream_errors: UpstreamErrors {
                 connect: kind("connect"),
                 timeout: kind("timeout"),
                 other: kind("other"),
             },
-        }
+        }))
+    }
+
+    pub(crate) fn handles(&self) -> &Handles {
+        &self.0
+    }
+
+    /// A request entered the stack.
+    pub(crate) fn request_started(&self) {
+        self.0.started.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request left the stack (answered, failed or dropped).
+    pub(crate) fn request_finished(&self) {
+        self.0.finished.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one answered request by its status class.
     pub(crate) fn count_status(&self, status: http::StatusCode) {
         let i = (status.as_u16() / 100).clamp(1, 5) as usize - 1;
-        self.requests[i].increment(1);
+        self.0.requests[i].increment(1);
+    }
+
+    /// Records the time to the upstream's response headers.
+    pub(crate) fn upstream_latency(&self, d: Duration) {
+        self.0.upstream_latency.record(d.as_secs_f64());
+    }
+
+    /// Sets the in-flight gauge from the counters; called before rendering.
+    pub(crate) fn publish_in_flight(&self) {
+        let finished = self.0.finished.load(Ordering::Relaxed);
+        let started = self.0.started.load(Ordering::Relaxed);
+        self.0.in_flight.set(started.saturating_sub(finished) as f64);
     }
 }
 
 /// Drains histogram samples into buckets every few seconds, so memory stays
-/// flat between scrapes. Runs until the runtime stops.
+/// flat between scrapes. Runs until aborted.
 pub(crate) fn spawn_upkeep() -> Option<tokio::task::JoinHandle<()>> {
     let handle = prometheus()?.clone();
     Some(tokio::spawn(async move {

@@ -31,6 +31,8 @@ pub struct Readiness {
     pub upstream: String,
     /// Time allowed for each check.
     pub timeout: Duration,
+    /// The stack's metrics, whose in-flight gauge is published on render.
+    pub metrics: Metrics,
 }
 
 /// The operations routes at the paths the configuration names.
@@ -77,7 +79,8 @@ async fn ready(State(r): State<Readiness>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-async fn render_metrics() -> Response {
+async fn render_metrics(State(r): State<Readiness>) -> Response {
+    r.metrics.publish_in_flight();
     let text = prometheus().map(|h| h.render()).unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }

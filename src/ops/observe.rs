@@ -80,7 +80,7 @@ where
         );
         let access =
             self.access_log.then(|| Access { method: req.method().clone(), started: Instant::now() });
-        self.metrics.in_flight.increment(1.0);
+        self.metrics.request_started();
         let future = {
             let _enter = span.enter();
             self.inner.call(req)
@@ -118,7 +118,7 @@ struct InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.metrics.in_flight.decrement(1.0);
+        self.metrics.request_finished();
     }
 }
 

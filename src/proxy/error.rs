@@ -75,15 +75,15 @@ impl ProxyError {
     pub(crate) fn record(&self, metrics: &Metrics) {
         match self {
             ProxyError::Connect(_) => {
-                metrics.upstream_errors.connect.increment(1);
+                metrics.handles().upstream_errors.connect.increment(1);
                 tracing::warn!(error = %self, "502: upstream unreachable");
             }
             ProxyError::Timeout { .. } => {
-                metrics.upstream_errors.timeout.increment(1);
+                metrics.handles().upstream_errors.timeout.increment(1);
                 tracing::warn!(error = %self, "504: upstream timeout");
             }
             ProxyError::Upstream(_) | ProxyError::BadUpgrade => {
-                metrics.upstream_errors.other.increment(1);
+                metrics.handles().upstream_errors.other.increment(1);
                 tracing::warn!(error = %self, "502: upstream failed");
             }
             ProxyError::BodyTooLarge { .. } => tracing::info!(error = %self, "413: request body too large"),

@@ -32,6 +32,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
+use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
@@ -98,29 +99,41 @@ impl ProxySettings {
     }
 }
 
-type UpstreamBody = Limited<Body>;
-
 /// A Tower service that forwards requests to the upstream app and streams
 /// the answer back. Cheap to clone: clones share the connection pool.
-#[derive(Clone)]
-pub struct ReverseProxy {
-    inner: Arc<Inner>,
+///
+/// `B` is the request body type: axum's [`Body`] by default, or hyper's
+/// `Incoming` when serving straight from a hyper connection (no boxing).
+pub struct ReverseProxy<B = Body> {
+    inner: Arc<Inner<B>>,
 }
 
-struct Inner {
-    client: Client<HttpConnector, UpstreamBody>,
+impl<B> Clone for ReverseProxy<B> {
+    fn clone(&self) -> Self {
+        ReverseProxy { inner: self.inner.clone() }
+    }
+}
+
+struct Inner<B> {
+    client: Client<HttpConnector, Limited<B>>,
     scheme: Scheme,
     authority: Authority,
     settings: ProxySettings,
     metrics: Metrics,
 }
 
-impl ReverseProxy {
+impl ReverseProxy<Body> {
     /// A proxy to `settings.upstream` with its own connection pool.
     pub fn new(settings: ProxySettings) -> Self {
         Self::with_metrics(settings, Metrics::register())
     }
+}
 
+impl<B> ReverseProxy<B>
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     pub(crate) fn with_metrics(settings: ProxySettings, metrics: Metrics) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -138,7 +151,7 @@ impl ReverseProxy {
     }
 
     /// Forwards one request; every failure is already a response.
-    pub async fn forward(&self, req: Request<Body>) -> Response<Body> {
+    pub async fn forward(&self, req: Request<B>) -> Response<Body> {
         match self.try_forward(req).await {
             Ok(res) => res,
             Err(err) => {
@@ -148,7 +161,7 @@ impl ReverseProxy {
         }
     }
 
-    async fn try_forward(&self, req: Request<Body>) -> Result<Response<Body>, ProxyError> {
+    async fn try_forward(&self, req: Request<B>) -> Result<Response<Body>, ProxyError> {
         let inner = &*self.inner;
         let settings = &inner.settings;
         if let Some(len) = content_length(req.headers())
@@ -212,7 +225,7 @@ impl ReverseProxy {
             Ok(Err(err)) => return Err(ProxyError::from_client(err, settings.max_body_size)),
             Err(_) => return Err(ProxyError::Timeout { after: settings.timeout }),
         };
-        inner.metrics.upstream_latency.record(started.elapsed());
+        inner.metrics.upstream_latency(started.elapsed());
 
         let upstream_upgrade = headers::remove_hop_by_hop(res.headers_mut());
         if res.status() == http::StatusCode::SWITCHING_PROTOCOLS {
@@ -231,7 +244,11 @@ impl ReverseProxy {
     }
 }
 
-impl tower::Service<Request<Body>> for ReverseProxy {
+impl<B> tower::Service<Request<B>> for ReverseProxy<B>
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     type Response = Response<Body>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
@@ -240,7 +257,7 @@ impl tower::Service<Request<Body>> for ReverseProxy {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+    fn call(&mut self, req: Request<B>) -> Self::Future {
         let proxy = self.clone();
         Box::pin(async move { Ok(proxy.forward(req).await) })
     }

@@ -1,0 +1,70 @@
+//! The first routing step: paths the sidecar answers itself go to the axum
+//! [`Router`]; everything else goes straight to the reverse proxy, so the
+//! proxied hot path pays for one string comparison per owned path and
+//! nothing else.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::future::RouteFuture;
+use futures_util::future::Either;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use tower::Service;
+
+use crate::proxy::ReverseProxy;
+
+/// Paths owned by the sidecar: exact paths, and prefixes ending in `/`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OwnedPaths {
+    exact: Vec<String>,
+    prefixes: Vec<String>,
+}
+
+impl OwnedPaths {
+    /// Adds an exact path such as `/healthz`.
+    pub(crate) fn exact(mut self, path: &str) -> Self {
+        self.exact.push(path.to_owned());
+        self
+    }
+
+    fn contains(&self, path: &str) -> bool {
+        self.exact.iter().any(|p| p == path) || self.prefixes.iter().any(|p| path.starts_with(p.as_str()))
+    }
+}
+
+/// Sends owned paths to the router, the rest to the proxy.
+#[derive(Clone)]
+pub(crate) struct Dispatch {
+    router: Router,
+    proxy: ReverseProxy<Incoming>,
+    owned: Arc<OwnedPaths>,
+}
+
+impl Dispatch {
+    pub(crate) fn new(router: Router, proxy: ReverseProxy<Incoming>, owned: OwnedPaths) -> Self {
+        Dispatch { router, proxy, owned: Arc::new(owned) }
+    }
+}
+
+impl Service<Request<Incoming>> for Dispatch {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future =
+        Either<RouteFuture<Infallible>, <ReverseProxy<Incoming> as Service<Request<Incoming>>>::Future>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        if self.owned.contains(req.uri().path()) {
+            Either::Left(self.router.call(req))
+        } else {
+            Either::Right(self.proxy.call(req))
+        }
+    }
+}
