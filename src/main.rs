@@ -52,28 +52,30 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::CheckConfig { file } => match oauth_sidecar::config::load(&file) {
+        Command::CheckConfig { file } => match load(&file) {
             Ok(loaded) => {
                 println!("{}: ok\n{}", file.display(), loaded.summary());
                 ExitCode::SUCCESS
             }
-            Err(errors) => {
-                eprintln!("{errors}");
-                ExitCode::from(EXIT_CONFIG)
-            }
+            Err(code) => code,
         },
         Command::Serve { config } => serve(config),
         Command::Healthcheck { config } => healthcheck(config),
     }
 }
 
+/// Loads the configuration, or prints every error and gives exit status 2.
+fn load(file: &std::path::Path) -> Result<oauth_sidecar::config::Loaded, ExitCode> {
+    oauth_sidecar::config::load(file).map_err(|errors| {
+        eprintln!("{errors}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
 fn healthcheck(file: PathBuf) -> ExitCode {
-    let loaded = match oauth_sidecar::config::load(&file) {
+    let loaded = match load(&file) {
         Ok(loaded) => loaded,
-        Err(errors) => {
-            eprintln!("{errors}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
     let config = &loaded.config;
     // A wildcard listener is asked on loopback.
@@ -100,12 +102,9 @@ fn healthcheck(file: PathBuf) -> ExitCode {
 }
 
 fn serve(file: PathBuf) -> ExitCode {
-    let loaded = match oauth_sidecar::config::load(&file) {
+    let loaded = match load(&file) {
         Ok(loaded) => loaded,
-        Err(errors) => {
-            eprintln!("{errors}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
     if let Err(e) = oauth_sidecar::telemetry::init(&loaded.config.log) {
         eprintln!("oauth-sidecar: cannot set up logging: {e}");

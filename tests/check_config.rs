@@ -374,3 +374,72 @@ fn every_validation_problem_is_reported() {
     assert_error(&out, "8:12", "ops.metrics", "`/x` is already the path of ops.health");
     assert_eq!(stderr(&out).lines().count(), 3, "three error lines:\n{}", stderr(&out));
 }
+
+// --- the server section --------------------------------------------------------
+
+#[test]
+fn server_consumer_problems_are_each_reported_at_their_line() {
+    let out = check(
+        "server:
+  roles:
+    farm_viewer: { label: Viewer, description: Read records }
+  consumers:
+    - client_id: reporting
+      scopes: [farm_viewer, farm_owner]
+      grant_types: [client_credentials]
+    - client_id: public_app
+      confidential: false
+      grant_types: [client_credentials, implicit]
+    - client_id: filed
+      secret_file: /nonexistent/reporting-secret
+      redirect_uris: ['https://app.example/cb#frag']
+",
+    );
+    assert_error(&out, "5:18", "server.consumers[0].secret", "a confidential consumer needs `secret` or `secret_file`");
+    assert_error(&out, "6:29", "server.consumers[0].scopes", "`farm_owner` is not a role declared in server.roles");
+    assert_error(&out, "10:21", "server.consumers[1].grant_types", "may not use client_credentials");
+    assert_error(&out, "10:41", "server.consumers[1].grant_types", "`implicit` is not a grant type");
+    assert_error(&out, "12:20", "server.consumers[2].secret_file", "cannot read /nonexistent/reporting-secret");
+    assert_error(&out, "13:23", "server.consumers[2].redirect_uris", "has a fragment");
+    assert_eq!(stderr(&out).lines().count(), 6, "six error lines:\n{}", stderr(&out));
+}
+
+#[test]
+fn server_secret_files_are_read_and_users_need_exactly_one_password() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), "a-long-enough-client-secret\n").unwrap();
+    std::fs::write(
+        dir.path().join(FILE),
+        "server:
+  consumers:
+    - client_id: reporting
+      secret_file: secret
+      user_id: reporter
+      grant_types: [client_credentials]
+  users:
+    - username: admin
+      password: pw
+      password_file: secret
+    - username: nobody
+",
+    )
+    .unwrap();
+    let out = sidecar(dir.path()).args(["check-config", FILE]).output().unwrap();
+    assert_error(&out, "10:22", "server.users[0].password_file", "give either `password` or `password_file`, not both");
+    assert_error(&out, "11:17", "server.users[1].password", "needs `password` or `password_file`");
+    assert_eq!(stderr(&out).lines().count(), 2, "the consumer's secret file was read:\n{}", stderr(&out));
+}
+
+#[test]
+fn client_credentials_without_user_id_is_a_warning_not_an_error() {
+    let out = check(
+        "server:
+  consumers:
+    - client_id: reporting
+      secret: a-long-enough-client-secret
+      grant_types: [client_credentials]
+",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("client_credentials without `user_id`"), "{}", stdout(&out));
+}

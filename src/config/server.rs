@@ -206,20 +206,7 @@ pub(super) fn validate(server: &mut ServerConfig, p: &mut super::validate::Probl
         } else if !seen.insert(id.value.clone()) {
             p.error(id.location, &at("client_id"), format!("`{}` is declared twice", id.value));
         }
-        match (&c.secret, &c.secret_file) {
-            (Some(_), Some(file)) => {
-                p.error(file.location, &at("secret_file"), "give either `secret` or `secret_file`, not both")
-            }
-            (None, Some(file)) => match super::read_secret_file(&file.value) {
-                Ok(secret) => c.secret = Some(At { value: secret, location: file.location }),
-                Err(e) => p.error(
-                    file.location,
-                    &at("secret_file"),
-                    format!("cannot read {}: {e}", file.value.display()),
-                ),
-            },
-            _ => {}
-        }
+        secret_from_file(&mut c.secret, &c.secret_file, &at("secret"), &at("secret_file"), p);
         if let Some(secret) = &c.secret
             && secret.value.expose().len() < 16
         {
@@ -292,26 +279,13 @@ pub(super) fn validate(server: &mut ServerConfig, p: &mut super::validate::Probl
                 format!("`{}` is declared twice", u.username.value),
             );
         }
-        match (&u.password, &u.password_file) {
-            (Some(_), Some(file)) => p.error(
-                file.location,
-                &at("password_file"),
-                "give either `password` or `password_file`, not both",
-            ),
-            (None, Some(file)) => match super::read_secret_file(&file.value) {
-                Ok(secret) => u.password = Some(At { value: secret, location: file.location }),
-                Err(e) => p.error(
-                    file.location,
-                    &at("password_file"),
-                    format!("cannot read {}: {e}", file.value.display()),
-                ),
-            },
-            (None, None) => p.error(
+        secret_from_file(&mut u.password, &u.password_file, &at("password"), &at("password_file"), p);
+        if u.password.is_none() && u.password_file.is_none() {
+            p.error(
                 u.username.location,
                 &at("password"),
                 "a user in the file needs `password` or `password_file`",
-            ),
-            (Some(_), None) => {}
+            );
         }
         for role in &u.roles {
             if !known_role(&role.value) {
@@ -322,6 +296,26 @@ pub(super) fn validate(server: &mut ServerConfig, p: &mut super::validate::Probl
                 );
             }
         }
+    }
+}
+
+/// Reads a `*_file` secret into its field; giving both is an error.
+fn secret_from_file(
+    value: &mut Option<At<Secret>>,
+    file: &Option<At<PathBuf>>,
+    field: &str,
+    file_field: &str,
+    p: &mut super::validate::Problems<'_>,
+) {
+    let Some(file) = file else { return };
+    if value.is_some() {
+        let name = field.rsplit('.').next().unwrap_or(field);
+        p.error(file.location, file_field, format!("give either `{name}` or `{name}_file`, not both"));
+        return;
+    }
+    match super::read_secret_file(&file.value) {
+        Ok(secret) => *value = Some(At { value: secret, location: file.location }),
+        Err(e) => p.error(file.location, file_field, format!("cannot read {}: {e}", file.value.display())),
     }
 }
 
