@@ -395,11 +395,26 @@ fn server_consumer_problems_are_each_reported_at_their_line() {
       redirect_uris: ['https://app.example/cb#frag']
 ",
     );
-    assert_error(&out, "5:18", "server.consumers[0].secret", "a confidential consumer needs `secret` or `secret_file`");
-    assert_error(&out, "6:29", "server.consumers[0].scopes", "`farm_owner` is not a role declared in server.roles");
+    assert_error(
+        &out,
+        "5:18",
+        "server.consumers[0].secret",
+        "a confidential consumer needs `secret` or `secret_file`",
+    );
+    assert_error(
+        &out,
+        "6:29",
+        "server.consumers[0].scopes",
+        "`farm_owner` is not a role declared in server.roles",
+    );
     assert_error(&out, "10:21", "server.consumers[1].grant_types", "may not use client_credentials");
     assert_error(&out, "10:41", "server.consumers[1].grant_types", "`implicit` is not a grant type");
-    assert_error(&out, "12:20", "server.consumers[2].secret_file", "cannot read /nonexistent/reporting-secret");
+    assert_error(
+        &out,
+        "12:20",
+        "server.consumers[2].secret_file",
+        "cannot read /nonexistent/reporting-secret",
+    );
     assert_error(&out, "13:23", "server.consumers[2].redirect_uris", "has a fragment");
     assert_eq!(stderr(&out).lines().count(), 6, "six error lines:\n{}", stderr(&out));
 }
@@ -425,7 +440,12 @@ fn server_secret_files_are_read_and_users_need_exactly_one_password() {
     )
     .unwrap();
     let out = sidecar(dir.path()).args(["check-config", FILE]).output().unwrap();
-    assert_error(&out, "10:22", "server.users[0].password_file", "give either `password` or `password_file`, not both");
+    assert_error(
+        &out,
+        "10:22",
+        "server.users[0].password_file",
+        "give either `password` or `password_file`, not both",
+    );
     assert_error(&out, "11:17", "server.users[1].password", "needs `password` or `password_file`");
     assert_eq!(stderr(&out).lines().count(), 2, "the consumer's secret file was read:\n{}", stderr(&out));
 }
