@@ -4,6 +4,8 @@
 //! This version holds the parts the endpoints are built from; the
 //! `/oauth/*` endpoints mount on them.
 
+pub mod consumer;
 pub mod jwt;
 pub mod keys;
+pub mod password;
 pub mod policy;
