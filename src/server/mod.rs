@@ -5,6 +5,7 @@
 //! `/oauth/*` endpoints mount on them.
 
 pub mod consumer;
+pub mod error;
 pub mod jwt;
 pub mod keys;
 pub mod password;
