@@ -31,6 +31,12 @@ impl OwnedPaths {
         self
     }
 
+    /// Adds a prefix such as `/oauth/`: every path starting with it.
+    pub(crate) fn prefix(mut self, prefix: &str) -> Self {
+        self.prefixes.push(prefix.to_owned());
+        self
+    }
+
     fn contains(&self, path: &str) -> bool {
         self.exact.iter().any(|p| p == path) || self.prefixes.iter().any(|p| path.starts_with(p.as_str()))
     }

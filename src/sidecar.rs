@@ -4,6 +4,7 @@
 //! ```text
 //! listener (TCP or TLS) -> observe (request id, span, metrics, access log)
 //!   -> router: ops paths -> operations
+//!              /oauth/*, /.well-known/* -> authorization server (with `server:`)
 //!              everything else -> reverse proxy -> upstream app
 //! ```
 
@@ -20,6 +21,7 @@ use crate::dispatch::{Dispatch, OwnedPaths};
 use crate::listener::{self, Listener};
 use crate::ops::{self, Metrics, ObserveLayer, Readiness};
 use crate::proxy::{ProxySettings, ReverseProxy};
+use crate::server::AuthorizationServer;
 use crate::store::{self, Store, StoreError};
 
 /// Why the sidecar could not start.
@@ -31,6 +33,9 @@ pub enum StartError {
     /// The listener could not be bound or its TLS set up.
     #[error("{0}")]
     Listener(String),
+    /// The authorization server could not start.
+    #[error("cannot start the authorization server: {0}")]
+    Server(#[from] crate::server::ServerStartError),
     /// The built-in demo upstream could not start.
     #[error("cannot start the demo upstream: {0}")]
     Demo(std::io::Error),
@@ -84,8 +89,23 @@ impl Sidecar {
             metrics: metrics.clone(),
         };
         let ops = &config.ops;
-        let owned = OwnedPaths::default().exact(&ops.health.0).exact(&ops.ready.0).exact(&ops.metrics.0);
-        let dispatch = Dispatch::new(ops::router(ops, readiness), proxy, owned);
+        let mut owned = OwnedPaths::default().exact(&ops.health.0).exact(&ops.ready.0).exact(&ops.metrics.0);
+        let mut router = ops::router(ops, readiness);
+        if let Some(server_config) = &config.server {
+            let server =
+                match AuthorizationServer::start(store.clone(), server_config, &loaded.public_url).await {
+                    Ok(server) => server,
+                    Err(e) => {
+                        store.close().await;
+                        return Err(e.into());
+                    }
+                };
+            for prefix in server.owned_prefixes() {
+                owned = owned.prefix(prefix);
+            }
+            router = router.merge(server.router());
+        }
+        let dispatch = Dispatch::new(router, proxy, owned);
         Ok(Sidecar { loaded, listener, dispatch, metrics, store, upstream: upstream_addr, demo })
     }
 

@@ -1,0 +1,455 @@
+//! `POST /oauth/token`: client authentication and the grants.
+//!
+//! Clients authenticate with `client_secret_basic` (RFC 6749 section 2.3.1:
+//! id and secret form-urlencoded, then Basic) or `client_secret_post`, never
+//! both. A public consumer (`confidential: false`) only names itself.
+//!
+//! Grants, each allowed only when the consumer lists it in `grant_types`:
+//!
+//! - `client_credentials`: confidential consumers only; the token acts as the
+//!   consumer's `user_id` user (its `sub`), or as the consumer itself when it
+//!   has none (then it carries no roles).
+//! - `password`: the user's argon2 password is checked; a refresh token is
+//!   issued too when the consumer also lists `refresh_token`.
+//! - `refresh_token`: rotated on every use; presenting a rotated token
+//!   revokes its whole family. The scope may be narrowed for the new access
+//!   token (the new refresh token keeps the original scope, RFC 6749
+//!   section 6), never widened.
+//!
+//! Granted roles come from [`super::policy::granted_roles`]. A requested
+//! scope that is neither a role, the base role nor one of `openid`,
+//! `offline_access`, `profile`, `email` is refused with `invalid_scope`.
+//! Disabled users get `invalid_grant`.
+
+use std::sync::Arc;
+
+use axum::Form;
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::FormRejection;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use http::HeaderMap;
+use http::header::{AUTHORIZATION, CACHE_CONTROL, PRAGMA};
+use serde::{Deserialize, Serialize};
+
+use super::Inner;
+use super::consumer::random_token;
+use super::error::OAuthError;
+use super::jwt::{self, ACCESS_TOKEN_TYP, AccessClaims};
+use super::keys::unix_now;
+use super::password;
+use super::policy::{ConsumerPolicy, Roles, granted_roles};
+use crate::config::server::NON_ROLE_SCOPES;
+use crate::store::{ConsumerRecord, RefreshRotation, RefreshTokenRecord, UserRecord};
+
+/// The form parameters of a token request. Unknown parameters are ignored
+/// (RFC 6749 section 3.2); a repeated one is an error.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct TokenRequest {
+    grant_type: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    scope: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    refresh_token: Option<String>,
+}
+
+/// A successful token response (RFC 6749 section 5.1).
+#[derive(Debug, Serialize)]
+struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+    scope: String,
+}
+
+impl IntoResponse for TokenResponse {
+    fn into_response(self) -> Response {
+        ([(CACHE_CONTROL, "no-store"), (PRAGMA, "no-cache")], Json(self)).into_response()
+    }
+}
+
+/// The token endpoint.
+pub(crate) async fn token(
+    State(server): State<Arc<Inner>>,
+    headers: HeaderMap,
+    form: Result<Form<TokenRequest>, FormRejection>,
+) -> Result<Response, OAuthError> {
+    let Form(req) = form.map_err(|e| OAuthError::InvalidRequest(e.body_text()))?;
+    let consumer = authenticate(&server, &headers, &req).await?;
+    let grant_type = req.grant_type.as_deref().ok_or_else(|| missing("grant_type"))?;
+    let allowed = |g: &str| consumer.grant_types.iter().any(|t| t == g);
+    let response = match grant_type {
+        "client_credentials" => {
+            if !consumer.confidential || !allowed(grant_type) {
+                return Err(not_allowed(&consumer, grant_type));
+            }
+            client_credentials(&server, &consumer, &req).await?
+        }
+        "password" => {
+            if !allowed(grant_type) {
+                return Err(not_allowed(&consumer, grant_type));
+            }
+            password_grant(&server, &consumer, &req).await?
+        }
+        "refresh_token" => {
+            if !allowed(grant_type) {
+                return Err(not_allowed(&consumer, grant_type));
+            }
+            refresh(&server, &consumer, &req).await?
+        }
+        "authorization_code" => {
+            return Err(OAuthError::UnsupportedGrantType(
+                "authorization_code is not available in this version".into(),
+            ));
+        }
+        other => return Err(OAuthError::UnsupportedGrantType(format!("unknown grant type `{other}`"))),
+    };
+    Ok(response.into_response())
+}
+
+fn missing(name: &str) -> OAuthError {
+    OAuthError::InvalidRequest(format!("the `{name}` parameter is missing"))
+}
+
+fn not_allowed(consumer: &ConsumerRecord, grant: &str) -> OAuthError {
+    let why = if grant == "client_credentials" && !consumer.confidential {
+        "a public client may not use client_credentials".to_owned()
+    } else {
+        format!("the client may not use the {grant} grant")
+    };
+    OAuthError::UnauthorizedClient(why)
+}
+
+/// Finds and authenticates the consumer (see the module docs).
+async fn authenticate(
+    server: &Inner,
+    headers: &HeaderMap,
+    req: &TokenRequest,
+) -> Result<ConsumerRecord, OAuthError> {
+    let basic = match headers.get(AUTHORIZATION) {
+        Some(value) => parse_basic(value.as_bytes()),
+        None => None,
+    };
+    let (client_id, secret, is_basic) = match basic {
+        Some(Ok((id, secret))) => {
+            if req.client_secret.is_some() {
+                return Err(OAuthError::InvalidRequest(
+                    "use one client authentication method, not Basic and client_secret both".into(),
+                ));
+            }
+            if req.client_id.as_ref().is_some_and(|body_id| *body_id != id) {
+                return Err(OAuthError::InvalidRequest(
+                    "client_id differs from the Basic credentials".into(),
+                ));
+            }
+            (id, Some(secret), true)
+        }
+        Some(Err(())) => {
+            return Err(OAuthError::InvalidClient {
+                basic: true,
+                description: "malformed Basic credentials".into(),
+            });
+        }
+        None => match &req.client_id {
+            Some(id) => (id.clone(), req.client_secret.clone(), false),
+            None => {
+                return Err(OAuthError::InvalidClient {
+                    basic: false,
+                    description: "no client authentication".into(),
+                });
+            }
+        },
+    };
+    let refused =
+        |description: &str| OAuthError::InvalidClient { basic: is_basic, description: description.into() };
+    let consumer = server
+        .store
+        .consumer(&client_id)
+        .await
+        .map_err(OAuthError::server)?
+        .ok_or_else(|| refused("unknown client"))?;
+    if !consumer.confidential {
+        return Ok(consumer);
+    }
+    let (Some(secret), Some(stored)) = (secret, consumer.secret_hash.as_deref()) else {
+        return Err(refused("the client must authenticate with its secret"));
+    };
+    if server.secrets.verify(&consumer.client_id, stored, &secret).await {
+        Ok(consumer)
+    } else {
+        Err(refused("client authentication failed"))
+    }
+}
+
+/// `Basic base64(urlencode(id):urlencode(secret))`; `None` for another scheme.
+fn parse_basic(value: &[u8]) -> Option<Result<(String, String), ()>> {
+    let value = std::str::from_utf8(value).ok()?;
+    let (scheme, rest) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let parse = || -> Result<(String, String), ()> {
+        let decoded = STANDARD.decode(rest.trim()).map_err(drop)?;
+        let decoded = String::from_utf8(decoded).map_err(drop)?;
+        let (id, secret) = decoded.split_once(':').ok_or(())?;
+        Ok((form_decode(id).ok_or(())?, form_decode(secret).ok_or(())?))
+    };
+    Some(parse())
+}
+
+/// `application/x-www-form-urlencoded` decoding of one value.
+fn form_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = s.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The requested scopes; refuses any that is not a role, the base role or
+/// an OpenID Connect scope.
+fn requested_scopes(server: &Inner, scope: Option<&str>) -> Result<Roles, OAuthError> {
+    let mut requested = Roles::new();
+    for s in scope.unwrap_or_default().split(' ').filter(|s| !s.is_empty()) {
+        if !(server.roles.contains(s) || s == server.base_role || NON_ROLE_SCOPES.contains(&s)) {
+            return Err(OAuthError::InvalidScope(format!("`{s}` is not a scope of this server")));
+        }
+        requested.insert(s.to_owned());
+    }
+    Ok(requested)
+}
+
+fn policy_of(consumer: &ConsumerRecord) -> (Roles, bool, bool, bool) {
+    (
+        consumer.scopes.iter().cloned().collect(),
+        consumer.grant_user_access,
+        consumer.limit_requested_access,
+        consumer.limit_user_access,
+    )
+}
+
+fn grant(server: &Inner, consumer: &ConsumerRecord, user: Option<&UserRecord>, requested: &Roles) -> Roles {
+    let (roles, grant_user_access, limit_requested_access, limit_user_access) = policy_of(consumer);
+    let policy =
+        ConsumerPolicy { roles: &roles, grant_user_access, limit_requested_access, limit_user_access };
+    let user_roles: Option<Roles> = user.map(|u| u.roles.iter().cloned().collect());
+    granted_roles(policy, user_roles.as_ref(), requested, &server.base_role)
+}
+
+fn join(roles: &Roles) -> String {
+    roles.iter().map(String::as_str).collect::<Vec<_>>().join(" ")
+}
+
+/// Loads an acting user, refusing unknown and disabled ones.
+async fn acting_user(server: &Inner, username: &str) -> Result<UserRecord, OAuthError> {
+    match server.store.user(username).await.map_err(OAuthError::server)? {
+        Some(user) if user.disabled => Err(OAuthError::InvalidGrant("the user is disabled".into())),
+        Some(user) => Ok(user),
+        None => Err(OAuthError::InvalidGrant("the acting user does not exist".into())),
+    }
+}
+
+/// Signs an access token; returns it with its lifetime in seconds.
+fn access_token(
+    server: &Inner,
+    consumer: &ConsumerRecord,
+    sub: &str,
+    scope: &str,
+    auth_time: Option<i64>,
+) -> Result<(String, u64), OAuthError> {
+    let ttl = consumer.access_token_ttl.unwrap_or(server.access_ttl);
+    let now = unix_now();
+    let claims = AccessClaims {
+        iss: server.issuer.clone(),
+        sub: sub.to_owned(),
+        aud: vec![server.audience.clone()],
+        client_id: consumer.client_id.clone(),
+        scope: scope.to_owned(),
+        iat: now,
+        exp: now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)),
+        jti: uuid::Uuid::new_v4().to_string(),
+        auth_time,
+    };
+    let token =
+        jwt::sign(&server.keys, server.access_alg, ACCESS_TOKEN_TYP, &claims).map_err(OAuthError::server)?;
+    Ok((token, ttl))
+}
+
+/// A refresh token's stored form: SHA-256, base64url.
+pub(crate) fn refresh_hash(token: &str) -> String {
+    URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()))
+}
+
+fn new_refresh(
+    server: &Inner,
+    consumer: &ConsumerRecord,
+    username: Option<&str>,
+    scope: &str,
+    family_id: String,
+    auth_time: Option<i64>,
+) -> (String, RefreshTokenRecord) {
+    let token = random_token();
+    let ttl = consumer.refresh_token_ttl.unwrap_or(server.refresh_ttl);
+    let record = RefreshTokenRecord {
+        token_hash: refresh_hash(&token),
+        family_id,
+        client_id: consumer.client_id.clone(),
+        username: username.map(str::to_owned),
+        scope: scope.to_owned(),
+        auth_time,
+        expires_at: unix_now().saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)),
+    };
+    (token, record)
+}
+
+async fn client_credentials(
+    server: &Inner,
+    consumer: &ConsumerRecord,
+    req: &TokenRequest,
+) -> Result<TokenResponse, OAuthError> {
+    let requested = requested_scopes(server, req.scope.as_deref())?;
+    let user = match &consumer.user_id {
+        Some(name) => Some(acting_user(server, name).await?),
+        None => None,
+    };
+    let scope = join(&grant(server, consumer, user.as_ref(), &requested));
+    let sub = user.as_ref().map_or(consumer.client_id.as_str(), |u| u.username.as_str());
+    let (access_token, expires_in) = access_token(server, consumer, sub, &scope, None)?;
+    Ok(TokenResponse { access_token, token_type: "Bearer", expires_in, refresh_token: None, scope })
+}
+
+async fn password_grant(
+    server: &Inner,
+    consumer: &ConsumerRecord,
+    req: &TokenRequest,
+) -> Result<TokenResponse, OAuthError> {
+    let username = req.username.as_deref().ok_or_else(|| missing("username"))?;
+    let presented = req.password.clone().ok_or_else(|| missing("password"))?;
+    let requested = requested_scopes(server, req.scope.as_deref())?;
+    let stored = server.store.user(username).await.map_err(OAuthError::server)?;
+    // An unknown user costs the same argon2 check as a known one.
+    let phc = stored.as_ref().map_or_else(|| server.dummy_hash.clone(), |u| u.password_hash.clone());
+    let matches = password::verify_blocking(phc, presented).await;
+    let user = match stored {
+        Some(user) if matches => user,
+        _ => return Err(OAuthError::InvalidGrant("wrong username or password".into())),
+    };
+    if user.disabled {
+        return Err(OAuthError::InvalidGrant("the user is disabled".into()));
+    }
+    let scope = join(&grant(server, consumer, Some(&user), &requested));
+    let auth_time = unix_now();
+    let (access_token, expires_in) = access_token(server, consumer, &user.username, &scope, Some(auth_time))?;
+    let refresh_token = if consumer.grant_types.iter().any(|g| g == "refresh_token") {
+        let family = uuid::Uuid::new_v4().to_string();
+        let (token, record) =
+            new_refresh(server, consumer, Some(&user.username), &scope, family, Some(auth_time));
+        server.store.add_refresh_token(&record).await.map_err(OAuthError::server)?;
+        Some(token)
+    } else {
+        None
+    };
+    Ok(TokenResponse { access_token, token_type: "Bearer", expires_in, refresh_token, scope })
+}
+
+async fn refresh(
+    server: &Inner,
+    consumer: &ConsumerRecord,
+    req: &TokenRequest,
+) -> Result<TokenResponse, OAuthError> {
+    let presented = req.refresh_token.as_deref().ok_or_else(|| missing("refresh_token"))?;
+    let hash = refresh_hash(presented);
+    let now = unix_now();
+    let invalid = || OAuthError::InvalidGrant("the refresh token is invalid, expired or revoked".into());
+    let Some(current) = server.store.refresh_token(&hash, now).await.map_err(OAuthError::server)? else {
+        // Not a current token. Presenting it to the rotation still matters:
+        // if it was rotated before, the store revokes its whole family.
+        let (_, probe) = new_refresh(server, consumer, None, "", String::new(), None);
+        match server.store.rotate_refresh_token(&hash, &probe, now).await.map_err(OAuthError::server)? {
+            RefreshRotation::Reused => {
+                tracing::warn!(client_id = %consumer.client_id, "a rotated refresh token was presented again; its family is revoked");
+            }
+            // It turned current in between (cannot happen with one store):
+            // the probe successor is useless, so end the family.
+            RefreshRotation::Rotated(record) => {
+                server.store.revoke_refresh_family(&record.family_id).await.map_err(OAuthError::server)?;
+            }
+            RefreshRotation::Invalid => {}
+        }
+        return Err(invalid());
+    };
+    // Checks that need no rotation come first, so that a refused request
+    // leaves the token usable.
+    if current.client_id != consumer.client_id {
+        return Err(invalid());
+    }
+    let granted: Roles = current.scope.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    let requested = requested_scopes(server, req.scope.as_deref())?;
+    if let Some(extra) = requested.iter().find(|s| !granted.contains(*s)) {
+        return Err(OAuthError::InvalidScope(format!("`{extra}` was not granted to this refresh token")));
+    }
+    if let Some(username) = &current.username
+        && let Err(e) = acting_user(server, username).await
+    {
+        server.store.revoke_refresh_family(&current.family_id).await.map_err(OAuthError::server)?;
+        return Err(e);
+    }
+    // The successor joins the family (the store sets it) with the original
+    // scope; only this access token is narrowed.
+    let (token, next) = new_refresh(
+        server,
+        consumer,
+        current.username.as_deref(),
+        &current.scope,
+        String::new(),
+        current.auth_time,
+    );
+    match server.store.rotate_refresh_token(&hash, &next, now).await.map_err(OAuthError::server)? {
+        RefreshRotation::Rotated(_) => {}
+        // Another request rotated it first: exactly one wins.
+        RefreshRotation::Reused | RefreshRotation::Invalid => return Err(invalid()),
+    }
+    let scope = if requested.is_empty() { current.scope.clone() } else { join(&requested) };
+    let sub = current.username.as_deref().unwrap_or(&consumer.client_id);
+    let (access_token, expires_in) = access_token(server, consumer, sub, &scope, current.auth_time)?;
+    Ok(TokenResponse { access_token, token_type: "Bearer", expires_in, refresh_token: Some(token), scope })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        let header = format!("Basic {}", STANDARD.encode("my%20app:p%3Ass+w%2Bd"));
+        assert_eq!(parse_basic(header.as_bytes()), Some(Ok(("my app".into(), "p:ss w+d".into()))));
+        assert_eq!(parse_basic(b"Bearer abc"), None);
+        assert_eq!(parse_basic(b"basic !!!"), Some(Err(())));
+        let no_colon = format!("Basic {}", STANDARD.encode("nocolon"));
+        assert_eq!(parse_basic(no_colon.as_bytes()), Some(Err(())));
+    }
+
+    #[test]
+    fn form_decoding_refuses_broken_escapes() {
+        assert_eq!(form_decode("a%2"), None);
+        assert_eq!(form_decode("a%zz"), None);
+        assert_eq!(form_decode("%E2%82%AC"), Some("€".into()));
+    }
+}
