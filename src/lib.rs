@@ -8,6 +8,9 @@
 //! - [`store`]: the [`store::Store`] trait and its embedded SQLite backend,
 //!   with migrations applied at start.
 //! - [`proxy`]: the streaming reverse proxy to the upstream app.
+//! - [`server`]: the authorization server (farmOS model): consumers,
+//!   users and roles, the scope policy, signing keys, the token endpoint,
+//!   JWKS and metadata, mounted under `/oauth/` and `/.well-known/`.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics` and the layer that gives
 //!   every request an id, a log span and its metrics.
 //! - [`demo`]: the demo upstream behind `upstream: demo`.

@@ -303,4 +303,61 @@ mod tests {
         assert!(!secrets.verify("d", &password::hash("x").unwrap(), "a secret set by hand").await);
         assert!(!secrets.verify("c", "plain text", "plain text").await, "unknown forms never match");
     }
+
+    fn file_consumer(client_id: &str, secret: Option<&str>) -> ConsumerConfig {
+        ConsumerConfig {
+            client_id: crate::config::types::At::default_value(client_id.to_owned()),
+            secret: secret
+                .map(|s| crate::config::types::At::default_value(crate::config::Secret::new(s.into()))),
+            ..ConsumerConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn sync_creates_updates_and_deletes_only_file_consumers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::SqliteStore::open(&dir.path().join("s.db")).await.unwrap();
+        let secrets = Secrets::load(&store).await.unwrap();
+        let mut by_cli = ConsumerRecord { managed_by_config: false, ..sample_record("cli") };
+        by_cli.secret_hash = Some(secrets.generate().1);
+        store.put_consumer(&by_cli).await.unwrap();
+
+        let file = [file_consumer("a", Some("secret-of-a-0123456789")), file_consumer("b", None)];
+        let report = sync_consumers(&store, &secrets, &file).await.unwrap();
+        assert_eq!(report, SyncReport { upserted: 2, deleted: vec![] });
+        let a = store.consumer("a").await.unwrap().unwrap();
+        assert!(a.managed_by_config);
+        let hash = a.secret_hash.clone().unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(secrets.verify("a", &hash, "secret-of-a-0123456789").await);
+
+        // A restart with the same secret keeps the hash; `b` left the file.
+        let report = sync_consumers(&store, &secrets, &file[..1]).await.unwrap();
+        assert_eq!(report.deleted, vec!["b".to_owned()]);
+        assert_eq!(store.consumer("a").await.unwrap().unwrap().secret_hash, Some(hash));
+        assert!(store.consumer("b").await.unwrap().is_none());
+        assert_eq!(store.consumer("cli").await.unwrap(), Some(by_cli), "CLI consumers are not touched");
+        store.close().await;
+    }
+
+    fn sample_record(client_id: &str) -> ConsumerRecord {
+        ConsumerRecord {
+            client_id: client_id.into(),
+            label: String::new(),
+            secret_hash: None,
+            confidential: true,
+            user_id: None,
+            redirect_uris: vec![],
+            allowed_origins: vec![],
+            third_party: true,
+            scopes: vec![],
+            grant_types: vec!["client_credentials".into()],
+            access_token_ttl: None,
+            refresh_token_ttl: None,
+            grant_user_access: false,
+            limit_requested_access: false,
+            limit_user_access: false,
+            managed_by_config: false,
+        }
+    }
 }
