@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use oauth_sidecar::server::admin::{self, AdminError, ConsumerSpec};
 
 /// Exit status for a configuration that does not load.
 const EXIT_CONFIG: u8 = 2;
@@ -16,7 +17,11 @@ const EXIT_CONFIG: u8 = 2;
     after_help = "Examples:\n  \
         oauth-sidecar serve --config config/sidecar.example.yaml\n  \
         OAUTH_SIDECAR_CONFIG=/etc/oauth-sidecar/sidecar.yaml oauth-sidecar serve\n  \
-        oauth-sidecar check-config config/sidecar.example.yaml"
+        oauth-sidecar check-config config/sidecar.example.yaml\n  \
+        oauth-sidecar consumer create --config sidecar.yaml --client-id reporting --user-id reporter \\\n      \
+          --scope farm_viewer --grant-type client_credentials\n  \
+        oauth-sidecar user add --config sidecar.yaml alice --role farm_viewer < password.txt\n  \
+        oauth-sidecar keys rotate --config sidecar.yaml"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -48,10 +53,182 @@ enum Command {
         #[arg(long, short, env = "OAUTH_SIDECAR_CONFIG", value_name = "FILE")]
         config: PathBuf,
     },
+    /// Manage consumers (OAuth clients) in the store.
+    Consumer {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        command: ConsumerCommand,
+    },
+    /// Manage local users in the store.
+    User {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage token-signing keys.
+    Keys {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Args)]
+struct ConfigArg {
+    /// The YAML configuration file (it names the store and the server settings).
+    #[arg(long, short, global = true, env = "OAUTH_SIDECAR_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum ConsumerCommand {
+    /// Create a consumer; a confidential one gets a generated secret, printed once.
+    Create {
+        /// A machine name; default: a UUID v4.
+        #[arg(long)]
+        client_id: Option<String>,
+        #[command(flatten)]
+        fields: ConsumerFields,
+    },
+    /// List consumers: client_id, kind, source (config or cli), label.
+    List,
+    /// Show a consumer (never its secret).
+    Show { client_id: String },
+    /// Change a consumer made with the CLI; list flags replace the whole list.
+    Update {
+        client_id: String,
+        #[command(flatten)]
+        fields: ConsumerFields,
+        /// Generate a new secret (printed once); the old one stops working.
+        #[arg(long)]
+        new_secret: bool,
+        /// Make the consumer confidential again (it gets a new secret).
+        #[arg(long, conflicts_with = "public")]
+        confidential: bool,
+        /// Make the consumer first party (no consent page).
+        #[arg(long, conflicts_with = "third_party")]
+        first_party: bool,
+    },
+    /// Delete a consumer made with the CLI, with its tokens.
+    Delete { client_id: String },
+}
+
+#[derive(Args)]
+struct ConsumerFields {
+    /// A label identifying the integration.
+    #[arg(long)]
+    label: Option<String>,
+    /// Public consumer: its secret is not validated (PKCE required, no client_credentials).
+    #[arg(long)]
+    public: bool,
+    /// Third party: the user sees a consent page.
+    #[arg(long)]
+    third_party: bool,
+    /// The user client_credentials acts as.
+    #[arg(long)]
+    user_id: Option<String>,
+    /// An exact redirect URI (repeat for more).
+    #[arg(long = "redirect-uri", value_name = "URI")]
+    redirect_uris: Vec<String>,
+    /// An origin allowed to call from a browser (repeat for more).
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    allowed_origins: Vec<String>,
+    /// A role of server.roles (repeat for more).
+    #[arg(long = "scope", value_name = "ROLE")]
+    scopes: Vec<String>,
+    /// A grant type (repeat for more); default: authorization_code and refresh_token.
+    #[arg(long = "grant-type", value_name = "GRANT")]
+    grant_types: Vec<String>,
+    /// farmOS: always grant the authorizing user's roles.
+    #[arg(long)]
+    grant_user_access: bool,
+    /// farmOS: grant only the requested scopes.
+    #[arg(long)]
+    limit_requested_access: bool,
+    /// farmOS: never grant more than the user has.
+    #[arg(long)]
+    limit_user_access: bool,
+}
+
+impl ConsumerFields {
+    /// Flags given become `Some`; absent flags leave the field alone.
+    fn spec(self) -> ConsumerSpec {
+        let list = |v: Vec<String>| (!v.is_empty()).then_some(v);
+        let flag = |b: bool| b.then_some(true);
+        ConsumerSpec {
+            label: self.label,
+            public: flag(self.public),
+            third_party: flag(self.third_party),
+            user_id: self.user_id,
+            redirect_uris: list(self.redirect_uris),
+            allowed_origins: list(self.allowed_origins),
+            scopes: list(self.scopes),
+            grant_types: list(self.grant_types),
+            grant_user_access: flag(self.grant_user_access),
+            limit_requested_access: flag(self.limit_requested_access),
+            limit_user_access: flag(self.limit_user_access),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user; the password is the first line of standard input or of --password-file.
+    Add {
+        username: String,
+        /// A role of server.roles (repeat for more).
+        #[arg(long = "role", value_name = "ROLE")]
+        roles: Vec<String>,
+        /// May use the admin API and pages.
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from this file instead of standard input.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
+    /// Set a user's password (first line of standard input or of --password-file).
+    Passwd {
+        username: String,
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
+    /// Replace a user's roles.
+    Roles { username: String, roles: Vec<String> },
+    /// Disable a user (no login, no token), or enable them again with --enable.
+    Disable {
+        username: String,
+        #[arg(long)]
+        enable: bool,
+    },
+    /// List users: username, roles, flags.
+    List,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Add a signing key (the sidecar signs with it from its next start); prints its kid.
+    Rotate {
+        #[arg(long, default_value = "EdDSA", value_parser = ["EdDSA", "RS256"])]
+        alg: String,
+    },
+    /// List signing keys: kid, alg, created (Unix time), state.
+    List,
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Consumer { config, command } => {
+            admin_command(config, |store, server| Box::pin(consumer(store, server, command)))
+        }
+        Command::User { config, command } => {
+            admin_command(config, |store, server| Box::pin(user(store, server, command)))
+        }
+        Command::Keys { config, command } => {
+            admin_command(config, |store, server| Box::pin(keys(store, server, command)))
+        }
         Command::CheckConfig { file } => match load(&file) {
             Ok(loaded) => {
                 println!("{}: ok\n{}", file.display(), loaded.summary());
@@ -134,4 +311,115 @@ fn serve(file: PathBuf) -> ExitCode {
             }
         }
     })
+}
+
+type Output = Result<Vec<String>, AdminError>;
+type Server = oauth_sidecar::config::server::ServerConfig;
+type Store = std::sync::Arc<dyn oauth_sidecar::store::Store>;
+
+/// Loads the configuration, opens its store, runs `run` and prints its lines.
+fn admin_command(
+    config: ConfigArg,
+    run: impl FnOnce(Store, Server) -> std::pin::Pin<Box<dyn Future<Output = Output>>>,
+) -> ExitCode {
+    let Some(file) = config.config else {
+        eprintln!("oauth-sidecar: give the configuration with --config FILE or OAUTH_SIDECAR_CONFIG");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let loaded = match load(&file) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("oauth-sidecar: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let (store, server) = admin::open(&loaded).await?;
+        let out = run(store.clone(), server).await;
+        store.close().await;
+        out
+    });
+    match result {
+        Ok(lines) => {
+            for line in lines {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("oauth-sidecar: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+async fn consumer(store: Store, server: Server, command: ConsumerCommand) -> Output {
+    let store = store.as_ref();
+    let created = |c: admin::CreatedConsumer| {
+        let mut out = vec![format!("client_id: {}", c.consumer.client_id)];
+        if let Some(secret) = c.secret {
+            out.push(format!("client_secret: {}", secret.expose()));
+            out.push("(the secret is shown only now; it is stored as a hash)".into());
+        }
+        out
+    };
+    match command {
+        ConsumerCommand::Create { client_id, fields } => {
+            Ok(created(admin::create_consumer(store, &server, client_id, &fields.spec()).await?))
+        }
+        ConsumerCommand::List => Ok(admin::list_consumers(store).await?.iter().map(|c| c.line()).collect()),
+        ConsumerCommand::Show { client_id } => {
+            Ok(vec![admin::show_consumer(store, &client_id).await?.to_string()])
+        }
+        ConsumerCommand::Update { client_id, fields, new_secret, confidential, first_party } => {
+            let mut spec = fields.spec();
+            if confidential {
+                spec.public = Some(false);
+            }
+            if first_party {
+                spec.third_party = Some(false);
+            }
+            Ok(created(admin::update_consumer(store, &server, &client_id, &spec, new_secret).await?))
+        }
+        ConsumerCommand::Delete { client_id } => {
+            admin::delete_consumer(store, &client_id).await?;
+            Ok(vec![format!("deleted consumer {client_id}")])
+        }
+    }
+}
+
+async fn user(store: Store, server: Server, command: UserCommand) -> Output {
+    let store = store.as_ref();
+    match command {
+        UserCommand::Add { username, roles, admin, password_file } => {
+            let password = admin::read_password(password_file.as_deref())?;
+            admin::add_user(store, &server, &username, &password, roles, admin).await?;
+            Ok(vec![format!("added user {username}")])
+        }
+        UserCommand::Passwd { username, password_file } => {
+            let password = admin::read_password(password_file.as_deref())?;
+            admin::set_password(store, &username, &password).await?;
+            Ok(vec![format!("changed the password of {username}")])
+        }
+        UserCommand::Roles { username, roles } => {
+            admin::set_roles(store, &server, &username, roles).await?;
+            Ok(vec![])
+        }
+        UserCommand::Disable { username, enable } => {
+            admin::set_disabled(store, &username, !enable).await?;
+            Ok(vec![format!("{} user {username}", if enable { "enabled" } else { "disabled" })])
+        }
+        UserCommand::List => admin::list_users(store).await,
+    }
+}
+
+async fn keys(store: Store, server: Server, command: KeysCommand) -> Output {
+    match command {
+        KeysCommand::Rotate { alg } => Ok(vec![admin::rotate_key(store.as_ref(), &alg).await?]),
+        KeysCommand::List => admin::list_keys(store.as_ref(), &server).await,
+    }
 }

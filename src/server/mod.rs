@@ -17,6 +17,7 @@
 //! too, because the resource the tokens open (the gate in front of the
 //! upstream) lives behind the same public URL.
 
+pub mod admin;
 pub mod consumer;
 pub mod error;
 pub mod jwt;

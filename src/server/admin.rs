@@ -1,0 +1,472 @@
+//! What the `consumer`, `user` and `keys` commands do, on a [`Store`] and
+//! the file's `server:` section; the binary only parses arguments and prints.
+//!
+//! Consumers made here are not config-managed: a start of the sidecar leaves
+//! them alone, and config-managed consumers cannot be changed here (edit the
+//! file instead). A generated client secret is returned once, in
+//! [`CreatedConsumer::secret`], and kept only as its keyed hash.
+//!
+//! ```
+//! use oauth_sidecar::server::admin::{AdminError, ConsumerSpec};
+//!
+//! let spec = ConsumerSpec { scopes: Some(vec!["nope".into()]), ..ConsumerSpec::default() };
+//! let err = spec.check(&Default::default()).unwrap_err();
+//! assert!(matches!(err, AdminError::Usage(_)));
+//! ```
+
+use std::fmt;
+use std::io::BufRead;
+use std::path::Path;
+use std::time::Duration;
+
+use super::consumer::{HMAC_PREFIX, Secrets};
+use super::keys::{Alg, KeyError, KeyRing, unix_now};
+use super::password;
+use crate::config::Secret;
+use crate::config::server::{GRANT_TYPES, ServerConfig, check_redirect_uri};
+use crate::store::{ConsumerRecord, Store, StoreError, UserRecord};
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The arguments or the configuration do not allow it (exit status 2).
+    #[error("{0}")]
+    Usage(String),
+    /// No consumer or user by that name.
+    #[error("{0}")]
+    NotFound(String),
+    /// The consumer or user exists already.
+    #[error("{0}")]
+    Exists(String),
+    /// The consumer comes from the configuration file.
+    #[error(
+        "consumer {0:?} is managed by the configuration file (server.consumers): change it there, it is synced at start"
+    )]
+    ConfigManaged(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A signing key could not be made or read.
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    /// A password could not be hashed or read.
+    #[error("{0}")]
+    Password(String),
+}
+
+impl AdminError {
+    /// The exit status: 2 for usage and configuration problems, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AdminError::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// The consumer fields a command sets; `None` leaves a field as it is (on
+/// update) or at its default (on create).
+#[derive(Debug, Clone, Default)]
+pub struct ConsumerSpec {
+    /// A label identifying the integration.
+    pub label: Option<String>,
+    /// Public (`confidential: false`): no secret is validated.
+    pub public: Option<bool>,
+    /// Third-party consumers show the consent page.
+    pub third_party: Option<bool>,
+    /// The user `client_credentials` acts as.
+    pub user_id: Option<String>,
+    /// Exact redirect URIs.
+    pub redirect_uris: Option<Vec<String>>,
+    /// CORS origins.
+    pub allowed_origins: Option<Vec<String>>,
+    /// Roles.
+    pub scopes: Option<Vec<String>>,
+    /// Grant types.
+    pub grant_types: Option<Vec<String>>,
+    /// farmOS `grant_user_access`.
+    pub grant_user_access: Option<bool>,
+    /// farmOS `limit_requested_access`.
+    pub limit_requested_access: Option<bool>,
+    /// farmOS `limit_user_access`.
+    pub limit_user_access: Option<bool>,
+}
+
+impl ConsumerSpec {
+    /// Checks roles, grant types and redirect URIs as the file's validation does.
+    pub fn check(&self, server: &ServerConfig) -> Result<(), AdminError> {
+        check_roles(server, self.scopes.iter().flatten())?;
+        for g in self.grant_types.iter().flatten() {
+            if !GRANT_TYPES.contains(&g.as_str()) {
+                return Err(AdminError::Usage(format!(
+                    "`{g}` is not a grant type: expected one of {}",
+                    GRANT_TYPES.join(", ")
+                )));
+            }
+        }
+        for uri in self.redirect_uris.iter().flatten() {
+            check_redirect_uri(uri).map_err(AdminError::Usage)?;
+        }
+        Ok(())
+    }
+
+    fn apply(&self, c: &mut ConsumerRecord) {
+        let set = |field: &mut bool, value: Option<bool>| {
+            if let Some(v) = value {
+                *field = v;
+            }
+        };
+        if let Some(label) = &self.label {
+            c.label.clone_from(label);
+        }
+        if let Some(public) = self.public {
+            c.confidential = !public;
+        }
+        set(&mut c.third_party, self.third_party);
+        set(&mut c.grant_user_access, self.grant_user_access);
+        set(&mut c.limit_requested_access, self.limit_requested_access);
+        set(&mut c.limit_user_access, self.limit_user_access);
+        if let Some(user) = &self.user_id {
+            c.user_id = (!user.is_empty()).then(|| user.clone());
+        }
+        for (field, value) in [
+            (&mut c.redirect_uris, &self.redirect_uris),
+            (&mut c.allowed_origins, &self.allowed_origins),
+            (&mut c.scopes, &self.scopes),
+            (&mut c.grant_types, &self.grant_types),
+        ] {
+            if let Some(v) = value {
+                field.clone_from(v);
+            }
+        }
+    }
+}
+
+/// Refuses a combination the token endpoint could not serve.
+fn check_record(c: &ConsumerRecord) -> Result<(), AdminError> {
+    let has = |g: &str| c.grant_types.iter().any(|x| x == g);
+    if !c.confidential && has("client_credentials") {
+        return Err(AdminError::Usage("a public consumer (--public) may not use client_credentials".into()));
+    }
+    if has("authorization_code") && c.redirect_uris.is_empty() {
+        return Err(AdminError::Usage(
+            "the authorization_code grant needs at least one --redirect-uri".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_roles<'a>(server: &ServerConfig, roles: impl Iterator<Item = &'a String>) -> Result<(), AdminError> {
+    for r in roles {
+        if !server.roles.contains_key(r) {
+            return Err(AdminError::Usage(format!("`{r}` is not a role declared in server.roles")));
+        }
+    }
+    Ok(())
+}
+
+/// A consumer just created, with its generated secret (shown once).
+#[derive(Debug)]
+pub struct CreatedConsumer {
+    /// The stored consumer.
+    pub consumer: ConsumerRecord,
+    /// The generated secret, for a confidential consumer.
+    pub secret: Option<Secret>,
+}
+
+/// Creates a consumer. `client_id` defaults to a UUID v4; the default grant
+/// types are `authorization_code` and `refresh_token`, as in the file.
+pub async fn create_consumer(
+    store: &dyn Store,
+    server: &ServerConfig,
+    client_id: Option<String>,
+    spec: &ConsumerSpec,
+) -> Result<CreatedConsumer, AdminError> {
+    spec.check(server)?;
+    let client_id = client_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    if client_id.is_empty() || !client_id.chars().all(|ch| ch.is_ascii_alphanumeric() || "_.-".contains(ch)) {
+        return Err(AdminError::Usage(format!(
+            "`{client_id}` is not a machine name: use letters, digits, `_`, `.`, `-`"
+        )));
+    }
+    if store.consumer(&client_id).await?.is_some() {
+        return Err(AdminError::Exists(format!("consumer {client_id:?} exists already")));
+    }
+    let mut consumer = ConsumerRecord {
+        client_id,
+        label: String::new(),
+        secret_hash: None,
+        confidential: true,
+        user_id: None,
+        redirect_uris: vec![],
+        allowed_origins: vec![],
+        third_party: false,
+        scopes: vec![],
+        grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+        access_token_ttl: None,
+        refresh_token_ttl: None,
+        grant_user_access: false,
+        limit_requested_access: false,
+        limit_user_access: false,
+        managed_by_config: false,
+    };
+    spec.apply(&mut consumer);
+    check_record(&consumer)?;
+    let secret = if consumer.confidential {
+        let (secret, hash) = Secrets::load(store).await?.generate();
+        consumer.secret_hash = Some(hash);
+        Some(Secret::new(secret))
+    } else {
+        None
+    };
+    store.put_consumer(&consumer).await?;
+    Ok(CreatedConsumer { consumer, secret })
+}
+
+/// Changes a CLI-made consumer; with `new_secret`, generates a new secret
+/// (returned once) that replaces the old one.
+pub async fn update_consumer(
+    store: &dyn Store,
+    server: &ServerConfig,
+    client_id: &str,
+    spec: &ConsumerSpec,
+    new_secret: bool,
+) -> Result<CreatedConsumer, AdminError> {
+    spec.check(server)?;
+    let mut consumer = editable(store, client_id).await?;
+    spec.apply(&mut consumer);
+    check_record(&consumer)?;
+    let mut secret = None;
+    if consumer.confidential && (new_secret || consumer.secret_hash.is_none()) {
+        let (clear, hash) = Secrets::load(store).await?.generate();
+        consumer.secret_hash = Some(hash);
+        secret = Some(Secret::new(clear));
+    } else if new_secret {
+        return Err(AdminError::Usage("a public consumer has no secret to renew".into()));
+    }
+    store.put_consumer(&consumer).await?;
+    Ok(CreatedConsumer { consumer, secret })
+}
+
+/// Deletes a CLI-made consumer and its tokens.
+pub async fn delete_consumer(store: &dyn Store, client_id: &str) -> Result<(), AdminError> {
+    editable(store, client_id).await?;
+    store.delete_consumer(client_id).await?;
+    Ok(())
+}
+
+async fn editable(store: &dyn Store, client_id: &str) -> Result<ConsumerRecord, AdminError> {
+    let consumer = show_consumer(store, client_id).await?.0;
+    if consumer.managed_by_config {
+        return Err(AdminError::ConfigManaged(consumer.client_id));
+    }
+    Ok(consumer)
+}
+
+/// A consumer as the CLI prints it: every field but the secret hash.
+#[derive(Debug)]
+pub struct ConsumerView(pub ConsumerRecord);
+
+/// The consumer with this `client_id`.
+pub async fn show_consumer(store: &dyn Store, client_id: &str) -> Result<ConsumerView, AdminError> {
+    match store.consumer(client_id).await? {
+        Some(c) => Ok(ConsumerView(c)),
+        None => Err(AdminError::NotFound(format!("no consumer {client_id:?}"))),
+    }
+}
+
+/// Every consumer, by `client_id`.
+pub async fn list_consumers(store: &dyn Store) -> Result<Vec<ConsumerView>, AdminError> {
+    Ok(store.consumers().await?.into_iter().map(ConsumerView).collect())
+}
+
+impl ConsumerView {
+    /// One line: `client_id  kind  source  label`.
+    pub fn line(&self) -> String {
+        let c = &self.0;
+        format!(
+            "{}\t{}\t{}\t{}",
+            c.client_id,
+            if c.confidential { "confidential" } else { "public" },
+            if c.managed_by_config { "config" } else { "cli" },
+            c.label
+        )
+    }
+}
+
+impl fmt::Display for ConsumerView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.0;
+        let secret = match c.secret_hash.as_deref() {
+            None => "none",
+            Some(h) if h.starts_with(HMAC_PREFIX) => "generated (stored as a keyed hash)",
+            Some(_) => "set by hand (stored as an argon2 hash)",
+        };
+        let ttl = |t: Option<u64>| t.map_or_else(|| "server default".to_owned(), |s| format!("{s}s"));
+        writeln!(f, "client_id: {}", c.client_id)?;
+        writeln!(f, "label: {}", c.label)?;
+        writeln!(f, "confidential: {}", c.confidential)?;
+        writeln!(f, "secret: {secret}")?;
+        writeln!(f, "managed_by_config: {}", c.managed_by_config)?;
+        writeln!(f, "user_id: {}", c.user_id.as_deref().unwrap_or(""))?;
+        writeln!(f, "third_party: {}", c.third_party)?;
+        writeln!(f, "scopes: {}", c.scopes.join(" "))?;
+        writeln!(f, "grant_types: {}", c.grant_types.join(" "))?;
+        writeln!(f, "redirect_uris: {}", c.redirect_uris.join(" "))?;
+        writeln!(f, "allowed_origins: {}", c.allowed_origins.join(" "))?;
+        writeln!(f, "access_token_ttl: {}", ttl(c.access_token_ttl))?;
+        writeln!(f, "refresh_token_ttl: {}", ttl(c.refresh_token_ttl))?;
+        writeln!(f, "grant_user_access: {}", c.grant_user_access)?;
+        writeln!(f, "limit_requested_access: {}", c.limit_requested_access)?;
+        write!(f, "limit_user_access: {}", c.limit_user_access)
+    }
+}
+
+/// Opens the store a loaded configuration names, with its `server:`
+/// section (an error without one).
+pub async fn open(
+    loaded: &crate::config::Loaded,
+) -> Result<(std::sync::Arc<dyn Store>, ServerConfig), AdminError> {
+    let Some(server) = loaded.config.server.clone() else {
+        return Err(AdminError::Usage(
+            "the configuration has no `server:` section, so no consumers, users or keys".into(),
+        ));
+    };
+    Ok((crate::store::open(&loaded.store).await?, server))
+}
+
+// --- users ---
+
+/// Reads a password: the first line of `file`, or of standard input.
+pub fn read_password(file: Option<&Path>) -> Result<Secret, AdminError> {
+    let mut line = String::new();
+    let read = match file {
+        Some(path) => std::fs::read_to_string(path).map(|text| {
+            line = text.lines().next().unwrap_or_default().to_owned();
+        }),
+        None => std::io::stdin().lock().read_line(&mut line).map(drop),
+    };
+    read.map_err(|e| AdminError::Usage(format!("cannot read the password: {e}")))?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    if password.is_empty() {
+        return Err(AdminError::Usage("the password is empty (give it on standard input)".into()));
+    }
+    Ok(Secret::new(password))
+}
+
+async fn hash(password: &Secret) -> Result<String, AdminError> {
+    password::hash_blocking(password.expose().to_owned())
+        .await
+        .map_err(|e| AdminError::Password(format!("cannot hash the password: {e}")))
+}
+
+/// Adds a user; refuses an existing username.
+pub async fn add_user(
+    store: &dyn Store,
+    server: &ServerConfig,
+    username: &str,
+    password: &Secret,
+    roles: Vec<String>,
+    admin: bool,
+) -> Result<(), AdminError> {
+    if username.trim().is_empty() {
+        return Err(AdminError::Usage("a user needs a name".into()));
+    }
+    check_roles(server, roles.iter())?;
+    if store.user(username).await?.is_some() {
+        return Err(AdminError::Exists(format!("user {username:?} exists already")));
+    }
+    let password_hash = hash(password).await?;
+    let user = UserRecord { username: username.to_owned(), password_hash, roles, admin, disabled: false };
+    Ok(store.put_user(&user).await?)
+}
+
+async fn user(store: &dyn Store, username: &str) -> Result<UserRecord, AdminError> {
+    store.user(username).await?.ok_or_else(|| AdminError::NotFound(format!("no user {username:?}")))
+}
+
+/// Sets a user's password.
+pub async fn set_password(store: &dyn Store, username: &str, password: &Secret) -> Result<(), AdminError> {
+    let mut u = user(store, username).await?;
+    u.password_hash = hash(password).await?;
+    Ok(store.put_user(&u).await?)
+}
+
+/// Replaces a user's roles.
+pub async fn set_roles(
+    store: &dyn Store,
+    server: &ServerConfig,
+    username: &str,
+    roles: Vec<String>,
+) -> Result<(), AdminError> {
+    check_roles(server, roles.iter())?;
+    let mut u = user(store, username).await?;
+    u.roles = roles;
+    Ok(store.put_user(&u).await?)
+}
+
+/// Disables (or enables again) a user: a disabled user gets no token.
+pub async fn set_disabled(store: &dyn Store, username: &str, disabled: bool) -> Result<(), AdminError> {
+    let mut u = user(store, username).await?;
+    u.disabled = disabled;
+    Ok(store.put_user(&u).await?)
+}
+
+/// Every user as one line: `username  roles  flags` (never the hash).
+pub async fn list_users(store: &dyn Store) -> Result<Vec<String>, AdminError> {
+    Ok(store
+        .users()
+        .await?
+        .into_iter()
+        .map(|u| {
+            let mut flags = vec![];
+            if u.admin {
+                flags.push("admin");
+            }
+            if u.disabled {
+                flags.push("disabled");
+            }
+            format!("{}\t{}\t{}", u.username, u.roles.join(","), flags.join(","))
+        })
+        .collect())
+}
+
+// --- signing keys ---
+
+/// Adds a signing key of `alg` (`EdDSA` or `RS256`); returns its `kid`. A
+/// running sidecar signs with it after its next start.
+pub async fn rotate_key(store: &dyn Store, alg: &str) -> Result<String, AdminError> {
+    let alg: Alg = alg.parse().map_err(|e: super::keys::UnknownAlg| AdminError::Usage(e.to_string()))?;
+    Ok(KeyRing::rotate(store, alg).await?)
+}
+
+/// Every signing key as one line: `kid  alg  created  state`, where state is
+/// `active`, `published` (verifying tokens signed before a rotation) or
+/// `retired`.
+pub async fn list_keys(store: &dyn Store, server: &ServerConfig) -> Result<Vec<String>, AdminError> {
+    let ring = KeyRing::load(store, Duration::from_secs(longest_ttl(server))).await?;
+    let now = unix_now();
+    Ok(ring
+        .keys()
+        .iter()
+        .map(|k| {
+            let state = if ring.active(k.alg()).is_some_and(|a| a.kid() == k.kid()) {
+                "active"
+            } else if k.is_published_at(now) {
+                "published"
+            } else {
+                "retired"
+            };
+            format!("{}\t{}\t{}\t{state}", k.kid(), k.alg().as_str(), k.created_at())
+        })
+        .collect())
+}
+
+/// The longest access token lifetime, for which old keys stay published.
+fn longest_ttl(server: &ServerConfig) -> u64 {
+    server
+        .consumers
+        .iter()
+        .filter_map(|c| c.access_token_ttl.map(|d| d.0.as_secs()))
+        .fold(server.access_token_ttl.0.as_secs(), u64::max)
+}
