@@ -36,14 +36,15 @@ impl Sidecar {
 
     /// Like [`Sidecar::start`] with a custom `listen:` (and anything else) prefix.
     pub fn start_with(extra: &str, prefix: &str) -> Sidecar {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = write_config(extra, prefix);
+        Self::start_in(dir)
+    }
+
+    /// Starts the binary on the `sidecar.yaml` of a folder made by
+    /// [`write_config`] (so a test can run CLI commands on it first, or
+    /// start again on the same store).
+    pub fn start_in(dir: tempfile::TempDir) -> Sidecar {
         let config = dir.path().join("sidecar.yaml");
-        let store = dir.path().join("data/sidecar.db");
-        let yaml = format!(
-            "{prefix}store: sqlite://{}\nlog: {{ level: info, format: json }}\n{extra}",
-            store.display()
-        );
-        std::fs::write(&config, yaml).expect("write config");
         let mut child = Command::new(env!("CARGO_BIN_EXE_oauth-sidecar"))
             .args(["serve", "--config"])
             .arg(&config)
@@ -136,6 +137,25 @@ impl Sidecar {
     pub fn store_path(&self) -> PathBuf {
         self.dir.path().join("data/sidecar.db")
     }
+
+    /// Stops the process and hands back its folder, to start again on it.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::mem::replace(&mut self.dir, dir)
+    }
+}
+
+/// A temp folder with `sidecar.yaml` as [`Sidecar::start_with`] writes it:
+/// `prefix`, a store at `data/sidecar.db`, JSON logs, then `extra`.
+pub fn write_config(extra: &str, prefix: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = dir.path().join("data/sidecar.db");
+    let yaml =
+        format!("{prefix}store: sqlite://{}\nlog: {{ level: info, format: json }}\n{extra}", store.display());
+    std::fs::write(dir.path().join("sidecar.yaml"), yaml).expect("write config");
+    dir
 }
 
 impl Drop for Sidecar {

@@ -1,0 +1,214 @@
+//! The `consumer`, `user` and `keys` commands of the real binary on a temp
+//! config and SQLite store, then the sidecar started on that store serving
+//! tokens to what the commands made.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use common::Sidecar;
+use serde_json::Value;
+
+const SERVER: &str = r#"
+server:
+  roles:
+    farm_viewer: { label: Viewer, description: Read farm records }
+    farm_manager: { label: Manager, description: Create and edit farm records }
+  consumers:
+    - client_id: farm
+      confidential: false
+      third_party: false
+      redirect_uris: [http://127.0.0.1/authorized]
+      scopes: [farm_manager]
+      grant_types: [authorization_code, refresh_token]
+"#;
+
+/// Runs `oauth-sidecar ARGS --config DIR/sidecar.yaml` with `stdin`.
+fn cli(dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oauth-sidecar"))
+        .args(args)
+        .arg("--config")
+        .arg(dir.join("sidecar.yaml"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn oauth-sidecar");
+    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout.clone()).expect("utf-8")
+}
+
+async fn token(sidecar: &Sidecar, form: &[(&str, &str)]) -> (u16, Value) {
+    // Every value here is URL-safe (names, base64url secrets), so no escaping.
+    let body: Vec<String> = form.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let res = common::client()
+        .post(sidecar.url("/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.join("&"))
+        .send()
+        .await
+        .expect("token");
+    (res.status().as_u16(), res.json().await.expect("json"))
+}
+
+/// Creates the `reporting` consumer and the `reporter` user with the CLI;
+/// returns the printed secret.
+fn create_reporting(dir: &Path) -> String {
+    let out = cli(
+        dir,
+        &[
+            "consumer",
+            "create",
+            "--client-id",
+            "reporting",
+            "--user-id",
+            "reporter",
+            "--scope",
+            "farm_viewer",
+            "--grant-type",
+            "client_credentials",
+            "--grant-type",
+            "password",
+        ],
+        "",
+    );
+    let text = stdout(&out);
+    let secret = text
+        .lines()
+        .find_map(|l| l.strip_prefix("client_secret: "))
+        .expect("the secret is printed")
+        .to_owned();
+    assert!(secret.len() >= 43, "256 bits, base64url");
+    stdout(&cli(dir, &["user", "add", "reporter", "--role", "farm_viewer"], "reporter-password\n"));
+    secret
+}
+
+#[tokio::test]
+async fn consumer_and_user_made_by_the_cli_get_tokens() {
+    let dir = common::write_config(SERVER, "listen: 127.0.0.1:0\n");
+    let secret = create_reporting(dir.path());
+    let sidecar = Sidecar::start_in(dir);
+
+    let (status, body) = token(
+        &sidecar,
+        &[("grant_type", "client_credentials"), ("client_id", "reporting"), ("client_secret", &secret)],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["scope"].as_str().unwrap().contains("farm_viewer"), "{body}");
+
+    let (status, body) = token(
+        &sidecar,
+        &[
+            ("grant_type", "password"),
+            ("client_id", "reporting"),
+            ("client_secret", &secret),
+            ("username", "reporter"),
+            ("password", "reporter-password"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["access_token"].is_string());
+
+    let (status, body) = token(
+        &sidecar,
+        &[("grant_type", "client_credentials"), ("client_id", "reporting"), ("client_secret", "wrong")],
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_client")));
+}
+
+#[tokio::test]
+async fn show_and_list_never_print_the_secret_or_its_hash() {
+    let dir = common::write_config(SERVER, "listen: 127.0.0.1:0\n");
+    let secret = create_reporting(dir.path());
+    for args in [&["consumer", "show", "reporting"][..], &["consumer", "list"][..]] {
+        let text = stdout(&cli(dir.path(), args, ""));
+        assert!(text.contains("reporting"), "{text}");
+        assert!(!text.contains(&secret), "{text}");
+        assert!(!text.contains("hmac-sha256:"), "{text}");
+    }
+    let again = cli(dir.path(), &["consumer", "create", "--client-id", "reporting"], "");
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+}
+
+#[tokio::test]
+async fn config_managed_consumers_cannot_be_deleted_or_updated() {
+    let dir = common::write_config(SERVER, "listen: 127.0.0.1:0\n");
+    // A first start syncs the file's consumers into the store.
+    let dir = Sidecar::start_in(dir).stop();
+    for args in [&["consumer", "delete", "farm"][..], &["consumer", "update", "farm", "--label", "x"][..]] {
+        let out = cli(dir.path(), args, "");
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("managed by the configuration file"), "{err}");
+    }
+    assert!(stdout(&cli(dir.path(), &["consumer", "list"], "")).contains("farm\tpublic\tconfig"));
+}
+
+#[tokio::test]
+async fn bad_arguments_exit_with_status_2() {
+    let dir = common::write_config(SERVER, "listen: 127.0.0.1:0\n");
+    let out = cli(dir.path(), &["consumer", "create", "--scope", "not_a_role"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not_a_role"));
+    let out = cli(dir.path(), &["consumer", "create", "--grant-type", "implicit"], "");
+    assert_eq!(out.status.code(), Some(2));
+    let out = cli(dir.path(), &["consumer", "create", "--public", "--grant-type", "client_credentials"], "");
+    assert_eq!(out.status.code(), Some(2));
+    let out = cli(dir.path(), &["user", "add", "bob"], "");
+    assert_eq!(out.status.code(), Some(2), "an empty password is refused");
+}
+
+#[tokio::test]
+async fn a_disabled_user_gets_no_password_grant() {
+    let dir = common::write_config(SERVER, "listen: 127.0.0.1:0\n");
+    let secret = create_reporting(dir.path());
+    stdout(&cli(dir.path(), &["user", "disable", "reporter"], ""));
+    assert!(stdout(&cli(dir.path(), &["user", "list"], "")).contains("disabled"));
+    let sidecar = Sidecar::start_in(dir);
+    let (status, body) = token(
+        &sidecar,
+        &[
+            ("grant_type", "password"),
+            ("client_id", "reporting"),
+            ("client_secret", &secret),
+            ("username", "reporter"),
+            ("password", "reporter-password"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "invalid_grant");
+}
+
+#[tokio::test]
+async fn keys_rotate_adds_a_kid_published_after_restart() {
+    let dir = common::write_config(SERVER, "listen: 127.0.0.1:0\n");
+    let sidecar = Sidecar::start_in(dir);
+    let jwks = |s: &Sidecar| {
+        let url = s.url("/.well-known/jwks.json");
+        async move { common::client().get(url).send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let before = jwks(&sidecar).await;
+    let dir = sidecar.stop();
+    let kid = stdout(&cli(dir.path(), &["keys", "rotate"], "")).trim().to_owned();
+    assert!(!before.to_string().contains(&kid));
+    let listed = stdout(&cli(dir.path(), &["keys", "list"], ""));
+    assert!(listed.contains(&format!("{kid}\tEdDSA")), "{listed}");
+    let sidecar = Sidecar::start_in(dir);
+    let after = jwks(&sidecar).await;
+    let kids: Vec<&str> =
+        after["keys"].as_array().unwrap().iter().filter_map(|k| k["kid"].as_str()).collect();
+    assert!(kids.contains(&kid.as_str()), "{after}");
+    assert_eq!(kids.len(), 3, "the old EdDSA key stays published: {after}");
+}
