@@ -2,10 +2,12 @@
 //! the same port, and graceful shutdown that stops accepting, lets in-flight
 //! requests finish within the grace time, then returns.
 
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Waker};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -14,12 +16,11 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tower::{Service, ServiceExt};
+use tower::Service;
 
 use crate::config::TlsConfig;
 use crate::proxy::ConnectionInfo;
@@ -74,6 +75,9 @@ fn tls_acceptor(config: &TlsConfig) -> Result<TlsAcceptor, String> {
 
 /// Serves `service` on `listener` until `shutdown` completes, then drains
 /// open connections for at most `grace`.
+///
+/// `service` must always be ready (`poll_ready` returns `Ready` at once): each
+/// connection calls its own copy directly, without waiting for readiness.
 pub(crate) async fn serve<S>(
     listener: Listener,
     service: S,
@@ -118,11 +122,7 @@ pub(crate) async fn serve<S>(
         };
         let _ = stream.set_nodelay(true);
         let info = ConnectionInfo { peer, tls: tls.is_some() };
-        let service = service.clone().map_request(move |mut req: Request<Incoming>| {
-            req.extensions_mut().insert(info);
-            req
-        });
-        let service = TowerToHyperService::new(service);
+        let service = PerConnection { service: RefCell::new(service.clone()), info };
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
@@ -161,5 +161,34 @@ pub(crate) async fn serve<S>(
     match tokio::time::timeout(grace, graceful.shutdown()).await {
         Ok(()) => tracing::info!("all connections drained"),
         Err(_) => tracing::warn!(grace = ?grace, "grace time over; closing the remaining connections"),
+    }
+}
+
+/// One connection's copy of the tower stack, as a hyper service: puts the
+/// [`ConnectionInfo`] into each request and calls the stack in place.
+///
+/// hyper calls services through `&self`, tower through `&mut self`; a
+/// connection calls its service from its own task, one request at a time, so
+/// a `RefCell` bridges the two without cloning the stack for every request
+/// (what `hyper_util::service::TowerToHyperService` does).
+struct PerConnection<S> {
+    service: RefCell<S>,
+    info: ConnectionInfo,
+}
+
+impl<S> hyper::service::Service<Request<Incoming>> for PerConnection<S>
+where
+    S: Service<Request<Incoming>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, mut req: Request<Incoming>) -> S::Future {
+        req.extensions_mut().insert(self.info);
+        let mut service = self.service.borrow_mut();
+        let ready = service.poll_ready(&mut Context::from_waker(Waker::noop()));
+        debug_assert!(ready.is_ready(), "the served stack must always be ready");
+        service.call(req)
     }
 }
