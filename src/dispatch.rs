@@ -10,12 +10,19 @@ use std::task::{Context, Poll};
 use axum::Router;
 use axum::body::Body;
 use axum::routing::future::RouteFuture;
-use futures_util::future::Either;
+use futures_util::FutureExt;
+use futures_util::future::{Either, Map};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use tower::Service;
 
-use crate::proxy::ReverseProxy;
+use crate::proxy::{self, ResponseBody, ReverseProxy};
+
+/// The router's response, in the proxy's body type.
+type Routed = Map<
+    RouteFuture<Infallible>,
+    fn(Result<Response<Body>, Infallible>) -> Result<Response<ResponseBody>, Infallible>,
+>;
 
 /// Paths owned by the sidecar: exact paths, and prefixes ending in `/`.
 #[derive(Debug, Clone, Default)]
@@ -51,10 +58,9 @@ impl Dispatch {
 }
 
 impl Service<Request<Incoming>> for Dispatch {
-    type Response = Response<Body>;
+    type Response = Response<ResponseBody>;
     type Error = Infallible;
-    type Future =
-        Either<RouteFuture<Infallible>, <ReverseProxy<Incoming> as Service<Request<Incoming>>>::Future>;
+    type Future = Either<Routed, proxy::ResponseFuture>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
@@ -62,9 +68,13 @@ impl Service<Request<Incoming>> for Dispatch {
 
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
         if self.owned.contains(req.uri().path()) {
-            Either::Left(self.router.call(req))
+            Either::Left(self.router.call(req).map(local as _))
         } else {
             Either::Right(self.proxy.call(req))
         }
     }
+}
+
+fn local(res: Result<Response<Body>, Infallible>) -> Result<Response<ResponseBody>, Infallible> {
+    res.map(|res| res.map(http_body_util::Either::Right))
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Waker};
 use std::time::Duration;
 
-use axum::body::Body;
+use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -78,19 +78,17 @@ fn tls_acceptor(config: &TlsConfig) -> Result<TlsAcceptor, String> {
 ///
 /// `service` must always be ready (`poll_ready` returns `Ready` at once): each
 /// connection calls its own copy directly, without waiting for readiness.
-pub(crate) async fn serve<S>(
+pub(crate) async fn serve<S, B>(
     listener: Listener,
     service: S,
     max_header_size: usize,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) where
-    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Clone + Send + Sync + 'static,
     S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
