@@ -86,19 +86,16 @@ pub(crate) fn set_forwarded(headers: &mut HeaderMap, hop: Hop<'_>, trusted: bool
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer_ip, IpAddr::V4),
         v4 => v4,
     };
+    let mut ip = ValueBuf::new();
+    write_ip(&mut ip, peer_ip);
 
     // X-Forwarded-For: append the peer to a trusted list, else start anew.
-    let mut xff = String::new();
+    let mut xff = ValueBuf::new();
     if trusted {
-        for v in headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()) {
-            if !v.trim().is_empty() {
-                xff.push_str(v.trim());
-                xff.push_str(", ");
-            }
-        }
+        xff.push_list(headers.get_all(&X_FORWARDED_FOR));
     }
-    let _ = write!(xff, "{peer_ip}");
-    insert(headers, &X_FORWARDED_FOR, &xff);
+    xff.push(ip.as_bytes());
+    insert(headers, &X_FORWARDED_FOR, xff.as_bytes());
 
     // X-Forwarded-Proto and -Host: a trusted proxy's values stand.
     if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
@@ -116,32 +113,107 @@ pub(crate) fn set_forwarded(headers: &mut HeaderMap, hop: Hop<'_>, trusted: bool
     }
 
     // Forwarded (RFC 7239): one element per hop, comma-separated.
-    let mut forwarded = String::new();
+    let mut forwarded = ValueBuf::new();
     if trusted {
-        for v in headers.get_all(header::FORWARDED).iter().filter_map(|v| v.to_str().ok()) {
-            if !v.trim().is_empty() {
-                forwarded.push_str(v.trim());
-                forwarded.push_str(", ");
-            }
-        }
+        forwarded.push_list(headers.get_all(header::FORWARDED));
     }
     match peer_ip {
-        IpAddr::V4(ip) => {
-            let _ = write!(forwarded, "for={ip}");
+        IpAddr::V4(_) => {
+            forwarded.push(b"for=");
+            forwarded.push(ip.as_bytes());
         }
-        IpAddr::V6(ip) => {
-            let _ = write!(forwarded, "for=\"[{ip}]\"");
+        IpAddr::V6(_) => {
+            forwarded.push(b"for=\"[");
+            forwarded.push(ip.as_bytes());
+            forwarded.push(b"]\"");
         }
     }
     if let Some(host) = hop.host.and_then(|h| h.to_str().ok()) {
-        let _ = write!(forwarded, ";host=\"{host}\"");
+        forwarded.push(b";host=\"");
+        forwarded.push(host.as_bytes());
+        forwarded.push(b"\"");
     }
-    let _ = write!(forwarded, ";proto={}", hop.proto);
-    insert(headers, &header::FORWARDED, &forwarded);
+    forwarded.push(b";proto=");
+    forwarded.push(hop.proto.as_bytes());
+    insert(headers, &header::FORWARDED, forwarded.as_bytes());
 }
 
-fn insert(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
-    match HeaderValue::from_str(value) {
+/// Writes an address the way `Display` does (IPv4 without the formatting
+/// machinery, which is most of the cost on the hot path).
+fn write_ip(buf: &mut ValueBuf, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf.push(b".");
+                }
+                let digits = [b'0' + octet / 100, b'0' + octet / 10 % 10, b'0' + octet % 10];
+                let skip = if octet >= 100 {
+                    0
+                } else if octet >= 10 {
+                    1
+                } else {
+                    2
+                };
+                buf.push(&digits[skip..]);
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(buf, "{v6}");
+        }
+    }
+}
+
+/// Bytes of one header value, on the stack while they fit (one hop's worth
+/// of forwarding headers does), on the heap past that.
+struct ValueBuf {
+    stack: [u8; 256],
+    len: usize,
+    heap: Vec<u8>,
+}
+
+impl ValueBuf {
+    fn new() -> Self {
+        ValueBuf { stack: [0; 256], len: 0, heap: Vec::new() }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        if self.heap.is_empty() && self.len + bytes.len() <= self.stack.len() {
+            self.stack[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+            self.len += bytes.len();
+        } else {
+            if self.heap.is_empty() {
+                self.heap.extend_from_slice(&self.stack[..self.len]);
+            }
+            self.heap.extend_from_slice(bytes);
+        }
+    }
+
+    /// Appends the non-empty values of a list header, each followed by `, `.
+    fn push_list(&mut self, values: header::GetAll<'_, HeaderValue>) {
+        for v in values.iter().filter_map(|v| v.to_str().ok()) {
+            let v = v.trim();
+            if !v.is_empty() {
+                self.push(v.as_bytes());
+                self.push(b", ");
+            }
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        if self.heap.is_empty() { &self.stack[..self.len] } else { &self.heap }
+    }
+}
+
+impl std::fmt::Write for ValueBuf {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.push(s.as_bytes());
+        Ok(())
+    }
+}
+
+fn insert(headers: &mut HeaderMap, name: &HeaderName, value: &[u8]) {
+    match HeaderValue::from_bytes(value) {
         Ok(v) => {
             headers.insert(name.clone(), v);
         }
@@ -221,6 +293,24 @@ mod tests {
         set_forwarded(&mut h, hop, false);
         assert_eq!(h["forwarded"], "for=\"[2001:db8::1]\";proto=http");
         assert!(!h.contains_key("x-forwarded-host"));
+    }
+
+    #[test]
+    fn ipv4_peers_are_written_like_display() {
+        for ip in ["0.0.0.0", "9.10.99.100", "127.0.0.1", "255.255.255.255", "10.0.200.7"] {
+            let mut buf = ValueBuf::new();
+            write_ip(&mut buf, ip.parse().unwrap());
+            assert_eq!(buf.as_bytes(), ip.as_bytes());
+        }
+    }
+
+    #[test]
+    fn long_trusted_chains_are_kept_whole() {
+        let hop = Hop { peer: "192.0.2.7:5000".parse().unwrap(), proto: "http", host: None };
+        let chain = vec!["10.1.2.3"; 60].join(", ");
+        let mut h = map(&[("x-forwarded-for", &chain)]);
+        set_forwarded(&mut h, hop, true);
+        assert_eq!(h["x-forwarded-for"], format!("{chain}, 192.0.2.7").as_str());
     }
 
     #[test]
