@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::TrustedProxy;
@@ -91,16 +92,17 @@ pub(crate) fn set_forwarded(headers: &mut HeaderMap, hop: Hop<'_>, trusted: bool
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer_ip, IpAddr::V4),
         v4 => v4,
     };
-    let mut ip = ValueBuf::new();
-    write_ip(&mut ip, peer_ip);
+    let ip = IpText::new(peer_ip);
+    let ip = ip.as_bytes();
 
     // X-Forwarded-For: append the peer to a trusted list, else start anew.
-    let mut xff = ValueBuf::new();
+    let prior = if trusted { list_len(headers.get_all(&X_FORWARDED_FOR)) } else { 0 };
+    let mut xff = Vec::with_capacity(prior + ip.len());
     if trusted {
-        xff.push_list(headers.get_all(&X_FORWARDED_FOR));
+        push_list(&mut xff, headers.get_all(&X_FORWARDED_FOR));
     }
-    xff.push(ip.as_bytes());
-    insert(headers, &X_FORWARDED_FOR, xff.as_bytes());
+    xff.extend_from_slice(ip);
+    insert(headers, &X_FORWARDED_FOR, xff);
 
     // X-Forwarded-Proto and -Host: a trusted proxy's values stand.
     if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
@@ -118,107 +120,111 @@ pub(crate) fn set_forwarded(headers: &mut HeaderMap, hop: Hop<'_>, trusted: bool
     }
 
     // Forwarded (RFC 7239): one element per hop, comma-separated.
-    let mut forwarded = ValueBuf::new();
+    let host = hop.host.and_then(|h| h.to_str().ok());
+    let prior = if trusted { list_len(headers.get_all(header::FORWARDED)) } else { 0 };
+    let own =
+        "for=\"[]\"".len() + ip.len() + host.map_or(0, |h| ";host=\"\"".len() + h.len()) + ";proto=".len();
+    let mut forwarded = Vec::with_capacity(prior + own + hop.proto.len());
     if trusted {
-        forwarded.push_list(headers.get_all(header::FORWARDED));
+        push_list(&mut forwarded, headers.get_all(header::FORWARDED));
     }
     match peer_ip {
         IpAddr::V4(_) => {
-            forwarded.push(b"for=");
-            forwarded.push(ip.as_bytes());
+            forwarded.extend_from_slice(b"for=");
+            forwarded.extend_from_slice(ip);
         }
         IpAddr::V6(_) => {
-            forwarded.push(b"for=\"[");
-            forwarded.push(ip.as_bytes());
-            forwarded.push(b"]\"");
+            forwarded.extend_from_slice(b"for=\"[");
+            forwarded.extend_from_slice(ip);
+            forwarded.extend_from_slice(b"]\"");
         }
     }
-    if let Some(host) = hop.host.and_then(|h| h.to_str().ok()) {
-        forwarded.push(b";host=\"");
-        forwarded.push(host.as_bytes());
-        forwarded.push(b"\"");
+    if let Some(host) = host {
+        forwarded.extend_from_slice(b";host=\"");
+        forwarded.extend_from_slice(host.as_bytes());
+        forwarded.extend_from_slice(b"\"");
     }
-    forwarded.push(b";proto=");
-    forwarded.push(hop.proto.as_bytes());
-    insert(headers, &header::FORWARDED, forwarded.as_bytes());
+    forwarded.extend_from_slice(b";proto=");
+    forwarded.extend_from_slice(hop.proto.as_bytes());
+    insert(headers, &header::FORWARDED, forwarded);
 }
 
-/// Writes an address the way `Display` does (IPv4 without the formatting
-/// machinery, which is most of the cost on the hot path).
-fn write_ip(buf: &mut ValueBuf, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    buf.push(b".");
+/// The length [`push_list`] writes.
+fn list_len(values: header::GetAll<'_, HeaderValue>) -> usize {
+    values
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| v.len() + 2)
+        .sum()
+}
+
+/// Appends the non-empty values of a list header, each followed by `, `.
+fn push_list(buf: &mut Vec<u8>, values: header::GetAll<'_, HeaderValue>) {
+    for v in values.iter().filter_map(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()) {
+        buf.extend_from_slice(v.as_bytes());
+        buf.extend_from_slice(b", ");
+    }
+}
+
+/// An address as `Display` writes it, on the stack (IPv4 without the
+/// formatting machinery, which is most of the cost on the hot path).
+struct IpText {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl IpText {
+    fn new(ip: IpAddr) -> Self {
+        let mut text = IpText { buf: [0; 48], len: 0 };
+        match ip {
+            IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        text.push(b".");
+                    }
+                    let digits = [b'0' + octet / 100, b'0' + octet / 10 % 10, b'0' + octet % 10];
+                    let skip = if octet >= 100 {
+                        0
+                    } else if octet >= 10 {
+                        1
+                    } else {
+                        2
+                    };
+                    text.push(&digits[skip..]);
                 }
-                let digits = [b'0' + octet / 100, b'0' + octet / 10 % 10, b'0' + octet % 10];
-                let skip = if octet >= 100 {
-                    0
-                } else if octet >= 10 {
-                    1
-                } else {
-                    2
-                };
-                buf.push(&digits[skip..]);
+            }
+            IpAddr::V6(v6) => {
+                let _ = write!(text, "{v6}");
             }
         }
-        IpAddr::V6(v6) => {
-            let _ = write!(buf, "{v6}");
-        }
-    }
-}
-
-/// Bytes of one header value, on the stack while they fit (one hop's worth
-/// of forwarding headers does), on the heap past that.
-struct ValueBuf {
-    stack: [u8; 256],
-    len: usize,
-    heap: Vec<u8>,
-}
-
-impl ValueBuf {
-    fn new() -> Self {
-        ValueBuf { stack: [0; 256], len: 0, heap: Vec::new() }
+        text
     }
 
     fn push(&mut self, bytes: &[u8]) {
-        if self.heap.is_empty() && self.len + bytes.len() <= self.stack.len() {
-            self.stack[self.len..self.len + bytes.len()].copy_from_slice(bytes);
-            self.len += bytes.len();
-        } else {
-            if self.heap.is_empty() {
-                self.heap.extend_from_slice(&self.stack[..self.len]);
-            }
-            self.heap.extend_from_slice(bytes);
-        }
-    }
-
-    /// Appends the non-empty values of a list header, each followed by `, `.
-    fn push_list(&mut self, values: header::GetAll<'_, HeaderValue>) {
-        for v in values.iter().filter_map(|v| v.to_str().ok()) {
-            let v = v.trim();
-            if !v.is_empty() {
-                self.push(v.as_bytes());
-                self.push(b", ");
-            }
-        }
+        // An IPv6 address is at most 45 characters: this never truncates.
+        let n = bytes.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
+        self.len += n;
     }
 
     fn as_bytes(&self) -> &[u8] {
-        if self.heap.is_empty() { &self.stack[..self.len] } else { &self.heap }
+        &self.buf[..self.len]
     }
 }
 
-impl std::fmt::Write for ValueBuf {
+impl std::fmt::Write for IpText {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
         self.push(s.as_bytes());
         Ok(())
     }
 }
 
-fn insert(headers: &mut HeaderMap, name: &HeaderName, value: &[u8]) {
-    match HeaderValue::from_bytes(value) {
+/// Inserts a value built to its exact size: it becomes the header value
+/// without another copy.
+fn insert(headers: &mut HeaderMap, name: &HeaderName, value: Vec<u8>) {
+    match HeaderValue::from_maybe_shared(Bytes::from(value)) {
         Ok(v) => {
             headers.insert(name.clone(), v);
         }
@@ -310,9 +316,14 @@ mod tests {
     #[test]
     fn ipv4_peers_are_written_like_display() {
         for ip in ["0.0.0.0", "9.10.99.100", "127.0.0.1", "255.255.255.255", "10.0.200.7"] {
-            let mut buf = ValueBuf::new();
-            write_ip(&mut buf, ip.parse().unwrap());
-            assert_eq!(buf.as_bytes(), ip.as_bytes());
+            assert_eq!(IpText::new(ip.parse().unwrap()).as_bytes(), ip.as_bytes());
+        }
+    }
+
+    #[test]
+    fn ipv6_peers_are_written_like_display() {
+        for ip in ["::1", "2001:db8::1", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "fe80::1:2:3:4"] {
+            assert_eq!(IpText::new(ip.parse().unwrap()).as_bytes(), ip.as_bytes());
         }
     }
 
