@@ -4,6 +4,7 @@
 //! nothing else.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -16,7 +17,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use tower::Service;
 
-use crate::proxy::{self, ResponseBody, ReverseProxy};
+use crate::proxy::{self, ConnectionInfo, ResponseBody, ReverseProxy};
 
 /// The router's response, in the proxy's body type.
 type Routed = Map<
@@ -43,17 +44,25 @@ impl OwnedPaths {
     }
 }
 
-/// Sends owned paths to the router, the rest to the proxy.
+/// Sends owned paths to the router, the rest to the proxy. Each connection
+/// gets its own copy that knows the connection ([`Dispatch::for_connection`]).
 #[derive(Clone)]
 pub(crate) struct Dispatch {
     router: Router,
     proxy: ReverseProxy<Incoming>,
     owned: Arc<OwnedPaths>,
+    conn: ConnectionInfo,
 }
 
 impl Dispatch {
     pub(crate) fn new(router: Router, proxy: ReverseProxy<Incoming>, owned: OwnedPaths) -> Self {
-        Dispatch { router, proxy, owned: Arc::new(owned) }
+        let conn = ConnectionInfo { peer: SocketAddr::from(([0, 0, 0, 0], 0)), tls: false };
+        Dispatch { router, proxy, owned: Arc::new(owned), conn }
+    }
+
+    /// A copy for the connection `conn`.
+    pub(crate) fn for_connection(&self, conn: ConnectionInfo) -> Self {
+        Dispatch { conn, ..self.clone() }
     }
 }
 
@@ -66,11 +75,12 @@ impl Service<Request<Incoming>> for Dispatch {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, mut req: Request<Incoming>) -> Self::Future {
         if self.owned.contains(req.uri().path()) {
+            req.extensions_mut().insert(self.conn);
             Either::Left(self.router.call(req).map(local as _))
         } else {
-            Either::Right(self.proxy.call(req))
+            Either::Right(self.proxy.start_from(self.conn, req))
         }
     }
 }

@@ -73,14 +73,15 @@ fn tls_acceptor(config: &TlsConfig) -> Result<TlsAcceptor, String> {
     Ok(TlsAcceptor::from(Arc::new(server)))
 }
 
-/// Serves `service` on `listener` until `shutdown` completes, then drains
-/// open connections for at most `grace`.
+/// Serves the service `for_connection` makes for each connection on
+/// `listener` until `shutdown` completes, then drains open connections for
+/// at most `grace`.
 ///
-/// `service` must always be ready (`poll_ready` returns `Ready` at once): each
-/// connection calls its own copy directly, without waiting for readiness.
+/// The service must always be ready (`poll_ready` returns `Ready` at once):
+/// the connection calls it directly, without waiting for readiness.
 pub(crate) async fn serve<S, B>(
     listener: Listener,
-    service: S,
+    for_connection: impl Fn(ConnectionInfo) -> S,
     max_header_size: usize,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
@@ -120,7 +121,7 @@ pub(crate) async fn serve<S, B>(
         };
         let _ = stream.set_nodelay(true);
         let info = ConnectionInfo { peer, tls: tls.is_some() };
-        let service = PerConnection { service: RefCell::new(service.clone()), info };
+        let service = PerConnection { service: RefCell::new(for_connection(info)) };
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
@@ -162,8 +163,8 @@ pub(crate) async fn serve<S, B>(
     }
 }
 
-/// One connection's copy of the tower stack, as a hyper service: puts the
-/// [`ConnectionInfo`] into each request and calls the stack in place.
+/// One connection's tower stack, as a hyper service: calls the stack in
+/// place.
 ///
 /// hyper calls services through `&self`, tower through `&mut self`; a
 /// connection calls its service from its own task, one request at a time, so
@@ -171,7 +172,6 @@ pub(crate) async fn serve<S, B>(
 /// (what `hyper_util::service::TowerToHyperService` does).
 struct PerConnection<S> {
     service: RefCell<S>,
-    info: ConnectionInfo,
 }
 
 impl<S> hyper::service::Service<Request<Incoming>> for PerConnection<S>
@@ -182,8 +182,7 @@ where
     type Error = S::Error;
     type Future = S::Future;
 
-    fn call(&self, mut req: Request<Incoming>) -> S::Future {
-        req.extensions_mut().insert(self.info);
+    fn call(&self, req: Request<Incoming>) -> S::Future {
         let mut service = self.service.borrow_mut();
         let ready = service.poll_ready(&mut Context::from_waker(Waker::noop()));
         debug_assert!(ready.is_ready(), "the served stack must always be ready");

@@ -163,11 +163,23 @@ where
     }
 
     /// Rewrites the request for the upstream and sends it; the returned
-    /// future waits for the response headers (or the timeout).
+    /// future waits for the response headers (or the timeout). The
+    /// connection facts come from the request's extensions.
     fn start(&self, req: Request<B>) -> ResponseFuture {
+        let conn = req
+            .extensions()
+            .get::<ConnectionInfo>()
+            .copied()
+            .unwrap_or(ConnectionInfo { peer: SocketAddr::from(([0, 0, 0, 0], 0)), tls: false });
+        self.start_from(conn, req)
+    }
+
+    /// [`Self::start`] for a caller that knows the connection: the request
+    /// needs no extension (whose map costs three allocations per request).
+    pub(crate) fn start_from(&self, conn: ConnectionInfo, req: Request<B>) -> ResponseFuture {
         let inner = &*self.inner;
         let settings = &inner.settings;
-        let state = match self.prepare(req) {
+        let state = match self.prepare(conn, req) {
             Ok((req, client_upgrade)) => {
                 let started = Instant::now();
                 let deadline = tokio::time::Instant::from_std(started) + settings.timeout;
@@ -191,7 +203,11 @@ where
     /// The upstream request: hop-by-hop headers dropped, forwarding headers
     /// set, URI pointed at the upstream; with the client's pending upgrade
     /// when it asked for one.
-    fn prepare(&self, req: Request<B>) -> Result<(Request<Limited<B>>, Option<OnUpgrade>), ProxyError> {
+    fn prepare(
+        &self,
+        conn: ConnectionInfo,
+        req: Request<B>,
+    ) -> Result<(Request<Limited<B>>, Option<OnUpgrade>), ProxyError> {
         let inner = &*self.inner;
         let settings = &inner.settings;
         if let Some(len) = content_length(req.headers())
@@ -201,11 +217,6 @@ where
         }
 
         let (mut parts, body) = req.into_parts();
-        let conn = parts
-            .extensions
-            .get::<ConnectionInfo>()
-            .copied()
-            .unwrap_or(ConnectionInfo { peer: SocketAddr::from(([0, 0, 0, 0], 0)), tls: false });
 
         let upgrade = headers::remove_hop_by_hop(&mut parts.headers);
         let client_upgrade = match (&upgrade, parts.version) {
