@@ -4,18 +4,26 @@
 //! nothing else.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::body::Body;
 use axum::routing::future::RouteFuture;
-use futures_util::future::Either;
+use futures_util::FutureExt;
+use futures_util::future::{Either, Map};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use tower::Service;
 
-use crate::proxy::ReverseProxy;
+use crate::proxy::{self, ConnectionInfo, ResponseBody, ReverseProxy};
+
+/// The router's response, in the proxy's body type.
+type Routed = Map<
+    RouteFuture<Infallible>,
+    fn(Result<Response<Body>, Infallible>) -> Result<Response<ResponseBody>, Infallible>,
+>;
 
 /// Paths owned by the sidecar: exact paths, and prefixes ending in `/`.
 #[derive(Debug, Clone, Default)]
@@ -42,35 +50,47 @@ impl OwnedPaths {
     }
 }
 
-/// Sends owned paths to the router, the rest to the proxy.
+/// Sends owned paths to the router, the rest to the proxy. Each connection
+/// gets its own copy that knows the connection ([`Dispatch::for_connection`]).
 #[derive(Clone)]
 pub(crate) struct Dispatch {
     router: Router,
     proxy: ReverseProxy<Incoming>,
     owned: Arc<OwnedPaths>,
+    conn: ConnectionInfo,
 }
 
 impl Dispatch {
     pub(crate) fn new(router: Router, proxy: ReverseProxy<Incoming>, owned: OwnedPaths) -> Self {
-        Dispatch { router, proxy, owned: Arc::new(owned) }
+        let conn = ConnectionInfo { peer: SocketAddr::from(([0, 0, 0, 0], 0)), tls: false };
+        Dispatch { router, proxy, owned: Arc::new(owned), conn }
+    }
+
+    /// A copy for the connection `conn`.
+    pub(crate) fn for_connection(&self, conn: ConnectionInfo) -> Self {
+        Dispatch { conn, ..self.clone() }
     }
 }
 
 impl Service<Request<Incoming>> for Dispatch {
-    type Response = Response<Body>;
+    type Response = Response<ResponseBody>;
     type Error = Infallible;
-    type Future =
-        Either<RouteFuture<Infallible>, <ReverseProxy<Incoming> as Service<Request<Incoming>>>::Future>;
+    type Future = Either<Routed, proxy::ResponseFuture>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, mut req: Request<Incoming>) -> Self::Future {
         if self.owned.contains(req.uri().path()) {
-            Either::Left(self.router.call(req))
+            req.extensions_mut().insert(self.conn);
+            Either::Left(self.router.call(req).map(local as _))
         } else {
-            Either::Right(self.proxy.call(req))
+            Either::Right(self.proxy.start_from(self.conn, req))
         }
     }
+}
+
+fn local(res: Result<Response<Body>, Infallible>) -> Result<Response<ResponseBody>, Infallible> {
+    res.map(|res| res.map(http_body_util::Either::Right))
 }

@@ -2,24 +2,25 @@
 //! the same port, and graceful shutdown that stops accepting, lets in-flight
 //! requests finish within the grace time, then returns.
 
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Waker};
 use std::time::Duration;
 
-use axum::body::Body;
+use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tower::{Service, ServiceExt};
+use tower::Service;
 
 use crate::config::TlsConfig;
 use crate::proxy::ConnectionInfo;
@@ -72,21 +73,23 @@ fn tls_acceptor(config: &TlsConfig) -> Result<TlsAcceptor, String> {
     Ok(TlsAcceptor::from(Arc::new(server)))
 }
 
-/// Serves `service` on `listener` until `shutdown` completes, then drains
-/// open connections for at most `grace`.
-pub(crate) async fn serve<S>(
+/// Serves the service `for_connection` makes for each connection on
+/// `listener` until `shutdown` completes, then drains open connections for
+/// at most `grace`.
+///
+/// The service must always be ready (`poll_ready` returns `Ready` at once):
+/// the connection calls it directly, without waiting for readiness.
+pub(crate) async fn serve<S, B>(
     listener: Listener,
-    service: S,
+    for_connection: impl Fn(ConnectionInfo) -> S,
     max_header_size: usize,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) where
-    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Clone + Send + Sync + 'static,
     S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -118,11 +121,7 @@ pub(crate) async fn serve<S>(
         };
         let _ = stream.set_nodelay(true);
         let info = ConnectionInfo { peer, tls: tls.is_some() };
-        let service = service.clone().map_request(move |mut req: Request<Incoming>| {
-            req.extensions_mut().insert(info);
-            req
-        });
-        let service = TowerToHyperService::new(service);
+        let service = PerConnection { service: RefCell::new(for_connection(info)) };
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
@@ -161,5 +160,32 @@ pub(crate) async fn serve<S>(
     match tokio::time::timeout(grace, graceful.shutdown()).await {
         Ok(()) => tracing::info!("all connections drained"),
         Err(_) => tracing::warn!(grace = ?grace, "grace time over; closing the remaining connections"),
+    }
+}
+
+/// One connection's tower stack, as a hyper service: calls the stack in
+/// place.
+///
+/// hyper calls services through `&self`, tower through `&mut self`; a
+/// connection calls its service from its own task, one request at a time, so
+/// a `RefCell` bridges the two without cloning the stack for every request
+/// (what `hyper_util::service::TowerToHyperService` does).
+struct PerConnection<S> {
+    service: RefCell<S>,
+}
+
+impl<S> hyper::service::Service<Request<Incoming>> for PerConnection<S>
+where
+    S: Service<Request<Incoming>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, req: Request<Incoming>) -> S::Future {
+        let mut service = self.service.borrow_mut();
+        let ready = service.poll_ready(&mut Context::from_waker(Waker::noop()));
+        debug_assert!(ready.is_ready(), "the served stack must always be ready");
+        service.call(req)
     }
 }

@@ -131,10 +131,10 @@ impl Sidecar {
             "listening"
         );
         let upkeep = ops::spawn_upkeep();
-        let service = ObserveLayer::new(metrics, config.log.access).layer(dispatch);
+        let observe = ObserveLayer::new(metrics, config.log.access);
         listener::serve(
             listener,
-            service,
+            |conn| observe.layer(dispatch.for_connection(conn)),
             config.proxy.max_header_size.0 as usize,
             shutdown,
             config.shutdown_grace.0,

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::TrustedProxy;
@@ -29,6 +30,11 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 /// names. Returns the `Upgrade` value when the message asked for a protocol
 /// upgrade (`Connection: upgrade`), so the caller can put it back.
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
+    // Most messages carry none: one pass over their few names is cheaper
+    // than a hash lookup for each hop-by-hop name.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name) || name == header::PROXY_AUTHORIZATION) {
+        return None;
+    }
     let mut upgrade_requested = false;
     let upgrade = headers.get(header::UPGRADE).cloned();
     if headers.contains_key(header::CONNECTION) {
@@ -86,19 +92,17 @@ pub(crate) fn set_forwarded(headers: &mut HeaderMap, hop: Hop<'_>, trusted: bool
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer_ip, IpAddr::V4),
         v4 => v4,
     };
+    let ip = IpText::new(peer_ip);
+    let ip = ip.as_bytes();
 
     // X-Forwarded-For: append the peer to a trusted list, else start anew.
-    let mut xff = String::new();
+    let prior = if trusted { list_len(headers.get_all(&X_FORWARDED_FOR)) } else { 0 };
+    let mut xff = Vec::with_capacity(prior + ip.len());
     if trusted {
-        for v in headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()) {
-            if !v.trim().is_empty() {
-                xff.push_str(v.trim());
-                xff.push_str(", ");
-            }
-        }
+        push_list(&mut xff, headers.get_all(&X_FORWARDED_FOR));
     }
-    let _ = write!(xff, "{peer_ip}");
-    insert(headers, &X_FORWARDED_FOR, &xff);
+    xff.extend_from_slice(ip);
+    insert(headers, &X_FORWARDED_FOR, xff);
 
     // X-Forwarded-Proto and -Host: a trusted proxy's values stand.
     if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
@@ -116,32 +120,111 @@ pub(crate) fn set_forwarded(headers: &mut HeaderMap, hop: Hop<'_>, trusted: bool
     }
 
     // Forwarded (RFC 7239): one element per hop, comma-separated.
-    let mut forwarded = String::new();
+    let host = hop.host.and_then(|h| h.to_str().ok());
+    let prior = if trusted { list_len(headers.get_all(header::FORWARDED)) } else { 0 };
+    let own =
+        "for=\"[]\"".len() + ip.len() + host.map_or(0, |h| ";host=\"\"".len() + h.len()) + ";proto=".len();
+    let mut forwarded = Vec::with_capacity(prior + own + hop.proto.len());
     if trusted {
-        for v in headers.get_all(header::FORWARDED).iter().filter_map(|v| v.to_str().ok()) {
-            if !v.trim().is_empty() {
-                forwarded.push_str(v.trim());
-                forwarded.push_str(", ");
-            }
-        }
+        push_list(&mut forwarded, headers.get_all(header::FORWARDED));
     }
     match peer_ip {
-        IpAddr::V4(ip) => {
-            let _ = write!(forwarded, "for={ip}");
+        IpAddr::V4(_) => {
+            forwarded.extend_from_slice(b"for=");
+            forwarded.extend_from_slice(ip);
         }
-        IpAddr::V6(ip) => {
-            let _ = write!(forwarded, "for=\"[{ip}]\"");
+        IpAddr::V6(_) => {
+            forwarded.extend_from_slice(b"for=\"[");
+            forwarded.extend_from_slice(ip);
+            forwarded.extend_from_slice(b"]\"");
         }
     }
-    if let Some(host) = hop.host.and_then(|h| h.to_str().ok()) {
-        let _ = write!(forwarded, ";host=\"{host}\"");
+    if let Some(host) = host {
+        forwarded.extend_from_slice(b";host=\"");
+        forwarded.extend_from_slice(host.as_bytes());
+        forwarded.extend_from_slice(b"\"");
     }
-    let _ = write!(forwarded, ";proto={}", hop.proto);
-    insert(headers, &header::FORWARDED, &forwarded);
+    forwarded.extend_from_slice(b";proto=");
+    forwarded.extend_from_slice(hop.proto.as_bytes());
+    insert(headers, &header::FORWARDED, forwarded);
 }
 
-fn insert(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
-    match HeaderValue::from_str(value) {
+/// The length [`push_list`] writes.
+fn list_len(values: header::GetAll<'_, HeaderValue>) -> usize {
+    values
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| v.len() + 2)
+        .sum()
+}
+
+/// Appends the non-empty values of a list header, each followed by `, `.
+fn push_list(buf: &mut Vec<u8>, values: header::GetAll<'_, HeaderValue>) {
+    for v in values.iter().filter_map(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()) {
+        buf.extend_from_slice(v.as_bytes());
+        buf.extend_from_slice(b", ");
+    }
+}
+
+/// An address as `Display` writes it, on the stack (IPv4 without the
+/// formatting machinery, which is most of the cost on the hot path).
+struct IpText {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl IpText {
+    fn new(ip: IpAddr) -> Self {
+        let mut text = IpText { buf: [0; 48], len: 0 };
+        match ip {
+            IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        text.push(b".");
+                    }
+                    let digits = [b'0' + octet / 100, b'0' + octet / 10 % 10, b'0' + octet % 10];
+                    let skip = if octet >= 100 {
+                        0
+                    } else if octet >= 10 {
+                        1
+                    } else {
+                        2
+                    };
+                    text.push(&digits[skip..]);
+                }
+            }
+            IpAddr::V6(v6) => {
+                let _ = write!(text, "{v6}");
+            }
+        }
+        text
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        // An IPv6 address is at most 45 characters: this never truncates.
+        let n = bytes.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
+        self.len += n;
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl std::fmt::Write for IpText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.push(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Inserts a value built to its exact size: it becomes the header value
+/// without another copy.
+fn insert(headers: &mut HeaderMap, name: &HeaderName, value: Vec<u8>) {
+    match HeaderValue::from_maybe_shared(Bytes::from(value)) {
         Ok(v) => {
             headers.insert(name.clone(), v);
         }
@@ -186,6 +269,13 @@ mod tests {
         assert!(h.is_empty());
         let mut h = map(&[("upgrade", "websocket")]);
         assert_eq!(remove_hop_by_hop(&mut h), None, "Upgrade without Connection: upgrade is not a request");
+        assert!(h.is_empty());
+        let mut h = map(&[("proxy-authorization", "Basic eA=="), ("x-kept", "yes")]);
+        assert_eq!(remove_hop_by_hop(&mut h), None);
+        assert_eq!(h.len(), 1, "{h:?}");
+        let mut h = map(&[("content-type", "text/plain"), ("x-kept", "yes")]);
+        assert_eq!(remove_hop_by_hop(&mut h), None);
+        assert_eq!(h.len(), 2, "{h:?}");
     }
 
     #[test]
@@ -221,6 +311,29 @@ mod tests {
         set_forwarded(&mut h, hop, false);
         assert_eq!(h["forwarded"], "for=\"[2001:db8::1]\";proto=http");
         assert!(!h.contains_key("x-forwarded-host"));
+    }
+
+    #[test]
+    fn ipv4_peers_are_written_like_display() {
+        for ip in ["0.0.0.0", "9.10.99.100", "127.0.0.1", "255.255.255.255", "10.0.200.7"] {
+            assert_eq!(IpText::new(ip.parse().unwrap()).as_bytes(), ip.as_bytes());
+        }
+    }
+
+    #[test]
+    fn ipv6_peers_are_written_like_display() {
+        for ip in ["::1", "2001:db8::1", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "fe80::1:2:3:4"] {
+            assert_eq!(IpText::new(ip.parse().unwrap()).as_bytes(), ip.as_bytes());
+        }
+    }
+
+    #[test]
+    fn long_trusted_chains_are_kept_whole() {
+        let hop = Hop { peer: "192.0.2.7:5000".parse().unwrap(), proto: "http", host: None };
+        let chain = vec!["10.1.2.3"; 60].join(", ");
+        let mut h = map(&[("x-forwarded-for", &chain)]);
+        set_forwarded(&mut h, hop, true);
+        assert_eq!(h["x-forwarded-for"], format!("{chain}, 192.0.2.7").as_str());
     }
 
     #[test]

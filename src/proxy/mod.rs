@@ -36,10 +36,14 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
-use http_body_util::Limited;
+use http_body_util::{Either, Limited};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
 
 use crate::config::{ProxyConfig, TrustedProxy};
 use crate::ops::Metrics;
@@ -151,17 +155,59 @@ where
     }
 
     /// Forwards one request; every failure is already a response.
-    pub async fn forward(&self, req: Request<B>) -> Response<Body> {
-        match self.try_forward(req).await {
+    pub async fn forward(&self, req: Request<B>) -> Response<ResponseBody> {
+        match self.start(req).await {
             Ok(res) => res,
-            Err(err) => {
-                err.record(&self.inner.metrics);
-                err.into_response()
-            }
+            Err(never) => match never {},
         }
     }
 
-    async fn try_forward(&self, req: Request<B>) -> Result<Response<Body>, ProxyError> {
+    /// Rewrites the request for the upstream and sends it; the returned
+    /// future waits for the response headers (or the timeout). The
+    /// connection facts come from the request's extensions.
+    fn start(&self, req: Request<B>) -> ResponseFuture {
+        let conn = req
+            .extensions()
+            .get::<ConnectionInfo>()
+            .copied()
+            .unwrap_or(ConnectionInfo { peer: SocketAddr::from(([0, 0, 0, 0], 0)), tls: false });
+        self.start_from(conn, req)
+    }
+
+    /// [`Self::start`] for a caller that knows the connection: the request
+    /// needs no extension (whose map costs three allocations per request).
+    pub(crate) fn start_from(&self, conn: ConnectionInfo, req: Request<B>) -> ResponseFuture {
+        let inner = &*self.inner;
+        let settings = &inner.settings;
+        let state = match self.prepare(conn, req) {
+            Ok((req, client_upgrade)) => {
+                let started = Instant::now();
+                let deadline = tokio::time::Instant::from_std(started) + settings.timeout;
+                State::Waiting {
+                    response: inner.client.request(req),
+                    deadline: tokio::time::sleep_until(deadline),
+                    started,
+                    client_upgrade,
+                }
+            }
+            Err(error) => State::Failed { error: Some(error) },
+        };
+        ResponseFuture {
+            state,
+            metrics: inner.metrics.clone(),
+            timeout: settings.timeout,
+            limit: settings.max_body_size,
+        }
+    }
+
+    /// The upstream request: hop-by-hop headers dropped, forwarding headers
+    /// set, URI pointed at the upstream; with the client's pending upgrade
+    /// when it asked for one.
+    fn prepare(
+        &self,
+        conn: ConnectionInfo,
+        req: Request<B>,
+    ) -> Result<(Request<Limited<B>>, Option<OnUpgrade>), ProxyError> {
         let inner = &*self.inner;
         let settings = &inner.settings;
         if let Some(len) = content_length(req.headers())
@@ -171,15 +217,10 @@ where
         }
 
         let (mut parts, body) = req.into_parts();
-        let conn = parts
-            .extensions
-            .get::<ConnectionInfo>()
-            .copied()
-            .unwrap_or(ConnectionInfo { peer: SocketAddr::from(([0, 0, 0, 0], 0)), tls: false });
 
         let upgrade = headers::remove_hop_by_hop(&mut parts.headers);
         let client_upgrade = match (&upgrade, parts.version) {
-            (Some(_), Version::HTTP_11) => parts.extensions.remove::<hyper::upgrade::OnUpgrade>(),
+            (Some(_), Version::HTTP_11) => parts.extensions.remove::<OnUpgrade>(),
             _ => None,
         };
 
@@ -219,28 +260,89 @@ where
         parts.version = Version::HTTP_11;
 
         let req = Request::from_parts(parts, Limited::new(body, settings.max_body_size as usize));
-        let started = Instant::now();
-        let mut res = match tokio::time::timeout(settings.timeout, inner.client.request(req)).await {
-            Ok(Ok(res)) => res,
-            Ok(Err(err)) => return Err(ProxyError::from_client(err, settings.max_body_size)),
-            Err(_) => return Err(ProxyError::Timeout { after: settings.timeout }),
-        };
-        inner.metrics.upstream_latency(started.elapsed());
+        Ok((req, client_upgrade))
+    }
+}
 
-        let upstream_upgrade = headers::remove_hop_by_hop(res.headers_mut());
-        if res.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-            match (client_upgrade, upstream_upgrade) {
-                (Some(client), Some(proto)) => {
-                    let headers = res.headers_mut();
-                    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-                    headers.insert(header::UPGRADE, proto);
-                    let upstream = hyper::upgrade::on(&mut res);
-                    upgrade::tunnel(client, upstream);
-                }
-                _ => return Err(ProxyError::BadUpgrade),
+/// The body of the proxy's responses: the upstream's body as hyper hands it
+/// over (not boxed), or a short response the proxy wrote itself.
+pub type ResponseBody = Either<Incoming, Body>;
+
+/// Turns the upstream's response head into the client's: hop-by-hop
+/// headers dropped, and a `101 Switching Protocols` joined into a tunnel.
+fn finish(
+    mut res: Response<Incoming>,
+    client_upgrade: Option<OnUpgrade>,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    let upstream_upgrade = headers::remove_hop_by_hop(res.headers_mut());
+    if res.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+        match (client_upgrade, upstream_upgrade) {
+            (Some(client), Some(proto)) => {
+                let headers = res.headers_mut();
+                headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                headers.insert(header::UPGRADE, proto);
+                let upstream = hyper::upgrade::on(&mut res);
+                upgrade::tunnel(client, upstream);
             }
+            _ => return Err(ProxyError::BadUpgrade),
         }
-        Ok(res.map(Body::new))
+    }
+    Ok(res.map(Either::Left))
+}
+
+pin_project! {
+    /// Response future of [`ReverseProxy`]: waits for the upstream's
+    /// response headers for at most `proxy.timeout` (then 504), and turns
+    /// every failure into its response.
+    pub struct ResponseFuture {
+        #[pin]
+        state: State,
+        metrics: Metrics,
+        timeout: Duration,
+        limit: u64,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State {
+        // The request failed before it was sent.
+        Failed { error: Option<ProxyError> },
+        // Sent; waiting for the response headers or the deadline.
+        Waiting {
+            #[pin]
+            response: hyper_util::client::legacy::ResponseFuture,
+            #[pin]
+            deadline: Sleep,
+            started: Instant,
+            client_upgrade: Option<OnUpgrade>,
+        },
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<ResponseBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = match this.state.project() {
+            StateProj::Failed { error } => Err(error.take().expect("ResponseFuture polled after completion")),
+            StateProj::Waiting { response, deadline, started, client_upgrade } => match response.poll(cx) {
+                Poll::Ready(Ok(res)) => {
+                    this.metrics.upstream_latency(started.elapsed());
+                    finish(res, client_upgrade.take())
+                }
+                Poll::Ready(Err(err)) => Err(ProxyError::from_client(err, *this.limit)),
+                Poll::Pending => match deadline.poll(cx) {
+                    Poll::Ready(()) => Err(ProxyError::Timeout { after: *this.timeout }),
+                    Poll::Pending => return Poll::Pending,
+                },
+            },
+        };
+        Poll::Ready(Ok(result.unwrap_or_else(|err| {
+            err.record(this.metrics);
+            err.into_response().map(Either::Right)
+        })))
     }
 }
 
@@ -249,17 +351,16 @@ where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    type Response = Response<Body>;
+    type Response = Response<ResponseBody>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+    type Future = ResponseFuture;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let proxy = self.clone();
-        Box::pin(async move { Ok(proxy.forward(req).await) })
+    fn call(&mut self, req: Request<B>) -> ResponseFuture {
+        self.start(req)
     }
 }
 
