@@ -58,6 +58,18 @@ async fn token(sidecar: &Sidecar, form: &[(&str, &str)]) -> (u16, Value) {
     (res.status().as_u16(), res.json().await.expect("json"))
 }
 
+/// The password grant for `reporter` through the `reporting` consumer.
+async fn password_grant(sidecar: &Sidecar, secret: &str) -> (u16, Value) {
+    let form = [
+        ("grant_type", "password"),
+        ("client_id", "reporting"),
+        ("client_secret", secret),
+        ("username", "reporter"),
+        ("password", "reporter-password"),
+    ];
+    token(sidecar, &form).await
+}
+
 /// Creates the `reporting` consumer and the `reporter` user with the CLI;
 /// returns the printed secret.
 fn create_reporting(dir: &Path) -> String {
@@ -104,17 +116,7 @@ async fn consumer_and_user_made_by_the_cli_get_tokens() {
     assert_eq!(status, 200, "{body}");
     assert!(body["scope"].as_str().unwrap().contains("farm_viewer"), "{body}");
 
-    let (status, body) = token(
-        &sidecar,
-        &[
-            ("grant_type", "password"),
-            ("client_id", "reporting"),
-            ("client_secret", &secret),
-            ("username", "reporter"),
-            ("password", "reporter-password"),
-        ],
-    )
-    .await;
+    let (status, body) = password_grant(&sidecar, &secret).await;
     assert_eq!(status, 200, "{body}");
     assert!(body["access_token"].is_string());
 
@@ -176,17 +178,7 @@ async fn a_disabled_user_gets_no_password_grant() {
     stdout(&cli(dir.path(), &["user", "disable", "reporter"], ""));
     assert!(stdout(&cli(dir.path(), &["user", "list"], "")).contains("disabled"));
     let sidecar = Sidecar::start_in(dir);
-    let (status, body) = token(
-        &sidecar,
-        &[
-            ("grant_type", "password"),
-            ("client_id", "reporting"),
-            ("client_secret", &secret),
-            ("username", "reporter"),
-            ("password", "reporter-password"),
-        ],
-    )
-    .await;
+    let (status, body) = password_grant(&sidecar, &secret).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"], "invalid_grant");
 }
