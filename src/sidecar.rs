@@ -92,14 +92,20 @@ impl Sidecar {
         let mut owned = OwnedPaths::default().exact(&ops.health.0).exact(&ops.ready.0).exact(&ops.metrics.0);
         let mut router = ops::router(ops, readiness);
         if let Some(server_config) = &config.server {
-            let server =
-                match AuthorizationServer::start(store.clone(), server_config, &loaded.public_url).await {
-                    Ok(server) => server,
-                    Err(e) => {
-                        store.close().await;
-                        return Err(e.into());
-                    }
-                };
+            let server = match AuthorizationServer::start(
+                store.clone(),
+                server_config,
+                &loaded.public_url,
+                &config.proxy.trusted_proxies,
+            )
+            .await
+            {
+                Ok(server) => server,
+                Err(e) => {
+                    store.close().await;
+                    return Err(e.into());
+                }
+            };
             for prefix in server.owned_prefixes() {
                 owned = owned.prefix(prefix);
             }

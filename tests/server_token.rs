@@ -372,7 +372,7 @@ async fn metadata_lists_what_is_implemented() {
     assert_eq!(meta["jwks_uri"], format!("{issuer}/.well-known/jwks.json"));
     assert_eq!(
         meta["grant_types_supported"],
-        serde_json::json!(["client_credentials", "password", "refresh_token"])
+        serde_json::json!(["authorization_code", "client_credentials", "password", "refresh_token"])
     );
     assert_eq!(get_json(&sidecar, "/.well-known/openid-configuration").await, meta);
     let jwks = get_json(&sidecar, "/.well-known/jwks.json").await;

@@ -35,9 +35,12 @@ pub struct ServerConfig {
     pub id_token_alg: At<String>,
     /// The role every token gets (farmOS `authenticated`).
     pub base_role: String,
-    /// Failed logins allowed per account and per address within `login_window`.
+    /// Failed sign-ins allowed per account within `login_window`.
     pub login_attempts: u32,
-    /// The window for `login_attempts`.
+    /// Failed sign-ins allowed per client address within `login_window`
+    /// (higher: many users may share one address).
+    pub login_attempts_per_address: u32,
+    /// The window for the two limits above.
     pub login_window: Duration,
     /// A folder of templates (`login.html`, `consent.html`, `error.html`)
     /// replacing the built-in pages.
@@ -62,6 +65,7 @@ impl Default for ServerConfig {
             id_token_alg: At::default_value("RS256".to_owned()),
             base_role: "authenticated".to_owned(),
             login_attempts: 5,
+            login_attempts_per_address: 50,
             login_window: Duration::secs(900),
             templates_dir: None,
             roles: BTreeMap::new(),

@@ -20,7 +20,7 @@
 //! ```
 
 mod error;
-mod headers;
+pub(crate) mod headers;
 mod upgrade;
 
 use std::convert::Infallible;

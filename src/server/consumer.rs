@@ -79,6 +79,19 @@ impl Secrets {
         Ok(Self::with_key(&key))
     }
 
+    /// A keyed tag of `data` for one `purpose` (CSRF tokens), base64url.
+    pub(crate) fn tag(&self, purpose: &str, data: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(hmac::sign(&self.key, &tagged(purpose, data)))
+    }
+
+    /// True when `presented` is the [`Secrets::tag`] of `data`, compared in
+    /// constant time.
+    pub(crate) fn check_tag(&self, purpose: &str, data: &[u8], presented: &str) -> bool {
+        URL_SAFE_NO_PAD
+            .decode(presented)
+            .is_ok_and(|tag| hmac::verify(&self.key, &tagged(purpose, data), &tag).is_ok())
+    }
+
     /// A new generated secret and its stored form.
     pub fn generate(&self) -> (String, String) {
         let secret = random_token();
@@ -117,6 +130,15 @@ impl Secrets {
         }
         ok
     }
+}
+
+/// `purpose` and `data`, framed so that no two pairs give the same bytes.
+fn tagged(purpose: &str, data: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(8 + purpose.len() + data.len());
+    message.extend_from_slice(&(purpose.len() as u64).to_be_bytes());
+    message.extend_from_slice(purpose.as_bytes());
+    message.extend_from_slice(data);
+    message
 }
 
 /// True when `presented` may be used as redirect URI for the `registered`

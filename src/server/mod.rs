@@ -18,15 +18,19 @@
 //! upstream) lives behind the same public URL.
 
 pub mod admin;
+pub mod authorize;
 pub mod consumer;
 pub mod error;
 pub mod jwt;
 pub mod keys;
+pub mod oidc;
+pub mod pages;
 pub mod password;
 pub mod policy;
+pub(crate) mod session;
 pub mod token;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,8 +40,8 @@ use axum::{Json, Router};
 use http::header::CACHE_CONTROL;
 use serde_json::{Value, json};
 
-use crate::config::server::ServerConfig;
-use crate::config::types::HttpUrl;
+use crate::config::server::{RoleConfig, ServerConfig};
+use crate::config::types::{HttpUrl, TrustedProxy};
 use crate::store::{Store, StoreError, UserRecord};
 use consumer::{Secrets, SyncError};
 use keys::{Alg, KeyError, KeyRing};
@@ -57,9 +61,12 @@ pub enum ServerStartError {
     /// A seed user's password could not be hashed.
     #[error("cannot hash the password of user {0:?}")]
     Hash(String),
-    /// The configured access token algorithm is unknown.
+    /// A configured token algorithm is unknown.
     #[error(transparent)]
     Alg(#[from] keys::UnknownAlg),
+    /// A page template could not be loaded.
+    #[error(transparent)]
+    Templates(#[from] pages::TemplateError),
 }
 
 /// What the handlers share.
@@ -70,10 +77,21 @@ pub(crate) struct Inner {
     issuer: String,
     audience: String,
     access_alg: Alg,
+    id_alg: Alg,
     access_ttl: u64,
     refresh_ttl: u64,
+    code_ttl: u64,
+    session_ttl: u64,
     base_role: String,
     roles: BTreeSet<String>,
+    /// Labels and descriptions for the consent page.
+    role_info: BTreeMap<String, RoleConfig>,
+    pages: pages::Pages,
+    throttle: session::Throttle,
+    /// Cookies get `Secure` when the public URL is https.
+    secure_cookies: bool,
+    /// Proxies whose `X-Forwarded-For` names the client (for the throttle).
+    trusted_proxies: Vec<TrustedProxy>,
     /// An argon2 hash checked for unknown users, so they cost the same.
     dummy_hash: String,
 }
@@ -94,11 +112,14 @@ impl AuthorizationServer {
     /// Syncs the file's consumers, creates its users when missing, and loads
     /// the signing keys (creating EdDSA and RS256 keys on first start, kept
     /// in the JWKS after a rotation for the longest access token lifetime).
+    /// `trusted_proxies` say whose `X-Forwarded-For` names the client.
     pub async fn start(
         store: Arc<dyn Store>,
         config: &ServerConfig,
         public_url: &HttpUrl,
+        trusted_proxies: &[TrustedProxy],
     ) -> Result<Self, ServerStartError> {
+        let pages = pages::Pages::load(config.templates_dir.as_ref().map(|d| d.value.as_path()))?;
         let secrets = Secrets::load(store.as_ref()).await?;
         let report = consumer::sync_consumers(store.as_ref(), &secrets, &config.consumers).await?;
         for gone in &report.deleted {
@@ -141,10 +162,22 @@ impl AuthorizationServer {
             audience: issuer.clone(),
             issuer,
             access_alg: config.access_token_alg.value.parse()?,
+            id_alg: config.id_token_alg.value.parse()?,
             access_ttl,
             refresh_ttl: config.refresh_token_ttl.0.as_secs(),
+            code_ttl: config.code_ttl.0.as_secs(),
+            session_ttl: config.session_ttl.0.as_secs(),
             base_role: config.base_role.clone(),
             roles: config.roles.keys().cloned().collect(),
+            role_info: config.roles.clone(),
+            pages,
+            throttle: session::Throttle::new(
+                config.login_attempts,
+                config.login_attempts_per_address,
+                config.login_window.0,
+            ),
+            secure_cookies: public_url.base().starts_with("https://"),
+            trusted_proxies: trusted_proxies.to_vec(),
             dummy_hash,
         };
         Ok(AuthorizationServer { inner: Arc::new(inner) })
@@ -163,6 +196,7 @@ impl AuthorizationServer {
     /// The endpoints, as an axum router (see the module docs).
     pub fn router(&self) -> Router {
         Router::new()
+            .route("/oauth/authorize", get(authorize::authorize).post(authorize::authorize))
             .route("/oauth/token", post(token::token))
             .route("/.well-known/jwks.json", get(jwks))
             .route("/.well-known/oauth-authorization-server", get(metadata))
@@ -175,18 +209,30 @@ async fn jwks(State(server): State<Arc<Inner>>) -> ([(http::HeaderName, &'static
     ([(CACHE_CONTROL, "public, max-age=300")], Json(server.keys.jwks()))
 }
 
-/// RFC 8414 metadata, listing only what this server implements.
+/// RFC 8414 metadata, also served as the OpenID Connect discovery document,
+/// listing only what this server implements.
 async fn metadata(State(server): State<Arc<Inner>>) -> Json<Value> {
     let issuer = &server.issuer;
-    let mut scopes: Vec<&str> = server.roles.iter().map(String::as_str).collect();
+    let mut scopes: Vec<&str> = vec!["openid"];
+    scopes.extend(server.roles.iter().map(String::as_str));
     scopes.push(&server.base_role);
     Json(json!({
         "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/oauth/authorize"),
         "token_endpoint": format!("{issuer}/oauth/token"),
         "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
-        "grant_types_supported": ["client_credentials", "password", "refresh_token"],
-        "response_types_supported": [],
+        "grant_types_supported": ["authorization_code", "client_credentials", "password", "refresh_token"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "scopes_supported": scopes,
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [server.id_alg.as_str()],
+        "claims_supported": ["iss", "sub", "aud", "azp", "exp", "iat", "auth_time", "nonce", "at_hash"],
+        "prompt_values_supported": ["none", "login", "consent"],
+        "authorization_response_iss_parameter_supported": true,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
     }))
 }

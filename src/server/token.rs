@@ -39,10 +39,11 @@ use super::consumer::random_token;
 use super::error::OAuthError;
 use super::jwt::{self, ACCESS_TOKEN_TYP, AccessClaims};
 use super::keys::unix_now;
+use super::oidc::{self, IdTokenInput};
 use super::password;
 use super::policy::{ConsumerPolicy, Roles, granted_roles};
 use crate::config::server::NON_ROLE_SCOPES;
-use crate::store::{ConsumerRecord, RefreshRotation, RefreshTokenRecord, UserRecord};
+use crate::store::{CodeRedemption, ConsumerRecord, RefreshRotation, RefreshTokenRecord, UserRecord};
 
 /// The form parameters of a token request. Unknown parameters are ignored
 /// (RFC 6749 section 3.2); a repeated one is an error.
@@ -55,6 +56,9 @@ pub(crate) struct TokenRequest {
     username: Option<String>,
     password: Option<String>,
     refresh_token: Option<String>,
+    code: Option<String>,
+    redirect_uri: Option<String>,
+    code_verifier: Option<String>,
 }
 
 /// A successful token response (RFC 6749 section 5.1).
@@ -66,6 +70,8 @@ struct TokenResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh_token: Option<String>,
     scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
 }
 
 impl IntoResponse for TokenResponse {
@@ -104,9 +110,10 @@ pub(crate) async fn token(
             refresh(&server, &consumer, &req).await?
         }
         "authorization_code" => {
-            return Err(OAuthError::UnsupportedGrantType(
-                "authorization_code is not available in this version".into(),
-            ));
+            if !allowed(grant_type) {
+                return Err(not_allowed(&consumer, grant_type));
+            }
+            authorization_code(&server, &consumer, &req).await?
         }
         other => return Err(OAuthError::UnsupportedGrantType(format!("unknown grant type `{other}`"))),
     };
@@ -225,7 +232,7 @@ fn form_decode(s: &str) -> Option<String> {
 
 /// The requested scopes; refuses any that is not a role, the base role or
 /// an OpenID Connect scope.
-fn requested_scopes(server: &Inner, scope: Option<&str>) -> Result<Roles, OAuthError> {
+pub(crate) fn requested_scopes(server: &Inner, scope: Option<&str>) -> Result<Roles, OAuthError> {
     let mut requested = Roles::new();
     for s in scope.unwrap_or_default().split(' ').filter(|s| !s.is_empty()) {
         if !(server.roles.contains(s) || s == server.base_role || NON_ROLE_SCOPES.contains(&s)) {
@@ -245,7 +252,12 @@ fn policy_of(consumer: &ConsumerRecord) -> (Roles, bool, bool, bool) {
     )
 }
 
-fn grant(server: &Inner, consumer: &ConsumerRecord, user: Option<&UserRecord>, requested: &Roles) -> Roles {
+pub(crate) fn grant(
+    server: &Inner,
+    consumer: &ConsumerRecord,
+    user: Option<&UserRecord>,
+    requested: &Roles,
+) -> Roles {
     let (roles, grant_user_access, limit_requested_access, limit_user_access) = policy_of(consumer);
     let policy =
         ConsumerPolicy { roles: &roles, grant_user_access, limit_requested_access, limit_user_access };
@@ -253,7 +265,7 @@ fn grant(server: &Inner, consumer: &ConsumerRecord, user: Option<&UserRecord>, r
     granted_roles(policy, user_roles.as_ref(), requested, &server.base_role)
 }
 
-fn join(roles: &Roles) -> String {
+pub(crate) fn join(roles: &Roles) -> String {
     roles.iter().map(String::as_str).collect::<Vec<_>>().join(" ")
 }
 
@@ -266,6 +278,18 @@ async fn acting_user(server: &Inner, username: &str) -> Result<UserRecord, OAuth
     }
 }
 
+/// A signed access token, with what revoking it takes.
+pub(crate) struct IssuedAccess {
+    /// The JWT.
+    pub(crate) token: String,
+    /// Its lifetime in seconds.
+    pub(crate) expires_in: u64,
+    /// Its `jti`.
+    pub(crate) jti: String,
+    /// Its `exp`.
+    pub(crate) exp: i64,
+}
+
 /// Signs an access token; returns it with its lifetime in seconds.
 fn access_token(
     server: &Inner,
@@ -274,6 +298,17 @@ fn access_token(
     scope: &str,
     auth_time: Option<i64>,
 ) -> Result<(String, u64), OAuthError> {
+    issue_access(server, consumer, sub, scope, auth_time).map(|i| (i.token, i.expires_in))
+}
+
+/// Signs an access token (RFC 9068).
+pub(crate) fn issue_access(
+    server: &Inner,
+    consumer: &ConsumerRecord,
+    sub: &str,
+    scope: &str,
+    auth_time: Option<i64>,
+) -> Result<IssuedAccess, OAuthError> {
     let ttl = consumer.access_token_ttl.unwrap_or(server.access_ttl);
     let now = unix_now();
     let claims = AccessClaims {
@@ -289,10 +324,11 @@ fn access_token(
     };
     let token =
         jwt::sign(&server.keys, server.access_alg, ACCESS_TOKEN_TYP, &claims).map_err(OAuthError::server)?;
-    Ok((token, ttl))
+    Ok(IssuedAccess { token, expires_in: ttl, jti: claims.jti, exp: claims.exp })
 }
 
-/// A refresh token's stored form: SHA-256, base64url.
+/// The stored form of an opaque token (refresh token, code, session id):
+/// SHA-256, base64url.
 pub(crate) fn refresh_hash(token: &str) -> String {
     URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()))
 }
@@ -319,6 +355,111 @@ fn new_refresh(
     (token, record)
 }
 
+/// The authorization code grant (RFC 6749 section 4.1.3, RFC 7636 section 4.6).
+async fn authorization_code(
+    server: &Inner,
+    consumer: &ConsumerRecord,
+    req: &TokenRequest,
+) -> Result<TokenResponse, OAuthError> {
+    let code = req.code.as_deref().ok_or_else(|| missing("code"))?;
+    let hash = refresh_hash(code);
+    let invalid = |why: &str| OAuthError::InvalidGrant(why.to_owned());
+    let record = match server.store.redeem_auth_code(&hash).await.map_err(OAuthError::server)? {
+        CodeRedemption::Fresh(record) => record,
+        CodeRedemption::Reused { family_id, access_jtis } => {
+            tracing::warn!(client_id = %consumer.client_id, "an authorization code was used twice; the tokens issued from it are revoked");
+            if let Some(family) = family_id {
+                server.store.revoke_refresh_family(&family).await.map_err(OAuthError::server)?;
+            }
+            for (jti, exp) in access_jtis {
+                server.store.revoke_access_token(&jti, exp).await.map_err(OAuthError::server)?;
+            }
+            return Err(invalid("the authorization code was already used"));
+        }
+        CodeRedemption::Unknown => return Err(invalid("the authorization code is invalid")),
+    };
+    if record.client_id != consumer.client_id {
+        return Err(invalid("the authorization code was issued to another client"));
+    }
+    if record.expires_at <= unix_now() {
+        return Err(invalid("the authorization code has expired"));
+    }
+    match req.redirect_uri.as_deref() {
+        Some(uri) if uri == record.redirect_uri => {}
+        Some(_) => return Err(invalid("redirect_uri differs from the authorization request")),
+        // It may be left out only where the authorization request could
+        // leave it out: the consumer has one redirect URI.
+        None if consumer.redirect_uris.len() == 1 => {}
+        None => return Err(missing("redirect_uri")),
+    }
+    match (&record.code_challenge, req.code_verifier.as_deref()) {
+        (Some(challenge), Some(verifier)) => {
+            if !is_code_verifier(verifier) {
+                return Err(invalid("code_verifier must be 43 to 128 unreserved characters"));
+            }
+            let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
+            if URL_SAFE_NO_PAD.encode(digest) != *challenge {
+                return Err(invalid("code_verifier does not match the code_challenge"));
+            }
+        }
+        (Some(_), None) => return Err(invalid("the code_verifier is missing (PKCE was used)")),
+        // RFC 9700 section 4.8.2: a verifier without a challenge is refused.
+        (None, Some(_)) => {
+            return Err(invalid("code_verifier sent but the authorization request had no code_challenge"));
+        }
+        (None, None) => {}
+    }
+    let user = acting_user(server, &record.username).await?;
+    let scope = record.scope;
+    let access = issue_access(server, consumer, &user.username, &scope, Some(record.auth_time))?;
+    let family = if consumer.grant_types.iter().any(|g| g == "refresh_token") {
+        let family = uuid::Uuid::new_v4().to_string();
+        let (token, refresh) = new_refresh(
+            server,
+            consumer,
+            Some(&user.username),
+            &scope,
+            family.clone(),
+            Some(record.auth_time),
+        );
+        server.store.add_refresh_token(&refresh).await.map_err(OAuthError::server)?;
+        Some((family, token))
+    } else {
+        None
+    };
+    server
+        .store
+        .record_code_issue(&hash, family.as_ref().map(|(f, _)| f.as_str()), &access.jti, access.exp)
+        .await
+        .map_err(OAuthError::server)?;
+    let id_token = if scope.split(' ').any(|s| s == "openid") {
+        let claims = IdTokenInput {
+            consumer,
+            sub: &user.username,
+            auth_time: record.auth_time,
+            nonce: record.nonce.as_deref(),
+            access_token: &access.token,
+        };
+        Some(oidc::id_token(server, &claims)?)
+    } else {
+        None
+    };
+    Ok(TokenResponse {
+        access_token: access.token,
+        token_type: "Bearer",
+        expires_in: access.expires_in,
+        refresh_token: family.map(|(_, token)| token),
+        scope,
+        id_token,
+    })
+}
+
+/// RFC 7636 section 4.1: 43 to 128 characters of `[A-Za-z0-9-._~]`.
+fn is_code_verifier(v: &str) -> bool {
+    (43..=128).contains(&v.len())
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
 async fn client_credentials(
     server: &Inner,
     consumer: &ConsumerRecord,
@@ -332,7 +473,14 @@ async fn client_credentials(
     let scope = join(&grant(server, consumer, user.as_ref(), &requested));
     let sub = user.as_ref().map_or(consumer.client_id.as_str(), |u| u.username.as_str());
     let (access_token, expires_in) = access_token(server, consumer, sub, &scope, None)?;
-    Ok(TokenResponse { access_token, token_type: "Bearer", expires_in, refresh_token: None, scope })
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in,
+        refresh_token: None,
+        scope,
+        id_token: None,
+    })
 }
 
 async fn password_grant(
@@ -366,7 +514,7 @@ async fn password_grant(
     } else {
         None
     };
-    Ok(TokenResponse { access_token, token_type: "Bearer", expires_in, refresh_token, scope })
+    Ok(TokenResponse { access_token, token_type: "Bearer", expires_in, refresh_token, scope, id_token: None })
 }
 
 async fn refresh(
@@ -429,7 +577,14 @@ async fn refresh(
     let scope = if requested.is_empty() { current.scope.clone() } else { join(&requested) };
     let sub = current.username.as_deref().unwrap_or(&consumer.client_id);
     let (access_token, expires_in) = access_token(server, consumer, sub, &scope, current.auth_time)?;
-    Ok(TokenResponse { access_token, token_type: "Bearer", expires_in, refresh_token: Some(token), scope })
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in,
+        refresh_token: Some(token),
+        scope,
+        id_token: None,
+    })
 }
 
 #[cfg(test)]

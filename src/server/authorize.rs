@@ -1,0 +1,681 @@
+//! `GET|POST /oauth/authorize`: the front channel of the authorization code
+//! grant (RFC 6749 section 4.1, PKCE per RFC 7636, RFC 9700 throughout).
+//!
+//! 1. `client_id` and `redirect_uri` are checked first. Until both are valid
+//!    every error is an HTML page, never a redirect, so the endpoint cannot
+//!    be used as an open redirector. `redirect_uri` may be left out when the
+//!    consumer has exactly one.
+//! 2. Then `response_type=code`, the consumer's right to the grant, PKCE
+//!    (`S256` only, required for public consumers), `scope`, `prompt`; an
+//!    error here goes back to the client as `error` on the redirect URI
+//!    (section 4.1.2.1), with `state` and `iss` (RFC 9207).
+//! 3. Without a login session the sign-in page is shown; it posts back to
+//!    the same URL (the request stays in the query string). Third-party
+//!    consumers, or `prompt=consent`, then get the consent page; first-party
+//!    ones skip it. `prompt=none` answers `login_required` or
+//!    `consent_required` instead of showing a page.
+//! 4. The code (256 random bits, stored as its SHA-256, single use, at most
+//!    `server.code_ttl`) goes back on the redirect URI with `state` and `iss`.
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use http::header::{LOCATION, SET_COOKIE};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+
+use super::Inner;
+use super::consumer::{random_token, redirect_uri_matches};
+use super::error::OAuthError;
+use super::keys::unix_now;
+use super::pages::{ConsentView, LoginView, ScopeView};
+use super::password;
+use super::policy::Roles;
+use super::session::{self, CSRF_COOKIE, CSRF_FIELD, SESSION_COOKIE};
+use super::token::{grant, join, refresh_hash, requested_scopes};
+use crate::proxy::ConnectionInfo;
+use crate::store::{AuthCodeRecord, ConsumerRecord, SessionRecord, StoreError, UserRecord};
+
+/// Form or query parameters, in order, with empty values dropped (RFC 6749
+/// section 3.1: a parameter without a value counts as absent).
+struct Params(Vec<(String, String)>);
+
+/// A parameter sent more than once (section 3.1 forbids it).
+struct Repeated(&'static str);
+
+impl Params {
+    fn parse(input: &[u8]) -> Self {
+        Params(
+            url::form_urlencoded::parse(input)
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    fn one(&self, name: &'static str) -> Result<Option<&str>, Repeated> {
+        let mut found = self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let first = found.next();
+        if found.next().is_some() { Err(Repeated(name)) } else { Ok(first) }
+    }
+
+    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.0.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// What `prompt` asked for (OpenID Connect Core section 3.1.2.1).
+#[derive(Debug, Default, Clone, Copy)]
+struct Prompt {
+    none: bool,
+    login: bool,
+    consent: bool,
+}
+
+/// A validated authorization request.
+struct AuthRequest {
+    consumer: ConsumerRecord,
+    redirect_uri: String,
+    state: Option<String>,
+    requested: Roles,
+    code_challenge: Option<String>,
+    nonce: Option<String>,
+    prompt: Prompt,
+    /// The URL the pages' forms post to: this request's own.
+    action: String,
+    /// The origin a form post may be redirected to, for the page's CSP.
+    form_target: Option<String>,
+}
+
+/// A refusal once the redirect URI is known: goes back to the client.
+struct Refusal {
+    error: &'static str,
+    description: String,
+}
+
+fn refuse(error: &'static str, description: impl Into<String>) -> Refusal {
+    Refusal { error, description: description.into() }
+}
+
+/// The endpoint, for GET (the client's redirect) and POST (our own forms).
+pub(crate) async fn authorize(
+    State(server): State<Arc<Inner>>,
+    method: Method,
+    uri: Uri,
+    conn: Option<Extension<ConnectionInfo>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let params = Params::parse(query.as_deref().unwrap_or_default().as_bytes());
+    let (consumer, redirect_uri) = match identify(&server, &params).await {
+        Ok(found) => found,
+        Err(page) => return page,
+    };
+    let status = if method == Method::POST { StatusCode::SEE_OTHER } else { StatusCode::FOUND };
+    let state = params.one("state").ok().flatten().map(str::to_owned);
+    let request = match validate(&server, consumer, redirect_uri, state, &params, &uri) {
+        Ok(request) => request,
+        Err((redirect_uri, state, refusal)) => {
+            return redirect(&server, status, &redirect_uri, state.as_deref(), Err(refusal), None);
+        }
+    };
+    let conn = conn.map(|Extension(c)| c);
+    let outcome = if method == Method::POST {
+        let form = Params::parse(&body);
+        if !session::csrf_ok(&server.secrets, &headers, form.one(CSRF_FIELD).ok().flatten()) {
+            tracing::warn!(client_id = %request.consumer.client_id, "a sign-in or consent form came without a valid CSRF token");
+            return server.pages.error(
+                StatusCode::FORBIDDEN,
+                "Form expired",
+                "The form expired or was not sent from this site. Go back to the application and start again.",
+            );
+        }
+        match form.one("step") {
+            Ok(Some("login")) => sign_in(&server, &request, &headers, conn.as_ref(), &form).await,
+            Ok(Some("consent")) => consent(&server, &request, &headers, &form).await,
+            _ => {
+                return server.pages.error(
+                    StatusCode::BAD_REQUEST,
+                    "Bad request",
+                    "The form is not one of this server's.",
+                );
+            }
+        }
+    } else {
+        match current_user(&server, &headers).await {
+            Ok(Some((user, auth_time))) if !request.prompt.login => {
+                proceed(&server, &request, &headers, &user, auth_time, None).await
+            }
+            Ok(_) if request.prompt.none => {
+                Ok(Step::Refuse(refuse("login_required", "the user is not signed in")))
+            }
+            Ok(_) => Ok(login_page(&server, &request, &headers, "", None, StatusCode::OK)),
+            Err(e) => Err(e),
+        }
+    };
+    match outcome {
+        Ok(Step::Page(page)) => page,
+        Ok(Step::Refuse(refusal)) => {
+            redirect(&server, status, &request.redirect_uri, request.state.as_deref(), Err(refusal), None)
+        }
+        Ok(Step::Code { code, cookie }) => {
+            redirect(&server, status, &request.redirect_uri, request.state.as_deref(), Ok(&code), cookie)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the authorization endpoint failed");
+            server.pages.error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Server error",
+                "The server could not handle the request. Try again later.",
+            )
+        }
+    }
+}
+
+/// Where a request goes next.
+enum Step {
+    /// Show a page (sign-in or consent).
+    Page(Response),
+    /// Send an error back to the client.
+    Refuse(Refusal),
+    /// Send the code back to the client, setting the session cookie when
+    /// the user just signed in.
+    Code { code: String, cookie: Option<HeaderValue> },
+}
+
+/// Step 1: the consumer and the redirect URI, or an error page.
+async fn identify(server: &Inner, params: &Params) -> Result<(ConsumerRecord, String), Response> {
+    let page = |message: &str| server.pages.error(StatusCode::BAD_REQUEST, "Invalid request", message);
+    let client_id = match params.one("client_id") {
+        Ok(Some(id)) => id,
+        Ok(None) => return Err(page("The request does not name a client (client_id is missing).")),
+        Err(_) => return Err(page("The request names more than one client.")),
+    };
+    let consumer = match server.store.consumer(client_id).await {
+        Ok(Some(consumer)) => consumer,
+        Ok(None) => return Err(page("The client is unknown to this server.")),
+        Err(e) => {
+            tracing::error!(error = %e, "the authorization endpoint failed");
+            return Err(server.pages.error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Server error",
+                "The server could not handle the request. Try again later.",
+            ));
+        }
+    };
+    let redirect_uri = match params.one("redirect_uri") {
+        Ok(Some(uri)) if consumer.redirect_uris.iter().any(|r| redirect_uri_matches(r, uri)) => {
+            uri.to_owned()
+        }
+        Ok(Some(_)) => return Err(page("The redirect URI is not registered for this client.")),
+        Ok(None) => match consumer.redirect_uris.as_slice() {
+            [only] => only.clone(),
+            [] => return Err(page("The client has no redirect URI registered.")),
+            _ => return Err(page("The request does not say where to return (redirect_uri is missing).")),
+        },
+        Err(_) => return Err(page("The request names more than one redirect URI.")),
+    };
+    if url::Url::parse(&redirect_uri).is_err() {
+        return Err(page("The client's redirect URI is not a valid URL."));
+    }
+    Ok((consumer, redirect_uri))
+}
+
+/// Step 2: the rest of the request; errors go back to the client.
+fn validate(
+    server: &Inner,
+    consumer: ConsumerRecord,
+    redirect_uri: String,
+    state: Option<String>,
+    params: &Params,
+    uri: &Uri,
+) -> Result<AuthRequest, (String, Option<String>, Refusal)> {
+    let checked = (|| {
+        let one = |name: &'static str| {
+            params
+                .one(name)
+                .map_err(|Repeated(n)| refuse("invalid_request", format!("`{n}` was sent more than once")))
+        };
+        one("state")?;
+        match one("response_type")? {
+            Some("code") => {}
+            Some(other) => {
+                return Err(refuse(
+                    "unsupported_response_type",
+                    format!("response_type `{other}` is not supported; use `code`"),
+                ));
+            }
+            None => return Err(refuse("invalid_request", "the `response_type` parameter is missing")),
+        }
+        if !consumer.grant_types.iter().any(|g| g == "authorization_code") {
+            return Err(refuse("unauthorized_client", "the client may not use the authorization_code grant"));
+        }
+        if one("request")?.is_some() {
+            return Err(refuse("request_not_supported", "request objects are not supported"));
+        }
+        if one("request_uri")?.is_some() {
+            return Err(refuse("request_uri_not_supported", "request_uri is not supported"));
+        }
+        if one("response_mode")?.is_some_and(|m| m != "query") {
+            return Err(refuse("invalid_request", "only response_mode `query` is supported"));
+        }
+        let code_challenge = match (one("code_challenge")?, one("code_challenge_method")?) {
+            (Some(c), Some("S256")) if is_s256_challenge(c) => Some(c.to_owned()),
+            (Some(_), Some("S256")) => {
+                return Err(refuse(
+                    "invalid_request",
+                    "code_challenge is not an S256 challenge (43 base64url characters)",
+                ));
+            }
+            (_, Some("plain")) | (Some(_), None) => {
+                return Err(refuse(
+                    "invalid_request",
+                    "PKCE method `plain` is not allowed; use code_challenge_method=S256",
+                ));
+            }
+            (_, Some(other)) => {
+                return Err(refuse(
+                    "invalid_request",
+                    format!("unknown code_challenge_method `{other}`; use S256"),
+                ));
+            }
+            (None, None) => None,
+        };
+        if code_challenge.is_none() && !consumer.confidential {
+            return Err(refuse(
+                "invalid_request",
+                "a public client must use PKCE (code_challenge with method S256)",
+            ));
+        }
+        let requested = requested_scopes(server, one("scope")?).map_err(|e| match e {
+            OAuthError::InvalidScope(d) => refuse("invalid_scope", d),
+            other => refuse("invalid_request", other.to_string()),
+        })?;
+        let mut prompt = Prompt::default();
+        for value in one("prompt")?.unwrap_or_default().split(' ') {
+            match value {
+                "none" => prompt.none = true,
+                "login" => prompt.login = true,
+                "consent" => prompt.consent = true,
+                _ => {}
+            }
+        }
+        if prompt.none && (prompt.login || prompt.consent) {
+            return Err(refuse("invalid_request", "prompt=none cannot be combined with other values"));
+        }
+        let nonce = one("nonce")?.map(str::to_owned);
+        Ok((requested, code_challenge, nonce, prompt))
+    })();
+    match checked {
+        Ok((requested, code_challenge, nonce, prompt)) => {
+            let action = match uri.query() {
+                Some(q) => format!("{}?{q}", uri.path()),
+                None => uri.path().to_owned(),
+            };
+            let form_target = form_target(&redirect_uri);
+            Ok(AuthRequest {
+                consumer,
+                redirect_uri,
+                state,
+                requested,
+                code_challenge,
+                nonce,
+                prompt,
+                action,
+                form_target,
+            })
+        }
+        Err(refusal) => Err((redirect_uri, state, refusal)),
+    }
+}
+
+/// An S256 `code_challenge`: a base64url SHA-256, 43 characters.
+fn is_s256_challenge(c: &str) -> bool {
+    session::is_token(c)
+}
+
+/// Where a redirect to `uri` lands, as a CSP source: the origin of an http(s)
+/// URI, or the scheme of a private-use one (`com.example.app:`).
+fn form_target(uri: &str) -> Option<String> {
+    let url = url::Url::parse(uri).ok()?;
+    match url.scheme() {
+        "http" | "https" => Some(url.origin().ascii_serialization()),
+        scheme => Some(format!("{scheme}:")),
+    }
+}
+
+/// The signed-in user and when they signed in, from the session cookie.
+async fn current_user(server: &Inner, headers: &HeaderMap) -> Result<Option<(UserRecord, i64)>, StoreError> {
+    let Some(value) = session::cookie(headers, SESSION_COOKIE).filter(|v| session::is_token(v)) else {
+        return Ok(None);
+    };
+    let hash = refresh_hash(value);
+    let Some(found) = server.store.session(&hash, unix_now()).await? else {
+        return Ok(None);
+    };
+    match server.store.user(&found.username).await? {
+        Some(user) if !user.disabled => Ok(Some((user, found.auth_time))),
+        _ => {
+            server.store.delete_session(&hash).await?;
+            Ok(None)
+        }
+    }
+}
+
+fn login_page(
+    server: &Inner,
+    request: &AuthRequest,
+    headers: &HeaderMap,
+    username: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Step {
+    let (csrf_token, new_cookie) = session::csrf_token(&server.secrets, headers);
+    let view = LoginView {
+        client_label: label(&request.consumer),
+        action: &request.action,
+        csrf_token: &csrf_token,
+        username,
+        error,
+    };
+    let mut page = server.pages.login(&view, request.form_target.as_deref());
+    *page.status_mut() = status;
+    if let Some(value) = new_cookie {
+        page.headers_mut().append(
+            SET_COOKIE,
+            session::set_cookie(CSRF_COOKIE, &value, None, "Strict", server.secure_cookies),
+        );
+    }
+    Step::Page(page)
+}
+
+fn label(consumer: &ConsumerRecord) -> &str {
+    if consumer.label.is_empty() { &consumer.client_id } else { &consumer.label }
+}
+
+/// The sign-in form: throttle, password, then on to consent or the code.
+async fn sign_in(
+    server: &Inner,
+    request: &AuthRequest,
+    headers: &HeaderMap,
+    conn: Option<&ConnectionInfo>,
+    form: &Params,
+) -> Result<Step, StoreError> {
+    let (Ok(Some(username)), Ok(Some(presented))) = (form.one("username"), form.one("password")) else {
+        return Ok(login_page(
+            server,
+            request,
+            headers,
+            "",
+            Some("Enter your username and password."),
+            StatusCode::BAD_REQUEST,
+        ));
+    };
+    let ip = session::client_ip(headers, conn, &server.trusted_proxies);
+    if server.throttle.blocked(username, ip) {
+        tracing::warn!(username, ip = ?ip, "sign-in refused: too many failed attempts");
+        let minutes = server.throttle.window().as_secs().div_ceil(60);
+        let message = format!("Too many failed sign-in attempts. Try again in {minutes} minutes.");
+        return Ok(login_page(
+            server,
+            request,
+            headers,
+            username,
+            Some(&message),
+            StatusCode::TOO_MANY_REQUESTS,
+        ));
+    }
+    let stored = server.store.user(username).await?;
+    // An unknown user costs the same argon2 check as a known one.
+    let phc = stored.as_ref().map_or_else(|| server.dummy_hash.clone(), |u| u.password_hash.clone());
+    let matches = password::verify_blocking(phc, presented.to_owned()).await;
+    let user = match stored {
+        Some(user) if matches => user,
+        _ => {
+            server.throttle.failed(username, ip);
+            tracing::warn!(username, ip = ?ip, "sign-in failed: wrong username or password");
+            return Ok(login_page(
+                server,
+                request,
+                headers,
+                username,
+                Some("Wrong username or password."),
+                StatusCode::OK,
+            ));
+        }
+    };
+    if user.disabled {
+        tracing::warn!(username, "sign-in refused: the account is disabled");
+        return Ok(login_page(
+            server,
+            request,
+            headers,
+            username,
+            Some("This account is disabled."),
+            StatusCode::FORBIDDEN,
+        ));
+    }
+    server.throttle.succeeded(username);
+    let now = unix_now();
+    let id = random_token();
+    server
+        .store
+        .add_session(&SessionRecord {
+            id_hash: refresh_hash(&id),
+            username: user.username.clone(),
+            auth_time: now,
+            expires_at: now.saturating_add(i64::try_from(server.session_ttl).unwrap_or(i64::MAX)),
+        })
+        .await?;
+    tracing::info!(username = %user.username, client_id = %request.consumer.client_id, "signed in");
+    let cookie = session::set_cookie(SESSION_COOKIE, &id, None, "Lax", server.secure_cookies);
+    proceed(server, request, headers, &user, now, Some(cookie)).await
+}
+
+/// After sign-in: the consent page when needed, else the code.
+async fn proceed(
+    server: &Inner,
+    request: &AuthRequest,
+    headers: &HeaderMap,
+    user: &UserRecord,
+    auth_time: i64,
+    cookie: Option<HeaderValue>,
+) -> Result<Step, StoreError> {
+    let granted = grant(server, &request.consumer, Some(user), &request.requested);
+    if !(request.consumer.third_party || request.prompt.consent) {
+        return issue_code(server, request, user, auth_time, &granted, cookie).await;
+    }
+    if request.prompt.none {
+        return Ok(Step::Refuse(refuse("consent_required", "the user has not approved this client")));
+    }
+    let (csrf_token, new_csrf) = session::csrf_token(&server.secrets, headers);
+    let scopes = granted
+        .iter()
+        .filter_map(|name| {
+            let role = server.role_info.get(name)?;
+            let label = if role.label.is_empty() { name.clone() } else { role.label.clone() };
+            Some(ScopeView { name: name.clone(), label, description: role.description.clone() })
+        })
+        .collect();
+    let view = ConsentView {
+        client_label: label(&request.consumer),
+        username: &user.username,
+        action: &request.action,
+        csrf_token: &csrf_token,
+        choice: request.consumer.limit_requested_access,
+        scopes,
+    };
+    let mut page = server.pages.consent(&view, request.form_target.as_deref());
+    if let Some(value) = new_csrf {
+        page.headers_mut().append(
+            SET_COOKIE,
+            session::set_cookie(CSRF_COOKIE, &value, None, "Strict", server.secure_cookies),
+        );
+    }
+    if let Some(cookie) = cookie {
+        page.headers_mut().append(SET_COOKIE, cookie);
+    }
+    Ok(Step::Page(page))
+}
+
+/// The consent form: deny, or allow the ticked scopes.
+async fn consent(
+    server: &Inner,
+    request: &AuthRequest,
+    headers: &HeaderMap,
+    form: &Params,
+) -> Result<Step, StoreError> {
+    let Some((user, auth_time)) = current_user(server, headers).await? else {
+        return Ok(login_page(
+            server,
+            request,
+            headers,
+            "",
+            Some("Your session ended. Sign in again."),
+            StatusCode::OK,
+        ));
+    };
+    match form.one("decision") {
+        Ok(Some("allow")) => {}
+        Ok(Some("deny")) => {
+            tracing::info!(username = %user.username, client_id = %request.consumer.client_id, "access denied by the user");
+            return Ok(Step::Refuse(refuse("access_denied", "the user denied the request")));
+        }
+        _ => {
+            return Ok(Step::Page(server.pages.error(
+                StatusCode::BAD_REQUEST,
+                "Bad request",
+                "The form is not one of this server's.",
+            )));
+        }
+    }
+    // With a choice, only what was both requested and left ticked counts,
+    // so a forged form cannot widen the grant.
+    let requested = if request.consumer.limit_requested_access {
+        let ticked: Roles = form.all("scope").map(str::to_owned).collect();
+        request
+            .requested
+            .iter()
+            .filter(|s| ticked.contains(*s) || !server.roles.contains(*s))
+            .cloned()
+            .collect()
+    } else {
+        request.requested.clone()
+    };
+    let granted = grant(server, &request.consumer, Some(&user), &requested);
+    issue_code(server, request, &user, auth_time, &granted, None).await
+}
+
+async fn issue_code(
+    server: &Inner,
+    request: &AuthRequest,
+    user: &UserRecord,
+    auth_time: i64,
+    granted: &Roles,
+    cookie: Option<HeaderValue>,
+) -> Result<Step, StoreError> {
+    let mut scope = granted.clone();
+    if request.requested.contains("openid") {
+        scope.insert("openid".to_owned());
+    }
+    let code = random_token();
+    let now = unix_now();
+    server
+        .store
+        .add_auth_code(&AuthCodeRecord {
+            code_hash: refresh_hash(&code),
+            client_id: request.consumer.client_id.clone(),
+            username: user.username.clone(),
+            redirect_uri: request.redirect_uri.clone(),
+            scope: join(&scope),
+            code_challenge: request.code_challenge.clone(),
+            nonce: request.nonce.clone(),
+            auth_time,
+            expires_at: now.saturating_add(i64::try_from(server.code_ttl).unwrap_or(i64::MAX)),
+        })
+        .await?;
+    tracing::info!(username = %user.username, client_id = %request.consumer.client_id, "authorization code issued");
+    Ok(Step::Code { code, cookie })
+}
+
+/// Sends the browser back to the client with the code or an error.
+fn redirect(
+    server: &Inner,
+    status: StatusCode,
+    redirect_uri: &str,
+    state: Option<&str>,
+    outcome: Result<&str, Refusal>,
+    cookie: Option<HeaderValue>,
+) -> Response {
+    let Ok(mut url) = url::Url::parse(redirect_uri) else {
+        return server.pages.error(
+            StatusCode::BAD_REQUEST,
+            "Invalid request",
+            "The client's redirect URI is not a valid URL.",
+        );
+    };
+    {
+        let mut query = url.query_pairs_mut();
+        match &outcome {
+            Ok(code) => {
+                query.append_pair("code", code);
+            }
+            Err(refusal) => {
+                query.append_pair("error", refusal.error);
+                query.append_pair("error_description", &refusal.description);
+            }
+        }
+        if let Some(state) = state {
+            query.append_pair("state", state);
+        }
+        query.append_pair("iss", &server.issuer);
+    }
+    if let Err(refusal) = &outcome {
+        tracing::info!(error = refusal.error, description = %refusal.description, "authorization request refused");
+    }
+    let mut res = status.into_response();
+    match HeaderValue::from_str(url.as_str()) {
+        Ok(location) => {
+            res.headers_mut().insert(LOCATION, location);
+        }
+        Err(_) => {
+            return server.pages.error(
+                StatusCode::BAD_REQUEST,
+                "Invalid request",
+                "The client's redirect URI cannot be used.",
+            );
+        }
+    }
+    res.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(cookie) = cookie {
+        res.headers_mut().append(SET_COOKIE, cookie);
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_drop_empty_values_and_report_repeats() {
+        let p = Params::parse(b"a=1&b=&a=2&c=x%20y");
+        assert!(p.one("a").is_err());
+        assert_eq!(p.one("b").ok().flatten(), None);
+        assert_eq!(p.one("c").ok().flatten(), Some("x y"));
+        assert_eq!(p.all("a").collect::<Vec<_>>(), ["1", "2"]);
+    }
+
+    #[test]
+    fn form_targets_are_origins_or_schemes() {
+        assert_eq!(
+            form_target("https://app.example:8443/cb?x=1").as_deref(),
+            Some("https://app.example:8443")
+        );
+        assert_eq!(form_target("http://127.0.0.1:5000/cb").as_deref(), Some("http://127.0.0.1:5000"));
+        assert_eq!(form_target("com.example.app:/oauth").as_deref(), Some("com.example.app:"));
+    }
+}

@@ -1,0 +1,251 @@
+//! The authorization server's HTML pages: sign-in, consent and errors.
+//!
+//! The pages are minijinja templates, built in from the crate's `templates/`
+//! folder. An operator restyles them by setting `server.templates_dir` to a
+//! folder holding any of `base.html`, `login.html`, `consent.html` and
+//! `error.html`; a file found there replaces the built-in one. Templates are
+//! compiled at start, so a syntax error stops the start with its file and line.
+//! Values are HTML-escaped.
+//!
+//! Every page is sent with a Content Security Policy that allows no script,
+//! no framing (`frame-ancestors 'none'`, clickjacking) and form posts only to
+//! the server itself and to the client's redirect URI (a consent post ends in
+//! a redirect there), plus `Cache-Control: no-store`.
+//!
+//! The templates see these values:
+//!
+//! | template | values |
+//! |---|---|
+//! | every page | `title` |
+//! | `login.html` | `client_label`, `action`, `csrf_token`, `username`, `error` |
+//! | `consent.html` | `client_label`, `username`, `action`, `csrf_token`, `choice`, `scopes` (each `name`, `label`, `description`) |
+//! | `error.html` | `message` |
+
+use std::path::Path;
+
+use axum::response::{Html, IntoResponse, Response};
+use http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, HeaderValue, REFERRER_POLICY, X_FRAME_OPTIONS};
+use http::{HeaderMap, StatusCode};
+use minijinja::Environment;
+use serde::Serialize;
+
+/// The page templates, by name, as built in.
+const BUILT_IN: [(&str, &str); 4] = [
+    ("base.html", include_str!("../../templates/base.html")),
+    ("login.html", include_str!("../../templates/login.html")),
+    ("consent.html", include_str!("../../templates/consent.html")),
+    ("error.html", include_str!("../../templates/error.html")),
+];
+
+/// Why the templates could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    /// A file in `templates_dir` could not be read.
+    #[error("cannot read template {path}: {reason}")]
+    Read {
+        /// The file.
+        path: String,
+        /// What the system said.
+        reason: String,
+    },
+    /// A template does not compile.
+    #[error("template {name}: {reason}")]
+    Syntax {
+        /// The template's name or file.
+        name: String,
+        /// minijinja's message, with the line.
+        reason: String,
+    },
+}
+
+/// The compiled page templates.
+#[derive(Debug)]
+pub struct Pages {
+    env: Environment<'static>,
+}
+
+/// A scope on the consent page.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScopeView {
+    /// The role's name, the value sent back when ticked.
+    pub name: String,
+    /// Its short label.
+    pub label: String,
+    /// What it allows.
+    pub description: String,
+}
+
+/// The values of the sign-in page.
+#[derive(Debug, Serialize)]
+pub struct LoginView<'a> {
+    /// The consumer's label.
+    pub client_label: &'a str,
+    /// Where the form posts (the authorization request's own URL).
+    pub action: &'a str,
+    /// The form's CSRF token.
+    pub csrf_token: &'a str,
+    /// The username typed before, after a failed attempt.
+    pub username: &'a str,
+    /// Why the last attempt failed.
+    pub error: Option<&'a str>,
+}
+
+/// The values of the consent page.
+#[derive(Debug, Serialize)]
+pub struct ConsentView<'a> {
+    /// The consumer's label.
+    pub client_label: &'a str,
+    /// The signed-in user.
+    pub username: &'a str,
+    /// Where the form posts.
+    pub action: &'a str,
+    /// The form's CSRF token.
+    pub csrf_token: &'a str,
+    /// True when the user may untick scopes (`limit_requested_access`).
+    pub choice: bool,
+    /// The roles to be granted.
+    pub scopes: Vec<ScopeView>,
+}
+
+impl Pages {
+    /// Compiles the built-in templates, each replaced by the file of the
+    /// same name in `dir` when there is one.
+    pub fn load(dir: Option<&Path>) -> Result<Self, TemplateError> {
+        let mut env = Environment::new();
+        for (name, built_in) in BUILT_IN {
+            let source = match dir.map(|d| d.join(name)).filter(|p| p.exists()) {
+                Some(path) => std::fs::read_to_string(&path).map_err(|e| TemplateError::Read {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?,
+                None => built_in.to_owned(),
+            };
+            let shown = dir.map_or_else(|| name.to_owned(), |d| d.join(name).display().to_string());
+            env.add_template_owned(name, source)
+                .map_err(|e| TemplateError::Syntax { name: shown, reason: e.to_string() })?;
+        }
+        // Render each page once with empty values, so that a template that
+        // only fails when rendered (an unknown filter, a bad `extends`) stops
+        // the start instead of a sign-in.
+        let pages = Pages { env };
+        for (name, _) in BUILT_IN {
+            pages
+                .env
+                .get_template(name)
+                .and_then(|t| t.render(minijinja::context! {}))
+                .map_err(|e| TemplateError::Syntax { name: name.to_owned(), reason: e.to_string() })?;
+        }
+        Ok(pages)
+    }
+
+    /// The sign-in page.
+    pub fn login(&self, view: &LoginView<'_>, form_target: Option<&str>) -> Response {
+        self.render("login.html", "Sign in", view, StatusCode::OK, form_target)
+    }
+
+    /// The consent page.
+    pub fn consent(&self, view: &ConsentView<'_>, form_target: Option<&str>) -> Response {
+        self.render("consent.html", "Allow access?", view, StatusCode::OK, form_target)
+    }
+
+    /// An error page: the request cannot be sent back to the client.
+    pub fn error(&self, status: StatusCode, title: &str, message: &str) -> Response {
+        self.render("error.html", title, &minijinja::context! { message }, status, None)
+    }
+
+    fn render(
+        &self,
+        name: &str,
+        title: &str,
+        view: &impl Serialize,
+        status: StatusCode,
+        form_target: Option<&str>,
+    ) -> Response {
+        let ctx = minijinja::context! { title, ..minijinja::Value::from(minijinja::value::Serde(view)) };
+        match self.env.get_template(name).and_then(|t| t.render(ctx)) {
+            Ok(html) => {
+                let mut res = (status, Html(html)).into_response();
+                page_headers(res.headers_mut(), form_target);
+                res
+            }
+            Err(e) => {
+                tracing::error!(template = name, error = %e, "a page template failed to render");
+                let mut res =
+                    (StatusCode::INTERNAL_SERVER_ERROR, "the page could not be rendered\n").into_response();
+                page_headers(res.headers_mut(), None);
+                res
+            }
+        }
+    }
+}
+
+/// The headers of every page. `form_target` is the origin (or `scheme:` of
+/// a private-use URI) a form post may end up at after a redirect.
+pub(crate) fn page_headers(headers: &mut HeaderMap, form_target: Option<&str>) {
+    let mut csp = String::from(
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; \
+         frame-ancestors 'none'; form-action 'self'",
+    );
+    if let Some(target) = form_target.filter(|t| t.bytes().all(|b| b.is_ascii_graphic() && b != b';')) {
+        csp.push(' ');
+        csp.push_str(target);
+    }
+    if let Ok(value) = HeaderValue::from_str(&csp) {
+        headers.insert(CONTENT_SECURITY_POLICY, value);
+    }
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(http::header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(res: Response) -> String {
+        String::from_utf8(axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn built_in_pages_escape_values() {
+        let pages = Pages::load(None).unwrap();
+        let view = LoginView {
+            client_label: "<script>x</script>",
+            action: "/oauth/authorize?a=1&b=2",
+            csrf_token: "t",
+            username: "\"quoted\"",
+            error: Some("wrong"),
+        };
+        let res = pages.login(&view, Some("https://app.example"));
+        let csp = res.headers()[CONTENT_SECURITY_POLICY].to_str().unwrap().to_owned();
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert!(csp.ends_with("form-action 'self' https://app.example"), "{csp}");
+        let html = body(res).await;
+        assert!(html.contains("&lt;script&gt;x&lt;&#x2f;script&gt;"), "{html}");
+        assert!(html.contains("action=\"&#x2f;oauth&#x2f;authorize?a=1&amp;b=2\""), "{html}");
+        assert!(!html.contains("\"quoted\""), "{html}");
+    }
+
+    #[tokio::test]
+    async fn a_template_folder_replaces_pages_and_bad_templates_stop_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("error.html"), "<p>custom: {{ message }}</p>").unwrap();
+        let pages = Pages::load(Some(dir.path())).unwrap();
+        let res = pages.error(StatusCode::BAD_REQUEST, "t", "boom");
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(body(res).await, "<p>custom: boom</p>");
+
+        std::fs::write(dir.path().join("login.html"), "{% if %}").unwrap();
+        let err = Pages::load(Some(dir.path())).unwrap_err().to_string();
+        assert!(err.contains("login.html"), "{err}");
+    }
+
+    #[test]
+    fn form_targets_cannot_inject_directives() {
+        let mut headers = HeaderMap::new();
+        page_headers(&mut headers, Some("https://a.example; script-src *"));
+        let csp = headers[CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(!csp.contains("script-src"), "{csp}");
+    }
+}
