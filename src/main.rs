@@ -108,9 +108,9 @@ enum ConsumerCommand {
         /// Make the consumer confidential again (it gets a new secret).
         #[arg(long, conflicts_with = "public")]
         confidential: bool,
-        /// Make the consumer first party (no consent page).
-        #[arg(long, conflicts_with = "third_party")]
-        first_party: bool,
+        /// Make the consumer third party again (the user sees a consent page).
+        #[arg(long, conflicts_with = "first_party")]
+        third_party: bool,
     },
     /// Delete a consumer made with the CLI, with its tokens.
     Delete { client_id: String },
@@ -124,9 +124,9 @@ struct ConsumerFields {
     /// Public consumer: its secret is not validated (PKCE required, no client_credentials).
     #[arg(long)]
     public: bool,
-    /// Third party: the user sees a consent page.
+    /// First party: no consent page (default: third party, the user sees one).
     #[arg(long)]
-    third_party: bool,
+    first_party: bool,
     /// The user client_credentials acts as.
     #[arg(long)]
     user_id: Option<String>,
@@ -161,7 +161,7 @@ impl ConsumerFields {
         ConsumerSpec {
             label: self.label,
             public: flag(self.public),
-            third_party: flag(self.third_party),
+            third_party: self.first_party.then_some(false),
             user_id: self.user_id,
             redirect_uris: list(self.redirect_uris),
             allowed_origins: list(self.allowed_origins),
@@ -375,13 +375,13 @@ async fn consumer(store: Store, server: Server, command: ConsumerCommand) -> Out
         ConsumerCommand::Show { client_id } => {
             Ok(vec![admin::show_consumer(store, &client_id).await?.to_string()])
         }
-        ConsumerCommand::Update { client_id, fields, new_secret, confidential, first_party } => {
+        ConsumerCommand::Update { client_id, fields, new_secret, confidential, third_party } => {
             let mut spec = fields.spec();
             if confidential {
                 spec.public = Some(false);
             }
-            if first_party {
-                spec.third_party = Some(false);
+            if third_party {
+                spec.third_party = Some(true);
             }
             Ok(created(admin::update_consumer(store, &server, &client_id, &spec, new_secret).await?))
         }

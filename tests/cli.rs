@@ -204,3 +204,23 @@ async fn keys_rotate_adds_a_kid_published_after_restart() {
     assert!(kids.contains(&kid.as_str()), "{after}");
     assert_eq!(kids.len(), 3, "the old EdDSA key stays published: {after}");
 }
+
+#[test]
+fn consumers_are_third_party_unless_made_first_party() {
+    let dir = common::write_config(SERVER, "listen: 127.0.0.1:0\n");
+    let redirect = ["--redirect-uri", "https://app.example/cb"];
+    stdout(&cli(
+        dir.path(),
+        &[&["consumer", "create", "--client-id", "outside"][..], &redirect].concat(),
+        "",
+    ));
+    let show = |id: &str| stdout(&cli(dir.path(), &["consumer", "show", id], ""));
+    assert!(show("outside").contains("third_party: true"), "the file's default too");
+    let args = [&["consumer", "create", "--client-id", "own", "--first-party"][..], &redirect].concat();
+    stdout(&cli(dir.path(), &args, ""));
+    assert!(show("own").contains("third_party: false"));
+    stdout(&cli(dir.path(), &["consumer", "update", "own", "--third-party"], ""));
+    assert!(show("own").contains("third_party: true"));
+    stdout(&cli(dir.path(), &["consumer", "update", "own", "--first-party"], ""));
+    assert!(show("own").contains("third_party: false"));
+}

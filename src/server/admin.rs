@@ -200,7 +200,7 @@ pub async fn create_consumer(
         user_id: None,
         redirect_uris: vec![],
         allowed_origins: vec![],
-        third_party: false,
+        third_party: true,
         scopes: vec![],
         grant_types: vec!["authorization_code".into(), "refresh_token".into()],
         access_token_ttl: None,
