@@ -11,6 +11,10 @@
 //! - [`server`]: the authorization server (farmOS model): consumers,
 //!   users and roles, the scope policy, signing keys, the token endpoint,
 //!   JWKS and metadata, mounted under `/oauth/` and `/.well-known/`.
+//! - [`client`]: the OAuth client (CiviCRM model): providers, client
+//!   registrations, `/oauth/start/{client}` and the return path, the
+//!   encrypted token store with refresh, [`client::InjectTokenLayer`] and the
+//!   egress listener.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics` and the layer that gives
 //!   every request an id, a log span and its metrics.
 //! - [`demo`]: the demo upstream behind `upstream: demo`.
@@ -18,6 +22,7 @@
 #![deny(unsafe_code)]
 #![deny(unreachable_pub)]
 
+pub mod client;
 pub mod config;
 pub mod demo;
 mod dispatch;
@@ -26,6 +31,7 @@ pub mod ops;
 pub mod proxy;
 pub mod server;
 mod sidecar;
+mod signin;
 pub mod store;
 pub mod telemetry;
 

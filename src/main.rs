@@ -74,6 +74,98 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// OAuth providers the client role knows (presets and client.providers).
+    Provider {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        command: ProviderCommand,
+    },
+    /// OAuth client registrations at providers.
+    Client {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
+    /// Tokens from providers in the store.
+    Token {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProviderCommand {
+    /// Print the table name | title.
+    List,
+    /// Print a provider's options (scopes included) as JSON.
+    Show { name: String },
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Register a client: the provider's name and the credentials it issued.
+    Create {
+        /// A machine name for /oauth/start/NAME; default: the provider's name.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        provider: String,
+        #[arg(long)]
+        client_id: String,
+        /// The client secret (or --secret-file; none for a public client).
+        #[arg(long, conflicts_with = "secret_file")]
+        secret: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        secret_file: Option<PathBuf>,
+        /// The tenant (ms-exchange).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// A scope instead of the provider's defaults (repeat for more).
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// List clients: name, provider, client ID, source (config or cli), label.
+    List,
+    /// Delete a client made with the CLI, with its tokens.
+    Delete { name: String },
+    /// Print the Redirect URL to copy to the provider (warns when providers will refuse it).
+    RedirectUrl,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// List tokens (no secrets): id, client, tag, grant, owner, expiry, status.
+    List,
+    /// Print a token in clear: raw response, and a JWT's header and claims (unverified).
+    Inspect { id: i64 },
+    /// Revoke a token at the provider (when it has an endpoint) and delete it.
+    Delete { id: i64 },
+    /// Refresh a token now.
+    Refresh { id: i64 },
+    /// Get a token with the client_credentials or password grant and store it.
+    Fetch {
+        #[arg(long)]
+        client: String,
+        #[arg(long, value_parser = ["client_credentials", "password"])]
+        grant: String,
+        /// The tag to store it under; default `default` (client_credentials) or the username.
+        #[arg(long)]
+        tag: Option<String>,
+        /// A scope instead of the client's (repeat for more).
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+        /// For the password grant; the password is the first line of standard input or --password-file.
+        #[arg(long)]
+        username: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -221,13 +313,23 @@ enum KeysCommand {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Consumer { config, command } => {
-            admin_command(config, |store, server| Box::pin(consumer(store, server, command)))
+            admin_command(config, false, |store, server| Box::pin(consumer(store, server, command)))
         }
         Command::User { config, command } => {
-            admin_command(config, |store, server| Box::pin(user(store, server, command)))
+            admin_command(config, true, |store, server| Box::pin(user(store, server, command)))
+        }
+        Command::Provider { config, command } => provider_command(config, command),
+        Command::Client { config, command } => {
+            if let ClientCommand::RedirectUrl = command {
+                return redirect_url(config);
+            }
+            client_command(config, |tokens, _store| Box::pin(client(tokens, command)))
+        }
+        Command::Token { config, command } => {
+            client_command(config, |tokens, store| Box::pin(token(tokens, store, command)))
         }
         Command::Keys { config, command } => {
-            admin_command(config, |store, server| Box::pin(keys(store, server, command)))
+            admin_command(config, false, |store, server| Box::pin(keys(store, server, command)))
         }
         Command::CheckConfig { file } => match load(&file) {
             Ok(loaded) => {
@@ -320,6 +422,7 @@ type Store = std::sync::Arc<dyn oauth_sidecar::store::Store>;
 /// Loads the configuration, opens its store, runs `run` and prints its lines.
 fn admin_command(
     config: ConfigArg,
+    users_only: bool,
     run: impl FnOnce(Store, Server) -> std::pin::Pin<Box<dyn Future<Output = Output>>>,
 ) -> ExitCode {
     let Some(file) = config.config else {
@@ -338,7 +441,11 @@ fn admin_command(
         }
     };
     let result = runtime.block_on(async {
-        let (store, server) = admin::open(&loaded).await?;
+        let (store, server) = match (&loaded.config.server, users_only) {
+            // Users (e.g. admins for /oauth/start) need no `server:` section.
+            (None, true) => (oauth_sidecar::store::open(&loaded.store).await?, Server::default()),
+            _ => admin::open(&loaded).await?,
+        };
         let out = run(store.clone(), server).await;
         store.close().await;
         out
@@ -421,5 +528,168 @@ async fn keys(store: Store, server: Server, command: KeysCommand) -> Output {
     match command {
         KeysCommand::Rotate { alg } => Ok(vec![admin::rotate_key(store.as_ref(), &alg).await?]),
         KeysCommand::List => admin::list_keys(store.as_ref(), &server).await,
+    }
+}
+
+fn loaded_from(config: ConfigArg) -> Result<oauth_sidecar::config::Loaded, ExitCode> {
+    let Some(file) = config.config else {
+        eprintln!("oauth-sidecar: give the configuration with --config FILE or OAUTH_SIDECAR_CONFIG");
+        return Err(ExitCode::from(EXIT_CONFIG));
+    };
+    load(&file)
+}
+
+fn provider_command(config: ConfigArg, command: ProviderCommand) -> ExitCode {
+    use oauth_sidecar::client::provider;
+    // Without a file, the presets alone.
+    let (custom, issuer) = match config.config {
+        Some(_) => match loaded_from(config) {
+            Ok(l) => (
+                l.config.client.as_ref().map(|c| c.providers.clone()).unwrap_or_default(),
+                l.public_url.base(),
+            ),
+            Err(code) => return code,
+        },
+        None => (Vec::new(), "http://localhost:8080".to_owned()),
+    };
+    let all = provider::all(&custom, &issuer);
+    match command {
+        ProviderCommand::List => {
+            let width = all.iter().map(|p| p.name.len()).max().unwrap_or(4).max(4);
+            println!("{:width$} | title", "name");
+            for p in &all {
+                println!("{:width$} | {}", p.name, p.title);
+            }
+            ExitCode::SUCCESS
+        }
+        ProviderCommand::Show { name } => match all.iter().find(|p| p.name == name) {
+            Some(p) => {
+                println!("{}", serde_json::to_string_pretty(&p.options_json()).unwrap_or_default());
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!("oauth-sidecar: no provider `{name}`");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn redirect_url(config: ConfigArg) -> ExitCode {
+    let loaded = match loaded_from(config) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    match oauth_sidecar::client::admin::redirect_url(&loaded) {
+        Ok((url, warning)) => {
+            println!("{url}");
+            if let Some(w) = warning {
+                eprintln!("warning: {w}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("oauth-sidecar: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+type ClientOutput = Result<Vec<String>, oauth_sidecar::client::ClientError>;
+type Tokens = std::sync::Arc<oauth_sidecar::client::Tokens>;
+
+/// Loads the configuration, opens the store and the token store (checking
+/// the token key), runs `run` and prints its lines.
+fn client_command(
+    config: ConfigArg,
+    run: impl FnOnce(Tokens, Store) -> std::pin::Pin<Box<dyn Future<Output = ClientOutput>>>,
+) -> ExitCode {
+    let loaded = match loaded_from(config) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("oauth-sidecar: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: Result<Vec<String>, (String, u8)> = runtime.block_on(async {
+        let store = oauth_sidecar::store::open(&loaded.store).await.map_err(|e| (e.to_string(), 1))?;
+        let tokens = match oauth_sidecar::client::open_tokens(&loaded, store.clone()).await {
+            Ok(t) => t,
+            Err(e) => {
+                store.close().await;
+                return Err((e.to_string(), EXIT_CONFIG));
+            }
+        };
+        let out = run(tokens, store.clone()).await;
+        store.close().await;
+        out.map_err(|e| (e.to_string(), e.exit_code()))
+    });
+    match result {
+        Ok(lines) => {
+            for line in lines {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err((e, code)) => {
+            eprintln!("oauth-sidecar: {e}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn client(tokens: Tokens, command: ClientCommand) -> ClientOutput {
+    use oauth_sidecar::client::ClientError;
+    match command {
+        ClientCommand::Create { name, provider, client_id, secret, secret_file, tenant, scopes, label } => {
+            let secret = match (secret, secret_file) {
+                (Some(s), _) => Some(oauth_sidecar::config::Secret::new(s)),
+                (None, Some(f)) => Some(
+                    oauth_sidecar::config::read_secret_file(&f)
+                        .map_err(|e| ClientError::Usage(format!("cannot read {}: {e}", f.display())))?,
+                ),
+                (None, None) => None,
+            };
+            let name = name.unwrap_or_else(|| provider.clone());
+            let scopes = (!scopes.is_empty()).then_some(scopes);
+            tokens
+                .registry()
+                .create(&name, &provider, &client_id, secret.as_ref(), tenant, scopes, label)
+                .await?;
+            Ok(vec![format!("created client {name} (provider {provider}); start it at /oauth/start/{name}")])
+        }
+        ClientCommand::List => oauth_sidecar::client::admin::client_list(&tokens).await,
+        ClientCommand::Delete { name } => {
+            tokens.registry().delete(&name).await?;
+            Ok(vec![format!("deleted client {name}")])
+        }
+        ClientCommand::RedirectUrl => Ok(vec![]),
+    }
+}
+
+async fn token(tokens: Tokens, store: Store, command: TokenCommand) -> ClientOutput {
+    use oauth_sidecar::client::ClientError;
+    use oauth_sidecar::client::admin as ca;
+    match command {
+        TokenCommand::List => ca::token_list(&tokens, store.as_ref()).await,
+        TokenCommand::Inspect { id } => ca::token_inspect(&tokens, store.as_ref(), id).await,
+        TokenCommand::Delete { id } => ca::token_delete(&tokens, store.as_ref(), id).await,
+        TokenCommand::Refresh { id } => ca::token_refresh(&tokens, store.as_ref(), id).await,
+        TokenCommand::Fetch { client, grant, tag, scopes, username, password_file } => {
+            let grant = if grant == "password" {
+                let username = username
+                    .ok_or_else(|| ClientError::Usage("the password grant needs --username".into()))?;
+                let password = admin::read_password(password_file.as_deref())
+                    .map_err(|e| ClientError::Usage(e.to_string()))?;
+                ca::FetchGrant::Password { username, password }
+            } else {
+                ca::FetchGrant::ClientCredentials
+            };
+            ca::token_fetch(&tokens, &client, grant, tag, (!scopes.is_empty()).then_some(scopes)).await
+        }
     }
 }

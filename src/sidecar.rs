@@ -36,6 +36,9 @@ pub enum StartError {
     /// The authorization server could not start.
     #[error("cannot start the authorization server: {0}")]
     Server(#[from] crate::server::ServerStartError),
+    /// The OAuth client role could not start.
+    #[error("cannot start the OAuth client: {0}")]
+    Client(#[from] crate::client::ClientStartError),
     /// The built-in demo upstream could not start.
     #[error("cannot start the demo upstream: {0}")]
     Demo(std::io::Error),
@@ -50,6 +53,7 @@ pub struct Sidecar {
     store: Arc<dyn Store>,
     upstream: String,
     demo: Option<JoinHandle<()>>,
+    client: Option<crate::client::ClientRole>,
 }
 
 impl Sidecar {
@@ -111,8 +115,20 @@ impl Sidecar {
             }
             router = router.merge(server.router());
         }
+        let client = match crate::client::ClientRole::start(&loaded, store.clone()).await {
+            Ok(client) => client,
+            Err(e) => {
+                store.close().await;
+                return Err(e.into());
+            }
+        };
+        if let Some(role) = &client {
+            let (prefix, return_path) = role.client().owned_paths();
+            owned = owned.prefix(prefix).exact(return_path);
+            router = router.merge(role.client().router());
+        }
         let dispatch = Dispatch::new(router, proxy, owned);
-        Ok(Sidecar { loaded, listener, dispatch, metrics, store, upstream: upstream_addr, demo })
+        Ok(Sidecar { loaded, listener, dispatch, metrics, store, upstream: upstream_addr, demo, client })
     }
 
     /// The address the listener is bound to.
@@ -123,7 +139,7 @@ impl Sidecar {
     /// Serves until `shutdown` completes, drains in-flight requests for at
     /// most `shutdown_grace`, then closes the store.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Sidecar { loaded, listener, dispatch, metrics, store, upstream, demo } = self;
+        let Sidecar { loaded, listener, dispatch, metrics, store, upstream, demo, client } = self;
         let config = &loaded.config;
         let addr = listener.local_addr();
         let scheme = if listener.is_tls() { "https" } else { "http" };
@@ -137,6 +153,7 @@ impl Sidecar {
             "listening"
         );
         let upkeep = ops::spawn_upkeep();
+        let client = client.map(crate::client::ClientRole::spawn);
         let observe = ObserveLayer::new(metrics, config.log.access);
         listener::serve(
             listener,
@@ -146,6 +163,9 @@ impl Sidecar {
             config.shutdown_grace.0,
         )
         .await;
+        if let Some(client) = client {
+            client.stop(config.shutdown_grace.0).await;
+        }
         store.close().await;
         if let Some(task) = upkeep {
             task.abort();

@@ -10,6 +10,7 @@
 //! assert!(err.to_string().starts_with("sidecar.yaml:1:9: listen: "));
 //! ```
 
+pub mod client;
 mod schema;
 pub mod server;
 pub mod types;
@@ -133,6 +134,8 @@ pub struct Loaded {
     pub store: StoreUrl,
     /// Things that will run but are probably not what was meant.
     pub warnings: Vec<ConfigError>,
+    /// The client role's secrets (token key, client secrets), read and checked.
+    pub client: client::ClientSecrets,
 }
 
 /// Reads and checks a configuration file.
@@ -196,6 +199,16 @@ pub fn read_secret_file(path: &Path) -> std::io::Result<Secret> {
 }
 
 impl Loaded {
+    /// The Redirect URL to give providers: `client.redirect_url`, or the
+    /// public URL with `client.return_path`. `None` without a `client:` section.
+    pub fn redirect_url(&self) -> Option<String> {
+        let client = self.config.client.as_ref()?;
+        Some(match &client.redirect_url {
+            Some(url) => url.value.to_string(),
+            None => format!("{}{}", self.public_url.base(), client.return_path.0),
+        })
+    }
+
     /// A short description of what will run, for `check-config`.
     pub fn summary(&self) -> String {
         let c = &self.config;
@@ -226,6 +239,16 @@ impl Loaded {
             ),
             format!("shutdown:   drain for up to {}", c.shutdown_grace),
         ];
+        if let Some(client) = &c.client {
+            lines.push(format!(
+                "client:     {} clients, redirect URL {}",
+                client.clients.len(),
+                self.redirect_url().unwrap_or_default()
+            ));
+        }
+        if let Some(egress) = &c.egress {
+            lines.push(format!("egress:     http://{} with {} routes", egress.listen, egress.routes.len()));
+        }
         for w in &self.warnings {
             lines.push(format!("warning: {w}"));
         }

@@ -39,6 +39,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// The authorization server; absent: no tokens are issued.
     pub server: Option<super::server::ServerConfig>,
+    /// The OAuth client role: providers, clients, the token store key.
+    pub client: Option<super::client::ClientConfig>,
+    /// The loopback listener for the app's outbound calls.
+    pub egress: Option<super::client::EgressConfig>,
 }
 
 impl Default for Config {
@@ -55,6 +59,8 @@ impl Default for Config {
             ops: OpsConfig::default(),
             shutdown_grace: Duration::secs(30),
             server: None,
+            client: None,
+            egress: None,
         }
     }
 }

@@ -100,8 +100,21 @@ pub(super) fn validate(mut config: Config, file: &str) -> Result<Loaded, ConfigE
         super::server::validate(server, &mut p);
     }
 
+    let client = super::client::validate(config.client.as_ref(), config.egress.as_ref(), &mut p);
+    if let Some(c) = &config.client {
+        let url = c
+            .redirect_url
+            .as_ref()
+            .map_or_else(|| format!("{}{}", public_url.base(), c.return_path.0), |u| u.value.to_string());
+        let safe = url.parse().is_ok_and(|u| super::client::redirect_url_is_safe(&u));
+        if !safe {
+            let at = c.redirect_url.as_ref().map_or(Location::UNKNOWN, |u| u.location);
+            p.warn(at, "client.redirect_url", super::client::redirect_url_warning(&url));
+        }
+    }
+
     if p.errors.is_empty() {
-        Ok(Loaded { config, public_url, store: store.unwrap_or_default(), warnings: p.warnings })
+        Ok(Loaded { config, public_url, store: store.unwrap_or_default(), warnings: p.warnings, client })
     } else {
         Err(ConfigErrors(p.errors))
     }

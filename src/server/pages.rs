@@ -2,8 +2,8 @@
 //!
 //! The pages are minijinja templates, built in from the crate's `templates/`
 //! folder. An operator restyles them by setting `server.templates_dir` to a
-//! folder holding any of `base.html`, `login.html`, `consent.html` and
-//! `error.html`; a file found there replaces the built-in one. Templates are
+//! folder holding any of `base.html`, `login.html`, `consent.html`,
+//! `error.html` and `message.html`; a file found there replaces the built-in one. Templates are
 //! compiled at start, so a syntax error stops the start with its file and line.
 //! Values are HTML-escaped.
 //!
@@ -20,6 +20,7 @@
 //! | `login.html` | `client_label`, `action`, `csrf_token`, `username`, `error` |
 //! | `consent.html` | `client_label`, `username`, `action`, `csrf_token`, `choice`, `scopes` (each `name`, `label`, `description`) |
 //! | `error.html` | `message` |
+//! | `message.html` | `message` (the OAuth client's landing page) |
 
 use std::path::Path;
 
@@ -30,11 +31,12 @@ use minijinja::Environment;
 use serde::Serialize;
 
 /// The page templates, by name, as built in.
-const BUILT_IN: [(&str, &str); 4] = [
+const BUILT_IN: [(&str, &str); 5] = [
     ("base.html", include_str!("../../templates/base.html")),
     ("login.html", include_str!("../../templates/login.html")),
     ("consent.html", include_str!("../../templates/consent.html")),
     ("error.html", include_str!("../../templates/error.html")),
+    ("message.html", include_str!("../../templates/message.html")),
 ];
 
 /// Why the templates could not be loaded.
@@ -151,6 +153,11 @@ impl Pages {
     /// An error page: the request cannot be sent back to the client.
     pub fn error(&self, status: StatusCode, title: &str, message: &str) -> Response {
         self.render("error.html", title, &minijinja::context! { message }, status, None)
+    }
+
+    /// A page that reports how something ended (the OAuth client's landing page).
+    pub fn message(&self, status: StatusCode, title: &str, message: &str) -> Response {
+        self.render("message.html", title, &minijinja::context! { message }, status, None)
     }
 
     fn render(

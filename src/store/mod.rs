@@ -6,6 +6,7 @@
 //! start. The trait speaks only in plain Rust types, so a second backend can
 //! implement it without SQLite leaking through.
 
+mod client_model;
 mod model;
 mod sqlite;
 
@@ -15,6 +16,7 @@ use async_trait::async_trait;
 
 use crate::config::StoreUrl;
 
+pub use client_model::{ClientRegistrationRecord, ClientStateRecord, ProviderTokenRecord};
 pub use model::{
     AuthCodeRecord, CodeRedemption, ConsumerRecord, RefreshRotation, RefreshTokenRecord, SessionRecord,
     SigningKeyRecord, UserRecord,
@@ -160,6 +162,46 @@ pub trait Store: Send + Sync + 'static {
     async fn is_access_token_revoked(&self, jti: &str) -> Result<bool, StoreError>;
     /// Deletes expired codes, tokens and revocation entries; returns how many.
     async fn purge_expired(&self, now: i64) -> Result<u64, StoreError>;
+
+    // --- the OAuth client role ---
+
+    /// Creates or replaces a client registration (CLI-made).
+    async fn put_client_registration(&self, client: &ClientRegistrationRecord) -> Result<(), StoreError>;
+    /// Every stored client registration, ordered by name.
+    async fn client_registrations(&self) -> Result<Vec<ClientRegistrationRecord>, StoreError>;
+    /// Deletes a client registration with its tokens; false when absent.
+    async fn delete_client_registration(&self, name: &str) -> Result<bool, StoreError>;
+    /// Stores a provider token, replacing the one with the same client and
+    /// tag; returns its id.
+    async fn save_provider_token(&self, token: &ProviderTokenRecord) -> Result<i64, StoreError>;
+    /// The provider token with this id.
+    async fn provider_token(&self, id: i64) -> Result<Option<ProviderTokenRecord>, StoreError>;
+    /// The provider token of a client and tag.
+    async fn provider_token_by_tag(
+        &self,
+        client: &str,
+        tag: &str,
+    ) -> Result<Option<ProviderTokenRecord>, StoreError>;
+    /// Every provider token, oldest first.
+    async fn provider_tokens(&self) -> Result<Vec<ProviderTokenRecord>, StoreError>;
+    /// Deletes a provider token; false when absent.
+    async fn delete_provider_token(&self, id: i64) -> Result<bool, StoreError>;
+    /// Sets a provider token's status and last error.
+    async fn set_provider_token_status(
+        &self,
+        id: i64,
+        status: &str,
+        last_error: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// Stores a started authorization.
+    async fn add_client_state(&self, state: &ClientStateRecord) -> Result<(), StoreError>;
+    /// Removes and returns a started authorization (one use), expired or not.
+    async fn take_client_state(
+        &self,
+        state_hash: &str,
+        now: i64,
+    ) -> Result<Option<ClientStateRecord>, StoreError>;
 }
 
 /// Opens the store a configuration names, applying pending migrations.

@@ -8,6 +8,7 @@
 //! concept in `directory` (consumers, users, keys) and `grants` (codes,
 //! tokens, sessions, revocations); the schema is in `migrations/sqlite/`.
 
+mod client;
 mod directory;
 mod grants;
 mod migrate;
@@ -24,8 +25,9 @@ use sqlx::sqlite::{
 pub use migrate::{Migration, migrations};
 
 use super::{
-    AuthCodeRecord, CodeRedemption, ConsumerRecord, RefreshRotation, RefreshTokenRecord, SessionRecord,
-    SigningKeyRecord, Store, StoreError, UserRecord,
+    AuthCodeRecord, ClientRegistrationRecord, ClientStateRecord, CodeRedemption, ConsumerRecord,
+    ProviderTokenRecord, RefreshRotation, RefreshTokenRecord, SessionRecord, SigningKeyRecord, Store,
+    StoreError, UserRecord,
 };
 
 /// The SQLite backend of [`Store`].
@@ -241,5 +243,64 @@ impl Store for SqliteStore {
 
     async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
         grants::purge_expired(&self.writer, now).await
+    }
+
+    async fn put_client_registration(&self, c: &ClientRegistrationRecord) -> Result<(), StoreError> {
+        client::put_registration(&self.writer, c).await
+    }
+
+    async fn client_registrations(&self) -> Result<Vec<ClientRegistrationRecord>, StoreError> {
+        client::registrations(&self.readers).await
+    }
+
+    async fn delete_client_registration(&self, name: &str) -> Result<bool, StoreError> {
+        client::delete_registration(&self.writer, name).await
+    }
+
+    async fn save_provider_token(&self, token: &ProviderTokenRecord) -> Result<i64, StoreError> {
+        client::save_token(&self.writer, token).await
+    }
+
+    async fn provider_token(&self, id: i64) -> Result<Option<ProviderTokenRecord>, StoreError> {
+        client::token_by_id(&self.readers, id).await
+    }
+
+    async fn provider_token_by_tag(
+        &self,
+        client: &str,
+        tag: &str,
+    ) -> Result<Option<ProviderTokenRecord>, StoreError> {
+        // From the writer: a refresh reads what the last refresh wrote.
+        client::token_by_tag(&self.writer, client, tag).await
+    }
+
+    async fn provider_tokens(&self) -> Result<Vec<ProviderTokenRecord>, StoreError> {
+        client::tokens(&self.readers).await
+    }
+
+    async fn delete_provider_token(&self, id: i64) -> Result<bool, StoreError> {
+        client::delete_token(&self.writer, id).await
+    }
+
+    async fn set_provider_token_status(
+        &self,
+        id: i64,
+        status: &str,
+        last_error: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        client::set_token_status(&self.writer, id, status, last_error, now).await
+    }
+
+    async fn add_client_state(&self, state: &ClientStateRecord) -> Result<(), StoreError> {
+        client::add_state(&self.writer, state).await
+    }
+
+    async fn take_client_state(
+        &self,
+        state_hash: &str,
+        now: i64,
+    ) -> Result<Option<ClientStateRecord>, StoreError> {
+        client::take_state(&self.writer, state_hash, now).await
     }
 }

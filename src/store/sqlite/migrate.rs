@@ -33,6 +33,11 @@ pub fn migrations() -> Vec<Migration> {
             description: "authorization server",
             sql: Cow::Borrowed(include_str!("../../../migrations/sqlite/0002_authorization_server.sql")),
         },
+        Migration {
+            version: 4,
+            description: "oauth client",
+            sql: Cow::Borrowed(include_str!("../../../migrations/sqlite/0004_oauth_client.sql")),
+        },
     ]
 }
 

@@ -1,0 +1,281 @@
+//! The egress listener: the app's outbound calls, with a provider token.
+//!
+//! - `{prefix}...` of each `egress.routes` entry goes to `target` + the rest
+//!   of the path (and the query), over TLS with rustls (web PKI roots plus
+//!   `client.extra_ca_file`), through [`InjectTokenLayer`] with the route's
+//!   client and tag. Bodies are buffered up to `egress.max_body_size`, so a
+//!   request refused with 401 can be sent again after a refresh.
+//! - `GET /oauth/tokens/{client}/{tag}` (token vending, only with
+//!   `egress.vending_secret`, sent as `Authorization: Bearer SECRET`) answers
+//!   the current access token as JSON; with `?format=xoauth2` (and
+//!   optionally `user=`, default the resource owner's email) the base64
+//!   SASL XOAUTH2 string for IMAP and SMTP.
+//!
+//! The listener binds loopback by default (`127.0.0.1:8081`): only the app
+//! beside the sidecar should reach it. Refusals are JSON
+//! `{"error": ..., "message": ...}`: 404 no route, 413 body too large, 503 no
+//! usable token, 502 the API could not be reached, 504 it timed out.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::json;
+use tower::{Layer, ServiceExt};
+
+use super::inject::{InjectError, InjectTarget, InjectToken, InjectTokenLayer, TokenSource};
+use super::tokens::{TokenError, Tokens};
+use crate::config::Secret;
+use crate::config::client::EgressConfig;
+
+type Outbound = HttpClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+struct Route {
+    prefix: String,
+    target: String,
+    service: InjectToken<Outbound>,
+}
+
+struct Egress {
+    routes: Vec<Route>,
+    tokens: Arc<Tokens>,
+    vending_hash: Option<[u8; 32]>,
+    timeout: Duration,
+    max_body: usize,
+}
+
+fn sha256(v: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, v);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// The egress listener, bound and ready to serve.
+pub struct EgressListener {
+    listener: tokio::net::TcpListener,
+    router: Router,
+}
+
+impl std::fmt::Debug for EgressListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EgressListener").field("addr", &self.local_addr()).finish()
+    }
+}
+
+impl EgressListener {
+    /// Binds `config.listen` and builds the routes.
+    pub async fn bind(
+        config: &EgressConfig,
+        vending_secret: Option<&Secret>,
+        tokens: Arc<Tokens>,
+        tls: rustls::ClientConfig,
+    ) -> Result<Self, String> {
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .build();
+        let client: Outbound = HttpClient::builder(TokioExecutor::new()).build(https);
+        let mut routes = Vec::new();
+        for r in &config.routes {
+            let layer = InjectTokenLayer::builder()
+                .source(tokens.clone() as Arc<dyn TokenSource>)
+                .target(InjectTarget { client: r.client.value.clone(), tag: r.tag.clone() })
+                .build()
+                .map_err(|e| e.to_string())?;
+            routes.push(Route {
+                prefix: r.prefix.value.clone(),
+                target: r.target.value.base(),
+                service: layer.layer(client.clone()),
+            });
+        }
+        // Longest prefix first, so a more specific route wins.
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        let state = Arc::new(Egress {
+            routes,
+            tokens,
+            vending_hash: vending_secret.map(|s| sha256(s.expose().as_bytes())),
+            timeout: config.timeout.0,
+            max_body: usize::try_from(config.max_body_size.0).unwrap_or(usize::MAX),
+        });
+        let router = Router::new()
+            .route("/oauth/tokens/{client}/{tag}", axum::routing::get(vend))
+            .fallback(forward)
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {} (egress.listen): {e}", config.listen))?;
+        Ok(EgressListener { listener, router })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Serves until `shutdown` completes, then lets open requests finish.
+    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
+        if let Err(e) = axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await {
+            tracing::error!(error = %e, "the egress listener failed");
+        }
+    }
+}
+
+fn refuse(status: StatusCode, error: &str, message: &str) -> Response {
+    let mut res = (status, axum::Json(json!({ "error": error, "message": message }))).into_response();
+    res.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    res
+}
+
+fn token_refusal(e: &TokenError) -> Response {
+    let code = match e {
+        TokenError::NotFound { .. } => "no_token",
+        TokenError::NeedsReauthorization { .. } => "needs_reauthorization",
+        TokenError::Unavailable { .. } => "token_unavailable",
+        TokenError::Internal(_) => "internal",
+    };
+    refuse(StatusCode::SERVICE_UNAVAILABLE, code, &e.to_string())
+}
+
+async fn forward(State(egress): State<Arc<Egress>>, req: Request<Body>) -> Response {
+    let path = req.uri().path().to_owned();
+    let Some(route) = egress.routes.iter().find(|r| path.starts_with(&r.prefix)) else {
+        return refuse(StatusCode::NOT_FOUND, "no_route", "no egress route matches this path");
+    };
+    let rest = &path[route.prefix.len()..];
+    let mut target = format!("{}/{rest}", route.target);
+    if let Some(q) = req.uri().query() {
+        target.push('?');
+        target.push_str(q);
+    }
+    let Ok(uri) = target.parse::<http::Uri>() else {
+        return refuse(StatusCode::BAD_REQUEST, "bad_path", "the path does not make a valid target URL");
+    };
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, egress.max_body).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the request body is larger than egress.max_body_size",
+            );
+        }
+    };
+    let mut headers = parts.headers;
+    crate::proxy::headers::remove_hop_by_hop(&mut headers);
+    strip_outbound(&mut headers);
+    let mut out = Request::new(Full::new(body));
+    *out.method_mut() = parts.method;
+    *out.uri_mut() = uri;
+    *out.headers_mut() = headers;
+    let call = route.service.clone().oneshot(out);
+    let res = match tokio::time::timeout(egress.timeout, call).await {
+        Ok(Ok(res)) => res,
+        Ok(Err(InjectError::Token(e))) => {
+            tracing::warn!(path = %route.prefix, error = %e, "egress call without a usable token");
+            return token_refusal(&e);
+        }
+        Ok(Err(InjectError::Inner(e))) => {
+            tracing::warn!(path = %route.prefix, error = %e, "egress call failed");
+            return refuse(
+                StatusCode::BAD_GATEWAY,
+                "unreachable",
+                &format!("the API could not be reached: {e}"),
+            );
+        }
+        Err(_) => {
+            return refuse(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                "the API did not answer within egress.timeout",
+            );
+        }
+    };
+    let (mut parts, body) = res.into_parts();
+    crate::proxy::headers::remove_hop_by_hop(&mut parts.headers);
+    Response::from_parts(parts, Body::new(body))
+}
+
+/// Headers the app must not send on: the API's host comes from the target,
+/// and the token from the sidecar.
+fn strip_outbound(headers: &mut HeaderMap) {
+    headers.remove(http::header::HOST);
+    headers.remove(http::header::AUTHORIZATION);
+}
+
+async fn vend(
+    State(egress): State<Arc<Egress>>,
+    Path((client, tag)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let Some(expected) = egress.vending_hash else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "vending_off",
+            "token vending is off (set egress.vending_secret)",
+        );
+    };
+    let presented = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|s| sha256(s.trim().as_bytes()));
+    if presented != Some(expected) {
+        tracing::warn!(client = %client, "token vending refused: wrong or missing shared secret");
+        let mut res = refuse(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send the vending secret as Authorization: Bearer",
+        );
+        res.headers_mut().insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+        return res;
+    }
+    let token = match egress.tokens.access_token(&client, &tag).await {
+        Ok(t) => t,
+        Err(e) => return token_refusal(&e),
+    };
+    let q: Vec<(String, String)> =
+        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
+    let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let now = super::now();
+    let body = if get("format").as_deref() == Some("xoauth2") {
+        let Some(user) = get("user").or_else(|| token.owner_email.clone()) else {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "no_user",
+                "give user= (the token has no resource owner email)",
+            );
+        };
+        if user.contains('\u{1}') {
+            return refuse(StatusCode::BAD_REQUEST, "bad_user", "the user name has a control character");
+        }
+        json!({ "user": user, "xoauth2": super::xoauth2(&user, token.access_token.expose()) })
+    } else {
+        json!({
+            "client": client,
+            "tag": tag,
+            "token_type": "Bearer",
+            "access_token": token.access_token.expose(),
+            "expires_at": token.expires_at,
+            "expires_in": token.expires_at.map(|e| (e - now).max(0)),
+        })
+    };
+    tracing::info!(client = %client, tag = %tag, token_id = token.id, "token vended");
+    let mut res = axum::Json(body).into_response();
+    res.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    res
+}

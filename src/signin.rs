@@ -1,0 +1,231 @@
+//! Sign-in of local users (`oauth-sidecar user add`, `server.users`) for the
+//! sidecar's own routes that need a person: today `/oauth/start/{client}`,
+//! later the admin page. It reuses the authorization server's pieces, so a
+//! sign-in at `/oauth/authorize` counts here too and the other way round:
+//! the same session cookie (`oauth_sidecar_session`, `Path=/oauth/`), the
+//! same CSRF cookie and form token, the same throttle settings and pages.
+//! It works without a `server:` section: users live in the store either way.
+
+use std::sync::Arc;
+
+use axum::response::{IntoResponse, Response};
+use http::header::{LOCATION, SET_COOKIE};
+use http::{HeaderMap, HeaderValue, StatusCode};
+
+use crate::config::server::ServerConfig;
+use crate::config::types::{HttpUrl, TrustedProxy};
+use crate::proxy::ConnectionInfo;
+use crate::server::consumer::{Secrets, random_token};
+use crate::server::pages::{LoginView, Pages, TemplateError};
+use crate::server::password;
+use crate::server::session::{self, CSRF_COOKIE, CSRF_FIELD, SESSION_COOKIE};
+use crate::store::{SessionRecord, Store, StoreError, UserRecord};
+
+/// Why sign-in could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A page template could not be loaded.
+    #[error(transparent)]
+    Templates(#[from] TemplateError),
+    /// A password hash could not be made.
+    #[error("cannot prepare password checks: {0}")]
+    Hash(String),
+}
+
+/// Local-user sign-in (see the module docs).
+pub(crate) struct SignIn {
+    store: Arc<dyn Store>,
+    secrets: Secrets,
+    pages: Pages,
+    throttle: session::Throttle,
+    session_ttl: i64,
+    secure: bool,
+    trusted_proxies: Vec<TrustedProxy>,
+    dummy_hash: String,
+}
+
+impl SignIn {
+    /// Takes the page templates, throttle and session settings from the
+    /// `server:` section when there is one, else its defaults.
+    pub(crate) async fn new(
+        store: Arc<dyn Store>,
+        server: Option<&ServerConfig>,
+        public_url: &HttpUrl,
+        trusted_proxies: &[TrustedProxy],
+    ) -> Result<Self, SignInError> {
+        let defaults = ServerConfig::default();
+        let server = server.unwrap_or(&defaults);
+        let pages = Pages::load(server.templates_dir.as_ref().map(|d| d.value.as_path()))?;
+        let secrets = Secrets::load(store.as_ref()).await?;
+        let dummy_hash = password::hash_blocking(random_token()).await.map_err(SignInError::Hash)?;
+        Ok(SignIn {
+            store,
+            secrets,
+            pages,
+            throttle: session::Throttle::new(
+                server.login_attempts,
+                server.login_attempts_per_address,
+                server.login_window.0,
+            ),
+            session_ttl: i64::try_from(server.session_ttl.0.as_secs()).unwrap_or(i64::MAX),
+            secure: public_url.is_https(),
+            trusted_proxies: trusted_proxies.to_vec(),
+            dummy_hash,
+        })
+    }
+
+    /// The pages, for the callers' own messages.
+    pub(crate) fn pages(&self) -> &Pages {
+        &self.pages
+    }
+
+    /// The signed-in, enabled user, from the session cookie.
+    pub(crate) async fn current_user(&self, headers: &HeaderMap) -> Result<Option<UserRecord>, StoreError> {
+        let Some(value) = session::cookie(headers, SESSION_COOKIE).filter(|v| session::is_token(v)) else {
+            return Ok(None);
+        };
+        let Some(found) = self.store.session(&hash(value), crate::client::now()).await? else {
+            return Ok(None);
+        };
+        Ok(self.store.user(&found.username).await?.filter(|u| !u.disabled))
+    }
+
+    /// The sign-in page; its form posts to `action` (the page's own URL).
+    pub(crate) fn login_page(
+        &self,
+        headers: &HeaderMap,
+        action: &str,
+        label: &str,
+        username: &str,
+        error: Option<&str>,
+        status: StatusCode,
+    ) -> Response {
+        let (csrf_token, new_cookie) = session::csrf_token(&self.secrets, headers);
+        let view = LoginView { client_label: label, action, csrf_token: &csrf_token, username, error };
+        let mut page = self.pages.login(&view, None);
+        *page.status_mut() = status;
+        if let Some(value) = new_cookie {
+            page.headers_mut()
+                .append(SET_COOKIE, session::set_cookie(CSRF_COOKIE, &value, None, "Strict", self.secure));
+        }
+        page
+    }
+
+    /// Handles a posted sign-in form: on success a session is made and the
+    /// browser is sent back to `action` with a GET; else the form again.
+    pub(crate) async fn sign_in(
+        &self,
+        headers: &HeaderMap,
+        conn: Option<&ConnectionInfo>,
+        form: &[u8],
+        action: &str,
+        label: &str,
+    ) -> Response {
+        let fields: Vec<(String, String)> = url::form_urlencoded::parse(form).into_owned().collect();
+        let field = |name: &str| {
+            fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+        };
+        if !session::csrf_ok(&self.secrets, headers, field(CSRF_FIELD)) {
+            return self.pages.error(
+                StatusCode::FORBIDDEN,
+                "Form expired",
+                "The form expired or was not sent from this site. Open the page again.",
+            );
+        }
+        let (Some(username), Some(presented)) = (field("username"), field("password")) else {
+            return self.login_page(
+                headers,
+                action,
+                label,
+                "",
+                Some("Enter your username and password."),
+                StatusCode::BAD_REQUEST,
+            );
+        };
+        let ip = session::client_ip(headers, conn, &self.trusted_proxies);
+        if self.throttle.blocked(username, ip) {
+            tracing::warn!(username, ip = ?ip, "sign-in refused: too many failed attempts");
+            let minutes = self.throttle.window().as_secs().div_ceil(60);
+            let message = format!("Too many failed sign-in attempts. Try again in {minutes} minutes.");
+            return self.login_page(
+                headers,
+                action,
+                label,
+                username,
+                Some(&message),
+                StatusCode::TOO_MANY_REQUESTS,
+            );
+        }
+        let stored = match self.store.user(username).await {
+            Ok(u) => u,
+            Err(e) => return self.failure(e),
+        };
+        let phc = stored.as_ref().map_or_else(|| self.dummy_hash.clone(), |u| u.password_hash.clone());
+        let matches = password::verify_blocking(phc, presented.to_owned()).await;
+        let user = match stored {
+            Some(user) if matches && !user.disabled => user,
+            Some(user) if matches => {
+                tracing::warn!(username = %user.username, "sign-in refused: the account is disabled");
+                return self.login_page(
+                    headers,
+                    action,
+                    label,
+                    username,
+                    Some("This account is disabled."),
+                    StatusCode::FORBIDDEN,
+                );
+            }
+            _ => {
+                self.throttle.failed(username, ip);
+                tracing::warn!(username, ip = ?ip, "sign-in failed: wrong username or password");
+                return self.login_page(
+                    headers,
+                    action,
+                    label,
+                    username,
+                    Some("Wrong username or password."),
+                    StatusCode::OK,
+                );
+            }
+        };
+        self.throttle.succeeded(username);
+        let now = crate::client::now();
+        let id = random_token();
+        let record = SessionRecord {
+            id_hash: hash(&id),
+            username: user.username.clone(),
+            auth_time: now,
+            expires_at: now.saturating_add(self.session_ttl),
+        };
+        if let Err(e) = self.store.add_session(&record).await {
+            return self.failure(e);
+        }
+        tracing::info!(username = %user.username, "signed in");
+        let mut res = StatusCode::SEE_OTHER.into_response();
+        if let Ok(location) = HeaderValue::from_str(action) {
+            res.headers_mut().insert(LOCATION, location);
+        }
+        res.headers_mut()
+            .append(SET_COOKIE, session::set_cookie(SESSION_COOKIE, &id, None, "Lax", self.secure));
+        res
+    }
+
+    fn failure(&self, e: StoreError) -> Response {
+        tracing::error!(error = %e, "sign-in failed");
+        self.pages.error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Server error",
+            "The server could not handle the request. Try again later.",
+        )
+    }
+}
+
+/// The stored form of a session id: SHA-256, base64url (as the authorization server stores it).
+fn hash(value: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(ring::digest::digest(&ring::digest::SHA256, value.as_bytes()))
+}
