@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use common::Sidecar;
+use common::browser::{Browser, query};
 use oauth_sidecar::server::jwt::AccessClaims;
 use oauth_sidecar::store::{SqliteStore, Store};
 use oauth2::basic::{BasicClient, BasicErrorResponseType};
@@ -83,112 +84,6 @@ fn client(sidecar: &Sidecar, id: &str, secret: Option<&str>, redirect: &str) -> 
         c = c.set_client_secret(ClientSecret::new(secret.into()));
     }
     c
-}
-
-/// A browser without JavaScript: keeps cookies, follows nothing by itself.
-struct Browser {
-    http: reqwest::Client,
-    cookies: HashMap<String, String>,
-}
-
-/// A response as the browser saw it.
-struct Page {
-    status: u16,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Page {
-    fn location(&self) -> url::Url {
-        let loc = self
-            .headers
-            .get(LOCATION)
-            .unwrap_or_else(|| panic!("no redirect: {} {}", self.status, self.body));
-        url::Url::parse(loc.to_str().unwrap()).unwrap()
-    }
-
-    /// The value of a hidden or text input.
-    fn input(&self, name: &str) -> String {
-        let marker = format!("name=\"{name}\" value=\"");
-        let start = self.body.find(&marker).unwrap_or_else(|| panic!("no input {name} in {}", self.body))
-            + marker.len();
-        let end = self.body[start..].find('"').unwrap() + start;
-        unescape(&self.body[start..end])
-    }
-
-    fn form_action(&self) -> String {
-        let start = self.body.find("action=\"").expect("a form") + 8;
-        let end = self.body[start..].find('"').unwrap() + start;
-        unescape(&self.body[start..end])
-    }
-
-    fn set_cookies(&self) -> Vec<String> {
-        self.headers.get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_owned()).collect()
-    }
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("&#x2f;", "/")
-        .replace("&quot;", "\"")
-        .replace("&#x27;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
-/// The query parameters of a redirect.
-fn query(url: &url::Url) -> HashMap<String, String> {
-    url.query_pairs().into_owned().collect()
-}
-
-impl Browser {
-    fn new() -> Self {
-        common::install_crypto();
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Browser { http, cookies: HashMap::new() }
-    }
-
-    fn cookie_header(&self) -> String {
-        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
-    }
-
-    async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
-        let req = if self.cookies.is_empty() { req } else { req.header("cookie", self.cookie_header()) };
-        let res = req.send().await.expect("request");
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        for value in headers.get_all(SET_COOKIE) {
-            let pair = value.to_str().unwrap().split(';').next().unwrap();
-            let (name, value) = pair.split_once('=').unwrap();
-            self.cookies.insert(name.to_owned(), value.to_owned());
-        }
-        Page { status, headers, body: res.text().await.unwrap() }
-    }
-
-    async fn get(&mut self, url: &str) -> Page {
-        let req = self.http.get(url);
-        self.send(req).await
-    }
-
-    async fn post(&mut self, sidecar: &Sidecar, action: &str, fields: &[(&str, &str)]) -> Page {
-        let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
-        let req = self
-            .http
-            .post(sidecar.url(action))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body);
-        self.send(req).await
-    }
-
-    /// Fills in and posts the sign-in page.
-    async fn sign_in(&mut self, sidecar: &Sidecar, page: &Page, user: &str, password: &str) -> Page {
-        assert_eq!(page.status, 200, "{}", page.body);
-        assert!(page.body.contains("name=\"password\""), "a sign-in page: {}", page.body);
-        let csrf = page.input("csrf_token");
-        let fields =
-            [("csrf_token", csrf.as_str()), ("step", "login"), ("username", user), ("password", password)];
-        self.post(sidecar, &page.form_action(), &fields).await
-    }
 }
 
 /// Runs the front channel for `farm` with PKCE as alice; returns the code,
@@ -601,16 +496,6 @@ async fn failed_sign_ins_are_throttled_per_account() {
     }
     let blocked = third.sign_in_status(&sidecar, &page, "bob", "bob-password").await;
     assert_eq!(blocked.status, 429, "the address is used up though bob's account is not");
-}
-
-impl Browser {
-    /// Like [`Browser::sign_in`] on a page that may carry any status.
-    async fn sign_in_status(&mut self, sidecar: &Sidecar, page: &Page, user: &str, password: &str) -> Page {
-        let csrf = page.input("csrf_token");
-        let fields =
-            [("csrf_token", csrf.as_str()), ("step", "login"), ("username", user), ("password", password)];
-        self.post(sidecar, &page.form_action(), &fields).await
-    }
 }
 
 #[tokio::test]

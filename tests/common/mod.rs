@@ -3,6 +3,8 @@
 //! keeps its log lines for assertions. Also small real upstream servers.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
