@@ -33,6 +33,10 @@ pub struct ServerConfig {
     pub access_token_alg: At<String>,
     /// Signing algorithm of ID tokens: `RS256` or `EdDSA`.
     pub id_token_alg: At<String>,
+    /// How often the running server reloads the signing keys from the store,
+    /// so that `oauth-sidecar keys rotate` takes effect without a restart;
+    /// `0s` reloads only when a token names an unknown key.
+    pub keys_reload_interval: Duration,
     /// The role every token gets (farmOS `authenticated`).
     pub base_role: String,
     /// Failed logins allowed per account and per address within `login_window`.
@@ -60,6 +64,7 @@ impl Default for ServerConfig {
             session_ttl: Duration::secs(8 * 3600),
             access_token_alg: At::default_value("EdDSA".to_owned()),
             id_token_alg: At::default_value("RS256".to_owned()),
+            keys_reload_interval: Duration::secs(60),
             base_role: "authenticated".to_owned(),
             login_attempts: 5,
             login_window: Duration::secs(900),

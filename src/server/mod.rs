@@ -16,11 +16,15 @@
 //! default the public URL without a trailing slash), and `aud` is the issuer
 //! too, because the resource the tokens open (the gate in front of the
 //! upstream) lives behind the same public URL.
+//!
+//! The signing keys are reloaded from the store while the server runs
+//! ([`key_reload`]), so a `keys rotate` by the CLI needs no restart.
 
 pub mod admin;
 pub mod consumer;
 pub mod error;
 pub mod jwt;
+pub mod key_reload;
 pub mod keys;
 pub mod password;
 pub mod policy;
@@ -40,6 +44,7 @@ use crate::config::server::ServerConfig;
 use crate::config::types::HttpUrl;
 use crate::store::{Store, StoreError, UserRecord};
 use consumer::{Secrets, SyncError};
+use key_reload::LiveKeys;
 use keys::{Alg, KeyError, KeyRing};
 
 /// Why the authorization server could not start.
@@ -66,7 +71,7 @@ pub enum ServerStartError {
 pub(crate) struct Inner {
     store: Arc<dyn Store>,
     secrets: Secrets,
-    keys: KeyRing,
+    keys: Arc<LiveKeys>,
     issuer: String,
     audience: String,
     access_alg: Alg,
@@ -129,7 +134,9 @@ impl AuthorizationServer {
             .iter()
             .filter_map(|c| c.access_token_ttl.map(|d| d.0.as_secs()))
             .fold(access_ttl, u64::max);
-        let keys = KeyRing::load_or_create(store.as_ref(), &Alg::ALL, Duration::from_secs(longest)).await?;
+        let ring = KeyRing::load_or_create(store.as_ref(), &Alg::ALL, Duration::from_secs(longest)).await?;
+        let keys = Arc::new(LiveKeys::new(store.clone(), ring));
+        key_reload::spawn_periodic_reload(&keys, config.keys_reload_interval.0);
         let issuer = config.issuer.as_ref().map_or_else(|| public_url.base(), |i| i.value.base());
         let dummy_hash = password::hash_blocking(consumer::random_token())
             .await
@@ -172,7 +179,7 @@ impl AuthorizationServer {
 }
 
 async fn jwks(State(server): State<Arc<Inner>>) -> ([(http::HeaderName, &'static str); 1], Json<Value>) {
-    ([(CACHE_CONTROL, "public, max-age=300")], Json(server.keys.jwks()))
+    ([(CACHE_CONTROL, "public, max-age=300")], Json(server.keys.current().jwks()))
 }
 
 /// RFC 8414 metadata, listing only what this server implements.

@@ -287,8 +287,8 @@ fn access_token(
         jti: uuid::Uuid::new_v4().to_string(),
         auth_time,
     };
-    let token =
-        jwt::sign(&server.keys, server.access_alg, ACCESS_TOKEN_TYP, &claims).map_err(OAuthError::server)?;
+    let token = jwt::sign(&server.keys.current(), server.access_alg, ACCESS_TOKEN_TYP, &claims)
+        .map_err(OAuthError::server)?;
     Ok((token, ttl))
 }
 
