@@ -11,6 +11,9 @@
 //! | `GET /.well-known/jwks.json` | the public signing keys |
 //! | `GET /.well-known/oauth-authorization-server` | RFC 8414 metadata |
 //! | `GET /.well-known/openid-configuration` | the same document |
+//! | `POST /oauth/revoke` | RFC 7009 token revocation ([`revoke`]) |
+//! | `POST /oauth/introspect` | RFC 7662 token introspection ([`introspect`]) |
+//! | `GET`, `POST /oauth/userinfo` | OpenID Connect UserInfo ([`userinfo`]) |
 //!
 //! Access tokens are RFC 9068 JWTs: `iss` is the issuer (`server.issuer`,
 //! default the public URL without a trailing slash), and `aud` is the issuer
@@ -23,12 +26,15 @@
 pub mod admin;
 pub mod consumer;
 pub mod error;
+pub mod introspect;
 pub mod jwt;
 pub mod key_reload;
 pub mod keys;
 pub mod password;
 pub mod policy;
+pub mod revoke;
 pub mod token;
+pub mod userinfo;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -174,6 +180,9 @@ impl AuthorizationServer {
             .route("/.well-known/jwks.json", get(jwks))
             .route("/.well-known/oauth-authorization-server", get(metadata))
             .route("/.well-known/openid-configuration", get(metadata))
+            .route("/oauth/revoke", post(revoke::revoke))
+            .route("/oauth/introspect", post(introspect::introspect))
+            .route("/oauth/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
             .with_state(self.inner.clone())
     }
 }
@@ -191,6 +200,11 @@ async fn metadata(State(server): State<Arc<Inner>>) -> Json<Value> {
         "issuer": issuer,
         "token_endpoint": format!("{issuer}/oauth/token"),
         "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "revocation_endpoint": format!("{issuer}/oauth/revoke"),
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint": format!("{issuer}/oauth/introspect"),
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "userinfo_endpoint": format!("{issuer}/oauth/userinfo"),
         "grant_types_supported": ["client_credentials", "password", "refresh_token"],
         "response_types_supported": [],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],

@@ -49,8 +49,8 @@ use crate::store::{ConsumerRecord, RefreshRotation, RefreshTokenRecord, UserReco
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct TokenRequest {
     grant_type: Option<String>,
-    client_id: Option<String>,
-    client_secret: Option<String>,
+    pub(crate) client_id: Option<String>,
+    pub(crate) client_secret: Option<String>,
     scope: Option<String>,
     username: Option<String>,
     password: Option<String>,
@@ -126,8 +126,9 @@ fn not_allowed(consumer: &ConsumerRecord, grant: &str) -> OAuthError {
     OAuthError::UnauthorizedClient(why)
 }
 
-/// Finds and authenticates the consumer (see the module docs).
-async fn authenticate(
+/// Finds and authenticates the consumer (see the module docs); the revocation
+/// and introspection endpoints authenticate clients the same way.
+pub(crate) async fn authenticate(
     server: &Inner,
     headers: &HeaderMap,
     req: &TokenRequest,
