@@ -1,7 +1,8 @@
-//! Revocation (RFC 7009), introspection (RFC 7662), userinfo (OpenID Connect)
-//! and signing keys reloaded while running, over real sockets with the real
-//! binary. Tokens are obtained with the `oauth2` crate, the other endpoints
-//! are called with reqwest as a client or resource server would.
+//! Revocation (RFC 7009), introspection (RFC 7662), userinfo (OpenID Connect),
+//! signing keys reloaded while running, and the refresh grace window, over
+//! real sockets with the real binary. Tokens are obtained with the `oauth2`
+//! crate, the other endpoints are called with reqwest as a client or
+//! resource server would.
 
 mod common;
 
@@ -506,4 +507,92 @@ async fn a_key_rotated_by_the_cli_signs_without_a_restart_and_old_tokens_still_v
     assert_eq!(introspect(&sidecar, &new).await["active"], true);
     let body: Value = userinfo(&sidecar, Some(&format!("Bearer {old}"))).await.json().await.unwrap();
     assert_eq!(body["sub"], "reporter");
+}
+
+// --- refresh grace window ---
+
+fn with_grace(grace: &str) -> String {
+    format!("{SERVER}  refresh_reuse_grace: {grace}\n")
+}
+
+fn same_pair(a: &BasicTokenResponse, b: &BasicTokenResponse) -> bool {
+    a.access_token().secret() == b.access_token().secret() && refresh_token(a) == refresh_token(b)
+}
+
+#[tokio::test]
+async fn a_retry_within_the_grace_window_gets_the_identical_pair() {
+    let sidecar = Sidecar::start(&with_grace("5s"));
+    let first = refresh_token(&alice(&sidecar, LEGACY).await);
+    let pair = refresh(&sidecar, &first).await.expect("refresh");
+    let retry = refresh(&sidecar, &first).await.expect("a retry within the window");
+    assert!(same_pair(&pair, &retry), "the same access and refresh token");
+    assert_eq!(retry.scopes(), pair.scopes());
+    assert!(retry.expires_in().unwrap() <= pair.expires_in().unwrap());
+    sidecar.wait_for_log(&["retried within the grace window"]);
+
+    // The family lives on: the pair works, and once it is used, the old
+    // token is a reuse that revokes the family.
+    let next = refresh(&sidecar, &refresh_token(&pair)).await.expect("the pair is usable");
+    let err = refresh(&sidecar, &first).await.unwrap_err();
+    assert_eq!(error_code(&err), BasicErrorResponseType::InvalidGrant);
+    let err = refresh(&sidecar, &refresh_token(&next)).await.unwrap_err();
+    assert_eq!(error_code(&err), BasicErrorResponseType::InvalidGrant, "the family is revoked");
+}
+
+#[tokio::test]
+async fn a_retry_by_another_client_within_the_grace_window_revokes_the_family() {
+    let sidecar = Sidecar::start(&with_grace("5s"));
+    let first = refresh_token(&alice(&sidecar, LEGACY).await);
+    let pair = refresh(&sidecar, &first).await.expect("refresh");
+    let err = client(&sidecar, OTHER)
+        .exchange_refresh_token(&RefreshToken::new(first.clone()))
+        .request_async(&http)
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&err), BasicErrorResponseType::InvalidGrant);
+    let err = refresh(&sidecar, &refresh_token(&pair)).await.unwrap_err();
+    assert_eq!(error_code(&err), BasicErrorResponseType::InvalidGrant, "the family is revoked");
+}
+
+#[tokio::test]
+async fn reuse_after_the_grace_window_revokes_the_family() {
+    let sidecar = Sidecar::start(&with_grace("1s"));
+    let first = refresh_token(&alice(&sidecar, LEGACY).await);
+    let pair = refresh(&sidecar, &first).await.expect("refresh");
+    // The window is whole seconds rounded up: at most 2 s here.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let err = refresh(&sidecar, &first).await.unwrap_err();
+    assert_eq!(error_code(&err), BasicErrorResponseType::InvalidGrant);
+    let err = refresh(&sidecar, &refresh_token(&pair)).await.unwrap_err();
+    assert_eq!(error_code(&err), BasicErrorResponseType::InvalidGrant, "the family is revoked");
+}
+
+#[tokio::test]
+async fn without_a_grace_window_a_retry_revokes_the_family() {
+    let sidecar = Sidecar::start(SERVER);
+    let first = refresh_token(&alice(&sidecar, LEGACY).await);
+    let pair = refresh(&sidecar, &first).await.expect("refresh");
+    let err = refresh(&sidecar, &first).await.unwrap_err();
+    assert_eq!(error_code(&err), BasicErrorResponseType::InvalidGrant);
+    let err = refresh(&sidecar, &refresh_token(&pair)).await.unwrap_err();
+    assert_eq!(error_code(&err), BasicErrorResponseType::InvalidGrant, "the family is revoked");
+}
+
+#[tokio::test]
+async fn concurrent_refreshes_within_the_grace_window_rotate_once_and_share_the_pair() {
+    let sidecar = Sidecar::start(&with_grace("5s"));
+    let first = refresh_token(&alice(&sidecar, LEGACY).await);
+    let sidecar = std::sync::Arc::new(sidecar);
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (sidecar, first) = (sidecar.clone(), first.clone());
+            tokio::spawn(async move { refresh(&sidecar, &first).await.expect("every request succeeds") })
+        })
+        .collect();
+    let mut pairs = Vec::new();
+    for task in tasks {
+        pairs.push(task.await.unwrap());
+    }
+    assert!(pairs.iter().all(|p| same_pair(p, &pairs[0])), "one rotation, one pair for all");
+    refresh(&sidecar, &refresh_token(&pairs[0])).await.expect("the pair is usable");
 }

@@ -26,6 +26,7 @@
 pub mod admin;
 pub mod consumer;
 pub mod error;
+pub mod grace;
 pub mod introspect;
 pub mod jwt;
 pub mod key_reload;
@@ -83,6 +84,8 @@ pub(crate) struct Inner {
     access_alg: Alg,
     access_ttl: u64,
     refresh_ttl: u64,
+    /// `server.refresh_reuse_grace` in whole seconds (rounded up); 0 is off.
+    refresh_grace: u64,
     base_role: String,
     roles: BTreeSet<String>,
     /// An argon2 hash checked for unknown users, so they cost the same.
@@ -156,6 +159,10 @@ impl AuthorizationServer {
             access_alg: config.access_token_alg.value.parse()?,
             access_ttl,
             refresh_ttl: config.refresh_token_ttl.0.as_secs(),
+            refresh_grace: {
+                let grace = config.refresh_reuse_grace.0;
+                grace.as_secs() + u64::from(grace.subsec_nanos() > 0)
+            },
             base_role: config.base_role.clone(),
             roles: config.roles.keys().cloned().collect(),
             dummy_hash,
