@@ -2,7 +2,7 @@
 //! token is active and what it carries.
 //!
 //! The caller must be a confidential consumer authenticated as at the token
-//! endpoint ([`super::token::authenticate`]); any such consumer may
+//! endpoint ([`super::token`]); any such consumer may
 //! introspect any token, since resource servers are clients too. A public
 //! consumer cannot authenticate, so it is refused. Every client
 //! authentication failure is `401 invalid_client` with `WWW-Authenticate:

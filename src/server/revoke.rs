@@ -1,7 +1,7 @@
 //! `POST /oauth/revoke` (RFC 7009): a client says it no longer needs a token.
 //!
 //! The client authenticates as at the token endpoint
-//! ([`super::token::authenticate`]; a public consumer names itself), then
+//! ([`super::token`]; a public consumer names itself), then
 //! sends `token` and optionally `token_type_hint`, which is accepted and not
 //! needed (see [`super::introspect`] for how the two kinds are told apart).
 //!
