@@ -666,5 +666,15 @@ async fn openid_scope_adds_an_id_token_that_openidconnect_verifies() {
         assert!(id_token.claims(&id_verifier, &Nonce::new("another".into())).is_err(), "a wrong nonce fails");
         let scope = claims_of(token.access_token().secret()).scope;
         assert_eq!(scopes(&scope), scopes("authenticated farm_manager openid"));
+        // A refresh renews the ID token: same user and auth_time, no nonce.
+        let refresh = token.refresh_token().expect("farm may refresh");
+        let renewed =
+            client.exchange_refresh_token(refresh).unwrap().request_async(&http).await.expect("refresh");
+        let renewed_id = renewed.id_token().expect("a renewed ID token");
+        let no_nonce = |n: Option<&Nonce>| if n.is_none() { Ok(()) } else { Err("a nonce".to_owned()) };
+        let renewed_claims =
+            renewed_id.claims(&id_verifier, no_nonce).expect("the renewed ID token verifies");
+        assert_eq!(renewed_claims.subject().as_str(), "alice");
+        assert_eq!(renewed_claims.auth_time(), claims.auth_time());
     }
 }

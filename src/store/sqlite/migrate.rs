@@ -33,6 +33,11 @@ pub fn migrations() -> Vec<Migration> {
             description: "authorization server",
             sql: Cow::Borrowed(include_str!("../../../migrations/sqlite/0002_authorization_server.sql")),
         },
+        Migration {
+            version: 3,
+            description: "refresh grace",
+            sql: Cow::Borrowed(include_str!("../../../migrations/sqlite/0003_refresh_grace.sql")),
+        },
     ]
 }
 
