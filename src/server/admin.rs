@@ -463,8 +463,10 @@ pub async fn list_keys(store: &dyn Store, server: &ServerConfig) -> Result<Vec<S
         .collect())
 }
 
-/// The longest access token lifetime, for which old keys stay published.
-fn longest_ttl(server: &ServerConfig) -> u64 {
+/// The longest access token lifetime (seconds), for which old keys stay
+/// published. Per-consumer lifetimes come from the file only: the CLI sets
+/// none.
+pub(crate) fn longest_ttl(server: &ServerConfig) -> u64 {
     server
         .consumers
         .iter()

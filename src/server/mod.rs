@@ -159,12 +159,8 @@ impl AuthorizationServer {
             tracing::info!(username = %u.username.value, "user created from the file");
         }
         let access_ttl = config.access_token_ttl.0.as_secs();
-        let longest = config
-            .consumers
-            .iter()
-            .filter_map(|c| c.access_token_ttl.map(|d| d.0.as_secs()))
-            .fold(access_ttl, u64::max);
-        let ring = KeyRing::load_or_create(store.as_ref(), &Alg::ALL, Duration::from_secs(longest)).await?;
+        let retention = Duration::from_secs(admin::longest_ttl(config));
+        let ring = KeyRing::load_or_create(store.as_ref(), &Alg::ALL, retention).await?;
         let keys = Arc::new(LiveKeys::new(store.clone(), ring));
         key_reload::spawn_periodic_reload(&keys, config.keys_reload_interval.0);
         let issuer = config.issuer.as_ref().map_or_else(|| public_url.base(), |i| i.value.base());
