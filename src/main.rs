@@ -301,7 +301,8 @@ enum UserCommand {
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// Add a signing key (the sidecar signs with it from its next start); prints its kid.
+    /// Add a signing key (a running sidecar signs with it once it reloads its keys, within
+    /// server.keys_reload_interval); prints its kid.
     Rotate {
         #[arg(long, default_value = "EdDSA", value_parser = ["EdDSA", "RS256"])]
         alg: String,

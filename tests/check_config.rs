@@ -463,3 +463,15 @@ fn client_credentials_without_user_id_is_a_warning_not_an_error() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("client_credentials without `user_id`"), "{}", stdout(&out));
 }
+
+#[test]
+fn refresh_reuse_grace_longer_than_five_minutes_is_refused() {
+    assert_only_error(
+        "server:\n  refresh_reuse_grace: 6m\n",
+        "2:24",
+        "server.refresh_reuse_grace",
+        "at most 5 minutes",
+    );
+    let out = check("server:\n  refresh_reuse_grace: 5m\n  keys_reload_interval: 0s\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -5,20 +5,19 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
-use common::Sidecar;
 use common::browser::{Browser, query};
+use common::{Sidecar, oauth_http as http};
 use oauth_sidecar::server::jwt::AccessClaims;
 use oauth_sidecar::store::{SqliteStore, Store};
 use oauth2::basic::{BasicClient, BasicErrorResponseType};
 use oauth2::{
-    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet, HttpRequest,
-    HttpResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope, TokenResponse,
-    TokenUrl,
+    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope, TokenResponse, TokenUrl,
 };
-use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use reqwest::header::LOCATION;
 use serde_json::Value;
 
 const SERVER: &str = r#"
@@ -62,19 +61,6 @@ const FARM_REDIRECT: &str = "http://127.0.0.1/authorized";
 
 type Client = BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
 
-/// The `oauth2` crate's async HTTP client, over our reqwest.
-async fn http(req: HttpRequest) -> Result<HttpResponse, reqwest::Error> {
-    let client = common::client();
-    let (parts, body) = req.into_parts();
-    let res =
-        client.request(parts.method, parts.uri.to_string()).headers(parts.headers).body(body).send().await?;
-    let mut out = http::Response::builder().status(res.status());
-    for (k, v) in res.headers() {
-        out = out.header(k, v);
-    }
-    Ok(out.body(res.bytes().await?.to_vec()).expect("response"))
-}
-
 fn client(sidecar: &Sidecar, id: &str, secret: Option<&str>, redirect: &str) -> Client {
     let mut c = BasicClient::new(ClientId::new(id.into()))
         .set_auth_uri(AuthUrl::new(sidecar.url("/oauth/authorize")).unwrap())
@@ -112,6 +98,30 @@ fn error_code(
         RequestTokenError::ServerResponse(r) => r.error().clone(),
         other => panic!("expected an OAuth error response, got {other:?}"),
     }
+}
+
+/// The error code of a code exchange that must fail.
+async fn exchange_error(
+    c: &Client,
+    code: String,
+    verifier: Option<PkceCodeVerifier>,
+) -> BasicErrorResponseType {
+    let mut request = c.exchange_code(AuthorizationCode::new(code));
+    if let Some(verifier) = verifier {
+        request = request.set_pkce_verifier(verifier);
+    }
+    error_code(&request.request_async(&http).await.expect_err("the exchange must fail"))
+}
+
+/// An authorization URL of `c` with a PKCE challenge nobody will verify.
+fn pkce_url(c: &Client) -> url::Url {
+    let (challenge, _) = PkceCodeChallenge::new_random_sha256();
+    c.authorize_url(CsrfToken::new_random).set_pkce_challenge(challenge).url().0
+}
+
+async fn discovery(sidecar: &Sidecar) -> Value {
+    let res = common::client().get(sidecar.url("/.well-known/openid-configuration")).send().await.unwrap();
+    res.json().await.unwrap()
 }
 
 fn claims_of(token: &str) -> AccessClaims {
@@ -157,14 +167,7 @@ async fn authorization_code_with_pkce_signs_in_and_issues_tokens() {
     assert!(location.as_str().starts_with(FARM_REDIRECT), "{location}");
     let params = query(&location);
     assert_eq!(params["state"], *state.secret(), "state comes back untouched");
-    let meta: Value = common::client()
-        .get(sidecar.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let meta = discovery(&sidecar).await;
     assert_eq!(params["iss"], meta["issuer"].as_str().unwrap(), "RFC 9207");
 
     let token = c
@@ -183,8 +186,7 @@ async fn authorization_code_with_pkce_signs_in_and_issues_tokens() {
     assert_eq!(claims_of(refreshed.access_token().secret()).sub, "alice");
 
     // Signed in: the next authorization needs no page at all.
-    let (challenge, _) = PkceCodeChallenge::new_random_sha256();
-    let (url, _) = c.authorize_url(CsrfToken::new_random).set_pkce_challenge(challenge).url();
+    let url = pkce_url(&c);
     let again = browser.get(url.as_str()).await;
     assert_eq!(again.status, 302, "{}", again.body);
     assert!(query(&again.location()).contains_key("code"));
@@ -337,12 +339,9 @@ async fn wrong_missing_or_unexpected_code_verifier_is_invalid_grant() {
     let c = client(&sidecar, "farm", None, FARM_REDIRECT);
     let (code, _, _) = farm_code(&sidecar).await;
     let wrong = PkceCodeVerifier::new("x".repeat(43));
-    let err =
-        c.exchange_code(AuthorizationCode::new(code)).set_pkce_verifier(wrong).request_async(&http).await;
-    assert_eq!(error_code(&err.unwrap_err()), BasicErrorResponseType::InvalidGrant);
+    assert_eq!(exchange_error(&c, code, Some(wrong)).await, BasicErrorResponseType::InvalidGrant);
     let (code, _, _) = farm_code(&sidecar).await;
-    let err = c.exchange_code(AuthorizationCode::new(code)).request_async(&http).await;
-    assert_eq!(error_code(&err.unwrap_err()), BasicErrorResponseType::InvalidGrant);
+    assert_eq!(exchange_error(&c, code, None).await, BasicErrorResponseType::InvalidGrant);
 
     // A confidential client that sent no challenge may not send a verifier.
     let partner =
@@ -361,12 +360,7 @@ async fn wrong_missing_or_unexpected_code_verifier_is_invalid_grant() {
         .await;
     let code = query(&back.location())["code"].clone();
     let (_, verifier) = PkceCodeChallenge::new_random_sha256();
-    let err = partner
-        .exchange_code(AuthorizationCode::new(code))
-        .set_pkce_verifier(verifier)
-        .request_async(&http)
-        .await;
-    assert_eq!(error_code(&err.unwrap_err()), BasicErrorResponseType::InvalidGrant);
+    assert_eq!(exchange_error(&partner, code, Some(verifier)).await, BasicErrorResponseType::InvalidGrant);
 }
 
 #[tokio::test]
@@ -415,20 +409,14 @@ async fn an_expired_code_or_a_code_for_another_client_is_invalid_grant() {
 
     let (code, verifier, _) = farm_code(&sidecar).await;
     let partner = client(&sidecar, "partner", Some("partner-secret-0123456789"), FARM_REDIRECT);
-    let err = partner
-        .exchange_code(AuthorizationCode::new(code))
-        .set_pkce_verifier(verifier)
-        .request_async(&http)
-        .await;
-    assert_eq!(error_code(&err.unwrap_err()), BasicErrorResponseType::InvalidGrant);
+    assert_eq!(exchange_error(&partner, code, Some(verifier)).await, BasicErrorResponseType::InvalidGrant);
 }
 
 #[tokio::test]
 async fn a_sign_in_form_without_its_csrf_token_is_refused() {
     let sidecar = Sidecar::start(SERVER);
     let c = client(&sidecar, "farm", None, FARM_REDIRECT);
-    let (challenge, _) = PkceCodeChallenge::new_random_sha256();
-    let (url, _) = c.authorize_url(CsrfToken::new_random).set_pkce_challenge(challenge).url();
+    let url = pkce_url(&c);
     let mut browser = Browser::new();
     let login = browser.get(url.as_str()).await;
     let action = login.form_action();
@@ -456,8 +444,7 @@ async fn disabled_users_cannot_sign_in_and_lose_their_session() {
     store.put_user(&alice).await.unwrap();
 
     let c = client(&sidecar, "farm", None, FARM_REDIRECT);
-    let (challenge, _) = PkceCodeChallenge::new_random_sha256();
-    let (url, _) = c.authorize_url(CsrfToken::new_random).set_pkce_challenge(challenge).url();
+    let url = pkce_url(&c);
     let login = browser.get(url.as_str()).await;
     assert_eq!(login.status, 200, "the session no longer counts: {}", login.body);
     let refused = browser.sign_in(&sidecar, &login, "alice", "alice-password").await;
@@ -470,8 +457,7 @@ async fn disabled_users_cannot_sign_in_and_lose_their_session() {
 async fn failed_sign_ins_are_throttled_per_account() {
     let sidecar = Sidecar::start(SERVER);
     let c = client(&sidecar, "farm", None, FARM_REDIRECT);
-    let (challenge, _) = PkceCodeChallenge::new_random_sha256();
-    let (url, _) = c.authorize_url(CsrfToken::new_random).set_pkce_challenge(challenge).url();
+    let url = pkce_url(&c);
     let mut browser = Browser::new();
     let mut page = browser.get(url.as_str()).await;
     for _ in 0..3 {
@@ -501,14 +487,7 @@ async fn failed_sign_ins_are_throttled_per_account() {
 #[tokio::test]
 async fn metadata_describes_the_authorization_endpoint() {
     let sidecar = Sidecar::start(SERVER);
-    let meta: Value = common::client()
-        .get(sidecar.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let meta = discovery(&sidecar).await;
     let issuer = meta["issuer"].as_str().unwrap();
     assert_eq!(meta["authorization_endpoint"], format!("{issuer}/oauth/authorize"));
     assert_eq!(meta["code_challenge_methods_supported"], serde_json::json!(["S256"]));
@@ -572,5 +551,15 @@ async fn openid_scope_adds_an_id_token_that_openidconnect_verifies() {
         assert!(id_token.claims(&id_verifier, &Nonce::new("another".into())).is_err(), "a wrong nonce fails");
         let scope = claims_of(token.access_token().secret()).scope;
         assert_eq!(scopes(&scope), scopes("authenticated farm_manager openid"));
+        // A refresh renews the ID token: same user and auth_time, no nonce.
+        let refresh = token.refresh_token().expect("farm may refresh");
+        let renewed =
+            client.exchange_refresh_token(refresh).unwrap().request_async(&http).await.expect("refresh");
+        let renewed_id = renewed.id_token().expect("a renewed ID token");
+        let no_nonce = |n: Option<&Nonce>| if n.is_none() { Ok(()) } else { Err("a nonce".to_owned()) };
+        let renewed_claims =
+            renewed_id.claims(&id_verifier, no_nonce).expect("the renewed ID token verifies");
+        assert_eq!(renewed_claims.subject().as_str(), "alice");
+        assert_eq!(renewed_claims.auth_time(), claims.auth_time());
     }
 }

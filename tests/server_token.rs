@@ -6,15 +6,15 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::Sidecar;
+use common::{Sidecar, oauth_http as http};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use oauth_sidecar::server::jwt::AccessClaims;
 use oauth_sidecar::store::{SqliteStore, Store};
 use oauth2::basic::{BasicClient, BasicErrorResponseType};
 use oauth2::{
-    AuthType, ClientId, ClientSecret, EndpointNotSet, EndpointSet, HttpRequest, HttpResponse, RefreshToken,
-    RequestTokenError, ResourceOwnerPassword, ResourceOwnerUsername, Scope, TokenResponse, TokenUrl,
+    AuthType, ClientId, ClientSecret, EndpointNotSet, EndpointSet, RefreshToken, RequestTokenError,
+    ResourceOwnerPassword, ResourceOwnerUsername, Scope, TokenResponse, TokenUrl,
 };
 use serde_json::Value;
 
@@ -56,19 +56,6 @@ server:
 
 type Client = BasicClient<EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
 type TokenError = RequestTokenError<reqwest::Error, oauth2::basic::BasicErrorResponse>;
-
-/// The `oauth2` crate's async HTTP client, over our reqwest.
-async fn http(req: HttpRequest) -> Result<HttpResponse, reqwest::Error> {
-    let client = common::client();
-    let (parts, body) = req.into_parts();
-    let res =
-        client.request(parts.method, parts.uri.to_string()).headers(parts.headers).body(body).send().await?;
-    let mut out = http::Response::builder().status(res.status());
-    for (k, v) in res.headers() {
-        out = out.header(k, v);
-    }
-    Ok(out.body(res.bytes().await?.to_vec()).expect("response"))
-}
 
 fn client(sidecar: &Sidecar, id: &str, secret: Option<&str>) -> Client {
     let mut c = BasicClient::new(ClientId::new(id.into()))

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use oauth_sidecar::store::{
-    AuthCodeRecord, CodeRedemption, ConsumerRecord, RefreshRotation, RefreshTokenRecord, SessionRecord,
-    SigningKeyRecord, SqliteStore, Store, UserRecord,
+    AuthCodeRecord, CodeRedemption, ConsumerRecord, RefreshGrace, RefreshRotation, RefreshTokenRecord,
+    SessionRecord, SigningKeyRecord, SqliteStore, Store, UserRecord,
 };
 use tempfile::TempDir;
 
@@ -368,6 +368,7 @@ async fn concurrent_rotation_of_one_refresh_token_has_exactly_one_winner() {
                 winners.push(next_hash);
             }
             RefreshRotation::Reused | RefreshRotation::Invalid => {}
+            RefreshRotation::Retry { .. } => panic!("no grace window was asked for"),
         }
     }
     assert_eq!(winners.len(), 1, "exactly one caller rotates the token");
@@ -417,5 +418,96 @@ async fn purge_expired_removes_expired_rows_and_keeps_live_ones() {
     assert!(store.session("s-live", NOW).await.unwrap().is_some());
     assert!(!store.is_access_token_revoked("jti-old").await.unwrap());
     assert!(store.is_access_token_revoked("jti-live").await.unwrap());
+    store.close().await;
+}
+
+fn grace(sealed: &[u8], expires_at: i64) -> RefreshGrace {
+    RefreshGrace { sealed: sealed.to_vec(), expires_at }
+}
+
+#[tokio::test]
+async fn a_rotation_with_grace_answers_a_retry_until_the_window_ends() {
+    let (store, _dir) = store().await;
+    let first = refresh("rt-1", "fam", "farm", NOW + 3600);
+    store.add_refresh_token(&first).await.unwrap();
+    let next = refresh("rt-2", "fam", "farm", NOW + 3600);
+    let kept = grace(b"sealed pair", NOW + 10);
+    assert_eq!(
+        store.rotate_refresh_token_with_grace("rt-1", &next, Some(&kept), NOW).await.unwrap(),
+        RefreshRotation::Rotated(first.clone())
+    );
+
+    let retry = refresh("rt-x", "fam", "farm", NOW + 3600);
+    assert_eq!(
+        store.rotate_refresh_token("rt-1", &retry, NOW + 9).await.unwrap(),
+        RefreshRotation::Retry { presented: first.clone(), sealed: b"sealed pair".to_vec() }
+    );
+    assert!(store.refresh_token("rt-2", NOW + 9).await.unwrap().is_some(), "a retry changes nothing");
+    assert_eq!(store.refresh_token("rt-x", NOW + 9).await.unwrap(), None, "nothing stored for it");
+
+    assert_eq!(store.rotate_refresh_token("rt-1", &retry, NOW + 10).await.unwrap(), RefreshRotation::Reused);
+    assert_eq!(
+        store.refresh_token("rt-2", NOW + 10).await.unwrap(),
+        None,
+        "after the window: family revoked"
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn the_grace_entry_ends_when_its_pair_is_used_or_its_family_revoked() {
+    let (store, _dir) = store().await;
+    store.add_refresh_token(&refresh("rt-1", "fam", "farm", NOW + 3600)).await.unwrap();
+    let second = refresh("rt-2", "fam", "farm", NOW + 3600);
+    store.rotate_refresh_token_with_grace("rt-1", &second, Some(&grace(b"a", NOW + 60)), NOW).await.unwrap();
+    let third = refresh("rt-3", "fam", "farm", NOW + 3600);
+    assert!(matches!(
+        store.rotate_refresh_token("rt-2", &third, NOW + 1).await.unwrap(),
+        RefreshRotation::Rotated(_)
+    ));
+    // The pair rt-1's rotation answered is used: presenting rt-1 is a reuse.
+    let replay = refresh("rt-x", "fam", "farm", NOW + 3600);
+    assert_eq!(store.rotate_refresh_token("rt-1", &replay, NOW + 2).await.unwrap(), RefreshRotation::Reused);
+    assert_eq!(store.refresh_token("rt-3", NOW + 2).await.unwrap(), None);
+
+    store.add_refresh_token(&refresh("rt-a", "fam-2", "farm", NOW + 3600)).await.unwrap();
+    let b = refresh("rt-b", "fam-2", "farm", NOW + 3600);
+    store.rotate_refresh_token_with_grace("rt-a", &b, Some(&grace(b"b", NOW + 60)), NOW).await.unwrap();
+    store.revoke_refresh_family("fam-2").await.unwrap();
+    assert_eq!(store.rotate_refresh_token("rt-a", &replay, NOW + 1).await.unwrap(), RefreshRotation::Reused);
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_rotation_with_grace_has_one_winner_and_the_others_retry() {
+    let (store, _dir) = store().await;
+    let store = Arc::new(store);
+    store.add_refresh_token(&refresh("rt", "fam", "farm", NOW + 3600)).await.unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let next = refresh(&format!("rt-next-{i}"), "fam", "farm", NOW + 3600);
+                let kept = grace(format!("pair-{i}").as_bytes(), NOW + 10);
+                let outcome = store.rotate_refresh_token_with_grace("rt", &next, Some(&kept), NOW).await;
+                (i, outcome.unwrap())
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    let mut retried = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            (i, RefreshRotation::Rotated(_)) => winners.push(i),
+            (_, RefreshRotation::Retry { sealed, .. }) => retried.push(sealed),
+            (_, other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one caller rotates the token");
+    let winner = winners[0];
+    assert_eq!(retried.len(), 15);
+    assert!(retried.iter().all(|s| *s == format!("pair-{winner}").into_bytes()), "all get the winner's pair");
+    let successor = format!("rt-next-{winner}");
+    assert!(store.refresh_token(&successor, NOW).await.unwrap().is_some(), "the family lives");
     store.close().await;
 }

@@ -15,6 +15,10 @@ pub const GRANT_TYPES: [&str; 4] = ["authorization_code", "refresh_token", "clie
 /// Scopes that are not roles but are accepted in requests (OpenID Connect).
 pub const NON_ROLE_SCOPES: [&str; 4] = ["openid", "offline_access", "profile", "email"];
 
+/// The longest `refresh_reuse_grace` accepted: a retry after a lost response
+/// comes within seconds, and a long window only widens a stolen token's use.
+pub const REFRESH_REUSE_GRACE_MAX: Duration = Duration::secs(300);
+
 /// The authorization server; absent means the sidecar issues no tokens.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -25,6 +29,10 @@ pub struct ServerConfig {
     pub access_token_ttl: At<Duration>,
     /// Refresh token lifetime, unless the consumer overrides it.
     pub refresh_token_ttl: At<Duration>,
+    /// How long after a refresh token's rotation a retry with that same token
+    /// (its response was lost) gets the same new pair instead of revoking the
+    /// family (RFC 9700 section 4.14.2); `0s`, the default, turns it off.
+    pub refresh_reuse_grace: At<Duration>,
     /// Authorization code lifetime; at most 10 minutes (RFC 6749 section 4.1.2).
     pub code_ttl: At<Duration>,
     /// Login session lifetime at the authorization server.
@@ -33,6 +41,10 @@ pub struct ServerConfig {
     pub access_token_alg: At<String>,
     /// Signing algorithm of ID tokens: `RS256` or `EdDSA`.
     pub id_token_alg: At<String>,
+    /// How often the running server reloads the signing keys from the store,
+    /// so that `oauth-sidecar keys rotate` takes effect without a restart;
+    /// `0s` reloads only when a token names an unknown key.
+    pub keys_reload_interval: Duration,
     /// The role every token gets (farmOS `authenticated`).
     pub base_role: String,
     /// Failed sign-ins allowed per account within `login_window`.
@@ -59,10 +71,12 @@ impl Default for ServerConfig {
             issuer: None,
             access_token_ttl: At::default_value(Duration::secs(3600)),
             refresh_token_ttl: At::default_value(Duration::secs(14 * 86_400)),
+            refresh_reuse_grace: At::default_value(Duration::secs(0)),
             code_ttl: At::default_value(Duration::secs(60)),
             session_ttl: Duration::secs(8 * 3600),
             access_token_alg: At::default_value("EdDSA".to_owned()),
             id_token_alg: At::default_value("RS256".to_owned()),
+            keys_reload_interval: Duration::secs(60),
             base_role: "authenticated".to_owned(),
             login_attempts: 5,
             login_attempts_per_address: 50,
@@ -184,6 +198,13 @@ pub(super) fn validate(server: &mut ServerConfig, p: &mut super::validate::Probl
                 format!("`{}` is not a signing algorithm here: expected `EdDSA` or `RS256`", alg.value),
             );
         }
+    }
+    if *server.refresh_reuse_grace > REFRESH_REUSE_GRACE_MAX {
+        p.error(
+            server.refresh_reuse_grace.location,
+            "server.refresh_reuse_grace",
+            "the refresh grace window is for a retry after a lost response: at most 5 minutes",
+        );
     }
     if server.base_role.trim().is_empty() {
         p.error(serde_saphyr::Location::UNKNOWN, "server.base_role", "the base role needs a name");

@@ -434,7 +434,8 @@ pub async fn list_users(store: &dyn Store) -> Result<Vec<String>, AdminError> {
 // --- signing keys ---
 
 /// Adds a signing key of `alg` (`EdDSA` or `RS256`); returns its `kid`. A
-/// running sidecar signs with it after its next start.
+/// running sidecar signs with it once it reloads its keys (within
+/// `server.keys_reload_interval`, see [`super::key_reload`]).
 pub async fn rotate_key(store: &dyn Store, alg: &str) -> Result<String, AdminError> {
     let alg: Alg = alg.parse().map_err(|e: super::keys::UnknownAlg| AdminError::Usage(e.to_string()))?;
     Ok(KeyRing::rotate(store, alg).await?)
@@ -462,8 +463,10 @@ pub async fn list_keys(store: &dyn Store, server: &ServerConfig) -> Result<Vec<S
         .collect())
 }
 
-/// The longest access token lifetime, for which old keys stay published.
-fn longest_ttl(server: &ServerConfig) -> u64 {
+/// The longest access token lifetime (seconds), for which old keys stay
+/// published. Per-consumer lifetimes come from the file only: the CLI sets
+/// none.
+pub(crate) fn longest_ttl(server: &ServerConfig) -> u64 {
     server
         .consumers
         .iter()

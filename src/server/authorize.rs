@@ -383,13 +383,16 @@ fn login_page(
     };
     let mut page = server.pages.login(&view, request.form_target.as_deref());
     *page.status_mut() = status;
-    if let Some(value) = new_cookie {
-        page.headers_mut().append(
-            SET_COOKIE,
-            session::set_cookie(CSRF_COOKIE, &value, None, "Strict", server.secure_cookies),
-        );
-    }
+    set_csrf_cookie(server, &mut page, new_cookie);
     Step::Page(page)
+}
+
+/// Sets the CSRF cookie on a page when the browser had none.
+fn set_csrf_cookie(server: &Inner, page: &mut Response, value: Option<String>) {
+    if let Some(value) = value {
+        let cookie = session::set_cookie(CSRF_COOKIE, &value, None, "Strict", server.secure_cookies);
+        page.headers_mut().append(SET_COOKIE, cookie);
+    }
 }
 
 fn label(consumer: &ConsumerRecord) -> &str {
@@ -509,12 +512,7 @@ async fn proceed(
         scopes,
     };
     let mut page = server.pages.consent(&view, request.form_target.as_deref());
-    if let Some(value) = new_csrf {
-        page.headers_mut().append(
-            SET_COOKIE,
-            session::set_cookie(CSRF_COOKIE, &value, None, "Strict", server.secure_cookies),
-        );
-    }
+    set_csrf_cookie(server, &mut page, new_csrf);
     if let Some(cookie) = cookie {
         page.headers_mut().append(SET_COOKIE, cookie);
     }

@@ -11,24 +11,35 @@
 //! | `GET /.well-known/jwks.json` | the public signing keys |
 //! | `GET /.well-known/oauth-authorization-server` | RFC 8414 metadata |
 //! | `GET /.well-known/openid-configuration` | the same document |
+//! | `POST /oauth/revoke` | RFC 7009 token revocation ([`revoke`]) |
+//! | `POST /oauth/introspect` | RFC 7662 token introspection ([`introspect`]) |
+//! | `GET`, `POST /oauth/userinfo` | OpenID Connect UserInfo ([`userinfo`]) |
 //!
 //! Access tokens are RFC 9068 JWTs: `iss` is the issuer (`server.issuer`,
 //! default the public URL without a trailing slash), and `aud` is the issuer
 //! too, because the resource the tokens open (the gate in front of the
 //! upstream) lives behind the same public URL.
+//!
+//! The signing keys are reloaded from the store while the server runs
+//! ([`key_reload`]), so a `keys rotate` by the CLI needs no restart.
 
 pub mod admin;
 pub mod authorize;
 pub mod consumer;
 pub mod error;
+pub mod grace;
+pub mod introspect;
 pub mod jwt;
+pub mod key_reload;
 pub mod keys;
 pub mod oidc;
 pub mod pages;
 pub mod password;
 pub mod policy;
+pub mod revoke;
 pub(crate) mod session;
 pub mod token;
+pub mod userinfo;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -44,6 +55,7 @@ use crate::config::server::{RoleConfig, ServerConfig};
 use crate::config::types::{HttpUrl, TrustedProxy};
 use crate::store::{Store, StoreError, UserRecord};
 use consumer::{Secrets, SyncError};
+use key_reload::LiveKeys;
 use keys::{Alg, KeyError, KeyRing};
 
 /// Why the authorization server could not start.
@@ -73,7 +85,7 @@ pub enum ServerStartError {
 pub(crate) struct Inner {
     store: Arc<dyn Store>,
     secrets: Secrets,
-    keys: KeyRing,
+    keys: Arc<LiveKeys>,
     issuer: String,
     audience: String,
     access_alg: Alg,
@@ -82,6 +94,8 @@ pub(crate) struct Inner {
     refresh_ttl: u64,
     code_ttl: u64,
     session_ttl: u64,
+    /// `server.refresh_reuse_grace` in whole seconds (rounded up); 0 is off.
+    refresh_grace: u64,
     base_role: String,
     roles: BTreeSet<String>,
     /// Labels and descriptions for the consent page.
@@ -145,12 +159,10 @@ impl AuthorizationServer {
             tracing::info!(username = %u.username.value, "user created from the file");
         }
         let access_ttl = config.access_token_ttl.0.as_secs();
-        let longest = config
-            .consumers
-            .iter()
-            .filter_map(|c| c.access_token_ttl.map(|d| d.0.as_secs()))
-            .fold(access_ttl, u64::max);
-        let keys = KeyRing::load_or_create(store.as_ref(), &Alg::ALL, Duration::from_secs(longest)).await?;
+        let retention = Duration::from_secs(admin::longest_ttl(config));
+        let ring = KeyRing::load_or_create(store.as_ref(), &Alg::ALL, retention).await?;
+        let keys = Arc::new(LiveKeys::new(store.clone(), ring));
+        key_reload::spawn_periodic_reload(&keys, config.keys_reload_interval.0);
         let issuer = config.issuer.as_ref().map_or_else(|| public_url.base(), |i| i.value.base());
         let dummy_hash = password::hash_blocking(consumer::random_token())
             .await
@@ -167,6 +179,10 @@ impl AuthorizationServer {
             refresh_ttl: config.refresh_token_ttl.0.as_secs(),
             code_ttl: config.code_ttl.0.as_secs(),
             session_ttl: config.session_ttl.0.as_secs(),
+            refresh_grace: {
+                let grace = config.refresh_reuse_grace.0;
+                grace.as_secs() + u64::from(grace.subsec_nanos() > 0)
+            },
             base_role: config.base_role.clone(),
             roles: config.roles.keys().cloned().collect(),
             role_info: config.roles.clone(),
@@ -201,12 +217,15 @@ impl AuthorizationServer {
             .route("/.well-known/jwks.json", get(jwks))
             .route("/.well-known/oauth-authorization-server", get(metadata))
             .route("/.well-known/openid-configuration", get(metadata))
+            .route("/oauth/revoke", post(revoke::revoke))
+            .route("/oauth/introspect", post(introspect::introspect))
+            .route("/oauth/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
             .with_state(self.inner.clone())
     }
 }
 
 async fn jwks(State(server): State<Arc<Inner>>) -> ([(http::HeaderName, &'static str); 1], Json<Value>) {
-    ([(CACHE_CONTROL, "public, max-age=300")], Json(server.keys.jwks()))
+    ([(CACHE_CONTROL, "public, max-age=300")], Json(server.keys.current().jwks()))
 }
 
 /// RFC 8414 metadata, also served as the OpenID Connect discovery document,
@@ -225,6 +244,11 @@ async fn metadata(State(server): State<Arc<Inner>>) -> Json<Value> {
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "code_challenge_methods_supported": ["S256"],
+        "revocation_endpoint": format!("{issuer}/oauth/revoke"),
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint": format!("{issuer}/oauth/introspect"),
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "userinfo_endpoint": format!("{issuer}/oauth/userinfo"),
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "scopes_supported": scopes,
         "subject_types_supported": ["public"],

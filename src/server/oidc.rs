@@ -66,7 +66,7 @@ pub(crate) fn id_token(server: &Inner, input: &IdTokenInput<'_>) -> Result<Strin
         nonce: input.nonce.map(str::to_owned),
         at_hash: Some(at_hash(server.id_alg, input.access_token)),
     };
-    jwt::sign(&server.keys, server.id_alg, ID_TOKEN_TYP, &claims).map_err(OAuthError::server)
+    jwt::sign(&server.keys.current(), server.id_alg, ID_TOKEN_TYP, &claims).map_err(OAuthError::server)
 }
 
 /// `at_hash` (OpenID Connect Core section 3.1.3.6): the left half of the

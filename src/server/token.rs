@@ -12,9 +12,11 @@
 //! - `password`: the user's argon2 password is checked; a refresh token is
 //!   issued too when the consumer also lists `refresh_token`.
 //! - `refresh_token`: rotated on every use; presenting a rotated token
-//!   revokes its whole family. The scope may be narrowed for the new access
-//!   token (the new refresh token keeps the original scope, RFC 6749
-//!   section 6), never widened.
+//!   revokes its whole family, except within `server.refresh_reuse_grace`
+//!   of its rotation while the pair it got is unused: then the same pair is
+//!   answered again (a retry after a lost response, see [`super::grace`]).
+//!   The scope may be narrowed for the new access token (the new refresh
+//!   token keeps the original scope, RFC 6749 section 6), never widened.
 //!
 //! Granted roles come from [`super::policy::granted_roles`]. A requested
 //! scope that is neither a role, the base role nor one of `openid`,
@@ -37,21 +39,24 @@ use serde::{Deserialize, Serialize};
 use super::Inner;
 use super::consumer::random_token;
 use super::error::OAuthError;
+use super::grace;
 use super::jwt::{self, ACCESS_TOKEN_TYP, AccessClaims};
 use super::keys::unix_now;
 use super::oidc::{self, IdTokenInput};
 use super::password;
 use super::policy::{ConsumerPolicy, Roles, granted_roles};
 use crate::config::server::NON_ROLE_SCOPES;
-use crate::store::{CodeRedemption, ConsumerRecord, RefreshRotation, RefreshTokenRecord, UserRecord};
+use crate::store::{
+    CodeRedemption, ConsumerRecord, RefreshGrace, RefreshRotation, RefreshTokenRecord, UserRecord,
+};
 
 /// The form parameters of a token request. Unknown parameters are ignored
 /// (RFC 6749 section 3.2); a repeated one is an error.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct TokenRequest {
     grant_type: Option<String>,
-    client_id: Option<String>,
-    client_secret: Option<String>,
+    pub(crate) client_id: Option<String>,
+    pub(crate) client_secret: Option<String>,
     scope: Option<String>,
     username: Option<String>,
     password: Option<String>,
@@ -107,7 +112,7 @@ pub(crate) async fn token(
             if !allowed(grant_type) {
                 return Err(not_allowed(&consumer, grant_type));
             }
-            refresh(&server, &consumer, &req).await?
+            return refresh(&server, &consumer, &req).await;
         }
         "authorization_code" => {
             if !allowed(grant_type) {
@@ -133,8 +138,9 @@ fn not_allowed(consumer: &ConsumerRecord, grant: &str) -> OAuthError {
     OAuthError::UnauthorizedClient(why)
 }
 
-/// Finds and authenticates the consumer (see the module docs).
-async fn authenticate(
+/// Finds and authenticates the consumer (see the module docs); the revocation
+/// and introspection endpoints authenticate clients the same way.
+pub(crate) async fn authenticate(
     server: &Inner,
     headers: &HeaderMap,
     req: &TokenRequest,
@@ -322,8 +328,8 @@ pub(crate) fn issue_access(
         jti: uuid::Uuid::new_v4().to_string(),
         auth_time,
     };
-    let token =
-        jwt::sign(&server.keys, server.access_alg, ACCESS_TOKEN_TYP, &claims).map_err(OAuthError::server)?;
+    let token = jwt::sign(&server.keys.current(), server.access_alg, ACCESS_TOKEN_TYP, &claims)
+        .map_err(OAuthError::server)?;
     Ok(IssuedAccess { token, expires_in: ttl, jti: claims.jti, exp: claims.exp })
 }
 
@@ -521,18 +527,22 @@ async fn refresh(
     server: &Inner,
     consumer: &ConsumerRecord,
     req: &TokenRequest,
-) -> Result<TokenResponse, OAuthError> {
+) -> Result<Response, OAuthError> {
     let presented = req.refresh_token.as_deref().ok_or_else(|| missing("refresh_token"))?;
     let hash = refresh_hash(presented);
     let now = unix_now();
     let invalid = || OAuthError::InvalidGrant("the refresh token is invalid, expired or revoked".into());
     let Some(current) = server.store.refresh_token(&hash, now).await.map_err(OAuthError::server)? else {
         // Not a current token. Presenting it to the rotation still matters:
-        // if it was rotated before, the store revokes its whole family.
+        // if it was rotated before, the store revokes its whole family
+        // (unless this is a retry within the grace window).
         let (_, probe) = new_refresh(server, consumer, None, "", String::new(), None);
         match server.store.rotate_refresh_token(&hash, &probe, now).await.map_err(OAuthError::server)? {
             RefreshRotation::Reused => {
                 tracing::warn!(client_id = %consumer.client_id, "a rotated refresh token was presented again; its family is revoked");
+            }
+            RefreshRotation::Retry { presented: record, sealed } => {
+                return retry_within_grace(server, consumer, presented, &record, &sealed, now).await;
             }
             // It turned current in between (cannot happen with one store):
             // the probe successor is useless, so end the family.
@@ -560,7 +570,8 @@ async fn refresh(
         return Err(e);
     }
     // The successor joins the family (the store sets it) with the original
-    // scope; only this access token is narrowed.
+    // scope; only this access token is narrowed. The response is made before
+    // the rotation, so that the grace window can keep it with the rotation.
     let (token, next) = new_refresh(
         server,
         consumer,
@@ -569,22 +580,85 @@ async fn refresh(
         String::new(),
         current.auth_time,
     );
-    match server.store.rotate_refresh_token(&hash, &next, now).await.map_err(OAuthError::server)? {
-        RefreshRotation::Rotated(_) => {}
-        // Another request rotated it first: exactly one wins.
-        RefreshRotation::Reused | RefreshRotation::Invalid => return Err(invalid()),
-    }
     let scope = if requested.is_empty() { current.scope.clone() } else { join(&requested) };
     let sub = current.username.as_deref().unwrap_or(&consumer.client_id);
     let (access_token, expires_in) = access_token(server, consumer, sub, &scope, current.auth_time)?;
-    Ok(TokenResponse {
+    // OpenID Connect Core section 12.2: a refresh renews the ID token too,
+    // with the original auth_time and no nonce.
+    let id_token = match (&current.username, current.auth_time) {
+        (Some(username), Some(auth_time)) if scope.split(' ').any(|s| s == "openid") => {
+            let input =
+                IdTokenInput { consumer, sub: username, auth_time, nonce: None, access_token: &access_token };
+            Some(oidc::id_token(server, &input)?)
+        }
+        _ => None,
+    };
+    let response = TokenResponse {
         access_token,
         token_type: "Bearer",
         expires_in,
         refresh_token: Some(token),
         scope,
-        id_token: None,
-    })
+        id_token,
+    };
+    let grace = if server.refresh_grace > 0 {
+        let json = serde_json::to_value(&response).map_err(OAuthError::server)?;
+        let sealed = grace::seal(presented, &json, now)
+            .ok_or_else(|| OAuthError::server("cannot seal the refresh response for the grace window"))?;
+        // Whole seconds, rounded up: a retry up to the configured time
+        // after the rotation is always within the window.
+        let expires_at =
+            now.saturating_add(i64::try_from(server.refresh_grace).unwrap_or(i64::MAX)).saturating_add(1);
+        Some(RefreshGrace { sealed, expires_at })
+    } else {
+        None
+    };
+    match server
+        .store
+        .rotate_refresh_token_with_grace(&hash, &next, grace.as_ref(), now)
+        .await
+        .map_err(OAuthError::server)?
+    {
+        RefreshRotation::Rotated(_) => Ok(response.into_response()),
+        // A concurrent request with the same token rotated it first, within
+        // the grace window: both answer its pair.
+        RefreshRotation::Retry { presented: record, sealed } => {
+            retry_within_grace(server, consumer, presented, &record, &sealed, now).await
+        }
+        // Another request rotated it first: exactly one wins.
+        RefreshRotation::Reused | RefreshRotation::Invalid => Err(invalid()),
+    }
+}
+
+/// A rotated refresh token presented again within the grace window: answers
+/// the pair its rotation issued, when the same client presents it and its
+/// user may still get tokens; otherwise it is a reuse after all, and the
+/// family is revoked.
+async fn retry_within_grace(
+    server: &Inner,
+    consumer: &ConsumerRecord,
+    presented: &str,
+    record: &RefreshTokenRecord,
+    sealed: &[u8],
+    now: i64,
+) -> Result<Response, OAuthError> {
+    let response =
+        if record.client_id == consumer.client_id { grace::open(presented, sealed, now) } else { None };
+    let user_ok = match &record.username {
+        Some(username) => acting_user(server, username).await.is_ok(),
+        None => true,
+    };
+    match response {
+        Some(response) if user_ok => {
+            tracing::info!(client_id = %consumer.client_id, "a rotated refresh token was retried within the grace window; answering the same pair");
+            Ok(([(CACHE_CONTROL, "no-store"), (PRAGMA, "no-cache")], Json(response)).into_response())
+        }
+        _ => {
+            server.store.revoke_refresh_family(&record.family_id).await.map_err(OAuthError::server)?;
+            tracing::warn!(client_id = %consumer.client_id, "a rotated refresh token was presented again; its family is revoked");
+            Err(OAuthError::InvalidGrant("the refresh token is invalid, expired or revoked".into()))
+        }
+    }
 }
 
 #[cfg(test)]

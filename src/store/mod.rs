@@ -18,8 +18,8 @@ use crate::config::StoreUrl;
 
 pub use client_model::{ClientRegistrationRecord, ClientStateRecord, ProviderTokenRecord};
 pub use model::{
-    AuthCodeRecord, CodeRedemption, ConsumerRecord, RefreshRotation, RefreshTokenRecord, SessionRecord,
-    SigningKeyRecord, UserRecord,
+    AuthCodeRecord, CodeRedemption, ConsumerRecord, RefreshGrace, RefreshRotation, RefreshTokenRecord,
+    SessionRecord, SigningKeyRecord, UserRecord,
 };
 pub use sqlite::{Migration, SqliteStore, migrations};
 
@@ -128,11 +128,27 @@ pub trait Store: Send + Sync + 'static {
     async fn add_refresh_token(&self, token: &RefreshTokenRecord) -> Result<(), StoreError>;
     /// Rotates a refresh token atomically: exactly one concurrent caller gets
     /// `Rotated` and its successor `next` is stored; a token rotated before
-    /// revokes its family. `now` decides expiry.
+    /// revokes its family (unless that rotation left a grace entry, see
+    /// [`Store::rotate_refresh_token_with_grace`]). `now` decides expiry.
     async fn rotate_refresh_token(
         &self,
         token_hash: &str,
         next: &RefreshTokenRecord,
+        now: i64,
+    ) -> Result<RefreshRotation, StoreError> {
+        self.rotate_refresh_token_with_grace(token_hash, next, None, now).await
+    }
+    /// [`Store::rotate_refresh_token`], keeping `grace` for a retry when the
+    /// rotation happens. A token rotated before answers `Retry` with the
+    /// grace entry its rotation left, if that entry has not expired at `now`
+    /// and the successor it names is still current; otherwise its family is
+    /// revoked (`Reused`). A rotation drops the grace entry whose successor
+    /// is the presented token, and every expired one.
+    async fn rotate_refresh_token_with_grace(
+        &self,
+        token_hash: &str,
+        next: &RefreshTokenRecord,
+        grace: Option<&RefreshGrace>,
         now: i64,
     ) -> Result<RefreshRotation, StoreError>;
     /// The current refresh token with this hash (not rotated, not revoked,
@@ -142,7 +158,7 @@ pub trait Store: Send + Sync + 'static {
         token_hash: &str,
         now: i64,
     ) -> Result<Option<RefreshTokenRecord>, StoreError>;
-    /// Revokes every token of a family.
+    /// Revokes every token of a family (and drops their grace entries).
     async fn revoke_refresh_family(&self, family_id: &str) -> Result<(), StoreError>;
 
     // --- login sessions ---

@@ -135,8 +135,39 @@ pub enum RefreshRotation {
     Rotated(RefreshTokenRecord),
     /// The token was already rotated: its whole family is now revoked.
     Reused,
+    /// The token was rotated within its grace window, and what that rotation
+    /// issued is still current: nothing changed, and the caller gets the
+    /// [`RefreshGrace::sealed`] response the rotation left.
+    Retry {
+        /// The presented (rotated) token's record.
+        presented: RefreshTokenRecord,
+        /// The rotation's sealed response.
+        sealed: Vec<u8>,
+    },
     /// No such token, revoked, or expired.
     Invalid,
+}
+
+/// What a rotation leaves for a retry with the same token within the grace
+/// window (`server.refresh_reuse_grace`): the response it answered, sealed so
+/// that only the holder of the rotated token can open it. The store keeps it
+/// until `expires_at`, or until the successor is rotated or the family
+/// revoked, whichever comes first.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RefreshGrace {
+    /// The sealed response (an AEAD nonce and ciphertext, opaque to the store).
+    pub sealed: Vec<u8>,
+    /// Until when a retry may get it (Unix seconds, exclusive).
+    pub expires_at: i64,
+}
+
+impl std::fmt::Debug for RefreshGrace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshGrace")
+            .field("sealed", &format_args!("[{} bytes]", self.sealed.len()))
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 /// A browser's login session at the authorization server.

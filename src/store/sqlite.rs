@@ -26,8 +26,8 @@ pub use migrate::{Migration, migrations};
 
 use super::{
     AuthCodeRecord, ClientRegistrationRecord, ClientStateRecord, CodeRedemption, ConsumerRecord,
-    ProviderTokenRecord, RefreshRotation, RefreshTokenRecord, SessionRecord, SigningKeyRecord, Store,
-    StoreError, UserRecord,
+    ProviderTokenRecord, RefreshGrace, RefreshRotation, RefreshTokenRecord, SessionRecord, SigningKeyRecord,
+    Store, StoreError, UserRecord,
 };
 
 /// The SQLite backend of [`Store`].
@@ -200,13 +200,14 @@ impl Store for SqliteStore {
         grants::add_refresh_token(&self.writer, token).await
     }
 
-    async fn rotate_refresh_token(
+    async fn rotate_refresh_token_with_grace(
         &self,
         token_hash: &str,
         next: &RefreshTokenRecord,
+        grace: Option<&RefreshGrace>,
         now: i64,
     ) -> Result<RefreshRotation, StoreError> {
-        grants::rotate_refresh_token(&self.writer, token_hash, next, now).await
+        grants::rotate_refresh_token(&self.writer, token_hash, next, grace, now).await
     }
 
     async fn refresh_token(

@@ -65,7 +65,7 @@ pub fn query(url: &url::Url) -> HashMap<String, String> {
 
 impl Browser {
     pub fn new() -> Self {
-        common::install_crypto();
+        super::install_crypto();
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         Browser { http, cookies: HashMap::new() }
     }
@@ -99,11 +99,7 @@ impl Browser {
     /// Posts a form to an absolute URL.
     pub async fn post_url(&mut self, url: &str, fields: &[(&str, &str)]) -> Page {
         let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
-        let req = self
-            .http
-            .post(url)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body);
+        let req = self.http.post(url).header("content-type", "application/x-www-form-urlencoded").body(body);
         self.send(req).await
     }
 
@@ -120,11 +116,16 @@ impl Browser {
 
 impl Browser {
     /// Like [`Browser::sign_in`] on a page that may carry any status.
-    pub async fn sign_in_status(&mut self, sidecar: &Sidecar, page: &Page, user: &str, password: &str) -> Page {
+    pub async fn sign_in_status(
+        &mut self,
+        sidecar: &Sidecar,
+        page: &Page,
+        user: &str,
+        password: &str,
+    ) -> Page {
         let csrf = page.input("csrf_token");
         let fields =
             [("csrf_token", csrf.as_str()), ("step", "login"), ("username", user), ("password", password)];
         self.post(sidecar, &page.form_action(), &fields).await
     }
 }
-

@@ -184,6 +184,22 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().build().expect("client")
 }
 
+/// The `oauth2` (and `openidconnect`) crates' async HTTP client, over our reqwest.
+pub async fn oauth_http(req: oauth2::HttpRequest) -> Result<oauth2::HttpResponse, reqwest::Error> {
+    let (parts, body) = req.into_parts();
+    let res = client()
+        .request(parts.method, parts.uri.to_string())
+        .headers(parts.headers)
+        .body(body)
+        .send()
+        .await?;
+    let mut out = http::Response::builder().status(res.status());
+    for (k, v) in res.headers() {
+        out = out.header(k, v);
+    }
+    Ok(out.body(res.bytes().await?.to_vec()).expect("response"))
+}
+
 pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }

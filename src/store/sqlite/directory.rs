@@ -93,9 +93,12 @@ pub(super) async fn consumers(readers: &SqlitePool) -> Result<Vec<ConsumerRecord
 /// Deletes the consumer with its codes and refresh tokens, in one transaction.
 pub(super) async fn delete_consumer(writer: &SqlitePool, client_id: &str) -> Result<bool, StoreError> {
     let mut tx = writer.begin_with("BEGIN IMMEDIATE").await.map_err(query_err)?;
-    for sql in
-        ["DELETE FROM auth_codes WHERE client_id = ?", "DELETE FROM refresh_tokens WHERE client_id = ?"]
-    {
+    for sql in [
+        "DELETE FROM auth_codes WHERE client_id = ?",
+        "DELETE FROM refresh_grace WHERE token_hash IN \
+         (SELECT token_hash FROM refresh_tokens WHERE client_id = ?)",
+        "DELETE FROM refresh_tokens WHERE client_id = ?",
+    ] {
         sqlx::query(sql).bind(client_id).execute(&mut *tx).await.map_err(query_err)?;
     }
     let deleted = sqlx::query("DELETE FROM consumers WHERE client_id = ?")

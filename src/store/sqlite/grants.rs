@@ -11,7 +11,8 @@ use sqlx::{Row, SqliteConnection};
 
 use super::query_err;
 use crate::store::{
-    AuthCodeRecord, CodeRedemption, RefreshRotation, RefreshTokenRecord, SessionRecord, StoreError,
+    AuthCodeRecord, CodeRedemption, RefreshGrace, RefreshRotation, RefreshTokenRecord, SessionRecord,
+    StoreError,
 };
 
 // --- authorization codes ---
@@ -132,15 +133,24 @@ pub(super) async fn add_refresh_token(
 }
 
 /// Rotates the token if it is current, and stores `next` in the same family
-/// (the presented token's, whatever `next.family_id` says). `Rotated` carries
-/// the presented token's record.
+/// (the presented token's, whatever `next.family_id` says), with `grace`
+/// for a retry. `Rotated` carries the presented token's record. A token
+/// rotated before gets its grace entry back as `Retry` while that entry
+/// lives and its successor is current; otherwise its family is revoked.
 pub(super) async fn rotate_refresh_token(
     writer: &SqlitePool,
     token_hash: &str,
     next: &RefreshTokenRecord,
+    grace: Option<&RefreshGrace>,
     now: i64,
 ) -> Result<RefreshRotation, StoreError> {
     let mut tx = writer.begin_with("BEGIN IMMEDIATE").await.map_err(query_err)?;
+    // Grace entries live only for their window; this is where they go.
+    sqlx::query("DELETE FROM refresh_grace WHERE expires_at <= ?")
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_err)?;
     let current = sqlx::query(
         "UPDATE refresh_tokens SET rotated_at = ? \
          WHERE token_hash = ? AND rotated_at IS NULL AND revoked = 0 AND expires_at > ? RETURNING *",
@@ -154,19 +164,57 @@ pub(super) async fn rotate_refresh_token(
     let outcome = if let Some(row) = current {
         let presented = refresh_from_row(&row).map_err(query_err)?;
         insert_refresh_token(&mut tx, next, &presented.family_id).await?;
+        // The presented token's own predecessor can no longer be retried:
+        // the pair a retry would get is rotated now.
+        sqlx::query("DELETE FROM refresh_grace WHERE successor_hash = ?")
+            .bind(token_hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err)?;
+        if let Some(grace) = grace {
+            sqlx::query(
+                "INSERT INTO refresh_grace (token_hash, successor_hash, sealed, expires_at) VALUES (?, ?, ?, ?)",
+            )
+            .bind(token_hash)
+            .bind(&next.token_hash)
+            .bind(&grace.sealed)
+            .bind(grace.expires_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err)?;
+        }
         RefreshRotation::Rotated(presented)
     } else {
-        let rotated_family: Option<String> = sqlx::query_scalar(
-            "SELECT family_id FROM refresh_tokens WHERE token_hash = ? AND rotated_at IS NOT NULL",
-        )
-        .bind(token_hash)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(query_err)?;
-        match rotated_family {
-            Some(family_id) => {
-                revoke_family(&mut tx, &family_id).await?;
-                RefreshRotation::Reused
+        let rotated =
+            sqlx::query("SELECT * FROM refresh_tokens WHERE token_hash = ? AND rotated_at IS NOT NULL")
+                .bind(token_hash)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(query_err)?;
+        match rotated {
+            Some(row) => {
+                let presented = refresh_from_row(&row).map_err(query_err)?;
+                let revoked: bool = row.try_get("revoked").map_err(query_err)?;
+                // The entry counts only while the pair it holds is usable.
+                let sealed: Option<Vec<u8>> = sqlx::query_scalar(
+                    "SELECT g.sealed FROM refresh_grace g JOIN refresh_tokens s \
+                     ON s.token_hash = g.successor_hash \
+                     WHERE g.token_hash = ? AND g.expires_at > ? \
+                     AND s.rotated_at IS NULL AND s.revoked = 0 AND s.expires_at > ?",
+                )
+                .bind(token_hash)
+                .bind(now)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(query_err)?;
+                match sealed {
+                    Some(sealed) if !revoked => RefreshRotation::Retry { presented, sealed },
+                    _ => {
+                        revoke_family(&mut tx, &presented.family_id).await?;
+                        RefreshRotation::Reused
+                    }
+                }
             }
             None => RefreshRotation::Invalid,
         }
@@ -221,10 +269,18 @@ async fn insert_refresh_token(
 async fn revoke_family(conn: &mut SqliteConnection, family_id: &str) -> Result<(), StoreError> {
     sqlx::query("UPDATE refresh_tokens SET revoked = 1 WHERE family_id = ?")
         .bind(family_id)
-        .execute(conn)
+        .execute(&mut *conn)
         .await
-        .map(drop)
-        .map_err(query_err)
+        .map_err(query_err)?;
+    sqlx::query(
+        "DELETE FROM refresh_grace WHERE token_hash IN \
+         (SELECT token_hash FROM refresh_tokens WHERE family_id = ?)",
+    )
+    .bind(family_id)
+    .execute(conn)
+    .await
+    .map(drop)
+    .map_err(query_err)
 }
 
 fn refresh_from_row(row: &SqliteRow) -> Result<RefreshTokenRecord, sqlx::Error> {
@@ -329,6 +385,7 @@ pub(super) async fn purge_expired(writer: &SqlitePool, now: i64) -> Result<u64, 
         "DELETE FROM refresh_tokens WHERE expires_at <= ?",
         "DELETE FROM login_sessions WHERE expires_at <= ?",
         "DELETE FROM revoked_access_tokens WHERE exp <= ?",
+        "DELETE FROM refresh_grace WHERE expires_at <= ?",
     ] {
         purged += sqlx::query(sql).bind(now).execute(&mut *tx).await.map_err(query_err)?.rows_affected();
     }

@@ -34,6 +34,11 @@ pub fn migrations() -> Vec<Migration> {
             sql: Cow::Borrowed(include_str!("../../../migrations/sqlite/0002_authorization_server.sql")),
         },
         Migration {
+            version: 3,
+            description: "refresh grace",
+            sql: Cow::Borrowed(include_str!("../../../migrations/sqlite/0003_refresh_grace.sql")),
+        },
+        Migration {
             version: 4,
             description: "oauth client",
             sql: Cow::Borrowed(include_str!("../../../migrations/sqlite/0004_oauth_client.sql")),
