@@ -5,12 +5,19 @@
 #   bash scripts/test.sh
 #
 # Needs a Rust toolchain (cargo with rustfmt and clippy). Installs Debian
-# packages with apt when a test needs one (none yet beyond the toolchain).
+# packages with apt when a test needs one: PostgreSQL, which the store tests
+# and the multi-replica tests run against. The server is started on loopback
+# (127.0.0.1:$PGPORT, default 5432) and its URL exported as
+# OAUTH_SIDECAR_TEST_POSTGRES; set that variable yourself to use another
+# server (a database its user may create schemas in), and nothing is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use; empty while every test needs only cargo.
+# Debian packages the tests use.
 APT_PACKAGES=()
+if [ -z "${OAUTH_SIDECAR_TEST_POSTGRES:-}" ]; then
+    APT_PACKAGES+=(postgresql)
+fi
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -26,6 +33,53 @@ if [ "${#APT_PACKAGES[@]}" -gt 0 ]; then
         as_root apt-get update -qq
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
     fi
+fi
+
+# Runs a command as the `postgres` system user (from root, or through sudo).
+as_postgres() {
+    if [ "$(id -u)" -eq 0 ]; then
+        su postgres -s /bin/sh -c "$(printf '%q ' "$@")"
+    elif [ "$(id -un)" = postgres ]; then
+        "$@"
+    else
+        sudo -u postgres "$@"
+    fi
+}
+
+start_postgres() {
+    local port="${PGPORT:-5432}" password=sidecar-test
+    if ! pg_lsclusters -h 2>/dev/null | grep -q .; then
+        local version
+        version=$(ls /usr/lib/postgresql | sort -n | tail -1)
+        echo "==> creating PostgreSQL cluster $version/main"
+        as_root pg_createcluster "$version" main --port "$port"
+    fi
+    read -r version cluster cport status _ < <(pg_lsclusters -h | head -1)
+    port=$cport
+    if [ "$status" != online ]; then
+        echo "==> starting PostgreSQL $version/$cluster on 127.0.0.1:$port"
+        # pg_ctlcluster as root, or as postgres (who owns the cluster) otherwise.
+        if [ "$(id -u)" -eq 0 ]; then pg_ctlcluster "$version" "$cluster" start
+        else as_postgres pg_ctlcluster "$version" "$cluster" start; fi
+    fi
+    for _ in $(seq 1 30); do
+        as_postgres pg_isready -q -h 127.0.0.1 -p "$port" && break
+        sleep 1
+    done
+    # A login for the tests and a database they own, recreated empty each run.
+    as_postgres psql -q -h /var/run/postgresql -p "$port" -v ON_ERROR_STOP=1 <<SQL
+SET client_min_messages = warning;
+SELECT 'CREATE ROLE sidecar LOGIN' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'sidecar')\gexec
+ALTER ROLE sidecar LOGIN PASSWORD '$password';
+DROP DATABASE IF EXISTS sidecar_test WITH (FORCE);
+CREATE DATABASE sidecar_test OWNER sidecar;
+SQL
+    export OAUTH_SIDECAR_TEST_POSTGRES="postgres://sidecar:$password@127.0.0.1:$port/sidecar_test"
+    echo "==> PostgreSQL ready: postgres://sidecar:[redacted]@127.0.0.1:$port/sidecar_test"
+}
+
+if [ -z "${OAUTH_SIDECAR_TEST_POSTGRES:-}" ]; then
+    start_postgres
 fi
 
 echo "==> cargo fmt --check"

@@ -444,7 +444,10 @@ fn admin_command(
     let result = runtime.block_on(async {
         let (store, server) = match (&loaded.config.server, users_only) {
             // Users (e.g. admins for /oauth/start) need no `server:` section.
-            (None, true) => (oauth_sidecar::store::open(&loaded.store).await?, Server::default()),
+            (None, true) => (
+                oauth_sidecar::store::open_with(&loaded.store, loaded.store_options()).await?,
+                Server::default(),
+            ),
             _ => admin::open(&loaded).await?,
         };
         let out = run(store.clone(), server).await;
@@ -617,7 +620,9 @@ fn client_command(
         }
     };
     let result: Result<Vec<String>, (String, u8)> = runtime.block_on(async {
-        let store = oauth_sidecar::store::open(&loaded.store).await.map_err(|e| (e.to_string(), 1))?;
+        let store = oauth_sidecar::store::open_with(&loaded.store, loaded.store_options())
+            .await
+            .map_err(|e| (e.to_string(), 1))?;
         let tokens = match oauth_sidecar::client::open_tokens(&loaded, store.clone()).await {
             Ok(t) => t,
             Err(e) => {

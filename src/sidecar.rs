@@ -60,7 +60,7 @@ impl Sidecar {
     /// Opens the store (applying migrations), starts the demo upstream when
     /// configured, binds the listener and builds the router.
     pub async fn build(loaded: Loaded) -> Result<Self, StartError> {
-        let store = store::open(&loaded.store).await?;
+        let store = store::open_with(&loaded.store, loaded.store_options()).await?;
         let config = &loaded.config;
         let (upstream, demo) = match &config.upstream {
             Upstream::Url(uri) => (uri.clone(), None),

@@ -1,23 +1,18 @@
-//! The authorization server's state in the SQLite store, on a real file:
-//! round trips, single-use codes, refresh-token rotation under concurrency,
-//! revocations and expiry.
+//! The authorization server's state in the store, on both backends (a real
+//! SQLite file, a real PostgreSQL database): round trips, single-use codes,
+//! refresh-token rotation under concurrency, revocations and expiry.
+
+mod common;
 
 use std::sync::Arc;
 
+use common::stores::Backend;
 use oauth_sidecar::store::{
     AuthCodeRecord, CodeRedemption, ConsumerRecord, RefreshGrace, RefreshRotation, RefreshTokenRecord,
-    SessionRecord, SigningKeyRecord, SqliteStore, Store, UserRecord,
+    SessionRecord, SigningKeyRecord, UserRecord,
 };
-use tempfile::TempDir;
 
 const NOW: i64 = 1_700_000_000;
-
-/// A fresh store in its own folder; the folder lives as long as the guard.
-async fn store() -> (SqliteStore, TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("sidecar.db")).await.unwrap();
-    (store, dir)
-}
 
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
@@ -74,9 +69,8 @@ fn session(id_hash: &str, expires_at: i64) -> SessionRecord {
     SessionRecord { id_hash: id_hash.to_owned(), username: "alice".into(), auth_time: NOW, expires_at }
 }
 
-#[tokio::test]
-async fn consumers_round_trip_and_put_replaces() {
-    let (store, _dir) = store().await;
+async fn consumers_round_trip_and_put_replaces(backend: Backend) {
+    let (store, _place) = backend.open().await;
     let mut farm = consumer("farm");
     store.put_consumer(&farm).await.unwrap();
     let minimal = ConsumerRecord {
@@ -104,9 +98,8 @@ async fn consumers_round_trip_and_put_replaces() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn delete_consumer_removes_its_codes_and_refresh_tokens_only() {
-    let (store, _dir) = store().await;
+async fn delete_consumer_removes_its_codes_and_refresh_tokens_only(backend: Backend) {
+    let (store, _place) = backend.open().await;
     for id in ["gone", "kept"] {
         store.put_consumer(&consumer(id)).await.unwrap();
         store.add_auth_code(&code(&format!("code-{id}"), id, NOW + 60)).await.unwrap();
@@ -128,9 +121,8 @@ async fn delete_consumer_removes_its_codes_and_refresh_tokens_only() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn users_round_trip_and_put_replaces() {
-    let (store, _dir) = store().await;
+async fn users_round_trip_and_put_replaces(backend: Backend) {
+    let (store, _place) = backend.open().await;
     let mut bob = UserRecord {
         username: "bob".into(),
         password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
@@ -151,9 +143,8 @@ async fn users_round_trip_and_put_replaces() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn signing_keys_come_back_oldest_first_and_kids_are_unique() {
-    let (store, _dir) = store().await;
+async fn signing_keys_come_back_oldest_first_and_kids_are_unique(backend: Backend) {
+    let (store, _place) = backend.open().await;
     let newer = SigningKeyRecord {
         kid: "k2".into(),
         alg: "RS256".into(),
@@ -173,9 +164,8 @@ async fn signing_keys_come_back_oldest_first_and_kids_are_unique() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn meta_get_or_insert_keeps_the_first_value() {
-    let (store, _dir) = store().await;
+async fn meta_get_or_insert_keeps_the_first_value(backend: Backend) {
+    let (store, _place) = backend.open().await;
     let first = [0u8, 159, 146, 150, 255];
     assert_eq!(store.meta_get_or_insert("cookie_key", &first).await.unwrap(), first);
     assert_eq!(store.meta_get_or_insert("cookie_key", b"second").await.unwrap(), first);
@@ -183,21 +173,17 @@ async fn meta_get_or_insert_keeps_the_first_value() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn meta_value_survives_a_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("sidecar.db");
-    let store = SqliteStore::open(&db).await.unwrap();
+async fn meta_value_survives_a_reopen(backend: Backend) {
+    let (store, place) = backend.open().await;
     store.meta_get_or_insert("hmac_key", b"first").await.unwrap();
     store.close().await;
-    let store = SqliteStore::open(&db).await.unwrap();
+    let store = place.open().await;
     assert_eq!(store.meta_get_or_insert("hmac_key", b"second").await.unwrap(), b"first");
     store.close().await;
 }
 
-#[tokio::test]
-async fn sessions_round_trip_until_they_expire_or_end() {
-    let (store, _dir) = store().await;
+async fn sessions_round_trip_until_they_expire_or_end(backend: Backend) {
+    let (store, _place) = backend.open().await;
     let live = session("s1", NOW + 600);
     store.add_session(&live).await.unwrap();
     assert_eq!(store.session("s1", NOW).await.unwrap(), Some(live));
@@ -209,9 +195,8 @@ async fn sessions_round_trip_until_they_expire_or_end() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn auth_code_is_redeemed_once_and_reuse_reports_what_it_issued() {
-    let (store, _dir) = store().await;
+async fn auth_code_is_redeemed_once_and_reuse_reports_what_it_issued(backend: Backend) {
+    let (store, _place) = backend.open().await;
     let issued = code("c1", "farm", NOW + 60);
     store.add_auth_code(&issued).await.unwrap();
 
@@ -230,18 +215,16 @@ async fn auth_code_is_redeemed_once_and_reuse_reports_what_it_issued() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn expired_code_is_still_reported_for_the_caller_to_refuse() {
-    let (store, _dir) = store().await;
+async fn expired_code_is_still_reported_for_the_caller_to_refuse(backend: Backend) {
+    let (store, _place) = backend.open().await;
     let expired = code("old", "farm", NOW - 1);
     store.add_auth_code(&expired).await.unwrap();
     assert_eq!(store.redeem_auth_code("old").await.unwrap(), CodeRedemption::Fresh(expired));
     store.close().await;
 }
 
-#[tokio::test]
-async fn reuse_before_the_issue_is_recorded_revokes_it_when_recorded() {
-    let (store, _dir) = store().await;
+async fn reuse_before_the_issue_is_recorded_revokes_it_when_recorded(backend: Backend) {
+    let (store, _place) = backend.open().await;
     store.add_auth_code(&code("c1", "farm", NOW + 60)).await.unwrap();
     assert!(matches!(store.redeem_auth_code("c1").await.unwrap(), CodeRedemption::Fresh(_)));
     assert_eq!(
@@ -256,10 +239,8 @@ async fn reuse_before_the_issue_is_recorded_revokes_it_when_recorded() {
     store.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_redemptions_of_one_code_have_one_winner() {
-    let (store, _dir) = store().await;
-    let store = Arc::new(store);
+async fn concurrent_redemptions_of_one_code_have_one_winner(backend: Backend) {
+    let (store, _place) = backend.open().await;
     store.add_auth_code(&code("c1", "farm", NOW + 60)).await.unwrap();
     let tasks: Vec<_> = (0..16)
         .map(|_| {
@@ -279,9 +260,8 @@ async fn concurrent_redemptions_of_one_code_have_one_winner() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn refresh_rotation_stores_the_successor_in_the_same_family() {
-    let (store, _dir) = store().await;
+async fn refresh_rotation_stores_the_successor_in_the_same_family(backend: Backend) {
+    let (store, _place) = backend.open().await;
     let first = refresh("rt-1", "fam", "farm", NOW + 3600);
     store.add_refresh_token(&first).await.unwrap();
     assert_eq!(store.refresh_token("rt-1", NOW).await.unwrap(), Some(first.clone()));
@@ -304,9 +284,8 @@ async fn refresh_rotation_stores_the_successor_in_the_same_family() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn refresh_token_reuse_revokes_family() {
-    let (store, _dir) = store().await;
+async fn refresh_token_reuse_revokes_family(backend: Backend) {
+    let (store, _place) = backend.open().await;
     store.add_refresh_token(&refresh("rt-1", "fam", "farm", NOW + 3600)).await.unwrap();
     store.add_refresh_token(&refresh("other", "fam-other", "farm", NOW + 3600)).await.unwrap();
     let next = refresh("rt-2", "fam", "farm", NOW + 3600);
@@ -325,9 +304,8 @@ async fn refresh_token_reuse_revokes_family() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn expired_revoked_or_unknown_refresh_tokens_are_invalid() {
-    let (store, _dir) = store().await;
+async fn expired_revoked_or_unknown_refresh_tokens_are_invalid(backend: Backend) {
+    let (store, _place) = backend.open().await;
     store.add_refresh_token(&refresh("expired", "fam-e", "farm", NOW)).await.unwrap();
     store.add_refresh_token(&refresh("revoked", "fam-r", "farm", NOW + 3600)).await.unwrap();
     store.revoke_refresh_family("fam-r").await.unwrap();
@@ -345,10 +323,8 @@ async fn expired_revoked_or_unknown_refresh_tokens_are_invalid() {
     store.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_rotation_of_one_refresh_token_has_exactly_one_winner() {
-    let (store, _dir) = store().await;
-    let store = Arc::new(store);
+async fn concurrent_rotation_of_one_refresh_token_has_exactly_one_winner(backend: Backend) {
+    let (store, _place) = backend.open().await;
     store.add_refresh_token(&refresh("rt", "fam", "farm", NOW + 3600)).await.unwrap();
     let tasks: Vec<_> = (0..16)
         .map(|i| {
@@ -377,9 +353,8 @@ async fn concurrent_rotation_of_one_refresh_token_has_exactly_one_winner() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn revoked_access_tokens_are_listed() {
-    let (store, _dir) = store().await;
+async fn revoked_access_tokens_are_listed(backend: Backend) {
+    let (store, _place) = backend.open().await;
     assert!(!store.is_access_token_revoked("jti-1").await.unwrap());
     store.revoke_access_token("jti-1", NOW + 300).await.unwrap();
     store.revoke_access_token("jti-1", NOW + 100).await.unwrap();
@@ -391,9 +366,8 @@ async fn revoked_access_tokens_are_listed() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn purge_expired_removes_expired_rows_and_keeps_live_ones() {
-    let (store, _dir) = store().await;
+async fn purge_expired_removes_expired_rows_and_keeps_live_ones(backend: Backend) {
+    let (store, _place) = backend.open().await;
     store.add_auth_code(&code("code-old", "farm", NOW - 1)).await.unwrap();
     store.add_auth_code(&code("code-live", "farm", NOW + 60)).await.unwrap();
     store.add_refresh_token(&refresh("rt-old", "f1", "farm", NOW)).await.unwrap();
@@ -425,9 +399,8 @@ fn grace(sealed: &[u8], expires_at: i64) -> RefreshGrace {
     RefreshGrace { sealed: sealed.to_vec(), expires_at }
 }
 
-#[tokio::test]
-async fn a_rotation_with_grace_answers_a_retry_until_the_window_ends() {
-    let (store, _dir) = store().await;
+async fn a_rotation_with_grace_answers_a_retry_until_the_window_ends(backend: Backend) {
+    let (store, _place) = backend.open().await;
     let first = refresh("rt-1", "fam", "farm", NOW + 3600);
     store.add_refresh_token(&first).await.unwrap();
     let next = refresh("rt-2", "fam", "farm", NOW + 3600);
@@ -454,9 +427,8 @@ async fn a_rotation_with_grace_answers_a_retry_until_the_window_ends() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn the_grace_entry_ends_when_its_pair_is_used_or_its_family_revoked() {
-    let (store, _dir) = store().await;
+async fn the_grace_entry_ends_when_its_pair_is_used_or_its_family_revoked(backend: Backend) {
+    let (store, _place) = backend.open().await;
     store.add_refresh_token(&refresh("rt-1", "fam", "farm", NOW + 3600)).await.unwrap();
     let second = refresh("rt-2", "fam", "farm", NOW + 3600);
     store.rotate_refresh_token_with_grace("rt-1", &second, Some(&grace(b"a", NOW + 60)), NOW).await.unwrap();
@@ -478,10 +450,8 @@ async fn the_grace_entry_ends_when_its_pair_is_used_or_its_family_revoked() {
     store.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_rotation_with_grace_has_one_winner_and_the_others_retry() {
-    let (store, _dir) = store().await;
-    let store = Arc::new(store);
+async fn concurrent_rotation_with_grace_has_one_winner_and_the_others_retry(backend: Backend) {
+    let (store, _place) = backend.open().await;
     store.add_refresh_token(&refresh("rt", "fam", "farm", NOW + 3600)).await.unwrap();
     let tasks: Vec<_> = (0..16)
         .map(|i| {
@@ -511,3 +481,26 @@ async fn concurrent_rotation_with_grace_has_one_winner_and_the_others_retry() {
     assert!(store.refresh_token(&successor, NOW).await.unwrap().is_some(), "the family lives");
     store.close().await;
 }
+
+on_both_backends!(
+    consumers_round_trip_and_put_replaces,
+    delete_consumer_removes_its_codes_and_refresh_tokens_only,
+    users_round_trip_and_put_replaces,
+    signing_keys_come_back_oldest_first_and_kids_are_unique,
+    meta_get_or_insert_keeps_the_first_value,
+    meta_value_survives_a_reopen,
+    sessions_round_trip_until_they_expire_or_end,
+    auth_code_is_redeemed_once_and_reuse_reports_what_it_issued,
+    expired_code_is_still_reported_for_the_caller_to_refuse,
+    reuse_before_the_issue_is_recorded_revokes_it_when_recorded,
+    concurrent_redemptions_of_one_code_have_one_winner,
+    refresh_rotation_stores_the_successor_in_the_same_family,
+    refresh_token_reuse_revokes_family,
+    expired_revoked_or_unknown_refresh_tokens_are_invalid,
+    concurrent_rotation_of_one_refresh_token_has_exactly_one_winner,
+    revoked_access_tokens_are_listed,
+    purge_expired_removes_expired_rows_and_keeps_live_ones,
+    a_rotation_with_grace_answers_a_retry_until_the_window_ends,
+    the_grace_entry_ends_when_its_pair_is_used_or_its_family_revoked,
+    concurrent_rotation_with_grace_has_one_winner_and_the_others_retry,
+);

@@ -138,6 +138,16 @@ pub struct Loaded {
     pub client: client::ClientSecrets,
 }
 
+impl Loaded {
+    /// How a PostgreSQL store connects: `store_pool_size` connections at most.
+    pub fn store_options(&self) -> crate::store::PostgresOptions {
+        crate::store::PostgresOptions {
+            max_connections: self.config.store_pool_size.value,
+            ..Default::default()
+        }
+    }
+}
+
 /// Reads and checks a configuration file.
 pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
     let name = path.display().to_string();

@@ -29,6 +29,8 @@ pub struct Config {
     /// A file holding the store URL, for URLs that carry a password.
     #[serde(alias = "store_url_file")]
     pub store_file: Option<At<PathBuf>>,
+    /// PostgreSQL: connections in each replica's pool at most.
+    pub store_pool_size: At<u32>,
     /// Log level, format and access log.
     pub log: LogConfig,
     /// Reverse-proxy behaviour and limits.
@@ -54,6 +56,7 @@ impl Default for Config {
             upstream: Upstream::Demo,
             store: None,
             store_file: None,
+            store_pool_size: At::default_value(10),
             log: LogConfig::default(),
             proxy: ProxyConfig::default(),
             ops: OpsConfig::default(),

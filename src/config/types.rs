@@ -270,7 +270,7 @@ impl fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreUrl::Sqlite(p) => write!(f, "sqlite://{}", p.display()),
-            StoreUrl::Postgres(_) => f.write_str("postgres://[redacted]"),
+            StoreUrl::Postgres(url) => f.write_str(&crate::store::redacted_url(url.expose())),
         }
     }
 }

@@ -32,6 +32,9 @@ pub(super) fn validate(mut config: Config, file: &str) -> Result<Loaded, ConfigE
     let mut p = Problems { file, errors: Vec::new(), warnings: Vec::new() };
 
     let store = resolve_store(&config, &mut p);
+    if config.store_pool_size.value == 0 {
+        p.error(config.store_pool_size.location, "store_pool_size", "the pool needs at least one connection");
+    }
     let public_url = resolve_public_url(&config, &mut p);
 
     if let Some(tls) = &config.tls {
@@ -150,10 +153,6 @@ fn resolve_store(config: &Config, p: &mut Problems<'_>) -> Option<StoreUrl> {
         },
         (None, None) => return Some(StoreUrl::default()),
     };
-    if let StoreUrl::Postgres(_) = store.value {
-        p.error(store.location, "store", "PostgreSQL is not available in this version: use `sqlite://PATH`");
-        return None;
-    }
     Some(store.value)
 }
 

@@ -332,7 +332,7 @@ pub async fn open(
             "the configuration has no `server:` section, so no consumers, users or keys".into(),
         ));
     };
-    Ok((crate::store::open(&loaded.store).await?, server))
+    Ok((crate::store::open_with(&loaded.store, loaded.store_options()).await?, server))
 }
 
 // --- users ---

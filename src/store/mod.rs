@@ -3,11 +3,14 @@
 //!
 //! SQLite ([`SqliteStore`]) is the embedded default: one file, created with its
 //! folder on first start, migrations embedded in the binary and applied at
-//! start. The trait speaks only in plain Rust types, so a second backend can
-//! implement it without SQLite leaking through.
+//! start. PostgreSQL ([`PostgresStore`]) is for several replicas sharing one
+//! database. The trait speaks only in plain Rust types, so neither backend
+//! leaks through; the same test suite runs against both.
 
 mod client_model;
+mod migration;
 mod model;
+mod postgres;
 mod sqlite;
 
 use std::sync::Arc;
@@ -17,11 +20,13 @@ use async_trait::async_trait;
 use crate::config::StoreUrl;
 
 pub use client_model::{ClientRegistrationRecord, ClientStateRecord, ProviderTokenRecord};
+pub use migration::Migration;
 pub use model::{
     AuthCodeRecord, CodeRedemption, ConsumerRecord, RefreshGrace, RefreshRotation, RefreshTokenRecord,
     SessionRecord, SigningKeyRecord, UserRecord,
 };
-pub use sqlite::{Migration, SqliteStore, migrations};
+pub use postgres::{PostgresOptions, PostgresStore, migrations as postgres_migrations, redacted_url};
+pub use sqlite::{SqliteStore, migrations};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -220,13 +225,17 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<ClientStateRecord>, StoreError>;
 }
 
-/// Opens the store a configuration names, applying pending migrations.
+/// Opens the store a configuration names, applying pending migrations, with
+/// the default pool size; see [`open_with`].
 pub async fn open(url: &StoreUrl) -> Result<Arc<dyn Store>, StoreError> {
+    open_with(url, PostgresOptions::default()).await
+}
+
+/// Opens the store a configuration names, applying pending migrations; a
+/// PostgreSQL store connects with `options` (SQLite ignores them).
+pub async fn open_with(url: &StoreUrl, options: PostgresOptions) -> Result<Arc<dyn Store>, StoreError> {
     match url {
         StoreUrl::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path).await?)),
-        StoreUrl::Postgres(_) => Err(StoreError::Open {
-            location: url.to_string(),
-            reason: "PostgreSQL is not available in this version".into(),
-        }),
+        StoreUrl::Postgres(secret) => Ok(Arc::new(PostgresStore::open(secret.expose(), options).await?)),
     }
 }

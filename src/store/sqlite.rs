@@ -22,7 +22,9 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 
-pub use migrate::{Migration, migrations};
+pub use migrate::migrations;
+
+use super::Migration;
 
 use super::{
     AuthCodeRecord, ClientRegistrationRecord, ClientStateRecord, CodeRedemption, ConsumerRecord,

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod stores;
 
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,26 +1,14 @@
-//! The schema migrations embedded in the binary, and how they are applied:
-//! each in one transaction, recorded in sqlx's `_sqlx_migrations` table.
+//! The SQLite schema migrations embedded in the binary, and how they are
+//! applied: each in one transaction, recorded in sqlx's `_sqlx_migrations`.
 
 use std::borrow::Cow;
 
-use sqlx::migrate::{MigrateError, Migration as SqlxMigration, MigrationType, Migrator};
 use sqlx::sqlite::SqlitePool;
-use sqlx::{AssertSqlSafe, SqlSafeStr};
 
 use crate::store::StoreError;
+use crate::store::migration::{Migration, migrate_error, migrator};
 
-/// One schema change: a version number, a short description and its SQL.
-#[derive(Debug, Clone)]
-pub struct Migration {
-    /// Applied in ascending order; never reused.
-    pub version: i64,
-    /// A few words, shown in errors.
-    pub description: &'static str,
-    /// The SQL, run in one transaction.
-    pub sql: Cow<'static, str>,
-}
-
-/// The migrations embedded in this binary, oldest first.
+/// The SQLite migrations embedded in this binary, oldest first.
 pub fn migrations() -> Vec<Migration> {
     vec![
         Migration {
@@ -48,24 +36,5 @@ pub fn migrations() -> Vec<Migration> {
 
 /// Applies the migrations `pool` has not seen yet.
 pub(super) async fn run(pool: &SqlitePool, migrations: &[Migration]) -> Result<(), StoreError> {
-    let known: Vec<SqlxMigration> = migrations
-        .iter()
-        .map(|m| {
-            let sql = AssertSqlSafe(m.sql.clone().into_owned()).into_sql_str();
-            SqlxMigration::new(m.version, Cow::Borrowed(m.description), MigrationType::Simple, sql, false)
-        })
-        .collect();
-    let migrator = Migrator::with_migrations(known);
-    migrator.run(pool).await.map_err(|e| match e {
-        MigrateError::ExecuteMigration(err, version) => StoreError::Migration {
-            version,
-            description: migrations
-                .iter()
-                .find(|m| m.version == version)
-                .map_or_else(String::new, |m| m.description.to_owned()),
-            reason: err.to_string(),
-        },
-        MigrateError::VersionMissing(v) => StoreError::TooNew(v),
-        other => StoreError::Query(other.to_string()),
-    })
+    migrator(migrations).run(pool).await.map_err(|e| migrate_error(e, migrations))
 }

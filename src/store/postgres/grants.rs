@@ -1,0 +1,393 @@
+//! What the authorization server hands out and takes back: authorization
+//! codes, refresh tokens, login sessions and the access-token revocation list.
+//!
+//! Single use is enforced by the database, not by the caller: a redemption or
+//! rotation is a conditional `UPDATE ... RETURNING` in a transaction. Under
+//! PostgreSQL's default isolation (read committed) a second `UPDATE` of the
+//! same row waits for the first transaction and then re-checks its `WHERE`
+//! against the committed row, so of several concurrent callers, on one
+//! replica or many, exactly one sees the row change.
+
+use sqlx::postgres::{PgPool, PgRow};
+use sqlx::{PgConnection, Row};
+
+use super::query_err;
+use crate::store::{
+    AuthCodeRecord, CodeRedemption, RefreshGrace, RefreshRotation, RefreshTokenRecord, SessionRecord,
+    StoreError,
+};
+
+// --- authorization codes ---
+
+pub(super) async fn add_auth_code(pool: &PgPool, code: &AuthCodeRecord) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO auth_codes (code_hash, client_id, username, redirect_uri, scope, code_challenge, \
+         nonce, auth_time, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&code.code_hash)
+    .bind(&code.client_id)
+    .bind(&code.username)
+    .bind(&code.redirect_uri)
+    .bind(&code.scope)
+    .bind(&code.code_challenge)
+    .bind(&code.nonce)
+    .bind(code.auth_time)
+    .bind(code.expires_at)
+    .execute(pool)
+    .await
+    .map(drop)
+    .map_err(query_err)
+}
+
+pub(super) async fn redeem_auth_code(pool: &PgPool, code_hash: &str) -> Result<CodeRedemption, StoreError> {
+    let mut tx = pool.begin().await.map_err(query_err)?;
+    let fresh =
+        sqlx::query("UPDATE auth_codes SET used = TRUE WHERE code_hash = $1 AND NOT used RETURNING *")
+            .bind(code_hash)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(query_err)?;
+    let outcome = if let Some(row) = fresh {
+        CodeRedemption::Fresh(code_from_row(&row).map_err(query_err)?)
+    } else {
+        let reused = sqlx::query(
+            "UPDATE auth_codes SET reuse_seen = TRUE WHERE code_hash = $1 \
+             RETURNING issued_family_id, issued_access",
+        )
+        .bind(code_hash)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(query_err)?;
+        match reused {
+            Some(row) => CodeRedemption::Reused {
+                family_id: row.try_get("issued_family_id").map_err(query_err)?,
+                access_jtis: issued_access(&row).map_err(query_err)?,
+            },
+            None => CodeRedemption::Unknown,
+        }
+    };
+    tx.commit().await.map_err(query_err)?;
+    Ok(outcome)
+}
+
+/// Appends what the first redemption issued. When a reuse was already seen
+/// (it came between the redemption and this call, so its caller had nothing
+/// to revoke), revokes what is recorded here at once.
+pub(super) async fn record_code_issue(
+    pool: &PgPool,
+    code_hash: &str,
+    family_id: Option<&str>,
+    access_jti: &str,
+    access_exp: i64,
+) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await.map_err(query_err)?;
+    let reuse_seen: Option<bool> = sqlx::query_scalar(
+        "UPDATE auth_codes SET issued_family_id = COALESCE($1, issued_family_id), \
+         issued_access = (issued_access::jsonb || jsonb_build_array(jsonb_build_array($2::text, $3::bigint)))::text \
+         WHERE code_hash = $4 AND used RETURNING reuse_seen",
+    )
+    .bind(family_id)
+    .bind(access_jti)
+    .bind(access_exp)
+    .bind(code_hash)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(query_err)?;
+    if reuse_seen == Some(true) {
+        if let Some(family_id) = family_id {
+            revoke_family(&mut tx, family_id).await?;
+        }
+        revoke_jti(&mut tx, access_jti, access_exp).await?;
+    }
+    tx.commit().await.map_err(query_err)
+}
+
+fn code_from_row(row: &PgRow) -> Result<AuthCodeRecord, sqlx::Error> {
+    Ok(AuthCodeRecord {
+        code_hash: row.try_get("code_hash")?,
+        client_id: row.try_get("client_id")?,
+        username: row.try_get("username")?,
+        redirect_uri: row.try_get("redirect_uri")?,
+        scope: row.try_get("scope")?,
+        code_challenge: row.try_get("code_challenge")?,
+        nonce: row.try_get("nonce")?,
+        auth_time: row.try_get("auth_time")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+/// The `issued_access` column: a JSON array of `[jti, exp]` pairs.
+fn issued_access(row: &PgRow) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    let text: String = row.try_get("issued_access")?;
+    serde_json::from_str(&text)
+        .map_err(|e| sqlx::Error::ColumnDecode { index: "issued_access".into(), source: Box::new(e) })
+}
+
+// --- refresh tokens ---
+
+pub(super) async fn add_refresh_token(pool: &PgPool, token: &RefreshTokenRecord) -> Result<(), StoreError> {
+    insert_refresh_token(&mut *pool.acquire().await.map_err(query_err)?, token, &token.family_id).await
+}
+
+/// Rotates the token if it is current, and stores `next` in the same family
+/// (the presented token's, whatever `next.family_id` says), with `grace`
+/// for a retry. `Rotated` carries the presented token's record. A token
+/// rotated before gets its grace entry back as `Retry` while that entry
+/// lives and its successor is current; otherwise its family is revoked.
+pub(super) async fn rotate_refresh_token(
+    pool: &PgPool,
+    token_hash: &str,
+    next: &RefreshTokenRecord,
+    grace: Option<&RefreshGrace>,
+    now: i64,
+) -> Result<RefreshRotation, StoreError> {
+    let mut tx = pool.begin().await.map_err(query_err)?;
+    // Grace entries live only for their window; this is where they go.
+    sqlx::query("DELETE FROM refresh_grace WHERE expires_at <= $1")
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_err)?;
+    let current = sqlx::query(
+        "UPDATE refresh_tokens SET rotated_at = $1 \
+         WHERE token_hash = $2 AND rotated_at IS NULL AND NOT revoked AND expires_at > $3 RETURNING *",
+    )
+    .bind(now)
+    .bind(token_hash)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(query_err)?;
+    let outcome = if let Some(row) = current {
+        let presented = refresh_from_row(&row).map_err(query_err)?;
+        insert_refresh_token(&mut tx, next, &presented.family_id).await?;
+        // The presented token's own predecessor can no longer be retried:
+        // the pair a retry would get is rotated now.
+        sqlx::query("DELETE FROM refresh_grace WHERE successor_hash = $1")
+            .bind(token_hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err)?;
+        if let Some(grace) = grace {
+            sqlx::query(
+                "INSERT INTO refresh_grace (token_hash, successor_hash, sealed, expires_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(token_hash)
+            .bind(&next.token_hash)
+            .bind(&grace.sealed)
+            .bind(grace.expires_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err)?;
+        }
+        RefreshRotation::Rotated(presented)
+    } else {
+        let rotated =
+            sqlx::query("SELECT * FROM refresh_tokens WHERE token_hash = $1 AND rotated_at IS NOT NULL")
+                .bind(token_hash)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(query_err)?;
+        match rotated {
+            Some(row) => {
+                let presented = refresh_from_row(&row).map_err(query_err)?;
+                let revoked: bool = row.try_get("revoked").map_err(query_err)?;
+                // The entry counts only while the pair it holds is usable.
+                let sealed: Option<Vec<u8>> = sqlx::query_scalar(
+                    "SELECT g.sealed FROM refresh_grace g JOIN refresh_tokens s \
+                     ON s.token_hash = g.successor_hash \
+                     WHERE g.token_hash = $1 AND g.expires_at > $2 \
+                     AND s.rotated_at IS NULL AND NOT s.revoked AND s.expires_at > $3",
+                )
+                .bind(token_hash)
+                .bind(now)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(query_err)?;
+                match sealed {
+                    Some(sealed) if !revoked => RefreshRotation::Retry { presented, sealed },
+                    _ => {
+                        revoke_family(&mut tx, &presented.family_id).await?;
+                        RefreshRotation::Reused
+                    }
+                }
+            }
+            None => RefreshRotation::Invalid,
+        }
+    };
+    tx.commit().await.map_err(query_err)?;
+    Ok(outcome)
+}
+
+pub(super) async fn refresh_token(
+    pool: &PgPool,
+    token_hash: &str,
+    now: i64,
+) -> Result<Option<RefreshTokenRecord>, StoreError> {
+    let row = sqlx::query(
+        "SELECT * FROM refresh_tokens \
+         WHERE token_hash = $1 AND rotated_at IS NULL AND NOT revoked AND expires_at > $2",
+    )
+    .bind(token_hash)
+    .bind(now)
+    .fetch_optional(pool)
+    .await
+    .map_err(query_err)?;
+    row.as_ref().map(refresh_from_row).transpose().map_err(query_err)
+}
+
+pub(super) async fn revoke_refresh_family(pool: &PgPool, family_id: &str) -> Result<(), StoreError> {
+    revoke_family(&mut *pool.acquire().await.map_err(query_err)?, family_id).await
+}
+
+async fn insert_refresh_token(
+    conn: &mut PgConnection,
+    token: &RefreshTokenRecord,
+    family_id: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, family_id, client_id, username, scope, auth_time, \
+         expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&token.token_hash)
+    .bind(family_id)
+    .bind(&token.client_id)
+    .bind(&token.username)
+    .bind(&token.scope)
+    .bind(token.auth_time)
+    .bind(token.expires_at)
+    .execute(conn)
+    .await
+    .map(drop)
+    .map_err(query_err)
+}
+
+async fn revoke_family(conn: &mut PgConnection, family_id: &str) -> Result<(), StoreError> {
+    sqlx::query("UPDATE refresh_tokens SET revoked = TRUE WHERE family_id = $1")
+        .bind(family_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(query_err)?;
+    sqlx::query(
+        "DELETE FROM refresh_grace WHERE token_hash IN \
+         (SELECT token_hash FROM refresh_tokens WHERE family_id = $1)",
+    )
+    .bind(family_id)
+    .execute(conn)
+    .await
+    .map(drop)
+    .map_err(query_err)
+}
+
+fn refresh_from_row(row: &PgRow) -> Result<RefreshTokenRecord, sqlx::Error> {
+    Ok(RefreshTokenRecord {
+        token_hash: row.try_get("token_hash")?,
+        family_id: row.try_get("family_id")?,
+        client_id: row.try_get("client_id")?,
+        username: row.try_get("username")?,
+        scope: row.try_get("scope")?,
+        auth_time: row.try_get("auth_time")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+// --- login sessions ---
+
+pub(super) async fn add_session(pool: &PgPool, session: &SessionRecord) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO login_sessions (id_hash, username, auth_time, expires_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&session.id_hash)
+    .bind(&session.username)
+    .bind(session.auth_time)
+    .bind(session.expires_at)
+    .execute(pool)
+    .await
+    .map(drop)
+    .map_err(query_err)
+}
+
+pub(super) async fn session(
+    pool: &PgPool,
+    id_hash: &str,
+    now: i64,
+) -> Result<Option<SessionRecord>, StoreError> {
+    let row = sqlx::query(
+        "SELECT id_hash, username, auth_time, expires_at FROM login_sessions \
+         WHERE id_hash = $1 AND expires_at > $2",
+    )
+    .bind(id_hash)
+    .bind(now)
+    .fetch_optional(pool)
+    .await
+    .map_err(query_err)?;
+    row.as_ref().map(session_from_row).transpose().map_err(query_err)
+}
+
+fn session_from_row(row: &PgRow) -> Result<SessionRecord, sqlx::Error> {
+    Ok(SessionRecord {
+        id_hash: row.try_get("id_hash")?,
+        username: row.try_get("username")?,
+        auth_time: row.try_get("auth_time")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+pub(super) async fn delete_session(pool: &PgPool, id_hash: &str) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM login_sessions WHERE id_hash = $1")
+        .bind(id_hash)
+        .execute(pool)
+        .await
+        .map(drop)
+        .map_err(query_err)
+}
+
+// --- access token revocation ---
+
+pub(super) async fn revoke_access_token(pool: &PgPool, jti: &str, exp: i64) -> Result<(), StoreError> {
+    revoke_jti(&mut *pool.acquire().await.map_err(query_err)?, jti, exp).await
+}
+
+pub(super) async fn is_access_token_revoked(pool: &PgPool, jti: &str) -> Result<bool, StoreError> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM revoked_access_tokens WHERE jti = $1)")
+        .bind(jti)
+        .fetch_one(pool)
+        .await
+        .map_err(query_err)
+}
+
+/// Keeps the later `exp` when a jti is revoked twice.
+async fn revoke_jti(conn: &mut PgConnection, jti: &str, exp: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO revoked_access_tokens (jti, exp) VALUES ($1, $2) \
+         ON CONFLICT (jti) DO UPDATE SET exp = GREATEST(revoked_access_tokens.exp, excluded.exp)",
+    )
+    .bind(jti)
+    .bind(exp)
+    .execute(conn)
+    .await
+    .map(drop)
+    .map_err(query_err)
+}
+
+// --- expiry ---
+
+/// Deletes what expired at or before `now`, in one transaction. Rotated and
+/// revoked refresh tokens stay until they expire, so a reuse is still
+/// recognised until then.
+pub(super) async fn purge_expired(pool: &PgPool, now: i64) -> Result<u64, StoreError> {
+    let mut tx = pool.begin().await.map_err(query_err)?;
+    let mut purged = 0;
+    for sql in [
+        "DELETE FROM auth_codes WHERE expires_at <= $1",
+        "DELETE FROM refresh_tokens WHERE expires_at <= $1",
+        "DELETE FROM login_sessions WHERE expires_at <= $1",
+        "DELETE FROM revoked_access_tokens WHERE exp <= $1",
+        "DELETE FROM refresh_grace WHERE expires_at <= $1",
+    ] {
+        purged += sqlx::query(sql).bind(now).execute(&mut *tx).await.map_err(query_err)?.rows_affected();
+    }
+    tx.commit().await.map_err(query_err)?;
+    Ok(purged)
+}

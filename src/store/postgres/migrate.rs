@@ -1,0 +1,42 @@
+//! The PostgreSQL schema migrations embedded in the binary: the same
+//! versions as the SQLite ones, in PostgreSQL's types. sqlx's migrator holds
+//! a session advisory lock while it applies them, so of several replicas
+//! starting together one migrates and the others wait, then find nothing to do.
+
+use std::borrow::Cow;
+
+use sqlx::postgres::PgPool;
+
+use crate::store::StoreError;
+use crate::store::migration::{Migration, migrate_error, migrator};
+
+/// The PostgreSQL migrations embedded in this binary, oldest first.
+pub fn migrations() -> Vec<Migration> {
+    vec![
+        Migration {
+            version: 1,
+            description: "init",
+            sql: Cow::Borrowed(include_str!("../../../migrations/postgres/0001_init.sql")),
+        },
+        Migration {
+            version: 2,
+            description: "authorization server",
+            sql: Cow::Borrowed(include_str!("../../../migrations/postgres/0002_authorization_server.sql")),
+        },
+        Migration {
+            version: 3,
+            description: "refresh grace",
+            sql: Cow::Borrowed(include_str!("../../../migrations/postgres/0003_refresh_grace.sql")),
+        },
+        Migration {
+            version: 4,
+            description: "oauth client",
+            sql: Cow::Borrowed(include_str!("../../../migrations/postgres/0004_oauth_client.sql")),
+        },
+    ]
+}
+
+/// Applies the migrations `pool` has not seen yet.
+pub(super) async fn run(pool: &PgPool, migrations: &[Migration]) -> Result<(), StoreError> {
+    migrator(migrations).run(pool).await.map_err(|e| migrate_error(e, migrations))
+}
