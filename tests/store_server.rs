@@ -483,6 +483,7 @@ async fn concurrent_rotation_with_grace_has_one_winner_and_the_others_retry(back
 }
 
 on_both_backends!(
+    concurrent_first_signing_keys_store_one_per_algorithm,
     consumers_round_trip_and_put_replaces,
     delete_consumer_removes_its_codes_and_refresh_tokens_only,
     users_round_trip_and_put_replaces,
@@ -504,3 +505,32 @@ on_both_backends!(
     the_grace_entry_ends_when_its_pair_is_used_or_its_family_revoked,
     concurrent_rotation_with_grace_has_one_winner_and_the_others_retry,
 );
+
+async fn concurrent_first_signing_keys_store_one_per_algorithm(backend: Backend) {
+    let (store, _place) = backend.open().await;
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let alg = if i % 2 == 0 { "EdDSA" } else { "RS256" };
+                let key = SigningKeyRecord {
+                    kid: format!("k{i}"),
+                    alg: alg.into(),
+                    private_der: vec![i],
+                    created_at: NOW,
+                };
+                store.add_first_signing_key(&key).await.unwrap()
+            })
+        })
+        .collect();
+    let mut added = 0;
+    for task in tasks {
+        added += usize::from(task.await.unwrap());
+    }
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(added, 2, "one first key per algorithm");
+    let mut algs: Vec<_> = keys.iter().map(|k| k.alg.as_str()).collect();
+    algs.sort_unstable();
+    assert_eq!(algs, ["EdDSA", "RS256"]);
+    store.close().await;
+}

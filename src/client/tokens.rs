@@ -4,7 +4,11 @@
 //!
 //! Refresh is single flight per token: callers that find the token stale
 //! queue on the token's own async lock; the first refreshes, the others find
-//! the fresh token when they get the lock. A refresh the provider refuses
+//! the fresh token when they get the lock. Across processes sharing the store
+//! (replicas on one PostgreSQL database) the refresher also takes the
+//! token's lease in the store ([`Store::lease_provider_token`], at most
+//! [`LEASE_SECS`]); a replica that finds it taken waits for the new token to
+//! appear in the store instead of refreshing with the same refresh token. A refresh the provider refuses
 //! with `invalid_grant` marks the token `needs_reauthorization` (shown by
 //! `token list`, logged, counted in `oauth_sidecar_client_refresh_total`) and
 //! is not tried again until a new authorization replaces the token. A
@@ -21,6 +25,10 @@ use super::registry::Registry;
 use super::{ClientError, now};
 use crate::config::Secret;
 use crate::store::{ProviderTokenRecord, Store, StoreError};
+
+/// How long a refresh lease lasts at most, in seconds: a replica that died
+/// while refreshing blocks the token no longer than this.
+pub const LEASE_SECS: i64 = 30;
 
 /// Status of a usable token.
 pub const STATUS_OK: &str = "ok";
@@ -107,6 +115,14 @@ impl From<ClientError> for TokenError {
 
 type Key = (String, String);
 
+/// What a refresh under the lease came to.
+enum Leased {
+    /// Another process had refreshed meanwhile: its token, usable.
+    Current(LiveToken),
+    /// We refreshed (or tried) the record shown.
+    Attempted(ProviderTokenRecord, Result<LiveToken, RefreshFailure>),
+}
+
 #[derive(Clone, Copy)]
 struct Backoff {
     until: Instant,
@@ -123,6 +139,8 @@ pub struct Tokens {
     locks: moka::sync::Cache<Key, Arc<tokio::sync::Mutex<()>>>,
     live: moka::sync::Cache<Key, LiveToken>,
     backoff: moka::sync::Cache<Key, Backoff>,
+    /// This process's name in refresh leases.
+    holder: String,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -171,6 +189,7 @@ impl Tokens {
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(600))
                 .build(),
+            holder: uuid::Uuid::new_v4().to_string(),
         }
     }
 
@@ -329,7 +348,19 @@ impl Tokens {
                 reason: record.last_error.clone().unwrap_or_else(|| "waiting before the next attempt".into()),
             });
         }
-        match self.refresh_record(&record, refresh.as_ref()).await {
+        // One process refreshes at a time: the others wait for its result.
+        if !self.store.lease_provider_token(record.id, &self.holder, now() + LEASE_SECS, now()).await? {
+            return self.after_other_refresh(&key, &record, margin, rejected).await;
+        }
+        let refreshed = self.refresh_leased(&key, &record, refresh.as_ref(), &usable).await;
+        if let Err(e) = self.store.release_provider_token(record.id, &self.holder).await {
+            tracing::warn!(client, tag, token_id = record.id, error = %e, "cannot release the refresh lease; it ends by itself");
+        }
+        let (record, refreshed) = match refreshed? {
+            Leased::Current(t) => return Ok(t),
+            Leased::Attempted(record, outcome) => (record, outcome),
+        };
+        match refreshed {
             Ok(live) => {
                 self.backoff.invalidate(&key);
                 metrics::counter!("oauth_sidecar_client_refresh_total", "outcome" => "ok").increment(1);
@@ -358,6 +389,80 @@ impl Tokens {
                 Err(TokenError::Unavailable { client: client.into(), tag: tag.into(), reason })
             }
         }
+    }
+
+    /// Under the lease: another process may have refreshed between our read
+    /// and the lease, so read again and refresh only if still needed.
+    async fn refresh_leased(
+        &self,
+        key: &Key,
+        before: &ProviderTokenRecord,
+        refresh: Option<&Secret>,
+        usable: &impl Fn(&LiveToken) -> bool,
+    ) -> Result<Leased, TokenError> {
+        let record = match self.store.provider_token_by_tag(&key.0, &key.1).await? {
+            Some(r) if r.access_token != before.access_token && r.status != STATUS_REAUTH => r,
+            _ => {
+                let outcome = self.refresh_record(before, refresh).await;
+                return Ok(Leased::Attempted(before.clone(), outcome));
+            }
+        };
+        let (access, refresh, _) = self.open(&record)?;
+        let current = self.live_of(record.id, &record, access.expose().to_owned());
+        if usable(&current) {
+            self.live.insert(key.clone(), current.clone());
+            return Ok(Leased::Current(current));
+        }
+        let outcome = self.refresh_record(&record, refresh.as_ref()).await;
+        Ok(Leased::Attempted(record, outcome))
+    }
+
+    /// Another process holds the refresh lease: wait for the token it stores
+    /// (checking every 100 ms, for at most the lease), then use it; if none
+    /// comes, the old token while it has not expired.
+    async fn after_other_refresh(
+        &self,
+        key: &Key,
+        before: &ProviderTokenRecord,
+        margin: i64,
+        rejected: Option<&str>,
+    ) -> Result<LiveToken, TokenError> {
+        let (client, tag) = (key.0.as_str(), key.1.as_str());
+        let deadline = Instant::now() + Duration::from_secs(LEASE_SECS.unsigned_abs());
+        let mut last = before.clone();
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let Some(record) = self.store.provider_token_by_tag(client, tag).await? else {
+                self.live.invalidate(key);
+                return Err(TokenError::NotFound { client: client.into(), tag: tag.into() });
+            };
+            if record.status == STATUS_REAUTH {
+                return Err(TokenError::NeedsReauthorization {
+                    client: client.into(),
+                    tag: tag.into(),
+                    reason: record.last_error.clone().unwrap_or_default(),
+                });
+            }
+            if record.access_token != before.access_token {
+                let (access, _, _) = self.open(&record)?;
+                let t = self.live_of(record.id, &record, access.expose().to_owned());
+                if self.fresh(&t, 0) {
+                    self.live.insert(key.clone(), t.clone());
+                    return Ok(t);
+                }
+            }
+            last = record;
+        }
+        let (access, _, _) = self.open(&last)?;
+        let current = self.live_of(last.id, &last, access.expose().to_owned());
+        if self.fresh(&current, 0) && rejected.is_none() && margin < i64::MAX / 4 {
+            return Ok(current);
+        }
+        Err(TokenError::Unavailable {
+            client: client.into(),
+            tag: tag.into(),
+            reason: "another replica is refreshing the token and has not finished".into(),
+        })
     }
 
     async fn refresh_record(

@@ -418,8 +418,8 @@ impl KeyRing {
         for &alg in algs {
             if !records.iter().any(|r| r.alg == alg.as_str()) {
                 let record = generate_blocking(alg, unix_now()).await?;
-                store.add_signing_key(&record).await?;
-                records.push(record);
+                // Added only if no other replica stored one of `alg` meanwhile.
+                store.add_first_signing_key(&record).await?;
                 created = true;
             }
         }

@@ -108,6 +108,11 @@ pub trait Store: Send + Sync + 'static {
     async fn add_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;
     /// Every signing key, oldest first.
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
+    /// Adds `key` unless a key of the same algorithm is stored; true when it
+    /// was added. The check and the insert are one step for every process
+    /// sharing the store, so replicas starting together on an empty store
+    /// create one first key per algorithm.
+    async fn add_first_signing_key(&self, key: &SigningKeyRecord) -> Result<bool, StoreError>;
 
     // --- authorization codes ---
 
@@ -215,6 +220,20 @@ pub trait Store: Send + Sync + 'static {
         last_error: Option<&str>,
         now: i64,
     ) -> Result<(), StoreError>;
+    /// Takes the refresh lease of provider token `id` for `holder` until
+    /// `until`, unless another holder's lease lasts past `now`; true when
+    /// taken (or already held by `holder`). Of several processes sharing the
+    /// store, one refreshes a token at a time.
+    async fn lease_provider_token(
+        &self,
+        id: i64,
+        holder: &str,
+        until: i64,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+    /// Gives back `holder`'s lease of provider token `id` (nothing if
+    /// another holds it).
+    async fn release_provider_token(&self, id: i64, holder: &str) -> Result<(), StoreError>;
     /// Stores a started authorization.
     async fn add_client_state(&self, state: &ClientStateRecord) -> Result<(), StoreError>;
     /// Removes and returns a started authorization (one use), expired or not.

@@ -206,6 +206,10 @@ impl Store for PostgresStore {
         directory::signing_keys(&self.pool).await
     }
 
+    async fn add_first_signing_key(&self, key: &SigningKeyRecord) -> Result<bool, StoreError> {
+        directory::add_first_signing_key(&self.pool, key).await
+    }
+
     async fn add_auth_code(&self, code: &AuthCodeRecord) -> Result<(), StoreError> {
         grants::add_auth_code(&self.pool, code).await
     }
@@ -318,6 +322,20 @@ impl Store for PostgresStore {
         now: i64,
     ) -> Result<(), StoreError> {
         client::set_token_status(&self.pool, id, status, last_error, now).await
+    }
+
+    async fn lease_provider_token(
+        &self,
+        id: i64,
+        holder: &str,
+        until: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        client::lease_token(&self.pool, id, holder, until, now).await
+    }
+
+    async fn release_provider_token(&self, id: i64, holder: &str) -> Result<(), StoreError> {
+        client::release_token(&self.pool, id, holder).await
     }
 
     async fn add_client_state(&self, state: &ClientStateRecord) -> Result<(), StoreError> {

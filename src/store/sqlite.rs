@@ -180,6 +180,10 @@ impl Store for SqliteStore {
         directory::signing_keys(&self.readers).await
     }
 
+    async fn add_first_signing_key(&self, key: &SigningKeyRecord) -> Result<bool, StoreError> {
+        directory::add_first_signing_key(&self.writer, key).await
+    }
+
     async fn add_auth_code(&self, code: &AuthCodeRecord) -> Result<(), StoreError> {
         grants::add_auth_code(&self.writer, code).await
     }
@@ -293,6 +297,20 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<(), StoreError> {
         client::set_token_status(&self.writer, id, status, last_error, now).await
+    }
+
+    async fn lease_provider_token(
+        &self,
+        id: i64,
+        holder: &str,
+        until: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        client::lease_token(&self.writer, id, holder, until, now).await
+    }
+
+    async fn release_provider_token(&self, id: i64, holder: &str) -> Result<(), StoreError> {
+        client::release_token(&self.writer, id, holder).await
     }
 
     async fn add_client_state(&self, state: &ClientStateRecord) -> Result<(), StoreError> {

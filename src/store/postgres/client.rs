@@ -243,3 +243,38 @@ pub(super) async fn take_state(
     .map_err(query_err)?;
     Ok(Some(record))
 }
+
+/// One conditional update: of concurrent callers, one changes the row.
+pub(super) async fn lease_token(
+    pool: &PgPool,
+    id: i64,
+    holder: &str,
+    until: i64,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE provider_tokens SET lease_holder = $1, lease_until = $2 \
+         WHERE id = $3 AND (lease_until IS NULL OR lease_until <= $4 OR lease_holder = $5)",
+    )
+    .bind(holder)
+    .bind(until)
+    .bind(id)
+    .bind(now)
+    .bind(holder)
+    .execute(pool)
+    .await
+    .map_err(query_err)?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn release_token(pool: &PgPool, id: i64, holder: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE provider_tokens SET lease_holder = NULL, lease_until = NULL WHERE id = $1 AND lease_holder = $2",
+    )
+    .bind(id)
+    .bind(holder)
+    .execute(pool)
+    .await
+    .map(drop)
+    .map_err(query_err)
+}

@@ -221,3 +221,30 @@ pub(super) async fn signing_keys(pool: &PgPool) -> Result<Vec<SigningKeyRecord>,
         .collect::<Result<_, sqlx::Error>>()
         .map_err(query_err)
 }
+
+pub(super) async fn add_first_signing_key(pool: &PgPool, key: &SigningKeyRecord) -> Result<bool, StoreError> {
+    let mut tx = pool.begin().await.map_err(query_err)?;
+    // The check and the insert must not interleave with another replica's:
+    // the table lock (released at commit) queues first starts one by one.
+    sqlx::query("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await
+        .map_err(query_err)?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM signing_keys WHERE alg = $1)")
+        .bind(&key.alg)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(query_err)?;
+    if !exists {
+        sqlx::query("INSERT INTO signing_keys (kid, alg, private_der, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&key.kid)
+            .bind(&key.alg)
+            .bind(&key.private_der)
+            .bind(key.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err)?;
+    }
+    tx.commit().await.map_err(query_err)?;
+    Ok(!exists)
+}

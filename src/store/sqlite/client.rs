@@ -243,3 +243,38 @@ pub(super) async fn take_state(
     .map_err(query_err)?;
     Ok(Some(record))
 }
+
+/// One conditional update: of concurrent callers, one changes the row.
+pub(super) async fn lease_token(
+    pool: &SqlitePool,
+    id: i64,
+    holder: &str,
+    until: i64,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE provider_tokens SET lease_holder = ?, lease_until = ? \
+         WHERE id = ? AND (lease_until IS NULL OR lease_until <= ? OR lease_holder = ?)",
+    )
+    .bind(holder)
+    .bind(until)
+    .bind(id)
+    .bind(now)
+    .bind(holder)
+    .execute(pool)
+    .await
+    .map_err(query_err)?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn release_token(pool: &SqlitePool, id: i64, holder: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE provider_tokens SET lease_holder = NULL, lease_until = NULL WHERE id = ? AND lease_holder = ?",
+    )
+    .bind(id)
+    .bind(holder)
+    .execute(pool)
+    .await
+    .map(drop)
+    .map_err(query_err)
+}

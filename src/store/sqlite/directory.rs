@@ -227,3 +227,28 @@ pub(super) async fn signing_keys(readers: &SqlitePool) -> Result<Vec<SigningKeyR
         .collect::<Result<_, sqlx::Error>>()
         .map_err(query_err)
 }
+
+pub(super) async fn add_first_signing_key(
+    pool: &SqlitePool,
+    key: &SigningKeyRecord,
+) -> Result<bool, StoreError> {
+    // BEGIN IMMEDIATE takes the write lock first: one check-and-insert at a time.
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(query_err)?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM signing_keys WHERE alg = ?)")
+        .bind(&key.alg)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(query_err)?;
+    if !exists {
+        sqlx::query("INSERT INTO signing_keys (kid, alg, private_der, created_at) VALUES (?, ?, ?, ?)")
+            .bind(&key.kid)
+            .bind(&key.alg)
+            .bind(&key.private_der)
+            .bind(key.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err)?;
+    }
+    tx.commit().await.map_err(query_err)?;
+    Ok(!exists)
+}

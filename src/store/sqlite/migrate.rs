@@ -31,6 +31,11 @@ pub fn migrations() -> Vec<Migration> {
             description: "oauth client",
             sql: Cow::Borrowed(include_str!("../../../migrations/sqlite/0004_oauth_client.sql")),
         },
+        Migration {
+            version: 5,
+            description: "refresh lease",
+            sql: Cow::Borrowed(include_str!("../../../migrations/sqlite/0005_refresh_lease.sql")),
+        },
     ]
 }
 
