@@ -150,6 +150,17 @@ impl Sidecar {
     }
 }
 
+/// Starts the binary on `listen: 127.0.0.1:0`, the store at `store` (a
+/// `sqlite://` or `postgres://` URL, shared with other processes), JSON
+/// logs and `extra`.
+pub fn start_on_store(store: &str, extra: &str) -> Sidecar {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let yaml =
+        format!("listen: 127.0.0.1:0\nstore: \"{store}\"\nlog: {{ level: info, format: json }}\n{extra}");
+    std::fs::write(dir.path().join("sidecar.yaml"), yaml).expect("write config");
+    Sidecar::start_in(dir)
+}
+
 /// A temp folder with `sidecar.yaml` as [`Sidecar::start_with`] writes it:
 /// `prefix`, a store at `data/sidecar.db`, JSON logs, then `extra`.
 pub fn write_config(extra: &str, prefix: &str) -> tempfile::TempDir {
