@@ -67,6 +67,15 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Store maintenance: apply migrations, or copy a SQLite store into PostgreSQL.
+    #[command(after_help = "Examples:\n  \
+        oauth-sidecar store migrate --config sidecar.yaml\n  \
+        OAUTH_SIDECAR_COPY_TO=postgres://sidecar:secret@db/sidecar \\\n      \
+          oauth-sidecar store copy --from sqlite://./data/sidecar.db")]
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Manage token-signing keys.
     Keys {
         #[command(flatten)]
@@ -300,6 +309,27 @@ enum UserCommand {
 }
 
 #[derive(Subcommand)]
+enum StoreCommand {
+    /// Apply the pending migrations to the configured store and print the versions applied
+    /// (`serve` does this at start too; this is for a deploy step before replicas start).
+    Migrate {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Copy a SQLite store into a new, empty PostgreSQL store (both migrated first), all or
+    /// nothing; hashes, keys and encrypted tokens move unchanged, so everything keeps working.
+    Copy {
+        /// The SQLite store: sqlite://PATH.
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// The PostgreSQL store: postgres://user:password@host/db (from the environment, so
+        /// the password stays out of the process list).
+        #[arg(long, env = "OAUTH_SIDECAR_COPY_TO", value_name = "URL", hide_env_values = true)]
+        to: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum KeysCommand {
     /// Add a signing key (a running sidecar signs with it once it reloads its keys, within
     /// server.keys_reload_interval); prints its kid.
@@ -339,6 +369,7 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Store { command } => store_command(command),
         Command::Serve { config } => serve(config),
         Command::Healthcheck { config } => healthcheck(config),
     }
@@ -532,6 +563,75 @@ async fn keys(store: Store, server: Server, command: KeysCommand) -> Output {
     match command {
         KeysCommand::Rotate { alg } => Ok(vec![admin::rotate_key(store.as_ref(), &alg).await?]),
         KeysCommand::List => admin::list_keys(store.as_ref(), &server).await,
+    }
+}
+
+fn store_command(command: StoreCommand) -> ExitCode {
+    use oauth_sidecar::config::StoreUrl;
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("oauth-sidecar: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome: Result<String, String> = match command {
+        StoreCommand::Migrate { config } => {
+            let loaded = match loaded_from(config) {
+                Ok(l) => l,
+                Err(code) => return code,
+            };
+            runtime.block_on(async {
+                let store = oauth_sidecar::store::open_with(&loaded.store, loaded.store_options())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let versions = store.applied_migrations().await.map_err(|e| e.to_string());
+                store.close().await;
+                let versions: Vec<String> = versions?.iter().map(i64::to_string).collect();
+                Ok(format!("{}: migrations applied: {}", loaded.store, versions.join(", ")))
+            })
+        }
+        StoreCommand::Copy { from, to } => {
+            let from = match from.parse::<StoreUrl>() {
+                Ok(StoreUrl::Sqlite(path)) => path,
+                Ok(StoreUrl::Postgres(_)) | Err(_) => {
+                    eprintln!("oauth-sidecar: --from must be sqlite://PATH");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let Ok(StoreUrl::Postgres(to)) = to.parse::<StoreUrl>() else {
+                eprintln!("oauth-sidecar: --to must be postgres://user:password@host/db");
+                return ExitCode::from(EXIT_CONFIG);
+            };
+            runtime.block_on(async {
+                let report = oauth_sidecar::store::copy::sqlite_to_postgres(
+                    &from,
+                    to.expose(),
+                    oauth_sidecar::store::PostgresOptions::default(),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                let mut out = format!(
+                    "copied sqlite://{} to {}",
+                    from.display(),
+                    oauth_sidecar::store::redacted_url(to.expose())
+                );
+                for (table, rows) in report.tables {
+                    out.push_str(&format!("\n  {table}: {rows}"));
+                }
+                Ok(out)
+            })
+        }
+    };
+    match outcome {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("oauth-sidecar: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

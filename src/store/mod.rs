@@ -8,6 +8,7 @@
 //! leaks through; the same test suite runs against both.
 
 mod client_model;
+pub mod copy;
 mod migration;
 mod model;
 mod postgres;

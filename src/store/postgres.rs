@@ -88,6 +88,11 @@ impl PostgresStore {
         Ok(PostgresStore { pool, location })
     }
 
+    /// The connection pool, for `store copy` and change notifications.
+    pub(super) fn pool_ref(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// Where this store lives, without the password (for logs).
     pub fn location(&self) -> &str {
         &self.location

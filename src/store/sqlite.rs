@@ -98,6 +98,17 @@ impl SqliteStore {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The read-only connections, for `store copy`.
+    pub(super) fn reader_pool(&self) -> &SqlitePool {
+        &self.readers
+    }
+
+    /// Closes both pools (what [`Store::close`] does).
+    pub(super) async fn close_pools(&self) {
+        self.readers.close().await;
+        self.writer.close().await;
+    }
 }
 
 /// A failed query, as the store reports it. SQLite's messages name tables
