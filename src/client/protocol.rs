@@ -463,6 +463,10 @@ impl Http {
         if ep.revoke.is_none() {
             return Ok(false);
         }
+        let url = ep.revoke.as_deref().unwrap_or_default();
+        if url.starts_with("http://") {
+            return self.revoke_plain_http(url, ep, creds, token, refresh).await;
+        }
         let client = self.token_client(ep, creds)?;
         let token = if refresh {
             StandardRevocableToken::RefreshToken(RefreshToken::new(token.to_owned()))
@@ -479,6 +483,52 @@ impl Http {
             other => ProviderError::Invalid(format!("the revocation answer is not valid: {other}")),
         })?;
         Ok(true)
+    }
+
+    /// RFC 7009 over plain http, which the `oauth2` crate refuses: allowed
+    /// only on a loopback host (the `demo` provider on this machine).
+    async fn revoke_plain_http(
+        &self,
+        url: &str,
+        ep: &Endpoints,
+        creds: &Credentials,
+        token: &str,
+        refresh: bool,
+    ) -> Result<bool, ProviderError> {
+        let parsed =
+            url::Url::parse(url).map_err(|e| ProviderError::Config(format!("revocation URL: {e}")))?;
+        let loopback = match parsed.host() {
+            Some(url::Host::Domain(d)) => d == "localhost",
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        if !loopback {
+            return Err(ProviderError::Config(format!("the revocation endpoint {url} must be https")));
+        }
+        let hint = if refresh { "refresh_token" } else { "access_token" };
+        let mut form = vec![("token", token), ("token_type_hint", hint)];
+        let mut req = self.client.post(url);
+        match &creds.client_secret {
+            Some(secret) if !ep.post_auth => req = req.basic_auth(&creds.client_id, Some(secret.expose())),
+            Some(secret) => {
+                form.push(("client_id", &creds.client_id));
+                form.push(("client_secret", secret.expose()));
+            }
+            None => form.push(("client_id", &creds.client_id)),
+        }
+        let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+        let res = req
+            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| ProviderError::Unreachable(transport_message(&e)))?;
+        if res.status().is_success() {
+            Ok(true)
+        } else {
+            Err(ProviderError::Invalid(format!("the revocation endpoint answered {}", res.status())))
+        }
     }
 
     /// Verifies an ID token: signature by the provider's JWKS, `iss`, `aud`
