@@ -79,6 +79,20 @@ type OClient = oauth2::Client<
     BasicRevocationErrorResponse,
 >;
 
+/// A client with a token endpoint and maybe a revocation endpoint.
+type TokenClient = oauth2::Client<
+    BasicErrorResponse,
+    Response,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointMaybeSet,
+    oauth2::EndpointSet,
+>;
+
 /// What a grant returned.
 #[derive(Clone)]
 pub struct Grant {
@@ -306,6 +320,7 @@ impl Http {
 
     /// The authorization URL with state, PKCE S256 challenge, nonce, scopes
     /// and the provider's extra parameters.
+    #[allow(clippy::too_many_arguments)] // each is one parameter of the request
     pub fn authorize_url(
         &self,
         ep: &Endpoints,
@@ -344,25 +359,7 @@ impl Http {
         Ok(req.url().0)
     }
 
-    fn token_client(
-        &self,
-        ep: &Endpoints,
-        creds: &Credentials,
-    ) -> Result<
-        oauth2::Client<
-            BasicErrorResponse,
-            Response,
-            BasicTokenIntrospectionResponse,
-            StandardRevocableToken,
-            BasicRevocationErrorResponse,
-            oauth2::EndpointNotSet,
-            oauth2::EndpointNotSet,
-            oauth2::EndpointNotSet,
-            oauth2::EndpointMaybeSet,
-            oauth2::EndpointSet,
-        >,
-        ProviderError,
-    > {
+    fn token_client(&self, ep: &Endpoints, creds: &Credentials) -> Result<TokenClient, ProviderError> {
         let token = ep
             .token
             .as_deref()
