@@ -30,7 +30,8 @@
 # is not 200: any such answer makes that row invalid, and it is reported.
 #
 # Printed: tokens/s, p50 and p99 latency, peak RSS (VmHWM) of each server,
-# the server's CPU time (user + system) per token, the ratio ours/oidc-provider, and PASS/FAIL against the targets
+# the server's CPU time (user + system) per token, the CPUs the server, wrk
+# and everything else used during the run, the ratio ours/oidc-provider, and PASS/FAIL against the targets
 # (ours >= TARGET_RPS tokens/s, ratio >= TARGET_RATIO). With ROUNDS > 1 the
 # two are measured alternately ROUNDS times and the verdict uses the medians.
 #
@@ -226,6 +227,24 @@ cpu_ticks() {
 }
 CLK_TCK="$(getconf CLK_TCK)"
 
+# CPU time the whole machine has been busy (not idle, not waiting for I/O),
+# in clock ticks, summed over its CPUs.
+machine_ticks() {
+    awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
+}
+
+# Sets CHILD_SECONDS to the CPU time (user + system) of this shell's finished
+# children (so: wrk), from the `times` builtin. Call it directly: inside
+# $(...) it would see the subshell's children instead.
+child_seconds() {
+    times >"$WORK/times"
+    CHILD_SECONDS="$(awk 'NR == 2 {
+        s = 0
+        for (i = 1; i <= 2; i++) { split($i, p, "m"); s += p[1] * 60 + p[2] }
+        printf "%.3f", s
+    }' "$WORK/times")"
+}
+
 # Peak resident set size (VmHWM) of one process, in MiB with one decimal.
 peak_rss_mib() {
     awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo "?"
@@ -325,7 +344,7 @@ to_ms() {
 }
 
 # Results, by row name (target#round).
-declare -A RPS P50 P99 RSS CPU NON200 ERRORS
+declare -A RPS P50 P99 RSS CPU CORES NON200 ERRORS
 ROWS=()
 
 # bench NAME URL PID ROUND: warm-up, then a measured wrk run with token.lua.
@@ -336,12 +355,20 @@ bench() {
         wrk -t "$THREADS" -c "$CONNECTIONS" -d "$WARMUP" -s "$LUA" "$url" >/dev/null ||
         die "wrk warm-up failed for $name"
     log "measuring $row ($DURATION, $CONNECTIONS connections, $THREADS threads)"
-    local ticks_before ticks_after requests
+    local ticks_before ticks_after machine_before machine_after wrk_before wrk_after t0 t1 requests
+    t0="$(date +%s.%N)"
     ticks_before="$(cpu_ticks "$pid")"
+    machine_before="$(machine_ticks)"
+    child_seconds
+    wrk_before=$CHILD_SECONDS
     BENCH_AUTH="$AUTH" BENCH_BODY="$BODY" \
         wrk -t "$THREADS" -c "$CONNECTIONS" -d "$DURATION" -s "$LUA" --latency "$url" >"$out" ||
         die "wrk failed for $name"
     ticks_after="$(cpu_ticks "$pid")"
+    machine_after="$(machine_ticks)"
+    child_seconds
+    wrk_after=$CHILD_SECONDS
+    t1="$(date +%s.%N)"
     sed 's/^/    /' "$out" >&2
 
     RPS[$row]="$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$out")"
@@ -359,6 +386,14 @@ bench() {
     requests="$(awk '/ requests in / { print $1 }' "$out")"
     CPU[$row]="$(awk -v t=$((ticks_after - ticks_before)) -v hz="$CLK_TCK" -v n="${requests:-0}" \
         'BEGIN { if (n > 0) printf "%.0f", t / hz * 1e6 / n; else print "?" }')"
+    # CPUs in use during the run, on average: the server, wrk, and everything
+    # else on the machine (other builds, other tenants).
+    CORES[$row]="$(awk -v s=$((ticks_after - ticks_before)) -v m=$((machine_after - machine_before)) \
+        -v w="$(awk -v a="$wrk_before" -v b="$wrk_after" 'BEGIN { print b - a }')" \
+        -v hz="$CLK_TCK" -v dt="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" 'BEGIN {
+            server = s / hz / dt; bench = w / dt; other = m / hz / dt - server - bench
+            printf "%.2f/%.2f/%.2f", server, bench, (other > 0 ? other : 0)
+        }')"
     ROWS+=("$row")
 }
 
@@ -385,11 +420,11 @@ echo "Token benchmark: client_credentials, client_secret_basic, EdDSA JWT access
     "$ROUNDS round(s), $(nproc) CPUs"
 echo "reference: oidc-provider $OIDC_INSTALLED on node $(node --version), one process"
 echo
-printf '%-18s %10s %10s %10s %15s %13s %9s  %s\n' target tokens/s p50_ms p99_ms peak_rss_MiB \
-    cpu_us/token non-200 socket_errors
+printf '%-18s %9s %8s %8s %13s %13s %22s %8s  %s\n' target tokens/s p50_ms p99_ms peak_rss_MiB \
+    cpu_us/token cpus_server/wrk/other non-200 socket_errors
 for row in "${ROWS[@]}"; do
-    printf '%-18s %10s %10s %10s %15s %13s %9s  %s\n' "$row" "${RPS[$row]}" "${P50[$row]}" \
-        "${P99[$row]}" "${RSS[$row]}" "${CPU[$row]}" "${NON200[$row]}" "${ERRORS[$row]}"
+    printf '%-18s %9s %8s %8s %13s %13s %22s %8s  %s\n' "$row" "${RPS[$row]}" "${P50[$row]}" \
+        "${P99[$row]}" "${RSS[$row]}" "${CPU[$row]}" "${CORES[$row]}" "${NON200[$row]}" "${ERRORS[$row]}"
 done
 echo
 
