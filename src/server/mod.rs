@@ -18,6 +18,7 @@
 //! upstream) lives behind the same public URL.
 
 pub mod admin;
+pub mod cache;
 pub mod consumer;
 pub mod error;
 pub mod jwt;
@@ -65,6 +66,8 @@ pub enum ServerStartError {
 /// What the handlers share.
 pub(crate) struct Inner {
     store: Arc<dyn Store>,
+    /// Consumers and users as the token endpoint reads them.
+    cache: cache::DirectoryCache,
     secrets: Secrets,
     keys: KeyRing,
     issuer: String,
@@ -136,6 +139,7 @@ impl AuthorizationServer {
             .map_err(|_| ServerStartError::Hash(String::new()))?;
         let inner = Inner {
             store,
+            cache: cache::DirectoryCache::new(),
             secrets,
             keys,
             audience: issuer.clone(),
