@@ -8,12 +8,13 @@
 //!
 //! # Bounded staleness
 //!
-//! A record is kept for at most [`RECORD_TTL`] after it was read from the
-//! store, and an expired record is never served. The CLI changes the store
-//! from another process, so nothing tells this cache about it; the TTL is the
-//! bound instead: a consumer deleted or changed, or a user disabled, deleted
-//! or given other roles by `oauth-sidecar consumer|user ...`, is seen by the
-//! token endpoint at most [`RECORD_TTL`] later.
+//! A record is kept for at most [`RECORD_TTL`] from the moment its store
+//! read returned, and an expired record is never served. The CLI changes the
+//! store from another process, so nothing tells this cache about it; the TTL
+//! is the bound instead: a consumer deleted or changed, or a user disabled,
+//! deleted or given other roles by `oauth-sidecar consumer|user ...`, is seen
+//! by the token endpoint at most [`RECORD_TTL`] (plus the duration of one
+//! store read, microseconds with SQLite) after the change.
 //!
 //! Two things keep the bound from surprising anyone:
 //!
@@ -35,7 +36,8 @@ use moka::sync::Cache;
 use crate::store::{ConsumerRecord, Store, StoreError, UserRecord};
 
 /// How long a record read from the store is used before it is read again:
-/// the most a change made by the CLI can take to reach the token endpoint.
+/// about the most a change made by the CLI can take to reach the token
+/// endpoint (see the module docs).
 pub const RECORD_TTL: Duration = Duration::from_secs(2);
 
 /// How many consumers and how many users are kept at most.
