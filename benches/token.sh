@@ -32,8 +32,10 @@
 # Printed: tokens/s, p50 and p99 latency, peak RSS (VmHWM) of each server,
 # the server's CPU time (user + system) per token, the CPUs the server, wrk
 # and everything else used during the run, the ratio ours/oidc-provider, and PASS/FAIL against the targets
-# (ours >= TARGET_RPS tokens/s, ratio >= TARGET_RATIO). With ROUNDS > 1 the
-# two are measured alternately ROUNDS times and the verdict uses the medians.
+# (ours >= TARGET_RPS tokens/s, ratio >= TARGET_RATIO), marked suspect when
+# a row had socket errors or ran beside other busy processes. With ROUNDS > 1
+# the two are measured alternately ROUNDS times and the verdict uses the
+# medians.
 #
 # It is a measurement, not a test: it exits 0 whether the targets are met or
 # not, and nonzero only when setup fails (build, install, a server that does
@@ -48,6 +50,9 @@
 #   ROUNDS       [1]      measure both targets this many times, alternately
 #   TARGET_RPS   [10000]  minimum oauth-sidecar tokens/s for PASS
 #   TARGET_RATIO [10]     minimum oauth-sidecar/oidc-provider ratio for PASS
+#   MAX_OTHER_CPUS [0.5]  a row during which other processes used more CPUs
+#                         than this (or with socket errors) marks the verdicts
+#                         suspect
 #   OIDC_PROVIDER_VERSION [9.13.3]  the npm version installed
 #   NPM_DIR      [${XDG_CACHE_HOME:-~/.cache}/oauth-sidecar-bench/oidc-provider-VERSION]
 #                         where oidc-provider is installed (kept between runs)
@@ -69,6 +74,7 @@ WARMUP="${WARMUP:-2s}"
 ROUNDS="${ROUNDS:-1}"
 TARGET_RPS="${TARGET_RPS:-10000}"
 TARGET_RATIO="${TARGET_RATIO:-10}"
+MAX_OTHER_CPUS="${MAX_OTHER_CPUS:-0.5}"
 OIDC_PROVIDER_VERSION="${OIDC_PROVIDER_VERSION:-9.13.3}"
 NPM_DIR="${NPM_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/oauth-sidecar-bench/oidc-provider-$OIDC_PROVIDER_VERSION}"
 SKIP_BUILD="${SKIP_BUILD:-0}"
@@ -432,18 +438,30 @@ OURS="$(median sidecar)"
 THEIRS="$(median oidc-provider)"
 RATIO="$(ratio "$OURS" "$THEIRS")"
 INVALID=()
+SUSPECT=()
 for row in "${ROWS[@]}"; do
     [[ "${NON200[$row]}" == 0 ]] || INVALID+=("$row")
+    [[ "${ERRORS[$row]}" == - ]] ||
+        SUSPECT+=("$row had socket errors (${ERRORS[$row]}): requests went unanswered")
+    other="${CORES[$row]##*/}"
+    if awk -v o="$other" -v m="$MAX_OTHER_CPUS" 'BEGIN { exit !(o + 0 > m + 0) }'; then
+        SUSPECT+=("$row ran while other processes used $other CPUs (more than $MAX_OTHER_CPUS)")
+    fi
 done
-# PASS or FAIL; INVALID when any row had a non-200 answer.
+# PASS or FAIL, marked suspect when a row was disturbed; INVALID RUN when any
+# row had a non-200 answer.
 verdict() {
+    local v
     if [[ ${#INVALID[@]} != 0 ]]; then
         echo "INVALID RUN"
+        return
     elif awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 >= b + 0) }'; then
-        echo PASS
+        v=PASS
     else
-        echo FAIL
+        v=FAIL
     fi
+    [[ ${#SUSPECT[@]} == 0 ]] || v+=" (suspect, see below)"
+    echo "$v"
 }
 
 [[ "$ROUNDS" == 1 ]] || echo "(figures below are medians over $ROUNDS rounds)"
@@ -454,6 +472,9 @@ echo "oauth-sidecar/oidc-provider:  $RATIO  (target >= $TARGET_RATIO: $(verdict 
 for row in "${INVALID[@]}"; do
     echo "INVALID: $row answered ${NON200[$row]} non-200 responses; its figures do not count" \
         "(first status: $(sed -n 's/^first non-200 status: //p' "$WORK/wrk-${row%#*}-${row#*#}.txt"))"
+done
+for why in "${SUSPECT[@]}"; do
+    echo "SUSPECT: $why; run again on a quieter machine"
 done
 
 # A measurement, not a test: exit 0 whatever the verdict.
