@@ -57,6 +57,7 @@ fn local_path(v: &str) -> bool {
 }
 
 /// `GET|POST /oauth/start/{client}`.
+#[allow(clippy::too_many_arguments)] // one argument per axum extractor
 pub(crate) async fn start(
     State(inner): State<Arc<Inner>>,
     Path(client): Path<String>,

@@ -221,8 +221,7 @@ impl ClientRole {
         let egress = match &loaded.config.egress {
             Some(e) => {
                 let extra_ca = config.extra_ca_file.as_ref().map(|f| f.value.as_path());
-                let mut tls = protocol::tls_config(extra_ca).map_err(ClientStartError::Http)?;
-                tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+                let tls = protocol::tls_config(extra_ca).map_err(ClientStartError::Http)?;
                 let listener = egress::EgressListener::bind(
                     e,
                     loaded.client.vending_secret.as_ref(),

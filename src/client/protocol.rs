@@ -79,6 +79,20 @@ type OClient = oauth2::Client<
     BasicRevocationErrorResponse,
 >;
 
+/// A client with a token endpoint and maybe a revocation endpoint.
+type TokenClient = oauth2::Client<
+    BasicErrorResponse,
+    Response,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointMaybeSet,
+    oauth2::EndpointSet,
+>;
+
 /// What a grant returned.
 #[derive(Clone)]
 pub struct Grant {
@@ -306,6 +320,7 @@ impl Http {
 
     /// The authorization URL with state, PKCE S256 challenge, nonce, scopes
     /// and the provider's extra parameters.
+    #[allow(clippy::too_many_arguments)] // each is one parameter of the request
     pub fn authorize_url(
         &self,
         ep: &Endpoints,
@@ -344,25 +359,7 @@ impl Http {
         Ok(req.url().0)
     }
 
-    fn token_client(
-        &self,
-        ep: &Endpoints,
-        creds: &Credentials,
-    ) -> Result<
-        oauth2::Client<
-            BasicErrorResponse,
-            Response,
-            BasicTokenIntrospectionResponse,
-            StandardRevocableToken,
-            BasicRevocationErrorResponse,
-            oauth2::EndpointNotSet,
-            oauth2::EndpointNotSet,
-            oauth2::EndpointNotSet,
-            oauth2::EndpointMaybeSet,
-            oauth2::EndpointSet,
-        >,
-        ProviderError,
-    > {
+    fn token_client(&self, ep: &Endpoints, creds: &Credentials) -> Result<TokenClient, ProviderError> {
         let token = ep
             .token
             .as_deref()
@@ -463,6 +460,10 @@ impl Http {
         if ep.revoke.is_none() {
             return Ok(false);
         }
+        let url = ep.revoke.as_deref().unwrap_or_default();
+        if url.starts_with("http://") {
+            return self.revoke_plain_http(url, ep, creds, token, refresh).await;
+        }
         let client = self.token_client(ep, creds)?;
         let token = if refresh {
             StandardRevocableToken::RefreshToken(RefreshToken::new(token.to_owned()))
@@ -479,6 +480,52 @@ impl Http {
             other => ProviderError::Invalid(format!("the revocation answer is not valid: {other}")),
         })?;
         Ok(true)
+    }
+
+    /// RFC 7009 over plain http, which the `oauth2` crate refuses: allowed
+    /// only on a loopback host (the `demo` provider on this machine).
+    async fn revoke_plain_http(
+        &self,
+        url: &str,
+        ep: &Endpoints,
+        creds: &Credentials,
+        token: &str,
+        refresh: bool,
+    ) -> Result<bool, ProviderError> {
+        let parsed =
+            url::Url::parse(url).map_err(|e| ProviderError::Config(format!("revocation URL: {e}")))?;
+        let loopback = match parsed.host() {
+            Some(url::Host::Domain(d)) => d == "localhost",
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        if !loopback {
+            return Err(ProviderError::Config(format!("the revocation endpoint {url} must be https")));
+        }
+        let hint = if refresh { "refresh_token" } else { "access_token" };
+        let mut form = vec![("token", token), ("token_type_hint", hint)];
+        let mut req = self.client.post(url);
+        match &creds.client_secret {
+            Some(secret) if !ep.post_auth => req = req.basic_auth(&creds.client_id, Some(secret.expose())),
+            Some(secret) => {
+                form.push(("client_id", &creds.client_id));
+                form.push(("client_secret", secret.expose()));
+            }
+            None => form.push(("client_id", &creds.client_id)),
+        }
+        let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+        let res = req
+            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| ProviderError::Unreachable(transport_message(&e)))?;
+        if res.status().is_success() {
+            Ok(true)
+        } else {
+            Err(ProviderError::Invalid(format!("the revocation endpoint answered {}", res.status())))
+        }
     }
 
     /// Verifies an ID token: signature by the provider's JWKS, `iss`, `aud`

@@ -144,6 +144,7 @@ impl Registry {
     }
 
     /// Stores a registration made with the CLI.
+    #[allow(clippy::too_many_arguments)] // the fields of `client create`
     pub async fn create(
         &self,
         name: &str,

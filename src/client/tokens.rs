@@ -14,7 +14,8 @@
 //! is not tried again until a new authorization replaces the token. A
 //! provider that cannot be reached is tried again after a growing pause
 //! (1 s doubling up to 5 minutes); meanwhile the old token is used while it
-//! has not expired.
+//! has not expired. Decrypted tokens are kept in memory for 5 seconds, so a
+//! token deleted or refreshed by another process is picked up quickly.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -123,6 +124,9 @@ enum Leased {
     Attempted(ProviderTokenRecord, Result<LiveToken, RefreshFailure>),
 }
 
+/// How long a decrypted token is used from memory before the store is read again.
+const LIVE_TTL: Duration = Duration::from_secs(5);
+
 #[derive(Clone, Copy)]
 struct Backoff {
     until: Instant,
@@ -184,7 +188,9 @@ impl Tokens {
                 .max_capacity(100_000)
                 .time_to_idle(Duration::from_secs(3600))
                 .build(),
-            live: moka::sync::Cache::builder().max_capacity(100_000).build(),
+            // Kept briefly, so a token deleted or replaced by another process
+            // (the CLI, another replica) stops being used within seconds.
+            live: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(LIVE_TTL).build(),
             backoff: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(600))

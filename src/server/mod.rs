@@ -25,6 +25,7 @@
 
 pub mod admin;
 pub mod authorize;
+pub mod cache;
 pub mod consumer;
 pub mod error;
 pub mod grace;
@@ -84,6 +85,8 @@ pub enum ServerStartError {
 /// What the handlers share.
 pub(crate) struct Inner {
     store: Arc<dyn Store>,
+    /// Consumers and users as the token endpoint reads them.
+    cache: cache::DirectoryCache,
     secrets: Secrets,
     keys: Arc<LiveKeys>,
     issuer: String,
@@ -169,6 +172,7 @@ impl AuthorizationServer {
             .map_err(|_| ServerStartError::Hash(String::new()))?;
         let inner = Inner {
             store,
+            cache: cache::DirectoryCache::new(),
             secrets,
             keys,
             audience: issuer.clone(),

@@ -182,8 +182,8 @@ pub(crate) async fn authenticate(
     let refused =
         |description: &str| OAuthError::InvalidClient { basic: is_basic, description: description.into() };
     let consumer = server
-        .store
-        .consumer(&client_id)
+        .cache
+        .consumer(server.store.as_ref(), &client_id)
         .await
         .map_err(OAuthError::server)?
         .ok_or_else(|| refused("unknown client"))?;
@@ -194,10 +194,19 @@ pub(crate) async fn authenticate(
         return Err(refused("the client must authenticate with its secret"));
     };
     if server.secrets.verify(&consumer.client_id, stored, &secret).await {
-        Ok(consumer)
-    } else {
-        Err(refused("client authentication failed"))
+        return Ok(consumer);
     }
+    // The cached record may predate a secret rotation: check the store's once.
+    let fresh = server.cache.reload_consumer(server.store.as_ref(), &client_id).await;
+    if let Some(fresh) = fresh.map_err(OAuthError::server)?
+        && fresh.confidential
+        && fresh.secret_hash != consumer.secret_hash
+        && let Some(stored) = fresh.secret_hash.as_deref()
+        && server.secrets.verify(&fresh.client_id, stored, &secret).await
+    {
+        return Ok(fresh);
+    }
+    Err(refused("client authentication failed"))
 }
 
 /// `Basic base64(urlencode(id):urlencode(secret))`; `None` for another scheme.
@@ -277,7 +286,7 @@ pub(crate) fn join(roles: &Roles) -> String {
 
 /// Loads an acting user, refusing unknown and disabled ones.
 async fn acting_user(server: &Inner, username: &str) -> Result<UserRecord, OAuthError> {
-    match server.store.user(username).await.map_err(OAuthError::server)? {
+    match server.cache.user(server.store.as_ref(), username).await.map_err(OAuthError::server)? {
         Some(user) if user.disabled => Err(OAuthError::InvalidGrant("the user is disabled".into())),
         Some(user) => Ok(user),
         None => Err(OAuthError::InvalidGrant("the acting user does not exist".into())),

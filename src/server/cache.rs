@@ -1,0 +1,160 @@
+//! A short-lived in-memory copy of the consumer and user records the token
+//! endpoint reads on every request.
+//!
+//! Without it, every `client_credentials` request costs two store queries
+//! (the consumer, then its acting user); with SQLite each one is a round trip
+//! to the store's worker thread, which was the largest single cost of token
+//! issuance (see `benches/README.md`).
+//!
+//! # Bounded staleness
+//!
+//! A record is kept for at most [`RECORD_TTL`] from the moment its store
+//! read returned, and an expired record is never served. The CLI changes the
+//! store from another process, so nothing tells this cache about it; the TTL
+//! is the bound instead: a consumer deleted or changed, or a user disabled,
+//! deleted or given other roles by `oauth-sidecar consumer|user ...`, is seen
+//! by the token endpoint at most [`RECORD_TTL`] (plus the duration of one
+//! store read, microseconds with SQLite) after the change.
+//!
+//! Two things keep the bound from surprising anyone:
+//!
+//! - Only records that exist are kept: a consumer or user created by the CLI
+//!   works at once, and unknown names (which anyone can send) do not fill
+//!   the cache.
+//! - The token endpoint reloads a consumer whose secret check failed (see
+//!   `DirectoryCache::reload_consumer`), so a secret rotated by
+//!   `consumer update --new-secret` works at once; the old secret keeps
+//!   working for at most [`RECORD_TTL`].
+//!
+//! The cache holds no client secret: a consumer record carries only its
+//! secret's hash, as in the store.
+
+use std::time::Duration;
+
+use moka::sync::Cache;
+
+use crate::store::{ConsumerRecord, Store, StoreError, UserRecord};
+
+/// How long a record read from the store is used before it is read again:
+/// about the most a change made by the CLI can take to reach the token
+/// endpoint (see the module docs).
+pub const RECORD_TTL: Duration = Duration::from_secs(2);
+
+/// How many consumers and how many users are kept at most.
+const CAPACITY: u64 = 10_000;
+
+/// Consumers by `client_id` and users by username (see the module docs).
+pub(crate) struct DirectoryCache {
+    consumers: Cache<String, ConsumerRecord>,
+    users: Cache<String, UserRecord>,
+}
+
+impl DirectoryCache {
+    /// An empty cache whose entries live [`RECORD_TTL`].
+    pub(crate) fn new() -> Self {
+        DirectoryCache { consumers: bounded(), users: bounded() }
+    }
+
+    /// The consumer, from the cache when read less than [`RECORD_TTL`] ago,
+    /// else from the store.
+    pub(crate) async fn consumer(
+        &self,
+        store: &dyn Store,
+        client_id: &str,
+    ) -> Result<Option<ConsumerRecord>, StoreError> {
+        match self.consumers.get(client_id) {
+            Some(hit) => Ok(Some(hit)),
+            None => self.reload_consumer(store, client_id).await,
+        }
+    }
+
+    /// The consumer from the store, replacing (or dropping) the cached copy.
+    pub(crate) async fn reload_consumer(
+        &self,
+        store: &dyn Store,
+        client_id: &str,
+    ) -> Result<Option<ConsumerRecord>, StoreError> {
+        let found = store.consumer(client_id).await?;
+        match &found {
+            Some(c) => self.consumers.insert(client_id.to_owned(), c.clone()),
+            None => self.consumers.invalidate(client_id),
+        }
+        Ok(found)
+    }
+
+    /// The user, from the cache when read less than [`RECORD_TTL`] ago, else
+    /// from the store.
+    pub(crate) async fn user(
+        &self,
+        store: &dyn Store,
+        username: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        if let Some(hit) = self.users.get(username) {
+            return Ok(Some(hit));
+        }
+        let found = store.user(username).await?;
+        if let Some(u) = &found {
+            self.users.insert(username.to_owned(), u.clone());
+        }
+        Ok(found)
+    }
+}
+
+/// A cache of at most [`CAPACITY`] entries, each living [`RECORD_TTL`].
+fn bounded<V: Clone + Send + Sync + 'static>() -> Cache<String, V> {
+    Cache::builder().max_capacity(CAPACITY).time_to_live(RECORD_TTL).build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SqliteStore;
+
+    fn consumer(client_id: &str, label: &str) -> ConsumerRecord {
+        ConsumerRecord {
+            client_id: client_id.into(),
+            label: label.into(),
+            secret_hash: None,
+            confidential: true,
+            user_id: None,
+            redirect_uris: vec![],
+            allowed_origins: vec![],
+            third_party: false,
+            scopes: vec![],
+            grant_types: vec!["client_credentials".into()],
+            access_token_ttl: None,
+            refresh_token_ttl: None,
+            grant_user_access: false,
+            limit_requested_access: false,
+            limit_user_access: false,
+            managed_by_config: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cached_consumer_is_served_until_reloaded_and_unknown_ones_are_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).await.unwrap();
+        let cache = DirectoryCache::new();
+        assert_eq!(cache.consumer(&store, "app").await.unwrap(), None);
+        store.put_consumer(&consumer("app", "first")).await.unwrap();
+        assert_eq!(
+            cache.consumer(&store, "app").await.unwrap().unwrap().label,
+            "first",
+            "absence is not cached"
+        );
+
+        store.put_consumer(&consumer("app", "second")).await.unwrap();
+        assert_eq!(
+            cache.consumer(&store, "app").await.unwrap().unwrap().label,
+            "first",
+            "served from the cache"
+        );
+        assert_eq!(cache.reload_consumer(&store, "app").await.unwrap().unwrap().label, "second");
+        assert_eq!(cache.consumer(&store, "app").await.unwrap().unwrap().label, "second");
+
+        store.delete_consumer("app").await.unwrap();
+        assert_eq!(cache.reload_consumer(&store, "app").await.unwrap(), None);
+        assert_eq!(cache.consumer(&store, "app").await.unwrap(), None, "a reload drops a deleted consumer");
+    }
+}

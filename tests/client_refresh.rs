@@ -1,0 +1,219 @@
+//! Single-flight refresh and the token key, with the library over a real
+//! SQLite store and an honest HTTP token endpoint that counts its calls;
+//! and the `provider` and `client redirect-url` commands of the binary.
+
+mod common;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use oauth_sidecar::client::protocol::{Grant, Owner};
+use oauth_sidecar::client::tokens::NewToken;
+use oauth_sidecar::store::{SqliteStore, Store};
+
+const KEY: &str = "3q2+7wABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhs=";
+
+/// A token endpoint that counts requests and answers each with a new token
+/// after 50 ms (so concurrent callers overlap).
+async fn counting_provider(calls: Arc<AtomicUsize>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let calls = calls.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |_req: Request<Incoming>| {
+                    let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                    async move {
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        let body = format!(
+                            r#"{{"access_token":"at-{n}","token_type":"Bearer","expires_in":3600,"refresh_token":"rt-{n}"}}"#
+                        );
+                        let mut res = Response::new(Full::new(Bytes::from(body)));
+                        res.headers_mut().insert("content-type", "application/json".parse().unwrap());
+                        Ok::<_, Infallible>(res)
+                    }
+                });
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            });
+        }
+    });
+    addr
+}
+
+fn config(dir: &std::path::Path, provider: SocketAddr, key: &str) -> oauth_sidecar::config::Loaded {
+    let yaml = format!(
+        "store: sqlite://{}/data/sidecar.db\nclient:\n  token_key: {key}\n  providers:\n    - name: counter\n      authorize_url: http://{provider}/authorize\n      token_url: http://{provider}/token\n  clients:\n    - name: api\n      provider: counter\n      client_id: me\n      client_secret: my-secret-0123456789\n",
+        dir.display()
+    );
+    oauth_sidecar::config::parse(&yaml, "test.yaml").unwrap()
+}
+
+fn stale_grant() -> Grant {
+    Grant {
+        access_token: "at-0".into(),
+        refresh_token: Some("rt-0".into()),
+        token_type: "Bearer".into(),
+        // Within the default 60 s skew: every caller needs a refresh.
+        expires_at: Some(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 + 5,
+        ),
+        scopes: None,
+        id_token: None,
+        raw: serde_json::json!({}),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_callers_needing_a_refresh_make_one_provider_call() {
+    common::install_crypto();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let provider = counting_provider(calls.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let loaded = config(dir.path(), provider, KEY);
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("data/sidecar.db")).await.unwrap());
+    let tokens = oauth_sidecar::client::open_tokens(&loaded, store.clone()).await.unwrap();
+    tokens
+        .save(NewToken {
+            client: "api",
+            tag: "box",
+            grant_type: "authorization_code",
+            asked: &[],
+            grant: &stale_grant(),
+            owner: &Owner::default(),
+        })
+        .await
+        .unwrap();
+
+    let barrier = Arc::new(tokio::sync::Barrier::new(1000));
+    let mut tasks = Vec::new();
+    for _ in 0..1000 {
+        let (tokens, barrier) = (tokens.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            tokens.access_token("api", "box").await.map(|t| t.access_token.expose().to_owned())
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap(), "at-1", "every caller gets the one refreshed token");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "exactly one call to the provider");
+    let stored = store.provider_token_by_tag("api", "box").await.unwrap().unwrap();
+    let (access, refresh, _) = tokens.open(&stored).unwrap();
+    assert_eq!((access.expose(), refresh.unwrap().expose()), ("at-1", "rt-1"), "the rotated pair is stored");
+}
+
+#[tokio::test]
+async fn a_wrong_token_key_stops_the_start_with_a_clear_error() {
+    common::install_crypto();
+    let provider = counting_provider(Arc::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("data/sidecar.db")).await.unwrap());
+    let tokens =
+        oauth_sidecar::client::open_tokens(&config(dir.path(), provider, KEY), store.clone()).await.unwrap();
+    tokens
+        .save(NewToken {
+            client: "api",
+            tag: "box",
+            grant_type: "x",
+            asked: &[],
+            grant: &stale_grant(),
+            owner: &Owner::default(),
+        })
+        .await
+        .unwrap();
+    let other = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let err =
+        oauth_sidecar::client::open_tokens(&config(dir.path(), provider, other), store).await.unwrap_err();
+    assert!(err.to_string().contains("not the key the stored provider tokens were encrypted with"), "{err}");
+
+    // The binary says the same and exits non-zero.
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nstore: sqlite://{}/data/sidecar.db\nclient:\n  token_key: {other}\n",
+        dir.path().display()
+    );
+    std::fs::write(dir.path().join("sidecar.yaml"), yaml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_oauth-sidecar"))
+        .args(["serve", "--config"])
+        .arg(dir.path().join("sidecar.yaml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("not the key the stored provider tokens were encrypted with"), "{text}");
+}
+
+#[test]
+fn provider_list_shows_the_seed_presets() {
+    let out = Command::new(env!("CARGO_BIN_EXE_oauth-sidecar")).args(["provider", "list"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('|').map(str::trim).collect()).collect();
+    assert_eq!(rows[0], ["name", "title"]);
+    for row in
+        [["gmail", "Google Mail"], ["ms-exchange", "Microsoft Exchange Online"], ["demo", "Local Demo"]]
+    {
+        assert!(rows.contains(&row.to_vec()), "{row:?} in {text}");
+    }
+    let show = Command::new(env!("CARGO_BIN_EXE_oauth-sidecar"))
+        .args(["provider", "show", "demo"])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(json["options"]["scopes"], serde_json::json!(["read_mail", "openid"]));
+}
+
+#[test]
+fn redirect_url_warns_on_plain_http_for_a_public_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |public_url: &str, extra: &str| {
+        let yaml = format!("public_url: {public_url}\nclient:\n  token_key: {KEY}\n{extra}");
+        std::fs::write(dir.path().join("sidecar.yaml"), yaml).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_oauth-sidecar"))
+            .args(["client", "redirect-url", "--config"])
+            .arg(dir.path().join("sidecar.yaml"))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    };
+    let (url, warning) = run("http://crm.example.org", "");
+    assert_eq!(url.trim(), "http://crm.example.org/oauth/return");
+    assert!(warning.contains("plain http") && warning.contains("intermediate"), "{warning}");
+    let (url, warning) = run("http://localhost:8080", "");
+    assert_eq!(url.trim(), "http://localhost:8080/oauth/return");
+    assert!(warning.is_empty(), "{warning}");
+    let (url, warning) = run(
+        "http://crm.example.org",
+        "  redirect_url: https://relay.example.org/civicrm/oauth-client/return\n",
+    );
+    assert_eq!(url.trim(), "https://relay.example.org/civicrm/oauth-client/return");
+    assert!(warning.is_empty(), "{warning}");
+
+    // check-config warns too.
+    std::fs::write(
+        dir.path().join("sidecar.yaml"),
+        format!("public_url: http://crm.example.org\nclient:\n  token_key: {KEY}\n"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_oauth-sidecar"))
+        .arg("check-config")
+        .arg(dir.path().join("sidecar.yaml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("warning:") && text.contains("plain http"), "{text}");
+}
