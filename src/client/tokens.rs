@@ -121,7 +121,7 @@ enum Leased {
     /// Another process had refreshed meanwhile: its token, usable.
     Current(LiveToken),
     /// We refreshed (or tried) the record shown.
-    Attempted(ProviderTokenRecord, Result<LiveToken, RefreshFailure>),
+    Attempted(Box<ProviderTokenRecord>, Result<LiveToken, RefreshFailure>),
 }
 
 /// How long a decrypted token is used from memory before the store is read again.
@@ -364,7 +364,7 @@ impl Tokens {
         }
         let (record, refreshed) = match refreshed? {
             Leased::Current(t) => return Ok(t),
-            Leased::Attempted(record, outcome) => (record, outcome),
+            Leased::Attempted(record, outcome) => (*record, outcome),
         };
         match refreshed {
             Ok(live) => {
@@ -410,7 +410,7 @@ impl Tokens {
             Some(r) if r.access_token != before.access_token && r.status != STATUS_REAUTH => r,
             _ => {
                 let outcome = self.refresh_record(before, refresh).await;
-                return Ok(Leased::Attempted(before.clone(), outcome));
+                return Ok(Leased::Attempted(Box::new(before.clone()), outcome));
             }
         };
         let (access, refresh, _) = self.open(&record)?;
@@ -420,7 +420,7 @@ impl Tokens {
             return Ok(Leased::Current(current));
         }
         let outcome = self.refresh_record(&record, refresh.as_ref()).await;
-        Ok(Leased::Attempted(record, outcome))
+        Ok(Leased::Attempted(Box::new(record), outcome))
     }
 
     /// Another process holds the refresh lease: wait for the token it stores
