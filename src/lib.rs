@@ -11,6 +11,9 @@
 //! - [`server`]: the authorization server (farmOS model): consumers,
 //!   users and roles, the scope policy, signing keys, the token endpoint,
 //!   JWKS and metadata, mounted under `/oauth/` and `/.well-known/`.
+//! - [`gate`]: the resource gate in front of the upstream: route rules,
+//!   bearer tokens checked against each issuer's JWKS (the local server's in
+//!   process), per-consumer CORS and identity headers, as Tower layers.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics` and the layer that gives
 //!   every request an id, a log span and its metrics.
 //! - [`demo`]: the demo upstream behind `upstream: demo`.
@@ -21,6 +24,7 @@
 pub mod config;
 pub mod demo;
 mod dispatch;
+pub mod gate;
 mod listener;
 pub mod ops;
 pub mod proxy;

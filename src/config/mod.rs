@@ -10,6 +10,7 @@
 //! assert!(err.to_string().starts_with("sidecar.yaml:1:9: listen: "));
 //! ```
 
+pub mod gate;
 mod schema;
 pub mod server;
 pub mod types;
@@ -226,6 +227,19 @@ impl Loaded {
             ),
             format!("shutdown:   drain for up to {}", c.shutdown_grace),
         ];
+        if let Some(g) = &c.gate {
+            lines.push(format!(
+                "gate:       {} rules, default {}, {} other issuers{}",
+                g.rules.len(),
+                match g.default {
+                    gate::DefaultPolicy::Deny => "deny",
+                    gate::DefaultPolicy::Allow => "allow",
+                    gate::DefaultPolicy::Authenticated => "authenticated",
+                },
+                g.issuers.len(),
+                if g.introspection.is_some() { ", introspection" } else { "" },
+            ));
+        }
         for w in &self.warnings {
             lines.push(format!("warning: {w}"));
         }

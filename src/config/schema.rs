@@ -39,6 +39,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// The authorization server; absent: no tokens are issued.
     pub server: Option<super::server::ServerConfig>,
+    /// The resource gate; absent: requests are proxied without token checks.
+    pub gate: Option<super::gate::GateConfig>,
 }
 
 impl Default for Config {
@@ -55,6 +57,7 @@ impl Default for Config {
             ops: OpsConfig::default(),
             shutdown_grace: Duration::secs(30),
             server: None,
+            gate: None,
         }
     }
 }

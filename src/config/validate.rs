@@ -99,6 +99,9 @@ pub(super) fn validate(mut config: Config, file: &str) -> Result<Loaded, ConfigE
         }
         super::server::validate(server, &mut p);
     }
+    if let Some(gate) = &mut config.gate {
+        super::gate::validate(gate, config.server.as_ref(), &mut p);
+    }
 
     if p.errors.is_empty() {
         Ok(Loaded { config, public_url, store: store.unwrap_or_default(), warnings: p.warnings })
