@@ -367,10 +367,12 @@ enum Decision {
     Slow,
 }
 
-/// Where the token is.
+/// Where the token is. Its bytes are not checked for RFC 6750 syntax
+/// here: a token the cache knows was checked when it was first verified, so
+/// the check ([`token_text`]) belongs to the async step.
 enum Found<'a> {
     None,
-    Token(Cow<'a, str>),
+    Token(Cow<'a, [u8]>),
     /// Maybe in the form body: needs the async step.
     MaybeForm,
 }
@@ -468,19 +470,18 @@ impl Shared {
     /// The async step: form body, verification, revocation answer.
     async fn authorize<B: ReplayBody>(self: Arc<Self>, req: Request<B>) -> Result<Request<B>, GateError> {
         let rule = self.find(&req)?;
-        let (mut req, token) = match find_token(&req, rule)? {
+        let found = find_token(&req, rule).map_err(|e| self.refused(rule, e))?;
+        let token = match found {
             Found::None => return Err(self.refused(rule, GateError::MissingToken)),
-            Found::Token(token) => {
-                let token = token.into_owned();
-                (req, token)
-            }
-            Found::MaybeForm => {
-                let (req, token) = read_form_token(req).await.map_err(|e| self.refused(rule, e))?;
-                match token {
-                    Some(token) => (req, token),
-                    None => return Err(self.refused(rule, GateError::MissingToken)),
-                }
-            }
+            Found::Token(token) => Some(token_text(&token).map_err(|e| self.refused(rule, e))?),
+            Found::MaybeForm => None,
+        };
+        let (mut req, token) = match token {
+            Some(token) => (req, token),
+            None => match read_form_token(req).await.map_err(|e| self.refused(rule, e))? {
+                (req, Some(token)) => (req, token),
+                (_, None) => return Err(self.refused(rule, GateError::MissingToken)),
+            },
         };
         let identity = match self.validator.validate(&token).await {
             Ok(identity) => identity,
@@ -515,7 +516,10 @@ fn find_token<'a, B>(req: &'a Request<B>, rule: &CompiledRule) -> Result<Found<'
             Err(GateError::InvalidRequest("this route does not accept a token in the query string".into()))
         }
         (Some(token), None) => Ok(Found::Token(Cow::Borrowed(token))),
-        (None, Some(token)) => Ok(Found::Token(token)),
+        (None, Some(token)) => Ok(Found::Token(match token {
+            Cow::Borrowed(t) => Cow::Borrowed(t.as_bytes()),
+            Cow::Owned(t) => Cow::Owned(t.into_bytes()),
+        })),
         (None, None) => {
             let form = rule.allow_form_token
                 && !matches!(*req.method(), Method::GET | Method::HEAD)
@@ -529,29 +533,39 @@ fn find_token<'a, B>(req: &'a Request<B>, rule: &CompiledRule) -> Result<Found<'
     }
 }
 
-/// The `Authorization: Bearer` token; `None` without one (another scheme
-/// counts as none).
-fn bearer_header(headers: &http::HeaderMap) -> Result<Option<&str>, GateError> {
+/// The `Authorization: Bearer` token's bytes; `None` without one (another
+/// scheme counts as none).
+fn bearer_header(headers: &http::HeaderMap) -> Result<Option<&[u8]>, GateError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else { return Ok(None) };
     if values.next().is_some() {
         return Err(GateError::InvalidRequest("the request has more than one Authorization header".into()));
     }
-    let value = value
-        .to_str()
-        .map_err(|_| GateError::InvalidRequest("the Authorization header is not ASCII".into()))?;
-    let Some((scheme, rest)) = value.split_once(' ') else {
-        return Ok(None);
-    };
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let bytes = value.as_bytes();
+    let Some(space) = bytes.iter().position(|&b| b == b' ') else { return Ok(None) };
+    if !bytes[..space].eq_ignore_ascii_case(b"bearer") {
         return Ok(None);
     }
-    let token = rest.trim_matches(' ');
-    check_b64token(token)?;
+    let mut token = &bytes[space + 1..];
+    while let [b' ', rest @ ..] = token {
+        token = rest;
+    }
+    while let [rest @ .., b' '] = token {
+        token = rest;
+    }
+    if token.is_empty() {
+        return Err(GateError::InvalidRequest("the bearer token is empty".into()));
+    }
     Ok(Some(token))
 }
 
-/// RFC 6750 section 2.1: `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+/// The token as text, checked against RFC 6750 section 2.1:
+/// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn token_text(token: &[u8]) -> Result<String, GateError> {
+    let text = std::str::from_utf8(token).ok().filter(|t| check_b64token(t).is_ok());
+    text.map(str::to_owned).ok_or_else(|| GateError::InvalidRequest("the bearer token is malformed".into()))
+}
+
 fn check_b64token(token: &str) -> Result<(), GateError> {
     let body = token.trim_end_matches('=');
     if body.is_empty()
@@ -750,10 +764,12 @@ mod tests {
         assert_eq!(bearer_header(&h).unwrap(), None);
         h.insert(AUTHORIZATION, "Basic abc".parse().unwrap());
         assert_eq!(bearer_header(&h).unwrap(), None);
-        h.insert(AUTHORIZATION, "bearer abc.def-_~+/==".parse().unwrap());
-        assert_eq!(bearer_header(&h).unwrap(), Some("abc.def-_~+/=="));
-        h.insert(AUTHORIZATION, "Bearer a,b".parse().unwrap());
-        assert!(bearer_header(&h).is_err());
+        h.insert(AUTHORIZATION, "bearer  abc.def-_~+/== ".parse().unwrap());
+        let token = bearer_header(&h).unwrap().unwrap();
+        assert_eq!(token, b"abc.def-_~+/==");
+        assert_eq!(token_text(token).unwrap(), "abc.def-_~+/==");
+        assert!(token_text(b"a,b").is_err());
+        assert!(token_text("caf\u{e9}".as_bytes()).is_err());
         h.insert(AUTHORIZATION, "Bearer ".parse().unwrap());
         assert!(bearer_header(&h).is_err());
         h.append(AUTHORIZATION, "Bearer x".parse().unwrap());

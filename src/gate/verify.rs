@@ -60,8 +60,8 @@ impl RevocationList for StoreRevocations {
 /// The key of the token cache.
 pub(crate) type TokenKey = [u8; 32];
 
-pub(crate) fn token_key(token: &str) -> TokenKey {
-    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+pub(crate) fn token_key(token: &[u8]) -> TokenKey {
+    let digest = ring::digest::digest(&ring::digest::SHA256, token);
     let mut key = [0; 32];
     key.copy_from_slice(digest.as_ref());
     key
@@ -85,6 +85,10 @@ pub(crate) struct Issuer {
 /// A token the cache holds.
 pub(crate) struct Cached {
     identity: Arc<Identity>,
+    /// When the token stops being valid (`exp` plus the leeway), on the
+    /// monotonic clock, so one clock read serves every check.
+    expires: Instant,
+    /// When the cache drops it: `expires`, or sooner by `max_ttl`.
     valid_until: Instant,
     revocation: Option<Arc<dyn RevocationList>>,
     /// Milliseconds since the validator's epoch of the last revocation
@@ -160,13 +164,17 @@ impl Validator {
     }
 
     fn now_ms(&self) -> u64 {
+        self.ms_at(Instant::now())
+    }
+
+    fn ms_at(&self, at: Instant) -> u64 {
         // +1 so that 0 stays "never".
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX).saturating_add(1)
+        u64::try_from(at.duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX).saturating_add(1)
     }
 
     /// The cached answer for `token`, when the cache can give it without
     /// waiting for anything.
-    pub(crate) fn quick(&self, token: &str) -> Quick {
+    pub(crate) fn quick(&self, token: &[u8]) -> Quick {
         let Some(entry) = self.cache.get(&token_key(token)) else { return Quick::Slow };
         self.judge_cached(&entry, true)
     }
@@ -179,11 +187,12 @@ impl Validator {
                 identity.clone(),
             );
         }
-        if unix_now() >= identity.expires_at.saturating_add(self.leeway) {
+        let instant = Instant::now();
+        if instant >= entry.expires {
             return Quick::Refuse(GateError::InvalidToken("the token has expired".into()), identity.clone());
         }
         if entry.revocation.is_some() && identity.jti.is_some() {
-            let now = self.now_ms();
+            let now = self.ms_at(instant);
             let checked = entry.checked_ms.load(Ordering::Acquire);
             if checked == 0 || now.saturating_sub(checked) >= self.revocation_ms {
                 if !claim_check || checked == 0 {
@@ -213,7 +222,7 @@ impl Validator {
         &self,
         token: &str,
     ) -> Result<Arc<Identity>, (GateError, Option<Arc<Identity>>)> {
-        let key = token_key(token);
+        let key = token_key(token.as_bytes());
         if let Some(entry) = self.cache.get(&key) {
             return match self.judge_cached(&entry, false) {
                 Quick::Pass(identity) => Ok(identity),
@@ -225,9 +234,12 @@ impl Validator {
             self.verify_jwt(token).await.map_err(|e| (e, None))?
         } else if let Some(introspection) = &self.introspection {
             let (identity, ttl) = introspection.introspect(&key, token).await.map_err(|e| (e, None))?;
+            let now = Instant::now();
+            let left = u64::try_from(identity.expires_at.saturating_sub(unix_now())).unwrap_or(0);
             Cached {
                 identity: Arc::new(identity),
-                valid_until: Instant::now() + ttl.min(self.cache_max_ttl),
+                expires: now + Duration::from_secs(left),
+                valid_until: now + ttl.min(self.cache_max_ttl),
                 revocation: None,
                 checked_ms: AtomicU64::new(0),
                 claimed_ms: AtomicU64::new(0),
@@ -326,7 +338,7 @@ impl Validator {
         // Authentic from here on.
         if !issuer.typ.is_empty() {
             let typ = header.typ.as_deref().map(short_typ);
-            if !typ.is_some_and(|t| issuer.typ.iter().any(|want| *want == t)) {
+            if !typ.is_some_and(|t| issuer.typ.contains(&t)) {
                 return Err(invalid("the token is not an access token (wrong typ)"));
             }
         }
@@ -344,7 +356,7 @@ impl Validator {
         }
         let audience_ok = match &claims.aud {
             Some(OneOrMany::One(a)) => *a == issuer.audience,
-            Some(OneOrMany::Many(list)) => list.iter().any(|a| *a == issuer.audience),
+            Some(OneOrMany::Many(list)) => list.contains(&issuer.audience),
             None => false,
         };
         if !audience_ok {
@@ -364,10 +376,14 @@ impl Validator {
         let identity =
             Identity::new(issuer.issuer.clone(), sub, client_id, scopes, username, claims.jti.clone(), exp)
                 .map_err(GateError::InvalidToken)?;
-        let left = u64::try_from(exp.saturating_add(self.leeway).saturating_sub(now)).unwrap_or(0);
+        let left = Duration::from_secs(
+            u64::try_from(exp.saturating_add(self.leeway).saturating_sub(now)).unwrap_or(0),
+        );
+        let instant = Instant::now();
         Ok(Cached {
             identity: Arc::new(identity),
-            valid_until: Instant::now() + Duration::from_secs(left).min(self.cache_max_ttl),
+            expires: instant + left,
+            valid_until: instant + left.min(self.cache_max_ttl),
             revocation: issuer.revocation.clone(),
             checked_ms: AtomicU64::new(0),
             claimed_ms: AtomicU64::new(0),
