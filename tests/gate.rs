@@ -272,6 +272,11 @@ async fn query_and_form_tokens_only_where_enabled() {
         .await
         .unwrap();
     assert_eq!(res.status(), 401, "a form token is not looked for on /api");
+
+    // The query string is not logged, so neither is a token in it.
+    for line in sidecar.logs() {
+        assert!(!line.contains(&token), "a token reached the log: {line}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
