@@ -6,13 +6,17 @@
 #
 #   1. upstream direct               (the ceiling)
 #   2. through oauth-sidecar         (the thing under test)
+#   2b. through a gated oauth-sidecar (`gate:` with a route rule needing a
+#                                     scope, a valid JWT on every request,
+#                                     identity headers set)
 #   3. through a minimal hyper proxy (example `bench_minimal_proxy`, the floor
 #                                     any Rust proxy has to pay)
 #   4. through nginx `proxy_pass` with upstream keep-alive (a well-known reference)
 #
 # For each it prints req/s, p50 and p99 latency and, for the proxies, the peak
 # RSS (VmHWM) of the proxy process(es); then the req/s ratios
-# sidecar/minimal-proxy (target >= 0.9) and sidecar/nginx.
+# sidecar/minimal-proxy (target >= 0.9), gated/sidecar (target >= 0.85) and
+# sidecar/nginx.
 #
 # It is a measurement, not a test: it exits 0 whether the target is met or not,
 # and nonzero only when setup fails (build, install, a server that does not
@@ -25,9 +29,15 @@
 #   DURATION    [10s]  measured wrk run per target (-d)
 #   WARMUP      [2s]   unmeasured wrk run before each measured one
 #   TARGET      [0.9]  minimum sidecar/minimal-proxy req/s ratio for PASS
+#   GATE_TARGET [0.85] minimum gated/sidecar req/s ratio for PASS
+#   GATE_ROUNDS [2]    extra interleaved sidecar/gated rounds (ABBA, ROUND_DURATION
+#                      each), so that load from other processes hits both alike;
+#                      0 = judge the gated ratio on the main table alone
+#   ROUND_DURATION [5s] length of each interleaved run
 #   SKIP_BUILD  [0]    1 = use the existing release binaries as they are
 #   KEEP_TMP    [0]    1 = keep the temp dir (configs, logs, raw wrk output)
 #   UPSTREAM_PORT [9100] SIDECAR_PORT [9102] MINIMAL_PORT [9101] NGINX_PORT [9103]
+#   GATED_PORT [9104]
 
 set -euo pipefail
 
@@ -39,6 +49,9 @@ THREADS="${THREADS:-2}"
 DURATION="${DURATION:-10s}"
 WARMUP="${WARMUP:-2s}"
 TARGET="${TARGET:-0.9}"
+GATE_TARGET="${GATE_TARGET:-0.85}"
+GATE_ROUNDS="${GATE_ROUNDS:-2}"
+ROUND_DURATION="${ROUND_DURATION:-5s}"
 SKIP_BUILD="${SKIP_BUILD:-0}"
 KEEP_TMP="${KEEP_TMP:-0}"
 
@@ -46,6 +59,7 @@ UPSTREAM_PORT="${UPSTREAM_PORT:-9100}"
 MINIMAL_PORT="${MINIMAL_PORT:-9101}"
 SIDECAR_PORT="${SIDECAR_PORT:-9102}"
 NGINX_PORT="${NGINX_PORT:-9103}"
+GATED_PORT="${GATED_PORT:-9104}"
 HOST=127.0.0.1
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -148,16 +162,16 @@ start() {
     PIDS+=("$LAST_PID")
 }
 
-# wait_ready NAME PID URL: waits (up to ~10s) until URL answers 200, dying if
-# the process exits or never answers.
+# wait_ready NAME PID URL [HEADER]: waits (up to ~10s) until URL answers 200
+# (sent with HEADER when given), dying if the process exits or never answers.
 wait_ready() {
-    local name=$1 pid=$2 url=$3 i code
+    local name=$1 pid=$2 url=$3 header=${4:-X-Bench: 1} i code
     for ((i = 0; i < 100; i++)); do
         kill -0 "$pid" 2>/dev/null || {
             cat "$WORK/$name.log" >&2
             die "$name exited during startup (log above)"
         }
-        code="$(curl -s -o /dev/null -w '%{http_code}' "$url" || true)"
+        code="$(curl -s -o /dev/null -w '%{http_code}' -H "$header" "$url" || true)"
         [[ "$code" == 200 ]] && return 0
         sleep 0.1
     done
@@ -183,7 +197,7 @@ peak_rss_mib() {
 # ---------------------------------------------------------------------------
 # Start the servers
 # ---------------------------------------------------------------------------
-for port in "$UPSTREAM_PORT" "$MINIMAL_PORT" "$SIDECAR_PORT" "$NGINX_PORT"; do
+for port in "$UPSTREAM_PORT" "$MINIMAL_PORT" "$SIDECAR_PORT" "$NGINX_PORT" "$GATED_PORT"; do
     port_free "$port" || die "port $port is already in use (override with *_PORT env vars)"
 done
 
@@ -207,6 +221,45 @@ start sidecar "$SIDECAR_BIN" serve --config "$WORK/sidecar.yaml"
 SIDECAR_PID=$LAST_PID
 wait_ready sidecar "$SIDECAR_PID" "http://$HOST:$SIDECAR_PORT/healthz"
 wait_ready sidecar "$SIDECAR_PID" "http://$HOST:$SIDECAR_PORT/" # proxied path
+
+log "starting a gated oauth-sidecar on :$GATED_PORT"
+# The same proxy with the authorization server (the issuer, keys in process)
+# and the gate: every request needs a token with the `bench` scope.
+BENCH_SECRET="bench-secret-$RANDOM$RANDOM$RANDOM"
+cat >"$WORK/gated.yaml" <<EOF
+listen: $HOST:$GATED_PORT
+public_url: http://$HOST:$GATED_PORT
+upstream: http://$HOST:$UPSTREAM_PORT
+store: sqlite://$WORK/gated.db
+log: { level: warn, access: false }
+server:
+  roles:
+    bench: { label: Bench, description: The benchmark's scope }
+  consumers:
+    - client_id: bench
+      secret: $BENCH_SECRET
+      user_id: bench
+      scopes: [bench]
+      grant_types: [client_credentials]
+  users:
+    - { username: bench, password: $BENCH_SECRET, roles: [bench] }
+gate:
+  rules:
+    - { path: /**, scopes: { any_of: [bench] } }
+EOF
+"$SIDECAR_BIN" check-config "$WORK/gated.yaml" >"$WORK/check-config-gated.log" 2>&1 || {
+    cat "$WORK/check-config-gated.log" >&2
+    die "oauth-sidecar check-config rejected the gated bench config"
+}
+start gated "$SIDECAR_BIN" serve --config "$WORK/gated.yaml"
+GATED_PID=$LAST_PID
+wait_ready gated "$GATED_PID" "http://$HOST:$GATED_PORT/healthz"
+TOKEN="$(curl -s -u "bench:$BENCH_SECRET" -d grant_type=client_credentials \
+    "http://$HOST:$GATED_PORT/oauth/token" | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')"
+[[ -n "$TOKEN" ]] || die "the gated sidecar issued no token"
+code="$(curl -s -o /dev/null -w '%{http_code}' "http://$HOST:$GATED_PORT/")"
+[[ "$code" == 401 ]] || die "the gated sidecar let a request without a token through ($code)"
+wait_ready gated "$GATED_PID" "http://$HOST:$GATED_PORT/" "Authorization: Bearer $TOKEN"
 
 log "starting bench_minimal_proxy on :$MINIMAL_PORT"
 start minimal "$MINIMAL_BIN" "$HOST:$MINIMAL_PORT" "http://$HOST:$UPSTREAM_PORT"
@@ -273,14 +326,17 @@ to_ms() {
 declare -A RPS P50 P99 RSS NON2XX ERRORS
 NAMES=()
 
-# bench NAME URL [PID]: warm-up, then a measured wrk run; PID is the proxy
-# process whose peak RSS is recorded (none for the direct run).
+# bench NAME URL [PID] [HEADER]: warm-up, then a measured wrk run; PID is the
+# proxy process whose peak RSS is recorded (none for the direct run); HEADER
+# is sent with every request.
 bench() {
-    local name=$1 url=$2 pid=${3:-} out="$WORK/wrk-$1.txt"
+    local name=$1 url=$2 pid=${3:-} header=${4:-X-Bench: 1} out="$WORK/wrk-$1.txt"
     log "warm-up $name ($WARMUP)"
-    wrk -t "$THREADS" -c "$CONNECTIONS" -d "$WARMUP" "$url" >/dev/null || die "wrk warm-up failed for $name"
+    wrk -t "$THREADS" -c "$CONNECTIONS" -d "$WARMUP" -H "$header" "$url" >/dev/null ||
+        die "wrk warm-up failed for $name"
     log "measuring $name ($DURATION, $CONNECTIONS connections, $THREADS threads)"
-    wrk -t "$THREADS" -c "$CONNECTIONS" -d "$DURATION" --latency "$url" >"$out" || die "wrk failed for $name"
+    wrk -t "$THREADS" -c "$CONNECTIONS" -d "$DURATION" -H "$header" --latency "$url" >"$out" ||
+        die "wrk failed for $name"
     sed 's/^/    /' "$out" >&2
 
     RPS[$name]="$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$out")"
@@ -302,8 +358,31 @@ bench() {
 
 bench direct "http://$HOST:$UPSTREAM_PORT/"
 bench sidecar "http://$HOST:$SIDECAR_PORT/" "$SIDECAR_PID"
+bench gated "http://$HOST:$GATED_PORT/" "$GATED_PID" "Authorization: Bearer $TOKEN"
 bench minimal "http://$HOST:$MINIMAL_PORT/" "$MINIMAL_PID"
 bench nginx "http://$HOST:$NGINX_PORT/" "$NGINX_PID"
+
+# Interleaved rounds: sidecar, gated, gated, sidecar (ABBA), so that a
+# change in the machine's load during the run weighs on both alike.
+ROUND_SUM_SIDECAR=0
+ROUND_SUM_GATED=0
+ROUND_RATIOS=()
+round() {
+    local url=$1 header=$2 out="$WORK/wrk-round.txt"
+    wrk -t "$THREADS" -c "$CONNECTIONS" -d "$ROUND_DURATION" -H "$header" "$url" >"$out" ||
+        die "wrk failed in an interleaved round"
+    awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$out"
+}
+for ((r = 1; r <= GATE_ROUNDS; r++)); do
+    log "interleaved round $r/$GATE_ROUNDS: sidecar, gated, gated, sidecar ($ROUND_DURATION each)"
+    s1="$(round "http://$HOST:$SIDECAR_PORT/" "X-Bench: 1")"
+    g1="$(round "http://$HOST:$GATED_PORT/" "Authorization: Bearer $TOKEN")"
+    g2="$(round "http://$HOST:$GATED_PORT/" "Authorization: Bearer $TOKEN")"
+    s2="$(round "http://$HOST:$SIDECAR_PORT/" "X-Bench: 1")"
+    ROUND_SUM_SIDECAR=$((ROUND_SUM_SIDECAR + s1 + s2))
+    ROUND_SUM_GATED=$((ROUND_SUM_GATED + g1 + g2))
+    ROUND_RATIOS+=("$(awk -v g=$((g1 + g2)) -v s=$((s1 + s2)) 'BEGIN { printf "%.2f", g / s }')")
+done
 
 # ---------------------------------------------------------------------------
 # Report
@@ -329,7 +408,24 @@ if awk -v r="$SIDECAR_VS_MINIMAL" -v t="$TARGET" 'BEGIN { exit !(r + 0 >= t + 0)
 else
     VERDICT="BELOW TARGET"
 fi
+GATED_VS_SIDECAR="$(ratio "${RPS[gated]}" "${RPS[sidecar]}")"
+GATE_JUDGED="$GATED_VS_SIDECAR"
+if ((GATE_ROUNDS > 0)); then
+    GATE_JUDGED="$(ratio "$ROUND_SUM_GATED" "$ROUND_SUM_SIDECAR")"
+fi
+if awk -v r="$GATE_JUDGED" -v t="$GATE_TARGET" 'BEGIN { exit !(r + 0 >= t + 0) }'; then
+    GATE_VERDICT=PASS
+else
+    GATE_VERDICT="BELOW TARGET"
+fi
 echo "sidecar/minimal-proxy req/s: $SIDECAR_VS_MINIMAL  (target >= $TARGET: $VERDICT)"
+if ((GATE_ROUNDS > 0)); then
+    echo "gated/sidecar req/s:         $GATED_VS_SIDECAR in the table;" \
+        "$GATE_JUDGED over $GATE_ROUNDS interleaved ABBA rounds (per round: ${ROUND_RATIOS[*]})" \
+        "(target >= $GATE_TARGET: $GATE_VERDICT)"
+else
+    echo "gated/sidecar req/s:         $GATED_VS_SIDECAR  (target >= $GATE_TARGET: $GATE_VERDICT)"
+fi
 echo "sidecar/nginx req/s:         $SIDECAR_VS_NGINX"
 
 for name in "${NAMES[@]}"; do

@@ -1,7 +1,14 @@
 //! The first routing step: paths the sidecar answers itself go to the axum
-//! [`Router`]; everything else goes straight to the reverse proxy, so the
-//! proxied hot path pays for one string comparison per owned path and
-//! nothing else.
+//! [`Router`]; everything else goes to the upstream through the front stack:
+//!
+//! ```text
+//! with `gate:`     CORS (per consumer) -> bearer gate -> identity headers -> reverse proxy
+//! without `gate:`                                        identity headers -> reverse proxy
+//! ```
+//!
+//! Nothing on this path is boxed: each connection builds its own stack once
+//! ([`Dispatch::for_connection`]), and a request whose token the gate
+//! already knows goes through the layers' own futures.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -11,13 +18,22 @@ use std::task::{Context, Poll};
 use axum::Router;
 use axum::body::Body;
 use axum::routing::future::RouteFuture;
+use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::{Either, Map};
 use http::{Request, Response};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use tower::Service;
+use tower::{Layer, Service};
 
+use crate::gate::{
+    BearerGate, BearerGateLayer, ConsumerCors, ConsumerCorsLayer, IdentityHeaders, IdentityHeadersLayer,
+};
 use crate::proxy::{self, ConnectionInfo, ResponseBody, ReverseProxy};
+
+/// The request body on the way to the upstream: hyper's, or the copy the
+/// gate put back after reading a form body for its token.
+pub(crate) type ProxyBody = http_body_util::Either<Incoming, Full<Bytes>>;
 
 /// The router's response, in the proxy's body type.
 type Routed = Map<
@@ -50,32 +66,93 @@ impl OwnedPaths {
     }
 }
 
-/// Sends owned paths to the router, the rest to the proxy. Each connection
-/// gets its own copy that knows the connection ([`Dispatch::for_connection`]).
+/// The reverse proxy, knowing the connection it serves.
 #[derive(Clone)]
-pub(crate) struct Dispatch {
-    router: Router,
-    proxy: ReverseProxy<Incoming>,
-    owned: Arc<OwnedPaths>,
+pub(crate) struct ProxyAt {
+    proxy: ReverseProxy<ProxyBody>,
     conn: ConnectionInfo,
 }
 
+impl Service<Request<ProxyBody>> for ProxyAt {
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = proxy::ResponseFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<ProxyBody>) -> proxy::ResponseFuture {
+        self.proxy.start_from(self.conn, req)
+    }
+}
+
+/// The layers in front of the proxy.
+#[derive(Clone)]
+pub(crate) struct Front {
+    /// Always there: client-sent identity headers never reach the upstream.
+    pub(crate) identity: IdentityHeadersLayer,
+    /// With a `gate:` section.
+    pub(crate) gate: Option<(ConsumerCorsLayer, BearerGateLayer)>,
+}
+
+type Plain = IdentityHeaders<ProxyAt>;
+type Gated = ConsumerCors<BearerGate<IdentityHeaders<ProxyAt>>>;
+
+#[derive(Clone)]
+enum Stack {
+    Plain(Plain),
+    Gated(Gated),
+}
+
+impl Front {
+    fn stack(&self, proxy: ProxyAt) -> Stack {
+        let inner = self.identity.layer(proxy);
+        match &self.gate {
+            None => Stack::Plain(inner),
+            Some((cors, bearer)) => Stack::Gated(cors.layer(bearer.layer(inner))),
+        }
+    }
+}
+
+/// Sends owned paths to the router, the rest through the front stack to
+/// the proxy. Each connection gets its own copy that knows the connection
+/// ([`Dispatch::for_connection`]).
+#[derive(Clone)]
+pub(crate) struct Dispatch {
+    router: Router,
+    proxy: ReverseProxy<ProxyBody>,
+    front: Front,
+    owned: Arc<OwnedPaths>,
+    conn: ConnectionInfo,
+    stack: Stack,
+}
+
 impl Dispatch {
-    pub(crate) fn new(router: Router, proxy: ReverseProxy<Incoming>, owned: OwnedPaths) -> Self {
+    pub(crate) fn new(
+        router: Router,
+        proxy: ReverseProxy<ProxyBody>,
+        owned: OwnedPaths,
+        front: Front,
+    ) -> Self {
         let conn = ConnectionInfo { peer: SocketAddr::from(([0, 0, 0, 0], 0)), tls: false };
-        Dispatch { router, proxy, owned: Arc::new(owned), conn }
+        let stack = front.stack(ProxyAt { proxy: proxy.clone(), conn });
+        Dispatch { router, proxy, front, owned: Arc::new(owned), conn, stack }
     }
 
     /// A copy for the connection `conn`.
     pub(crate) fn for_connection(&self, conn: ConnectionInfo) -> Self {
-        Dispatch { conn, ..self.clone() }
+        let stack = self.front.stack(ProxyAt { proxy: self.proxy.clone(), conn });
+        Dispatch { conn, stack, ..self.clone() }
     }
 }
+
+type GatedFuture = <Gated as Service<Request<ProxyBody>>>::Future;
 
 impl Service<Request<Incoming>> for Dispatch {
     type Response = Response<ResponseBody>;
     type Error = Infallible;
-    type Future = Either<Routed, proxy::ResponseFuture>;
+    type Future = Either<Routed, Either<proxy::ResponseFuture, GatedFuture>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
@@ -84,9 +161,12 @@ impl Service<Request<Incoming>> for Dispatch {
     fn call(&mut self, mut req: Request<Incoming>) -> Self::Future {
         if self.owned.contains(req.uri().path()) {
             req.extensions_mut().insert(self.conn);
-            Either::Left(self.router.call(req).map(local as _))
-        } else {
-            Either::Right(self.proxy.start_from(self.conn, req))
+            return Either::Left(self.router.call(req).map(local as _));
+        }
+        let req = req.map(http_body_util::Either::Left);
+        match &mut self.stack {
+            Stack::Plain(s) => Either::Right(Either::Left(s.call(req))),
+            Stack::Gated(s) => Either::Right(Either::Right(s.call(req))),
         }
     }
 }

@@ -15,6 +15,9 @@
 //!   registrations, `/oauth/start/{client}` and the return path, the
 //!   encrypted token store with refresh, [`client::InjectTokenLayer`] and the
 //!   egress listener.
+//! - [`gate`]: the resource gate in front of the upstream: route rules,
+//!   bearer tokens checked against each issuer's JWKS (the local server's in
+//!   process), per-consumer CORS and identity headers, as Tower layers.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics` and the layer that gives
 //!   every request an id, a log span and its metrics.
 //! - [`demo`]: the demo upstream behind `upstream: demo`.
@@ -26,6 +29,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 mod dispatch;
+pub mod gate;
 mod listener;
 pub mod ops;
 pub mod proxy;

@@ -4,9 +4,15 @@
 //! ```text
 //! listener (TCP or TLS) -> observe (request id, span, metrics, access log)
 //!   -> router: ops paths -> operations
-//!              /oauth/*, /.well-known/* -> authorization server (with `server:`)
-//!              everything else -> reverse proxy -> upstream app
+//!              /oauth/*, /.well-known/* -> authorization server (with `server:`;
+//!                                          the token endpoint with per-client CORS)
+//!              everything else -> CORS (per consumer) -> bearer gate (with `gate:`)
+//!                              -> identity headers -> reverse proxy -> upstream app
 //! ```
+//!
+//! The gate trusts the local authorization server like any issuer with a
+//! JWKS: its keys are read in process (no HTTP) and read again when a token
+//! names an unknown key; its revocation list is the store's.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,7 +23,8 @@ use tokio::task::JoinHandle;
 use tower::Layer;
 
 use crate::config::{Loaded, Upstream};
-use crate::dispatch::{Dispatch, OwnedPaths};
+use crate::dispatch::{Dispatch, Front, OwnedPaths};
+use crate::gate::{self, GateConfigError, GateLayers, IdentityHeadersLayer, OriginIndex};
 use crate::listener::{self, Listener};
 use crate::ops::{self, Metrics, ObserveLayer, Readiness};
 use crate::proxy::{ProxySettings, ReverseProxy};
@@ -42,6 +49,9 @@ pub enum StartError {
     /// The built-in demo upstream could not start.
     #[error("cannot start the demo upstream: {0}")]
     Demo(std::io::Error),
+    /// The resource gate could not be built.
+    #[error("cannot build the resource gate: {0}")]
+    Gate(#[from] GateConfigError),
 }
 
 /// A built sidecar: store open, listener bound, ready to [`Sidecar::run`].
@@ -54,6 +64,8 @@ pub struct Sidecar {
     upstream: String,
     demo: Option<JoinHandle<()>>,
     client: Option<crate::client::ClientRole>,
+    /// Background tasks (origin refresh, key prefetch), stopped at shutdown.
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Sidecar {
@@ -95,8 +107,9 @@ impl Sidecar {
         let ops = &config.ops;
         let mut owned = OwnedPaths::default().exact(&ops.health.0).exact(&ops.ready.0).exact(&ops.metrics.0);
         let mut router = ops::router(ops, readiness);
+        let mut server = None;
         if let Some(server_config) = &config.server {
-            let server = match AuthorizationServer::start(
+            let started = match AuthorizationServer::start(
                 store.clone(),
                 server_config,
                 &loaded.public_url,
@@ -110,14 +123,30 @@ impl Sidecar {
                     return Err(e.into());
                 }
             };
-            for prefix in server.owned_prefixes() {
+            for prefix in started.owned_prefixes() {
                 owned = owned.prefix(prefix);
             }
-            router = router.merge(server.router());
+            server = Some(started);
+        }
+        let (front, token_cors, tasks) = match build_front(&loaded, store.clone(), server.as_ref()).await {
+            Ok(built) => built,
+            Err(e) => {
+                store.close().await;
+                return Err(e.into());
+            }
+        };
+        if let Some(server) = &server {
+            router = match token_cors {
+                Some(cors) => router.merge(server.router().layer(cors)),
+                None => router.merge(server.router()),
+            };
         }
         let client = match crate::client::ClientRole::start(&loaded, store.clone()).await {
             Ok(client) => client,
             Err(e) => {
+                for task in &tasks {
+                    task.abort();
+                }
                 store.close().await;
                 return Err(e.into());
             }
@@ -127,8 +156,18 @@ impl Sidecar {
             owned = owned.prefix(prefix).exact(return_path);
             router = router.merge(role.client().router());
         }
-        let dispatch = Dispatch::new(router, proxy, owned);
-        Ok(Sidecar { loaded, listener, dispatch, metrics, store, upstream: upstream_addr, demo, client })
+        let dispatch = Dispatch::new(router, proxy, owned, front);
+        Ok(Sidecar {
+            loaded,
+            listener,
+            dispatch,
+            metrics,
+            store,
+            upstream: upstream_addr,
+            demo,
+            client,
+            tasks,
+        })
     }
 
     /// The address the listener is bound to.
@@ -139,7 +178,7 @@ impl Sidecar {
     /// Serves until `shutdown` completes, drains in-flight requests for at
     /// most `shutdown_grace`, then closes the store.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Sidecar { loaded, listener, dispatch, metrics, store, upstream, demo, client } = self;
+        let Sidecar { loaded, listener, dispatch, metrics, store, upstream, demo, client, tasks } = self;
         let config = &loaded.config;
         let addr = listener.local_addr();
         let scheme = if listener.is_tls() { "https" } else { "http" };
@@ -173,8 +212,40 @@ impl Sidecar {
         if let Some(task) = demo {
             task.abort();
         }
+        for task in tasks {
+            task.abort();
+        }
         tracing::info!("stopped");
     }
+}
+
+/// The layers in front of the proxy, the token endpoint's CORS layer, and
+/// the background tasks they need.
+async fn build_front(
+    loaded: &Loaded,
+    store: Arc<dyn Store>,
+    server: Option<&AuthorizationServer>,
+) -> Result<(Front, Option<gate::ClientCorsLayer>, Vec<JoinHandle<()>>), GateConfigError> {
+    let config = loaded.config.gate.as_ref();
+    let identity = IdentityHeadersLayer::new(gate::identity_settings(config)?);
+    let Some(config) = config else {
+        return Ok((Front { identity, gate: None }, None, Vec::new()));
+    };
+    let origins = OriginIndex::default();
+    if let Err(e) = origins.refresh_from(store.as_ref()).await {
+        tracing::warn!(error = %e, "cannot read the consumers' allowed origins; retrying in the background");
+    }
+    let local = server.map(|server| {
+        let keys = server.clone();
+        // The server's tokens name its issuer as their audience too.
+        gate::local_issuer(server.issuer(), server.issuer(), move || keys.jwks(), store.clone())
+    });
+    let layers = GateLayers::from_config(config, &loaded.public_url, local, origins)?;
+    let mut tasks = vec![layers.origins.spawn_refresh(store, config.cors.refresh.0)];
+    let bearer = layers.bearer.clone();
+    tasks.push(tokio::spawn(async move { bearer.prefetch_keys().await }));
+    let front = Front { identity, gate: Some((layers.cors, layers.bearer)) };
+    Ok((front, Some(layers.token_cors), tasks))
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C). The handlers are installed when

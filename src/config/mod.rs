@@ -11,6 +11,7 @@
 //! ```
 
 pub mod client;
+pub mod gate;
 mod schema;
 pub mod server;
 pub mod types;
@@ -258,6 +259,19 @@ impl Loaded {
         }
         if let Some(egress) = &c.egress {
             lines.push(format!("egress:     http://{} with {} routes", egress.listen, egress.routes.len()));
+        }
+        if let Some(g) = &c.gate {
+            lines.push(format!(
+                "gate:       {} rules, default {}, {} other issuers{}",
+                g.rules.len(),
+                match g.default {
+                    gate::DefaultPolicy::Deny => "deny",
+                    gate::DefaultPolicy::Allow => "allow",
+                    gate::DefaultPolicy::Authenticated => "authenticated",
+                },
+                g.issuers.len(),
+                if g.introspection.is_some() { ", introspection" } else { "" },
+            ));
         }
         for w in &self.warnings {
             lines.push(format!("warning: {w}"));

@@ -45,6 +45,8 @@ pub struct Config {
     pub client: Option<super::client::ClientConfig>,
     /// The loopback listener for the app's outbound calls.
     pub egress: Option<super::client::EgressConfig>,
+    /// The resource gate; absent: requests are proxied without token checks.
+    pub gate: Option<super::gate::GateConfig>,
 }
 
 impl Default for Config {
@@ -64,6 +66,7 @@ impl Default for Config {
             server: None,
             client: None,
             egress: None,
+            gate: None,
         }
     }
 }

@@ -102,6 +102,9 @@ pub(super) fn validate(mut config: Config, file: &str) -> Result<Loaded, ConfigE
         }
         super::server::validate(server, &mut p);
     }
+    if let Some(gate) = &mut config.gate {
+        super::gate::validate(gate, config.server.as_ref(), &mut p);
+    }
 
     let client = super::client::validate(config.client.as_ref(), config.egress.as_ref(), &mut p);
     if let Some(c) = &config.client {

@@ -208,6 +208,12 @@ impl AuthorizationServer {
         &self.inner.issuer
     }
 
+    /// The current public signing keys as a JWKS document, for resource
+    /// servers in this process (the gate) that verify tokens without HTTP.
+    pub fn jwks(&self) -> Value {
+        self.inner.keys.current().jwks()
+    }
+
     /// The paths the router answers, as prefixes: `/oauth/` and `/.well-known/`.
     pub fn owned_prefixes(&self) -> [&'static str; 2] {
         ["/oauth/", "/.well-known/"]

@@ -1,0 +1,292 @@
+//! Where an issuer's keys come from, and how long they are trusted.
+//!
+//! Every issuer is handled the same way, the local authorization server
+//! included: its JWKS is read from a [`KeySource`] (an HTTP URL, one found by
+//! OpenID Connect / RFC 8414 discovery, or a function in this process), and
+//! kept in memory. The keys are read again
+//!
+//! - when they are older than `refresh`, and
+//! - when a token names a `kid` the set does not have (a rotation), at most
+//!   once per `min_interval`, so a stream of made-up kids cannot turn the
+//!   gate into a load generator against the issuer.
+//!
+//! A failed read keeps the keys held so far (they are served stale, with a
+//! warning), and is not retried before `min_interval` has passed. Concurrent
+//! requests that need a read share one.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::jwk::{KeySet, PublicKey};
+
+/// Largest JWKS or metadata document read.
+const MAX_DOCUMENT: usize = 1 << 20;
+
+/// Where an issuer's JWKS comes from.
+#[derive(Clone)]
+pub enum KeySource {
+    /// Found through the issuer's metadata: `{issuer}/.well-known/openid-configuration`,
+    /// then RFC 8414's `/.well-known/oauth-authorization-server`.
+    Discover,
+    /// A JWKS at this URL.
+    JwksUri(String),
+    /// A JWKS document produced in this process, such as the local
+    /// authorization server's key ring; no HTTP involved.
+    InProcess(Arc<dyn Fn() -> Value + Send + Sync>),
+}
+
+impl fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeySource::Discover => f.write_str("Discover"),
+            KeySource::JwksUri(uri) => f.debug_tuple("JwksUri").field(uri).finish(),
+            KeySource::InProcess(_) => f.write_str("InProcess"),
+        }
+    }
+}
+
+/// The outbound HTTP client of the gate: rustls with the ring provider and
+/// the platform's trust store, no redirects beyond a few, a timeout.
+pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
+    use rustls_platform_verifier::BuilderVerifierExt;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_platform_verifier()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .user_agent(concat!("oauth-sidecar/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// GETs a JSON document of at most [`MAX_DOCUMENT`] bytes.
+pub(crate) async fn get_json(client: &reqwest::Client, url: &str) -> Result<Value, String> {
+    let res = client
+        .get(url)
+        .header(http::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {}", chain(&e)))?;
+    read_json(res, url).await
+}
+
+/// An error with its sources: `a: b: c`.
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Reads a JSON response body of at most [`MAX_DOCUMENT`] bytes.
+pub(crate) async fn read_json(mut res: reqwest::Response, url: &str) -> Result<Value, String> {
+    if !res.status().is_success() {
+        return Err(format!("{url} answered {}", res.status()));
+    }
+    if res.content_length().is_some_and(|n| n > MAX_DOCUMENT as u64) {
+        return Err(format!("{url}: the document is larger than {MAX_DOCUMENT} bytes"));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = res.chunk().await.map_err(|e| format!("{url}: {e}"))? {
+        if body.len() + chunk.len() > MAX_DOCUMENT {
+            return Err(format!("{url}: the document is larger than {MAX_DOCUMENT} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("{url}: not JSON ({e})"))
+}
+
+/// How a key lookup ended.
+pub(crate) enum KeyLookup {
+    /// The key the token names.
+    Found(Arc<PublicKey>),
+    /// The issuer's keys are known and none has this `kid`.
+    Unknown,
+    /// No keys could be read yet.
+    Unavailable(String),
+}
+
+#[derive(Default)]
+struct State {
+    keys: Option<Arc<KeySet>>,
+    fetched_at: Option<Instant>,
+    attempted_at: Option<Instant>,
+    /// Counts reads, so that requests that waited for one do not start another.
+    generation: u64,
+    last_error: Option<String>,
+}
+
+/// One issuer's keys, kept and refreshed as the module docs describe.
+pub(crate) struct IssuerKeys {
+    issuer: String,
+    source: KeySource,
+    client: reqwest::Client,
+    discovered: Mutex<Option<String>>,
+    state: RwLock<State>,
+    fetching: tokio::sync::Mutex<()>,
+    refresh: Duration,
+    min_interval: Duration,
+}
+
+impl IssuerKeys {
+    pub(crate) fn new(
+        issuer: String,
+        source: KeySource,
+        client: reqwest::Client,
+        refresh: Duration,
+        min_interval: Duration,
+    ) -> Self {
+        IssuerKeys {
+            issuer,
+            source,
+            client,
+            discovered: Mutex::new(None),
+            state: RwLock::new(State::default()),
+            fetching: tokio::sync::Mutex::new(()),
+            refresh,
+            min_interval,
+        }
+    }
+
+    fn snapshot(&self) -> (Option<Arc<KeySet>>, bool, bool, u64, Option<String>) {
+        let now = Instant::now();
+        let state = match self.state.read() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let fresh = state.fetched_at.is_some_and(|t| now.duration_since(t) < self.refresh);
+        let may_read = state.attempted_at.is_none_or(|t| now.duration_since(t) >= self.min_interval);
+        (state.keys.clone(), fresh, may_read, state.generation, state.last_error.clone())
+    }
+
+    /// The key for a token's `kid` (see the module docs for when the keys
+    /// are read again). A known key whose set is due for a refresh is
+    /// returned at once and the set read in the background.
+    pub(crate) async fn key(self: &Arc<Self>, kid: Option<&str>) -> KeyLookup {
+        let (keys, fresh, may_read, generation, _) = self.snapshot();
+        if let Some(keys) = &keys
+            && let Some(key) = keys.find(kid)
+        {
+            if !fresh && may_read {
+                let this = self.clone();
+                tokio::spawn(async move { this.read(generation).await });
+            }
+            return KeyLookup::Found(key.clone());
+        }
+        if may_read {
+            self.read(generation).await;
+        }
+        let (keys, _, _, _, error) = self.snapshot();
+        match keys {
+            Some(keys) => match keys.find(kid) {
+                Some(key) => KeyLookup::Found(key.clone()),
+                None => KeyLookup::Unknown,
+            },
+            None => KeyLookup::Unavailable(error.unwrap_or_else(|| "the keys were not read yet".into())),
+        }
+    }
+
+    /// Reads the keys once, unless another task read them since
+    /// `generation`.
+    pub(crate) async fn read(&self, generation: u64) {
+        let _guard = self.fetching.lock().await;
+        if self.snapshot().3 != generation {
+            return;
+        }
+        let result = self.fetch().await.and_then(|doc| KeySet::from_jwks(&doc, &self.issuer));
+        let now = Instant::now();
+        let mut state = match self.state.write() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        state.generation += 1;
+        state.attempted_at = Some(now);
+        match result {
+            Ok(keys) => {
+                tracing::debug!(issuer = %self.issuer, keys = keys.len(), "issuer keys read");
+                state.keys = Some(Arc::new(keys));
+                state.fetched_at = Some(now);
+                state.last_error = None;
+            }
+            Err(e) => {
+                if state.keys.is_some() {
+                    tracing::warn!(issuer = %self.issuer, error = %e, "cannot read the issuer's keys; using the ones read before");
+                } else {
+                    tracing::warn!(issuer = %self.issuer, error = %e, "cannot read the issuer's keys");
+                }
+                state.last_error = Some(e);
+            }
+        }
+    }
+
+    /// The current generation, for [`IssuerKeys::read`].
+    pub(crate) fn generation(&self) -> u64 {
+        self.snapshot().3
+    }
+
+    async fn fetch(&self) -> Result<Value, String> {
+        match &self.source {
+            KeySource::InProcess(f) => Ok(f()),
+            KeySource::JwksUri(uri) => get_json(&self.client, uri).await,
+            KeySource::Discover => {
+                let known = self.discovered.lock().map(|d| d.clone()).unwrap_or_default();
+                let uri = match known {
+                    Some(uri) => uri,
+                    None => {
+                        let uri = self.discover().await?;
+                        if let Ok(mut d) = self.discovered.lock() {
+                            *d = Some(uri.clone());
+                        }
+                        uri
+                    }
+                };
+                get_json(&self.client, &uri).await
+            }
+        }
+    }
+
+    /// Finds `jwks_uri` in the issuer's metadata, checking that the
+    /// document is the issuer's own.
+    async fn discover(&self) -> Result<String, String> {
+        let base = self.issuer.trim_end_matches('/');
+        let mut urls = vec![format!("{base}/.well-known/openid-configuration")];
+        if let Ok(uri) = self.issuer.parse::<http::Uri>()
+            && let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority())
+        {
+            let path = uri.path().trim_end_matches('/');
+            urls.push(format!("{scheme}://{authority}/.well-known/oauth-authorization-server{path}"));
+        }
+        let mut errors = Vec::new();
+        for url in urls {
+            match get_json(&self.client, &url).await {
+                Ok(meta) => {
+                    if meta.get("issuer").and_then(Value::as_str) != Some(self.issuer.as_str()) {
+                        errors.push(format!("{url} names another issuer"));
+                        continue;
+                    }
+                    return match meta.get("jwks_uri").and_then(Value::as_str) {
+                        Some(jwks) if jwks.starts_with("https://") || jwks.starts_with("http://") => {
+                            Ok(jwks.to_owned())
+                        }
+                        _ => Err(format!("{url} has no usable jwks_uri")),
+                    };
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        Err(format!("discovery failed: {}", errors.join("; ")))
+    }
+}

@@ -1,0 +1,73 @@
+//! Two sidecar processes: the second trusts the first as a remote issuer
+//! and validates its tokens through discovery and JWKS only (no shared
+//! store, nothing in process).
+
+mod common;
+mod gate_common;
+
+use common::Sidecar;
+use gate_common::{client_token, free_port, reqwest_client};
+use serde_json::{Value, json};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sidecar_validates_tokens_of_the_first_through_jwks_only() {
+    let port = free_port();
+    let first_url = format!("http://127.0.0.1:{port}");
+    let first = Sidecar::start_with(
+        r#"
+server:
+  roles:
+    farm_viewer: { label: Viewer, description: Read farm records }
+  consumers:
+    - client_id: reporting
+      secret: reporting-secret-0123456789
+      user_id: reporter
+      scopes: [farm_viewer]
+      grant_types: [client_credentials]
+  users:
+    - username: reporter
+      password: reporter-password
+      roles: [farm_viewer]
+"#,
+        &format!("listen: 127.0.0.1:{port}\npublic_url: {first_url}\n"),
+    );
+    let token = client_token(&first.url(""), "reporting", "reporting-secret-0123456789").await;
+
+    let upstream = common::spawn_upstream().await;
+    let second = Sidecar::start(&format!(
+        "upstream: http://{upstream}
+gate:
+  rules:
+    - {{ path: /api/**, scopes: {{ any_of: [farm_viewer] }} }}
+  issuers:
+    - {{ issuer: \"{first_url}\", audience: \"{first_url}\" }}
+"
+    ));
+
+    let res = reqwest_client().get(second.url("/api/records")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["headers"]["x-auth-subject"], json!(["reporter"]));
+    assert_eq!(body["headers"]["x-auth-client"], json!(["reporting"]));
+    assert_eq!(body["headers"]["x-auth-scopes"], json!(["authenticated farm_viewer"]));
+
+    // The second has no authorization server of its own.
+    let res = reqwest_client().get(second.url("/.well-known/jwks.json")).send().await.unwrap();
+    assert_eq!(res.status(), 403, "proxied path, refused by the default rule");
+
+    // A token for the first issuer but signed by nobody it publishes fails.
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    parts[2] = parts[2].chars().rev().collect();
+    let res =
+        reqwest_client().get(second.url("/api/records")).bearer_auth(parts.join(".")).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+
+    // When the first stops, tokens already verified keep passing from the
+    // second's cache, and its keys stay usable for new tokens it signed.
+    let other = client_token(&first.url(""), "reporting", "reporting-secret-0123456789").await;
+    drop(first);
+    for t in [&token, &other] {
+        let res = reqwest_client().get(second.url("/api/records")).bearer_auth(t).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+    }
+}
