@@ -209,3 +209,33 @@ async fn keys_are_found_by_discovery_and_missing_keys_are_503() {
     assert_eq!(status, 200, "{body}");
     assert!(issuer.hits() >= 1, "the jwks_uri came from /.well-known/openid-configuration");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_token_expires_on_a_kept_alive_connection() {
+    let issuer = spawn_issuer().await;
+    let key = ed25519_key("k");
+    issuer.set_keys(&[&key]);
+    let upstream = common::spawn_upstream().await;
+    let sidecar = Sidecar::start(&format!(
+        "upstream: http://{upstream}
+gate:
+  default: authenticated
+  leeway: 0s
+  issuers:
+    - {{ issuer: \"{}\", audience: {AUDIENCE}, jwks_uri: {} }}
+",
+        issuer.issuer(),
+        issuer.jwks_uri()
+    ));
+    let token = sign(&key, &with(claims(&issuer), "exp", json!(now() + 2)));
+    let client = reqwest_client();
+    let get = || client.get(sidecar.url("/api/x")).bearer_auth(&token).send();
+    for _ in 0..3 {
+        assert_eq!(get().await.unwrap().status(), 200);
+    }
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let res = get().await.unwrap();
+    assert_eq!(res.status(), 401, "expired, though cached and repeated on the same connection");
+    let body: Value = res.json().await.unwrap();
+    assert!(body["error_description"].as_str().unwrap().contains("expired"));
+}

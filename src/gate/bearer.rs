@@ -37,7 +37,7 @@ use super::jwk::JwsAlg;
 use super::jwks::{IssuerKeys, KeySource, http_client};
 use super::origin::{Origin, OriginIndex, RequestOrigin};
 use super::rules::{Access, CompiledRule, DefaultPolicy, RouteRule, RouteRules, RuleError};
-use super::verify::{Issuer, Quick, RevocationList, Validator, ValidatorParts, short_typ};
+use super::verify::{Issuer, LastToken, Quick, RevocationList, Validator, ValidatorParts, short_typ};
 
 /// Largest form body read for an `access_token` (RFC 6750 section 2.2).
 const MAX_FORM_BODY: usize = 64 << 10;
@@ -343,7 +343,7 @@ impl BearerGateLayer {
 impl<S> Layer<S> for BearerGateLayer {
     type Service = BearerGate<S>;
     fn layer(&self, inner: S) -> BearerGate<S> {
-        BearerGate { inner, shared: self.shared.clone() }
+        BearerGate { inner, shared: self.shared.clone(), last: None }
     }
 }
 
@@ -352,6 +352,9 @@ impl<S> Layer<S> for BearerGateLayer {
 pub struct BearerGate<S> {
     inner: S,
     shared: Arc<Shared>,
+    /// The last token this service saw (one service per connection in the
+    /// sidecar), so a repeat costs a comparison instead of a hash.
+    last: Option<Arc<LastToken>>,
 }
 
 impl<S: fmt::Debug> fmt::Debug for BearerGate<S> {
@@ -397,7 +400,7 @@ impl Shared {
         self.rules.find(req.method(), req.uri().path()).map_err(|e| GateError::InvalidRequest(format!("{e}")))
     }
 
-    fn decide<B>(&self, req: &mut Request<B>) -> Decision {
+    fn decide<B>(&self, req: &mut Request<B>, last: &mut Option<Arc<LastToken>>) -> Decision {
         let rule = match self.find(req) {
             Ok(rule) => rule,
             Err(e) => {
@@ -423,7 +426,7 @@ impl Shared {
                 return Decision::Refuse(GateError::MissingToken);
             }
             Ok(Found::MaybeForm) => return Decision::Slow,
-            Ok(Found::Token(token)) => self.validator.quick(&token),
+            Ok(Found::Token(token)) => self.validator.quick(&token, last),
         };
         match quick {
             Quick::Slow => Decision::Slow,
@@ -680,7 +683,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let state = match self.shared.decide(&mut req) {
+        let state = match self.shared.decide(&mut req, &mut self.last) {
             Decision::Pass => State::Calling { fut: self.inner.call(req) },
             Decision::Refuse(e) => State::Refused { res: Some(e.into_response(&self.shared.realm)) },
             Decision::Slow => {

@@ -11,7 +11,9 @@
 //!
 //! A verified token is kept until its `exp` or `token_cache.max_ttl`,
 //! whichever comes first, so a repeat costs one hash and one cache lookup
-//! instead of a signature check. Revocation still applies to kept tokens:
+//! instead of a signature check; a repeat on the same connection (each
+//! connection's gate remembers its last token and cache entry) costs a
+//! comparison of the token's bytes. Revocation still applies to kept tokens:
 //! for an issuer with a revocation list (the local authorization server),
 //! a token's `jti` is looked up again once `revocation_interval` has passed
 //! since the last answer. The first request to notice that does the lookup;
@@ -99,6 +101,16 @@ pub(crate) struct Cached {
     revoked: AtomicBool,
 }
 
+/// The last token one connection presented, with its cache entry: a
+/// keep-alive connection usually sends the same token again, and comparing
+/// its bytes is cheaper than hashing them. The entry's own state (expiry,
+/// revocation) is judged on every use, as for a cache hit; the bytes live
+/// only as long as the connection's service.
+pub(crate) struct LastToken {
+    token: Box<[u8]>,
+    entry: Arc<Cached>,
+}
+
 struct UntilValid;
 
 impl moka::Expiry<TokenKey, Arc<Cached>> for UntilValid {
@@ -174,12 +186,19 @@ impl Validator {
 
     /// The cached answer for `token`, when the cache can give it without
     /// waiting for anything.
-    pub(crate) fn quick(&self, token: &[u8]) -> Quick {
+    pub(crate) fn quick(&self, token: &[u8], last: &mut Option<Arc<LastToken>>) -> Quick {
+        let now = Instant::now();
+        // Past the cache's bound (max_ttl), the token is verified again.
+        if let Some(last) = last.as_deref().filter(|l| *l.token == *token && now < l.entry.valid_until) {
+            return self.judge_cached(&last.entry, true, now);
+        }
         let Some(entry) = self.cache.get(&token_key(token)) else { return Quick::Slow };
-        self.judge_cached(&entry, true)
+        let quick = self.judge_cached(&entry, true, now);
+        *last = Some(Arc::new(LastToken { token: token.into(), entry }));
+        quick
     }
 
-    fn judge_cached(&self, entry: &Cached, claim_check: bool) -> Quick {
+    fn judge_cached(&self, entry: &Cached, claim_check: bool, instant: Instant) -> Quick {
         let identity = &entry.identity;
         if entry.revoked.load(Ordering::Acquire) {
             return Quick::Refuse(
@@ -187,7 +206,6 @@ impl Validator {
                 identity.clone(),
             );
         }
-        let instant = Instant::now();
         if instant >= entry.expires {
             return Quick::Refuse(GateError::InvalidToken("the token has expired".into()), identity.clone());
         }
@@ -224,7 +242,7 @@ impl Validator {
     ) -> Result<Arc<Identity>, (GateError, Option<Arc<Identity>>)> {
         let key = token_key(token.as_bytes());
         if let Some(entry) = self.cache.get(&key) {
-            return match self.judge_cached(&entry, false) {
+            return match self.judge_cached(&entry, false, Instant::now()) {
                 Quick::Pass(identity) => Ok(identity),
                 Quick::Refuse(e, identity) => Err((e, Some(identity))),
                 Quick::Slow => self.check_revocation(&entry).await,
