@@ -35,7 +35,7 @@ server:
     - client_id: shortlived
       secret: shortlived-secret-0123456789
       user_id: reporter
-      access_token_ttl: 1s
+      access_token_ttl: 3s
       grant_types: [client_credentials]
     - client_id: legacy
       secret: legacy-secret-0123456789
@@ -366,9 +366,10 @@ async fn unknown_malformed_forged_or_expired_tokens_are_inactive() {
     let res = post(&sidecar, "/oauth/introspect", Some(REPORTING), &[]).await;
     assert_eq!(res.status(), 400, "no token");
 
+    // Times are whole seconds: a 3 s token has at least 2 s left when issued.
     let short = client_credentials(&sidecar, ("shortlived", "shortlived-secret-0123456789")).await;
     assert_eq!(introspect(&sidecar, &short).await["active"], true);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(4100)).await;
     assert_eq!(introspect(&sidecar, &short).await, json!({ "active": false }), "expired");
 }
 
