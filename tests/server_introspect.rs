@@ -421,7 +421,7 @@ async fn userinfo_refusals_follow_rfc6750() {
 
     let robot = client_credentials(&sidecar, ("robot", "robot-secret-0123456789")).await;
     let expired = client_credentials(&sidecar, ("shortlived", "shortlived-secret-0123456789")).await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(4100)).await;
     for token in ["made-up", "a.b.c", robot.as_str(), expired.as_str()] {
         let res = userinfo(&sidecar, Some(&format!("Bearer {token}"))).await;
         assert_eq!(res.status(), 401, "{token}");
