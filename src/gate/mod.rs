@@ -7,7 +7,7 @@
 //! | layer | role |
 //! |---|---|
 //! | [`ConsumerCorsLayer`] | answers preflights, refuses `null` origins, adds CORS headers for origins a consumer lists ([`cors`]) |
-//! | [`BearerGateLayer`] | route rules, bearer tokens (JWT against each issuer's JWKS, or introspection), scopes, the token's consumer's origins ([`bearer`], [`rules`], [`verify`]) |
+//! | [`BearerGateLayer`] | route rules, bearer tokens (JWT against each issuer's JWKS, or introspection), scopes, the token's consumer's origins ([`bearer`], [`settings`], [`rules`], [`token`], [`verify`], [`jwks`]) |
 //! | [`IdentityHeadersLayer`] | removes client-sent `X-Auth-*` headers, sets them from the verified token ([`identity`]) |
 //!
 //! The sidecar stacks them in that order in front of the reverse proxy,
@@ -55,6 +55,8 @@ pub mod jwk;
 pub mod jwks;
 pub mod origin;
 pub mod rules;
+pub mod settings;
+pub mod token;
 pub mod verify;
 
 use std::sync::Arc;
@@ -64,9 +66,7 @@ use http::{HeaderName, Method};
 use crate::config::gate::GateConfig;
 use crate::config::types::HttpUrl;
 
-pub use bearer::{
-    BearerGate, BearerGateLayer, GateBuildError, GateSettings, IssuerSettings, OriginCheck, ReplayBody,
-};
+pub use bearer::{BearerGate, BearerGateLayer};
 pub use cors::{ClientCors, ClientCorsLayer, ConsumerCors, ConsumerCorsLayer, CorsError, CorsSettings};
 pub use error::{GateError, RefusalBody};
 pub use identity::{Identity, IdentityHeaderNames, IdentityHeaders, IdentityHeadersLayer, IdentitySettings};
@@ -74,6 +74,8 @@ pub use introspect::IntrospectionSettings;
 pub use jwk::JwsAlg;
 pub use jwks::KeySource;
 pub use origin::{Origin, OriginIndex};
+pub use settings::{GateBuildError, GateSettings, IssuerSettings, OriginCheck};
+pub use token::ReplayBody;
 pub use verify::{RevocationList, StoreRevocations};
 
 /// Why the `gate:` section could not be turned into layers.

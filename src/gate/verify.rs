@@ -19,7 +19,8 @@
 //! since the last answer. The first request to notice that does the lookup;
 //! requests arriving meanwhile use the previous answer, so a revoked token
 //! is refused at most `revocation_interval` plus one lookup after its
-//! revocation.
+//! revocation (plus up to a second when the request doing the lookup went
+//! away before it ended).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,6 +38,10 @@ use super::introspect::Introspector;
 use super::jwk::JwsAlg;
 use super::jwks::{IssuerKeys, KeyLookup};
 use crate::store::Store;
+
+/// After this long, a revocation lookup one request took on is taken over
+/// by the next request.
+const CLAIM_MS: u64 = 1000;
 
 /// Longest token looked at.
 const MAX_TOKEN: usize = 16 << 10;
@@ -189,8 +194,13 @@ impl Validator {
     pub(crate) fn quick(&self, token: &[u8], last: &mut Option<Arc<LastToken>>) -> Quick {
         let now = Instant::now();
         // Past the cache's bound (max_ttl), the token is verified again.
-        if let Some(last) = last.as_deref().filter(|l| *l.token == *token && now < l.entry.valid_until) {
-            return self.judge_cached(&last.entry, true, now);
+        if let Some(known) = last.as_deref().filter(|l| *l.token == *token && now < l.entry.valid_until) {
+            let quick = self.judge_cached(&known.entry, true, now);
+            if matches!(quick, Quick::Slow) {
+                // The async step works on the cache's entry; follow it.
+                *last = None;
+            }
+            return quick;
         }
         let Some(entry) = self.cache.get(&token_key(token)) else { return Quick::Slow };
         let quick = self.judge_cached(&entry, true, now);
@@ -217,10 +227,10 @@ impl Validator {
                     return Quick::Slow;
                 }
                 // One request asks; the others keep the previous answer
-                // meanwhile. A claim older than the interval was abandoned
-                // (its request went away) and is taken over.
+                // meanwhile. A claim older than CLAIM_MS was abandoned (its
+                // request went away, or the store is slow) and is taken over.
                 let claimed = entry.claimed_ms.load(Ordering::Acquire);
-                let free = claimed == 0 || now.saturating_sub(claimed) >= self.revocation_ms;
+                let free = claimed == 0 || now.saturating_sub(claimed) >= self.revocation_ms.min(CLAIM_MS);
                 if free
                     && entry
                         .claimed_ms
