@@ -315,6 +315,23 @@ async fn request_errors_after_the_redirect_is_known_go_back_to_the_client() {
             "login_required",
             "signed in",
         ),
+        (
+            format!("{base}&response_type=code&{challenge}&code_challenge_method=S256&prompt=none%20login"),
+            "invalid_request",
+            "prompt=none",
+        ),
+        (
+            format!("{base}&response_type=code&{challenge}&code_challenge_method=S256&request=eyJ"),
+            "request_not_supported",
+            "request objects",
+        ),
+        (
+            format!(
+                "{base}&response_type=code&{challenge}&code_challenge_method=S256&response_mode=fragment"
+            ),
+            "invalid_request",
+            "response_mode",
+        ),
     ];
     for (path, error, words) in cases {
         let page = browser.get(&sidecar.url(&path)).await;
