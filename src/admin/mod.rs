@@ -19,6 +19,7 @@
 
 mod auth;
 mod forms;
+mod records;
 mod view;
 mod web;
 
