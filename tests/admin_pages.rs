@@ -414,6 +414,10 @@ async fn grants_are_listed_and_revoked() {
     let (status, issued) = call_token((&endpoint, legacy), &form).await;
     assert_eq!(status, 200, "{issued}");
     let refresh = issued["refresh_token"].as_str().unwrap().to_owned();
+    let access = issued["access_token"].as_str().unwrap().to_owned();
+    let introspect = s.url("/oauth/introspect");
+    let active = |body: Value| body["active"].as_bool();
+    assert_eq!(active(call_token((&introspect, legacy), &[("token", &access)]).await.1), Some(true));
 
     let mut b = Browser::new();
     sign_in(&mut b, &s, "root", "root-password-1").await;
@@ -428,6 +432,8 @@ async fn grants_are_listed_and_revoked() {
     assert!(!b.get(&s.url("/admin/grants")).await.body.contains("data-grant="));
     let (status, body) = token_refresh(&endpoint, legacy, &refresh).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    let (_, body) = call_token((&introspect, legacy), &[("token", &access)]).await;
+    assert_eq!(active(body), Some(false), "the access token issued with the grant is revoked too");
 }
 
 async fn token_refresh(endpoint: &str, client: &str, refresh: &str) -> (u16, Value) {
