@@ -10,6 +10,10 @@
 # (127.0.0.1:$PGPORT, default 5432) and its URL exported as
 # OAUTH_SIDECAR_TEST_POSTGRES; set that variable yourself to use another
 # server (a database its user may create schemas in), and nothing is installed.
+#
+# Then the browser tests (tests/e2e): chromium, and node with npm when node
+# is missing (node 18 or newer; Debian 12's is 18), from apt; playwright-core
+# with `npm ci`; `node --test` on the built binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +21,13 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=()
 if [ -z "${OAUTH_SIDECAR_TEST_POSTGRES:-}" ]; then
     APT_PACKAGES+=(postgresql)
+fi
+# The browser tests launch /usr/bin/chromium from node.
+[ -x /usr/bin/chromium ] || APT_PACKAGES+=(chromium)
+if ! command -v node >/dev/null 2>&1; then
+    APT_PACKAGES+=(nodejs npm)
+elif ! command -v npm >/dev/null 2>&1; then
+    APT_PACKAGES+=(npm)
 fi
 
 as_root() {
@@ -101,4 +112,27 @@ echo "==> config/ files pass check-config"
 for f in config/*.yaml; do
     cargo run --quiet --locked -- check-config "$f" >/dev/null
 done
+
+# Browser test files not run yet: admin.test.mjs drives the admin pages of
+# issue 7, which are not on main yet. Take it out of this list when they land.
+E2E_PENDING=(tests/e2e/admin.test.mjs)
+
+echo "==> browser tests (tests/e2e: playwright-core driving /usr/bin/chromium)"
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 18 ]; then
+    echo "the browser tests need node 18 or newer; $(command -v node) is $(node --version)" >&2
+    exit 1
+fi
+# The binary under test: the debug build in cargo's target folder.
+cargo build --quiet --locked --bin oauth-sidecar
+target_dir=$(cargo metadata --format-version 1 --no-deps --locked |
+    node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).target_directory))')
+export OAUTH_SIDECAR_BIN="$target_dir/debug/oauth-sidecar"
+npm ci --prefix tests/e2e --no-audit --no-fund --loglevel=error
+e2e_tests=()
+for f in tests/e2e/*.test.mjs; do
+    [[ " ${E2E_PENDING[*]} " == *" $f "* ]] || e2e_tests+=("$f")
+done
+node --test "${e2e_tests[@]}"
+echo "    screenshots in target/e2e/screenshots, sidecar logs in target/e2e/logs"
 echo "all checks passed"
