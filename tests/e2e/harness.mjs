@@ -303,27 +303,19 @@ export async function screenshots(test) {
 }
 
 /**
- * Sets up a browser test: sidecars made with `Sidecar.create`, a browser
- * and the screenshot helper, all torn down after the test `t`. `run(env)`
- * is the test body; when it throws, the page each open tab shows is saved
- * as a `failure` screenshot and the error message gets the URL and each
- * sidecar's last log lines.
+ * The pieces of a browser test named `test`: sidecars made with
+ * `sidecar()`, browser contexts made with `newPage()`, the screenshot
+ * helper, `guard(fn)` to run a test body with failure notes, and
+ * `close()` to stop it all.
  */
-export async function browserTest(t, test, run) {
+export async function openBrowserEnv(test) {
   const shot = await screenshots(test);
   const sidecars = [];
-  const browser = await launchBrowser();
   const contexts = [];
-  t.after(async () => {
-    await browser.close();
-    for (const s of sidecars) {
-      await s.stop();
-      await s.remove();
-    }
-  });
-  const env = {
+  const browser = await launchBrowser();
+  return {
     shot,
-    /** Creates a sidecar (not started) that is stopped after the test. */
+    /** Creates a sidecar (not started) that `close()` stops and removes. */
     async sidecar(configure, suffix = '') {
       const s = await Sidecar.create(`${test}${suffix}`, configure);
       sidecars.push(s);
@@ -335,23 +327,52 @@ export async function browserTest(t, test, run) {
       contexts.push(context);
       return context.newPage();
     },
-  };
-  try {
-    await run(env);
-  } catch (err) {
-    const notes = [];
-    for (const context of contexts) {
-      for (const page of context.pages()) {
-        notes.push(`page: ${withoutQueryValues(page.url())}`);
-        try {
-          notes.push(`screenshot: ${await shot(page, 'failure')}`);
-        } catch {
-          // the page is gone
+    /**
+     * Runs `fn`; when it throws, saves each open page as a `failure`
+     * screenshot and adds the pages' URLs (without query values) and each
+     * sidecar's last log lines to the error message.
+     */
+    async guard(fn) {
+      try {
+        return await fn();
+      } catch (err) {
+        const notes = [];
+        for (const context of contexts) {
+          for (const page of context.pages()) {
+            notes.push(`page: ${withoutQueryValues(page.url())}`);
+            try {
+              notes.push(`screenshot: ${await shot(page, 'failure')}`);
+            } catch {
+              // the page is gone
+            }
+          }
         }
+        for (const s of sidecars) notes.push(`--- ${s.name} log (last lines) ---\n${s.logTail()}`);
+        if (err instanceof Error) {
+          const note = `\n${notes.join('\n')}`;
+          if (typeof err.stack === 'string') err.stack = err.stack.replace(err.message, err.message + note);
+          err.message += note;
+        }
+        throw err;
       }
-    }
-    for (const s of sidecars) notes.push(`--- ${s.name} log (last lines) ---\n${s.logTail()}`);
-    err.message = `${err.message}\n${notes.join('\n')}`;
-    throw err;
-  }
+    },
+    /** Closes the browser, then stops and removes every sidecar. */
+    async close() {
+      await browser.close();
+      for (const s of sidecars) {
+        await s.stop();
+        await s.remove();
+      }
+    },
+  };
+}
+
+/**
+ * One browser test: `run(env)` with the pieces of `openBrowserEnv`,
+ * guarded (failure screenshots and log lines), all closed after `t`.
+ */
+export async function browserTest(t, test, run) {
+  const env = await openBrowserEnv(test);
+  t.after(() => env.close());
+  await env.guard(() => run(env));
 }
