@@ -37,7 +37,8 @@ as_root() {
 if [ "${#APT_PACKAGES[@]}" -gt 0 ]; then
     missing=()
     for p in "${APT_PACKAGES[@]}"; do
-        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+        # Installed, not just known (a removed package keeps its config files).
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
     done
     if [ "${#missing[@]}" -gt 0 ]; then
         echo "==> installing ${missing[*]}"
@@ -128,7 +129,7 @@ cargo build --quiet --locked --bin oauth-sidecar
 target_dir=$(cargo metadata --format-version 1 --no-deps --locked |
     node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).target_directory))')
 export OAUTH_SIDECAR_BIN="$target_dir/debug/oauth-sidecar"
-npm ci --prefix tests/e2e --no-audit --no-fund --loglevel=error
+(cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 e2e_tests=()
 for f in tests/e2e/*.test.mjs; do
     [[ " ${E2E_PENDING[*]} " == *" $f "* ]] || e2e_tests+=("$f")
