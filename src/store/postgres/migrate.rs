@@ -38,6 +38,11 @@ pub fn migrations() -> Vec<Migration> {
             description: "refresh lease",
             sql: Cow::Borrowed(include_str!("../../../migrations/postgres/0005_refresh_lease.sql")),
         },
+        Migration {
+            version: 6,
+            description: "admin",
+            sql: Cow::Borrowed(include_str!("../../../migrations/postgres/0006_admin.sql")),
+        },
     ]
 }
 
