@@ -31,7 +31,10 @@ async function callbackServer(t) {
     res.end('<!doctype html><title>Web app</title><h1>Web app callback</h1>');
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise((resolve) => server.close(resolve)));
+  t.after(() => {
+    server.closeAllConnections(); // node 18 would wait for the browser's idle keep-alive
+    return new Promise((resolve) => server.close(resolve));
+  });
   return { url: `http://127.0.0.1:${server.address().port}/callback`, seen };
 }
 
