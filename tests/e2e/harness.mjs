@@ -262,6 +262,7 @@ function logFile(name) {
 export function withoutQueryValues(href) {
   try {
     const url = new URL(href);
+    if (!url.protocol.startsWith('http')) return href;
     const names = [...url.searchParams.keys()];
     return `${url.origin}${url.pathname}${names.length ? `?${names.join('=…&')}=…` : ''}`;
   } catch {
@@ -278,6 +279,27 @@ function withoutRustLog() {
 /** Launches Debian's chromium, headless, with the tests' flags. */
 export function launchBrowser() {
   return chromium.launch({ executablePath: chromiumPath, headless: true, args: chromiumArgs });
+}
+
+/**
+ * `page.goto(url)` that also resolves to the response when it is an error
+ * status without a body (Chromium then fails the navigation with
+ * ERR_HTTP_RESPONSE_CODE_FAILURE).
+ */
+export async function visit(page, url) {
+  let last = null;
+  const onResponse = (res) => {
+    if (res.request().isNavigationRequest() && res.frame() === page.mainFrame()) last = res;
+  };
+  page.on('response', onResponse);
+  try {
+    return await page.goto(url);
+  } catch (err) {
+    if (last && String(err.message).includes('ERR_HTTP_RESPONSE_CODE_FAILURE')) return last;
+    throw err;
+  } finally {
+    page.off('response', onResponse);
+  }
 }
 
 /**
@@ -321,9 +343,13 @@ export async function openBrowserEnv(test) {
       sidecars.push(s);
       return s;
     },
-    /** A new browser context (its own cookies) and a page in it. */
+    /**
+     * A new browser context (its own cookies) and a page in it. Waits
+     * time out after 10 s: every page is local.
+     */
     async newPage() {
       const context = await browser.newContext();
+      context.setDefaultTimeout(10_000);
       contexts.push(context);
       return context.newPage();
     },
