@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need and runs every check: formatting, clippy with
-# warnings as errors, unit, integration and doc tests. Run from anywhere:
+# warnings as errors, unit, integration and doc tests, browser tests. Run
+# from anywhere:
 #
 #   bash scripts/test.sh
 #

@@ -6,7 +6,10 @@
 // target/debug/oauth-sidecar under the repository root. Screenshots go to
 // target/e2e/screenshots/<test>-<step>.png, each sidecar's log lines to
 // target/e2e/logs/<test>.log (the sidecar logs no secrets; this harness
-// prints none).
+// prints none). scripts/test.sh runs them; by hand, from the repository root:
+//
+//   cargo build --bin oauth-sidecar && (cd tests/e2e && npm ci)
+//   node --test tests/e2e/oauth_flows.test.mjs
 
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
