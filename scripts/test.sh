@@ -115,10 +115,6 @@ for f in config/*.yaml; do
     cargo run --quiet --locked -- check-config "$f" >/dev/null
 done
 
-# Browser test files this script leaves out: admin.test.mjs (the admin pages
-# of issue 7) until it is switched on here. Empty the list to run them all.
-E2E_PENDING=(tests/e2e/admin.test.mjs)
-
 echo "==> browser tests (tests/e2e: playwright-core driving /usr/bin/chromium)"
 node_major=$(node -p 'process.versions.node.split(".")[0]')
 if [ "$node_major" -lt 18 ]; then
@@ -131,10 +127,6 @@ target_dir=$(cargo metadata --format-version 1 --no-deps --locked |
     node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).target_directory))')
 export OAUTH_SIDECAR_BIN="$target_dir/debug/oauth-sidecar"
 (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
-e2e_tests=()
-for f in tests/e2e/*.test.mjs; do
-    [[ " ${E2E_PENDING[*]} " == *" $f "* ]] || e2e_tests+=("$f")
-done
-node --test "${e2e_tests[@]}"
+node --test tests/e2e/*.test.mjs
 echo "    screenshots in target/e2e/screenshots, sidecar logs in target/e2e/logs"
 echo "all checks passed"
