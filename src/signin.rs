@@ -112,8 +112,8 @@ impl SignIn {
     }
 
     /// The signed-in, enabled user, from the session cookie. With an idle
-    /// timeout, each call moves the session's end on (written at most once
-    /// a minute), never past its longest life.
+    /// timeout, each call moves the session's end on (written when it moves
+    /// by a quarter of the timeout or a minute), never past its longest life.
     pub(crate) async fn current_user(&self, headers: &HeaderMap) -> Result<Option<UserRecord>, StoreError> {
         let Some(value) = session::cookie(headers, self.scope.name).filter(|v| session::is_token(v)) else {
             return Ok(None);
@@ -124,8 +124,10 @@ impl SignIn {
             return Ok(None);
         };
         if let Some(idle) = self.scope.idle {
+            // Written when it moves by a quarter of the timeout (a minute at most), not on every request.
+            let step = (idle / 4).clamp(1, 60);
             let end = now.saturating_add(idle).min(found.auth_time.saturating_add(self.session_ttl));
-            if end > found.expires_at.saturating_add(60) {
+            if end > found.expires_at.saturating_add(step) {
                 self.store.touch_session(&id_hash, end).await?;
             }
         }
