@@ -411,6 +411,13 @@ async fn consumers_users_and_grants_change_what_the_authorization_server_does() 
     ];
     let (status, refused) = grant(form).await;
     assert_eq!((status, refused["error"].as_str()), (400, Some("invalid_grant")), "{refused}");
+    let access = carol_grant["access_token"].as_str().unwrap().to_owned();
+    let introspect =
+        vec![("client_id", "reporting".to_owned()), ("client_secret", renewed.clone()), ("token", access)];
+    let res =
+        with_form(common::client().post(sidecar.url("/oauth/introspect")), &introspect).send().await.unwrap();
+    let seen: Value = res.json().await.unwrap();
+    assert_eq!(seen["active"], false, "the access token issued with the grant is revoked too: {seen}");
     expect(&sidecar, 404, "DELETE", &format!("/grants/{family}"), full, None).await;
 
     // Each change is logged with the admin token's id, never the token.

@@ -24,7 +24,7 @@ pub(crate) async fn grants(_caller: Caller, State(site): State<Arc<Site>>) -> Re
 }
 
 /// `DELETE {base}/api/grants/{family_id}`: the grant's refresh tokens stop
-/// working at once (its access tokens live until they expire).
+/// working at once, and the access tokens issued with them are revoked.
 pub(crate) async fn revoke_grant(
     caller: Caller,
     State(site): State<Arc<Site>>,
