@@ -141,6 +141,33 @@ async fn sign_in_sets_a_strict_admin_cookie_and_sign_out_ends_the_session() {
 }
 
 #[tokio::test]
+async fn a_cross_site_navigation_without_the_strict_cookie_gets_a_link_back_not_the_sign_in_page() {
+    let s = start();
+    common::install_crypto();
+    let no_redirects =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let back = no_redirects
+        .get(s.url("/admin/clients/mail?x=1"))
+        .header("sec-fetch-site", "cross-site")
+        .header("sec-fetch-mode", "navigate")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.status(), 200);
+    let body = unescape(&back.text().await.unwrap());
+    assert!(body.contains("href=\"/admin/clients/mail?x=1\""), "{body}");
+    assert!(!body.contains("name=\"password\""), "{body}");
+    // A same-site navigation without a session still gets the sign-in page.
+    let same = no_redirects
+        .get(s.url("/admin/clients/mail"))
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(same.status(), 303);
+}
+
+#[tokio::test]
 async fn the_cookie_is_secure_when_the_public_url_is_https() {
     let s = Sidecar::start(&format!("public_url: https://sidecar.example\n{CONFIG}"));
     let mut b = Browser::new();
