@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::response::{IntoResponse, Response};
 use http::header::LOCATION;
+use http::request::Parts;
 use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 
 use super::Site;
@@ -23,6 +25,43 @@ impl Viewer {
     /// True when the admin holds `permission`.
     pub(crate) fn may(&self, permission: &str) -> bool {
         self.user.may(permission)
+    }
+}
+
+/// The largest admin form body read.
+const FORM_LIMIT: usize = 256 * 1024;
+
+/// A page handler's signed-in admin with `administer oauth`; any other
+/// request gets [`viewer`]'s answer instead of the handler's.
+impl FromRequestParts<Arc<Site>> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, site: &Arc<Site>) -> Result<Self, Response> {
+        viewer(site, &parts.headers, &parts.uri, ADMINISTER_OAUTH).await
+    }
+}
+
+/// A posted admin form: the admin who sent it, with `administer oauth` and a
+/// matching CSRF token (see [`poster`]), and its fields.
+pub(crate) struct Posted {
+    pub(crate) viewer: Viewer,
+    pub(crate) form: Form,
+}
+
+impl FromRequest<Arc<Site>> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, site: &Arc<Site>) -> Result<Self, Response> {
+        let (parts, body) = req.into_parts();
+        let Ok(body) = axum::body::to_bytes(body, FORM_LIMIT).await else {
+            return Err(site.templates.error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Form too large",
+                "The form was larger than the admin pages accept.",
+            ));
+        };
+        let (viewer, form) = poster(site, &parts.headers, &parts.uri, &body, ADMINISTER_OAUTH).await?;
+        Ok(Posted { viewer, form })
     }
 }
 

@@ -4,26 +4,21 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use http::{HeaderMap, StatusCode, Uri};
+use http::{HeaderMap, StatusCode};
 use serde_json::json;
 
 use super::value;
-use crate::admin::auth::{Viewer, poster, see_other, viewer};
+use crate::admin::auth::{Posted, Viewer, see_other};
 use crate::admin::forms::Form;
 use crate::admin::{Site, records};
 use crate::config::server::GRANT_TYPES;
 use crate::server::admin::{self as ops, AdminError, ConsumerSpec, CreatedConsumer};
-use crate::store::{ADMINISTER_OAUTH, MANAGE_SECRETS};
+use crate::store::MANAGE_SECRETS;
 
 /// `GET {base}/consumers`.
-pub(crate) async fn list(State(site): State<Arc<Site>>, headers: HeaderMap, uri: Uri) -> Response {
-    let viewer = match viewer(&site, &headers, &uri, ADMINISTER_OAUTH).await {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
+pub(crate) async fn list(State(site): State<Arc<Site>>, viewer: Viewer) -> Response {
     match site.store.consumers().await {
         Ok(consumers) => {
             let rows: Vec<_> = consumers.iter().map(records::consumer).collect();
@@ -104,25 +99,13 @@ fn form_page(
 }
 
 /// `GET {base}/consumers/new`.
-pub(crate) async fn new_form(State(site): State<Arc<Site>>, headers: HeaderMap, uri: Uri) -> Response {
-    match viewer(&site, &headers, &uri, ADMINISTER_OAUTH).await {
-        Ok(viewer) => form_page(&site, &viewer, StatusCode::OK, blank(), false, None),
-        Err(res) => res,
-    }
+pub(crate) async fn new_form(State(site): State<Arc<Site>>, viewer: Viewer) -> Response {
+    form_page(&site, &viewer, StatusCode::OK, blank(), false, None)
 }
 
 /// `POST {base}/consumers`: creates the consumer; the form again with
 /// the reason when it cannot be.
-pub(crate) async fn create(
-    State(site): State<Arc<Site>>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
-) -> Response {
-    let (viewer, form) = match poster(&site, &headers, &uri, &body, ADMINISTER_OAUTH).await {
-        Ok(got) => got,
-        Err(res) => return res,
-    };
+pub(crate) async fn create(State(site): State<Arc<Site>>, Posted { viewer, form }: Posted) -> Response {
     let client_id = Some(form.text("client_id")).filter(|c| !c.is_empty());
     match ops::create_consumer(site.store.as_ref(), &site.server, client_id, &spec(&form)).await {
         Ok(created) => {
@@ -161,13 +144,8 @@ fn refused(
 pub(crate) async fn edit_form(
     State(site): State<Arc<Site>>,
     Path(client_id): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
+    viewer: Viewer,
 ) -> Response {
-    let viewer = match viewer(&site, &headers, &uri, ADMINISTER_OAUTH).await {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
     match site.store.consumer(&client_id).await {
         Ok(Some(c)) => form_page(&site, &viewer, StatusCode::OK, records::consumer(&c), true, None),
         Ok(None) => site.templates.error(StatusCode::NOT_FOUND, "Not found", "There is no such consumer."),
@@ -181,13 +159,8 @@ pub(crate) async fn update(
     State(site): State<Arc<Site>>,
     Path(client_id): Path<String>,
     headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    Posted { viewer, form }: Posted,
 ) -> Response {
-    let (viewer, form) = match poster(&site, &headers, &uri, &body, ADMINISTER_OAUTH).await {
-        Ok(got) => got,
-        Err(res) => return res,
-    };
     let new_secret = form.checked("new_secret");
     if new_secret && !viewer.may(MANAGE_SECRETS) {
         return crate::admin::auth::forbidden(&site, &headers, &viewer.user, MANAGE_SECRETS);
@@ -213,13 +186,8 @@ pub(crate) async fn update(
 pub(crate) async fn delete_form(
     State(site): State<Arc<Site>>,
     Path(client_id): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
+    viewer: Viewer,
 ) -> Response {
-    let viewer = match viewer(&site, &headers, &uri, ADMINISTER_OAUTH).await {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
     match site.store.consumer(&client_id).await {
         Ok(Some(c)) => {
             let ctx = minijinja::context! {
@@ -242,14 +210,8 @@ pub(crate) async fn delete_form(
 pub(crate) async fn delete(
     State(site): State<Arc<Site>>,
     Path(client_id): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    Posted { viewer, .. }: Posted,
 ) -> Response {
-    let (viewer, _) = match poster(&site, &headers, &uri, &body, ADMINISTER_OAUTH).await {
-        Ok(got) => got,
-        Err(res) => return res,
-    };
     match ops::delete_consumer(site.store.as_ref(), &client_id).await {
         Ok(()) => {
             tracing::info!(admin = %viewer.user.username, client_id = %client_id, "consumer deleted");

@@ -4,23 +4,16 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use http::{HeaderMap, Uri};
 use serde_json::json;
 
 use super::value;
 use crate::admin::Site;
-use crate::admin::auth::{poster, see_other, viewer};
-use crate::store::ADMINISTER_OAUTH;
+use crate::admin::auth::{Posted, Viewer, see_other};
 
 /// `GET {base}/grants`.
-pub(crate) async fn list(State(site): State<Arc<Site>>, headers: HeaderMap, uri: Uri) -> Response {
-    let viewer = match viewer(&site, &headers, &uri, ADMINISTER_OAUTH).await {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
+pub(crate) async fn list(State(site): State<Arc<Site>>, viewer: Viewer) -> Response {
     let now = crate::client::now();
     match site.store.current_refresh_tokens(now).await {
         Ok(current) => {
@@ -51,14 +44,8 @@ pub(crate) async fn list(State(site): State<Arc<Site>>, headers: HeaderMap, uri:
 pub(crate) async fn revoke(
     State(site): State<Arc<Site>>,
     Path(family): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    Posted { viewer, .. }: Posted,
 ) -> Response {
-    let (viewer, _) = match poster(&site, &headers, &uri, &body, ADMINISTER_OAUTH).await {
-        Ok(got) => got,
-        Err(res) => return res,
-    };
     match site.store.revoke_refresh_family(&family).await {
         Ok(()) => {
             tracing::info!(admin = %viewer.user.username, family = %family, "grant revoked");

@@ -13,11 +13,11 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use http::header::SET_COOKIE;
-use http::{HeaderMap, StatusCode, Uri};
+use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
 use super::Site;
-use super::auth::{self, see_other, viewer};
+use super::auth::{self, Viewer, see_other};
 use crate::proxy::ConnectionInfo;
 use crate::store::ADMINISTER_OAUTH;
 
@@ -25,11 +25,8 @@ use crate::store::ADMINISTER_OAUTH;
 const LABEL: &str = "oauth-sidecar administration";
 
 /// `GET {base}/`: the consumers page.
-pub(crate) async fn home(State(site): State<Arc<Site>>, headers: HeaderMap, uri: Uri) -> Response {
-    match viewer(&site, &headers, &uri, ADMINISTER_OAUTH).await {
-        Ok(_) => see_other(&format!("{}/consumers", site.base)),
-        Err(res) => res,
-    }
+pub(crate) async fn home(State(site): State<Arc<Site>>, _: Viewer) -> Response {
+    see_other(&format!("{}/consumers", site.base))
 }
 
 /// `GET {base}/admin.css`: for anyone but a signed-in user who may not use
@@ -116,11 +113,8 @@ pub(crate) async fn logout(State(site): State<Arc<Site>>, headers: HeaderMap, bo
 }
 
 /// Any other admin path: 404 for an admin, the usual refusals for others.
-pub(crate) async fn not_found(State(site): State<Arc<Site>>, headers: HeaderMap, uri: Uri) -> Response {
-    match viewer(&site, &headers, &uri, ADMINISTER_OAUTH).await {
-        Ok(_) => site.templates.error(StatusCode::NOT_FOUND, "Not found", "There is no admin page here."),
-        Err(res) => res,
-    }
+pub(crate) async fn not_found(State(site): State<Arc<Site>>, _: Viewer) -> Response {
+    site.templates.error(StatusCode::NOT_FOUND, "Not found", "There is no admin page here.")
 }
 
 /// A value for a page from a serializable one.

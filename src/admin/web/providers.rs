@@ -7,20 +7,19 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use http::{HeaderMap, StatusCode, Uri};
+use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use super::value;
-use crate::admin::auth::{Viewer, poster, see_other, viewer};
+use crate::admin::auth::{Posted, Viewer, forbidden, see_other};
 use crate::admin::{Site, records};
 use crate::client::ClientError;
 use crate::client::admin::{self as ops, FetchGrant};
 use crate::client::tokens::Tokens;
 use crate::config::Secret;
-use crate::store::{ADMINISTER_OAUTH, MANAGE_SECRETS, ProviderTokenRecord};
+use crate::store::{MANAGE_SECRETS, ProviderTokenRecord};
 
 /// The page saying the client role is off.
 fn no_client(site: &Site, viewer: &Viewer) -> Response {
@@ -62,11 +61,7 @@ fn failed(site: &Site, viewer: &Viewer, e: ClientError) -> Response {
 }
 
 /// `GET {base}/providers`.
-pub(crate) async fn list(State(site): State<Arc<Site>>, headers: HeaderMap, uri: Uri) -> Response {
-    let viewer = match viewer(&site, &headers, &uri, ADMINISTER_OAUTH).await {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
+pub(crate) async fn list(State(site): State<Arc<Site>>, viewer: Viewer) -> Response {
     let Some(tokens) = site.tokens.as_ref() else { return no_client(&site, &viewer) };
     let clients = match tokens.registry().list().await {
         Ok(c) => c,
@@ -125,13 +120,8 @@ async fn provider_page(
 pub(crate) async fn show(
     State(site): State<Arc<Site>>,
     Path(provider): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
+    viewer: Viewer,
 ) -> Response {
-    let viewer = match viewer(&site, &headers, &uri, ADMINISTER_OAUTH).await {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
     let Some(tokens) = site.tokens.as_ref() else { return no_client(&site, &viewer) };
     let blank = json!({ "name": provider, "label": "", "client_id": "", "tenant": "" });
     provider_page(&site, &viewer, tokens, &provider, StatusCode::OK, blank, None).await
@@ -142,14 +132,8 @@ pub(crate) async fn show(
 pub(crate) async fn register(
     State(site): State<Arc<Site>>,
     Path(provider): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    Posted { viewer, form }: Posted,
 ) -> Response {
-    let (viewer, form) = match poster(&site, &headers, &uri, &body, ADMINISTER_OAUTH).await {
-        Ok(got) => got,
-        Err(res) => return res,
-    };
     let Some(tokens) = site.tokens.as_ref() else { return no_client(&site, &viewer) };
     let name = form.text("name");
     let name = if name.is_empty() { provider.clone() } else { name };
@@ -196,13 +180,8 @@ fn token_row(t: &ProviderTokenRecord, now: i64) -> Value {
 pub(crate) async fn client(
     State(site): State<Arc<Site>>,
     Path(client): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
+    viewer: Viewer,
 ) -> Response {
-    let viewer = match viewer(&site, &headers, &uri, ADMINISTER_OAUTH).await {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
     let Some(tokens) = site.tokens.as_ref() else { return no_client(&site, &viewer) };
     let reg = match tokens.registry().get(&client).await {
         Ok(Some(r)) => r,
@@ -237,14 +216,8 @@ pub(crate) async fn client(
 pub(crate) async fn delete_client(
     State(site): State<Arc<Site>>,
     Path(client): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    Posted { viewer, .. }: Posted,
 ) -> Response {
-    let (viewer, _) = match poster(&site, &headers, &uri, &body, ADMINISTER_OAUTH).await {
-        Ok(got) => got,
-        Err(res) => return res,
-    };
     let Some(tokens) = site.tokens.as_ref() else { return no_client(&site, &viewer) };
     match tokens.registry().delete(&client).await {
         Ok(()) => {
@@ -260,14 +233,8 @@ pub(crate) async fn delete_client(
 pub(crate) async fn fetch(
     State(site): State<Arc<Site>>,
     Path(client): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    Posted { viewer, form }: Posted,
 ) -> Response {
-    let (viewer, form) = match poster(&site, &headers, &uri, &body, ADMINISTER_OAUTH).await {
-        Ok(got) => got,
-        Err(res) => return res,
-    };
     let Some(tokens) = site.tokens.as_ref() else { return no_client(&site, &viewer) };
     let grant = match form.get("grant") {
         Some("client_credentials") => FetchGrant::ClientCredentials,
@@ -297,12 +264,11 @@ pub(crate) async fn inspect(
     State(site): State<Arc<Site>>,
     Path((client, id)): Path<(String, i64)>,
     headers: HeaderMap,
-    uri: Uri,
+    viewer: Viewer,
 ) -> Response {
-    let viewer = match viewer(&site, &headers, &uri, MANAGE_SECRETS).await {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
+    if !viewer.may(MANAGE_SECRETS) {
+        return forbidden(&site, &headers, &viewer.user, MANAGE_SECRETS);
+    }
     let Some(tokens) = site.tokens.as_ref() else { return no_client(&site, &viewer) };
     match site.store.provider_token(id).await {
         Ok(Some(t)) if t.client == client => {}
@@ -331,14 +297,8 @@ pub(crate) async fn inspect(
 pub(crate) async fn delete_token(
     State(site): State<Arc<Site>>,
     Path((client, id)): Path<(String, i64)>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    Posted { viewer, .. }: Posted,
 ) -> Response {
-    let (viewer, _) = match poster(&site, &headers, &uri, &body, ADMINISTER_OAUTH).await {
-        Ok(got) => got,
-        Err(res) => return res,
-    };
     let Some(tokens) = site.tokens.as_ref() else { return no_client(&site, &viewer) };
     match site.store.provider_token(id).await {
         Ok(Some(t)) if t.client == client => {}

@@ -3,15 +3,14 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use http::{HeaderMap, StatusCode, Uri};
+use http::StatusCode;
 use serde_json::json;
 
 use super::value;
 use crate::admin::Site;
-use crate::admin::auth::{Viewer, poster, see_other, viewer};
+use crate::admin::auth::{Posted, Viewer, see_other};
 use crate::admin::forms::Form;
 use crate::admin::records::{self, UserChange};
 use crate::config::Secret;
@@ -19,11 +18,7 @@ use crate::server::admin::{self as ops, AdminError};
 use crate::store::{ADMINISTER_OAUTH, PERMISSIONS};
 
 /// `GET {base}/users`.
-pub(crate) async fn list(State(site): State<Arc<Site>>, headers: HeaderMap, uri: Uri) -> Response {
-    let viewer = match viewer(&site, &headers, &uri, ADMINISTER_OAUTH).await {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
+pub(crate) async fn list(State(site): State<Arc<Site>>, viewer: Viewer) -> Response {
     match site.store.users().await {
         Ok(users) => {
             let rows: Vec<_> = users.iter().map(records::user).collect();
@@ -64,28 +59,13 @@ fn from_form(form: &Form, username: &str) -> serde_json::Value {
 }
 
 /// `GET {base}/users/new`.
-pub(crate) async fn new_form(State(site): State<Arc<Site>>, headers: HeaderMap, uri: Uri) -> Response {
-    match viewer(&site, &headers, &uri, ADMINISTER_OAUTH).await {
-        Ok(viewer) => {
-            let blank =
-                json!({ "username": "", "roles": [], "admin": false, "permissions": [], "disabled": false });
-            form_page(&site, &viewer, StatusCode::OK, blank, false, None)
-        }
-        Err(res) => res,
-    }
+pub(crate) async fn new_form(State(site): State<Arc<Site>>, viewer: Viewer) -> Response {
+    let blank = json!({ "username": "", "roles": [], "admin": false, "permissions": [], "disabled": false });
+    form_page(&site, &viewer, StatusCode::OK, blank, false, None)
 }
 
 /// `POST {base}/users`.
-pub(crate) async fn create(
-    State(site): State<Arc<Site>>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
-) -> Response {
-    let (viewer, form) = match poster(&site, &headers, &uri, &body, ADMINISTER_OAUTH).await {
-        Ok(got) => got,
-        Err(res) => return res,
-    };
+pub(crate) async fn create(State(site): State<Arc<Site>>, Posted { viewer, form }: Posted) -> Response {
     let username = form.text("username");
     let shown = from_form(&form, &username);
     let Some(password) = form.get("password") else {
@@ -122,13 +102,8 @@ pub(crate) async fn create(
 pub(crate) async fn edit_form(
     State(site): State<Arc<Site>>,
     Path(username): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
+    viewer: Viewer,
 ) -> Response {
-    let viewer = match viewer(&site, &headers, &uri, ADMINISTER_OAUTH).await {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
     match site.store.user(&username).await {
         Ok(Some(u)) => form_page(&site, &viewer, StatusCode::OK, records::user(&u), true, None),
         Ok(None) => site.templates.error(StatusCode::NOT_FOUND, "Not found", "There is no such user."),
@@ -141,14 +116,8 @@ pub(crate) async fn edit_form(
 pub(crate) async fn update(
     State(site): State<Arc<Site>>,
     Path(username): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    Posted { viewer, form }: Posted,
 ) -> Response {
-    let (viewer, form) = match poster(&site, &headers, &uri, &body, ADMINISTER_OAUTH).await {
-        Ok(got) => got,
-        Err(res) => return res,
-    };
     let shown = from_form(&form, &username);
     let permissions = ops::permissions_for(form.checked("admin"), form.all("permissions"));
     let disabled = form.checked("disabled");
