@@ -143,7 +143,7 @@ impl SignIn {
     }
 
     fn set_cookie(&self, name: &str, value: &str, max_age: Option<u64>, same_site: &str) -> HeaderValue {
-        session::set_cookie_at(&self.scope.path, name, value, max_age, same_site, self.secure)
+        session::set_cookie(&self.scope.path, name, value, max_age, same_site, self.secure)
     }
 
     /// The CSRF token for a form on a page, and the `Set-Cookie` the page

@@ -70,20 +70,9 @@ async fn csrf(b: &mut Browser, s: &Sidecar, path: &str) -> String {
     page.input("csrf_token")
 }
 
-/// POSTs a form to the token endpoint `url` with Basic credentials `id:secret`.
+/// POSTs a form to an OAuth endpoint `url` with Basic credentials `id:secret`.
 async fn call_token((url, creds): (&str, &str), form: &[(&str, &str)]) -> (u16, Value) {
-    let (id, secret) = creds.split_once(':').unwrap();
-    let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
-    let res = common::client()
-        .post(url)
-        .basic_auth(id, Some(secret))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .expect("token request");
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
+    common::post_form(url, creds.split_once(':').unwrap(), form).await
 }
 
 /// Text between `id="{id}"` and the end of its element.

@@ -390,7 +390,8 @@ fn login_page(
 /// Sets the CSRF cookie on a page when the browser had none.
 fn set_csrf_cookie(server: &Inner, page: &mut Response, value: Option<String>) {
     if let Some(value) = value {
-        let cookie = session::set_cookie(CSRF_COOKIE, &value, None, "Strict", server.secure_cookies);
+        let cookie =
+            session::set_cookie("/oauth/", CSRF_COOKIE, &value, None, "Strict", server.secure_cookies);
         page.headers_mut().append(SET_COOKIE, cookie);
     }
 }
@@ -474,7 +475,7 @@ async fn sign_in(
         })
         .await?;
     tracing::info!(username = %user.username, client_id = %request.consumer.client_id, "signed in");
-    let cookie = session::set_cookie(SESSION_COOKIE, &id, None, "Lax", server.secure_cookies);
+    let cookie = session::set_cookie("/oauth/", SESSION_COOKIE, &id, None, "Lax", server.secure_cookies);
     proceed(server, request, headers, &user, now, Some(cookie)).await
 }
 

@@ -47,19 +47,8 @@ pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
         .map(|(_, v)| v)
 }
 
-/// A `Set-Cookie` value scoped to `/oauth/`; `max_age: Some(0)` deletes it.
-pub(crate) fn set_cookie(
-    name: &str,
-    value: &str,
-    max_age: Option<u64>,
-    same_site: &str,
-    secure: bool,
-) -> HeaderValue {
-    set_cookie_at("/oauth/", name, value, max_age, same_site, secure)
-}
-
 /// A `Set-Cookie` value scoped to `path`; `max_age: Some(0)` deletes it.
-pub(crate) fn set_cookie_at(
+pub(crate) fn set_cookie(
     path: &str,
     name: &str,
     value: &str,

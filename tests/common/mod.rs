@@ -206,6 +206,27 @@ pub fn raw(addr: SocketAddr, request: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// POSTs a form to `url` with HTTP Basic `(id, secret)`, as OAuth clients
+/// call the token, revoke and introspect endpoints; the status and the
+/// JSON body (`null` when it is not JSON).
+pub async fn post_form(
+    url: &str,
+    (id, secret): (&str, &str),
+    form: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
+    let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+    let res = client()
+        .post(url)
+        .basic_auth(id, Some(secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(serde_json::Value::Null))
+}
+
 /// A reqwest client with the ring crypto provider installed.
 pub fn client() -> reqwest::Client {
     install_crypto();
