@@ -38,6 +38,11 @@ pub fn migrations() -> Vec<Migration> {
             description: "refresh lease",
             sql: Cow::Borrowed(include_str!("../../../migrations/postgres/0005_refresh_lease.sql")),
         },
+        Migration {
+            version: 7,
+            description: "change announcements",
+            sql: Cow::Borrowed(include_str!("../../../migrations/postgres/0007_change_announcements.sql")),
+        },
     ]
 }
 
