@@ -11,9 +11,10 @@
 //! passes each change of this store's schema to every subscriber. Each time
 //! it starts listening, the first time included, it announces
 //! [`StoreChange::Everything`], since what changed while nobody listened
-//! is unknown. A lost connection is logged and opened again (at once, then
-//! after pauses doubling up to 30 seconds while it keeps failing);
-//! meanwhile the caches rely on their periodic re-reads.
+//! is unknown. A lost connection is logged and opened again: at once, then
+//! after pauses of 1 second doubling up to 30 while it keeps failing (or
+//! keeps being lost within a second); meanwhile the caches rely on their
+//! periodic re-reads.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -38,7 +39,7 @@ pub const APPLICATION_NAME: &str = "oauth-sidecar listener";
 /// falls further behind is told [`StoreChange::Everything`].
 const CAPACITY: usize = 1024;
 
-/// The first and the longest pause before connecting again.
+/// The first pause before connecting again after failures, and the longest.
 const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 
@@ -93,7 +94,8 @@ impl Feed {
 
 /// Listens until the pool is closed, connecting again after a loss.
 async fn listen(pool: PgPool, sender: broadcast::Sender<StoreChange>, backend_pid: Arc<AtomicI32>) {
-    let mut pause = RETRY_MIN;
+    // Failed attempts in a row; a connection lost within RETRY_MIN counts.
+    let mut failures = 0;
     loop {
         let (mut listener, schema) = match subscribe(&pool, &backend_pid).await {
             Ok(subscribed) => subscribed,
@@ -101,13 +103,14 @@ async fn listen(pool: PgPool, sender: broadcast::Sender<StoreChange>, backend_pi
                 if pool.is_closed() {
                     return;
                 }
+                failures += 1;
+                let pause = backoff(failures);
                 tracing::warn!(
                     error = %e,
                     retry_in_secs = pause.as_secs(),
                     "cannot listen for store changes; caches rely on their periodic re-reads meanwhile"
                 );
                 tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(RETRY_MAX);
                 continue;
             }
         };
@@ -134,13 +137,19 @@ async fn listen(pool: PgPool, sender: broadcast::Sender<StoreChange>, backend_pi
             reason = %reason,
             "stopped listening for store changes; listening again, caches rely on their periodic re-reads meanwhile"
         );
-        // A connection that keeps dying at once is not retried in a loop.
-        if since.elapsed() < RETRY_MIN {
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(RETRY_MAX);
-        } else {
-            pause = RETRY_MIN;
-        }
+        failures = if since.elapsed() < RETRY_MIN { failures + 1 } else { 0 };
+        // The first attempt after a loss is at once; a connection that
+        // keeps dying at once is not retried in a tight loop.
+        tokio::time::sleep(backoff(failures.saturating_sub(1))).await;
+    }
+}
+
+/// The pause after `failures` failed attempts in a row: none, then 1 s
+/// doubling up to [`RETRY_MAX`].
+fn backoff(failures: u32) -> Duration {
+    match failures {
+        0 => Duration::ZERO,
+        n => RETRY_MIN.saturating_mul(1 << (n - 1).min(5)).min(RETRY_MAX),
     }
 }
 
@@ -225,5 +234,11 @@ mod tests {
         assert_eq!(parse(r#"{"schema":"s1","kind":"everything"}"#, "s1"), Some(StoreChange::Everything));
         assert_eq!(parse(&p("something_new", "x"), "s1"), None);
         assert_eq!(parse("not json", "s1"), None);
+    }
+
+    #[test]
+    fn retries_pause_longer_while_they_keep_failing() {
+        let secs: Vec<u64> = (0..9).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(secs, [0, 1, 2, 4, 8, 16, 30, 30, 30]);
     }
 }
