@@ -25,6 +25,7 @@
 #![deny(unsafe_code)]
 #![deny(unreachable_pub)]
 
+pub mod admin;
 pub mod client;
 pub mod config;
 pub mod demo;

@@ -283,9 +283,12 @@ enum UserCommand {
         /// A role of server.roles (repeat for more).
         #[arg(long = "role", value_name = "ROLE")]
         roles: Vec<String>,
-        /// May use the admin API and pages.
+        /// May use the admin API and pages (with `administer oauth` unless --permission says).
         #[arg(long)]
         admin: bool,
+        /// An admin permission: "administer oauth" or "manage oauth client secrets" (repeat for both).
+        #[arg(long = "permission", value_name = "PERMISSION")]
+        permissions: Vec<String>,
         /// Read the password from this file instead of standard input.
         #[arg(long, value_name = "FILE")]
         password_file: Option<PathBuf>,
@@ -298,6 +301,8 @@ enum UserCommand {
     },
     /// Replace a user's roles.
     Roles { username: String, roles: Vec<String> },
+    /// Replace a user's admin permissions (none: no longer an admin).
+    Permissions { username: String, permissions: Vec<String> },
     /// Disable a user (no login, no token), or enable them again with --enable.
     Disable {
         username: String,
@@ -537,9 +542,9 @@ async fn consumer(store: Store, server: Server, command: ConsumerCommand) -> Out
 async fn user(store: Store, server: Server, command: UserCommand) -> Output {
     let store = store.as_ref();
     match command {
-        UserCommand::Add { username, roles, admin, password_file } => {
+        UserCommand::Add { username, roles, admin, permissions, password_file } => {
             let password = admin::read_password(password_file.as_deref())?;
-            admin::add_user(store, &server, &username, &password, roles, admin).await?;
+            admin::add_user(store, &server, &username, &password, roles, admin, permissions).await?;
             Ok(vec![format!("added user {username}")])
         }
         UserCommand::Passwd { username, password_file } => {
@@ -549,6 +554,10 @@ async fn user(store: Store, server: Server, command: UserCommand) -> Output {
         }
         UserCommand::Roles { username, roles } => {
             admin::set_roles(store, &server, &username, roles).await?;
+            Ok(vec![])
+        }
+        UserCommand::Permissions { username, permissions } => {
+            admin::set_permissions(store, &username, permissions).await?;
             Ok(vec![])
         }
         UserCommand::Disable { username, enable } => {

@@ -6,6 +6,7 @@
 //!   -> router: ops paths -> operations
 //!              /oauth/*, /.well-known/* -> authorization server (with `server:`;
 //!                                          the token endpoint with per-client CORS)
+//!              /admin/* -> admin pages and API (unless `admin.enabled: false`)
 //!              everything else -> CORS (per consumer) -> bearer gate (with `gate:`)
 //!                              -> identity headers -> reverse proxy -> upstream app
 //! ```
@@ -57,6 +58,9 @@ pub enum StartError {
     /// The resource gate could not be built.
     #[error("cannot build the resource gate: {0}")]
     Gate(#[from] GateConfigError),
+    /// The admin pages could not be set up.
+    #[error("cannot start the admin pages: {0}")]
+    Admin(#[from] crate::admin::AdminStartError),
 }
 
 /// A built sidecar: store open, listener bound, ready to [`Sidecar::run`].
@@ -160,6 +164,22 @@ impl Sidecar {
             let (prefix, return_path) = role.client().owned_paths();
             owned = owned.prefix(prefix).exact(return_path);
             router = router.merge(role.client().router());
+        }
+        let tokens = client.as_ref().map(|role| role.client().tokens());
+        match crate::admin::AdminSite::start(&loaded, store.clone(), tokens).await {
+            Ok(Some(admin)) => {
+                let (prefix, exact) = admin.owned_paths();
+                owned = owned.prefix(&prefix).exact(&exact);
+                router = router.merge(admin.router());
+            }
+            Ok(None) => {}
+            Err(e) => {
+                for task in &tasks {
+                    task.abort();
+                }
+                store.close().await;
+                return Err(e.into());
+            }
         }
         let dispatch = Dispatch::new(router, proxy, owned, front);
         Ok(Sidecar {

@@ -1,9 +1,10 @@
 //! Sign-in of local users (`oauth-sidecar user add`, `server.users`) for the
-//! sidecar's own routes that need a person: today `/oauth/start/{client}`,
-//! later the admin page. It reuses the authorization server's pieces, so a
-//! sign-in at `/oauth/authorize` counts here too and the other way round:
-//! the same session cookie (`oauth_sidecar_session`, `Path=/oauth/`), the
-//! same CSRF cookie and form token, the same throttle settings and pages.
+//! sidecar's own routes that need a person: `/oauth/start/{client}` and the
+//! admin pages. It reuses the authorization server's pieces: the same CSRF
+//! form token, the same throttle settings and pages. Where the session
+//! lives is the caller's [`CookieScope`]: under `/oauth/` a sign-in at
+//! `/oauth/authorize` counts for `/oauth/start` too (the same cookie); the
+//! admin pages keep their own stricter cookie with an idle timeout.
 //! It works without a `server:` section: users live in the store either way.
 
 use std::sync::Arc;
@@ -35,6 +36,29 @@ pub enum SignInError {
     Hash(String),
 }
 
+/// Where a sign-in's session and CSRF cookies live and how long a session lasts.
+#[derive(Debug, Clone)]
+pub(crate) struct CookieScope {
+    /// The session cookie's name.
+    pub(crate) name: &'static str,
+    /// The cookies' `Path`, ending in `/`.
+    pub(crate) path: String,
+    /// The session cookie's `SameSite`.
+    pub(crate) same_site: &'static str,
+    /// Seconds without a request after which the session ends; `None`: only
+    /// the session lifetime counts.
+    pub(crate) idle: Option<i64>,
+    /// The session's longest life in seconds; `None`: `server.session_ttl`.
+    pub(crate) ttl: Option<i64>,
+}
+
+impl CookieScope {
+    /// The authorization server's session: `oauth_sidecar_session` on `/oauth/`.
+    pub(crate) fn oauth() -> Self {
+        CookieScope { name: SESSION_COOKIE, path: "/oauth/".into(), same_site: "Lax", idle: None, ttl: None }
+    }
+}
+
 /// Local-user sign-in (see the module docs).
 pub(crate) struct SignIn {
     store: Arc<dyn Store>,
@@ -42,6 +66,7 @@ pub(crate) struct SignIn {
     pages: Pages,
     throttle: session::Throttle,
     session_ttl: i64,
+    scope: CookieScope,
     secure: bool,
     trusted_proxies: Vec<TrustedProxy>,
     dummy_hash: String,
@@ -55,6 +80,7 @@ impl SignIn {
         server: Option<&ServerConfig>,
         public_url: &HttpUrl,
         trusted_proxies: &[TrustedProxy],
+        scope: CookieScope,
     ) -> Result<Self, SignInError> {
         let defaults = ServerConfig::default();
         let server = server.unwrap_or(&defaults);
@@ -70,7 +96,10 @@ impl SignIn {
                 server.login_attempts_per_address,
                 server.login_window.0,
             ),
-            session_ttl: i64::try_from(server.session_ttl.0.as_secs()).unwrap_or(i64::MAX),
+            session_ttl: scope
+                .ttl
+                .unwrap_or_else(|| i64::try_from(server.session_ttl.0.as_secs()).unwrap_or(i64::MAX)),
+            scope,
             secure: public_url.is_https(),
             trusted_proxies: trusted_proxies.to_vec(),
             dummy_hash,
@@ -82,15 +111,51 @@ impl SignIn {
         &self.pages
     }
 
-    /// The signed-in, enabled user, from the session cookie.
+    /// The signed-in, enabled user, from the session cookie. With an idle
+    /// timeout, each call moves the session's end on (written when it moves
+    /// by a quarter of the timeout or a minute), never past its longest life.
     pub(crate) async fn current_user(&self, headers: &HeaderMap) -> Result<Option<UserRecord>, StoreError> {
-        let Some(value) = session::cookie(headers, SESSION_COOKIE).filter(|v| session::is_token(v)) else {
+        let Some(value) = session::cookie(headers, self.scope.name).filter(|v| session::is_token(v)) else {
             return Ok(None);
         };
-        let Some(found) = self.store.session(&hash(value), crate::client::now()).await? else {
+        let now = crate::client::now();
+        let id_hash = hash(value);
+        let Some(found) = self.store.session(&id_hash, now).await? else {
             return Ok(None);
         };
+        if let Some(idle) = self.scope.idle {
+            // Written when it moves by a quarter of the timeout (a minute at most), not on every request.
+            let step = (idle / 4).clamp(1, 60);
+            let end = now.saturating_add(idle).min(found.auth_time.saturating_add(self.session_ttl));
+            if end > found.expires_at.saturating_add(step) {
+                self.store.touch_session(&id_hash, end).await?;
+            }
+        }
         Ok(self.store.user(&found.username).await?.filter(|u| !u.disabled))
+    }
+
+    /// Ends the browser's session; the `Set-Cookie` that clears it.
+    pub(crate) async fn sign_out(&self, headers: &HeaderMap) -> Result<HeaderValue, StoreError> {
+        if let Some(value) = session::cookie(headers, self.scope.name).filter(|v| session::is_token(v)) {
+            self.store.delete_session(&hash(value)).await?;
+        }
+        Ok(self.set_cookie(self.scope.name, "", Some(0), self.scope.same_site))
+    }
+
+    fn set_cookie(&self, name: &str, value: &str, max_age: Option<u64>, same_site: &str) -> HeaderValue {
+        session::set_cookie_at(&self.scope.path, name, value, max_age, same_site, self.secure)
+    }
+
+    /// The CSRF token for a form on a page, and the `Set-Cookie` the page
+    /// needs when the browser has no CSRF cookie yet.
+    pub(crate) fn csrf_token(&self, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+        let (token, new_cookie) = session::csrf_token(&self.secrets, headers);
+        (token, new_cookie.map(|value| self.set_cookie(CSRF_COOKIE, &value, None, "Strict")))
+    }
+
+    /// True when a posted form's CSRF token matches the browser's cookie.
+    pub(crate) fn csrf_ok(&self, headers: &HeaderMap, presented: Option<&str>) -> bool {
+        session::csrf_ok(&self.secrets, headers, presented)
     }
 
     /// The sign-in page; its form posts to `action` (the page's own URL).
@@ -103,13 +168,12 @@ impl SignIn {
         error: Option<&str>,
         status: StatusCode,
     ) -> Response {
-        let (csrf_token, new_cookie) = session::csrf_token(&self.secrets, headers);
+        let (csrf_token, new_cookie) = self.csrf_token(headers);
         let view = LoginView { client_label: label, action, csrf_token: &csrf_token, username, error };
         let mut page = self.pages.login(&view, None);
         *page.status_mut() = status;
-        if let Some(value) = new_cookie {
-            page.headers_mut()
-                .append(SET_COOKIE, session::set_cookie(CSRF_COOKIE, &value, None, "Strict", self.secure));
+        if let Some(cookie) = new_cookie {
+            page.headers_mut().append(SET_COOKIE, cookie);
         }
         page
     }
@@ -128,7 +192,7 @@ impl SignIn {
         let field = |name: &str| {
             fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
         };
-        if !session::csrf_ok(&self.secrets, headers, field(CSRF_FIELD)) {
+        if !self.csrf_ok(headers, field(CSRF_FIELD)) {
             return self.pages.error(
                 StatusCode::FORBIDDEN,
                 "Form expired",
@@ -198,7 +262,8 @@ impl SignIn {
             id_hash: hash(&id),
             username: user.username.clone(),
             auth_time: now,
-            expires_at: now.saturating_add(self.session_ttl),
+            expires_at: now
+                .saturating_add(self.scope.idle.map_or(self.session_ttl, |i| i.min(self.session_ttl))),
         };
         if let Err(e) = self.store.add_session(&record).await {
             return self.failure(e);
@@ -209,7 +274,7 @@ impl SignIn {
             res.headers_mut().insert(LOCATION, location);
         }
         res.headers_mut()
-            .append(SET_COOKIE, session::set_cookie(SESSION_COOKIE, &id, None, "Lax", self.secure));
+            .append(SET_COOKIE, self.set_cookie(self.scope.name, &id, None, self.scope.same_site));
         res
     }
 

@@ -95,6 +95,7 @@ async fn writes_are_announced_by_kind_and_key_to_listeners_on_the_same_schema_on
             password_hash: "$argon2id$x".into(),
             roles: vec![],
             admin: false,
+            permissions: vec![],
             disabled: false,
         })
         .await

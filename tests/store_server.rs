@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use common::stores::Backend;
 use oauth_sidecar::store::{
-    AuthCodeRecord, CodeRedemption, ConsumerRecord, RefreshGrace, RefreshRotation, RefreshTokenRecord,
-    SessionRecord, SigningKeyRecord, UserRecord,
+    AdminTokenRecord, AuthCodeRecord, CodeRedemption, ConsumerRecord, RefreshGrace, RefreshRotation,
+    RefreshTokenRecord, SessionRecord, SigningKeyRecord, UserRecord,
 };
 
 const NOW: i64 = 1_700_000_000;
@@ -128,9 +128,16 @@ async fn users_round_trip_and_put_replaces(backend: Backend) {
         password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
         roles: strings(&["farm_worker"]),
         admin: false,
+        permissions: vec![],
         disabled: false,
     };
-    let alice = UserRecord { username: "alice".into(), roles: vec![], admin: true, ..bob.clone() };
+    let alice = UserRecord {
+        username: "alice".into(),
+        roles: vec![],
+        admin: true,
+        permissions: strings(&["administer oauth", "manage oauth client secrets"]),
+        ..bob.clone()
+    };
     store.put_user(&bob).await.unwrap();
     store.put_user(&alice).await.unwrap();
     assert_eq!(store.user("bob").await.unwrap(), Some(bob.clone()));
@@ -192,6 +199,59 @@ async fn sessions_round_trip_until_they_expire_or_end(backend: Backend) {
     store.delete_session("s1").await.unwrap();
     assert_eq!(store.session("s1", NOW).await.unwrap(), None);
     store.delete_session("s1").await.unwrap();
+    store.close().await;
+}
+
+async fn a_touched_session_lasts_until_its_new_end(backend: Backend) {
+    let (store, _place) = backend.open().await;
+    store.add_session(&session("s1", NOW + 60)).await.unwrap();
+    store.touch_session("s1", NOW + 600).await.unwrap();
+    assert_eq!(store.session("s1", NOW + 300).await.unwrap().map(|s| s.expires_at), Some(NOW + 600));
+    store.touch_session("s1", NOW).await.unwrap();
+    assert_eq!(store.session("s1", NOW).await.unwrap(), None, "moved back: ended");
+    store.close().await;
+}
+
+async fn admin_tokens_are_found_by_hash_listed_and_deleted(backend: Backend) {
+    let (store, _place) = backend.open().await;
+    let first = AdminTokenRecord {
+        id: "t1".into(),
+        label: "deploy bot".into(),
+        token_hash: "hash-1".into(),
+        permissions: strings(&["administer oauth"]),
+        created_at: NOW,
+    };
+    let second = AdminTokenRecord {
+        id: "t2".into(),
+        token_hash: "hash-2".into(),
+        created_at: NOW + 1,
+        ..first.clone()
+    };
+    store.add_admin_token(&first).await.unwrap();
+    store.add_admin_token(&second).await.unwrap();
+    let same_hash = AdminTokenRecord { id: "t3".into(), ..first.clone() };
+    assert!(store.add_admin_token(&same_hash).await.is_err(), "token hashes are unique");
+    assert_eq!(store.admin_token("hash-2").await.unwrap(), Some(second.clone()));
+    assert_eq!(store.admin_token("hash-9").await.unwrap(), None);
+    assert_eq!(store.admin_tokens().await.unwrap(), vec![first.clone(), second.clone()], "oldest first");
+    assert!(store.delete_admin_token("t1").await.unwrap());
+    assert!(!store.delete_admin_token("t1").await.unwrap());
+    assert_eq!(store.admin_token("hash-1").await.unwrap(), None);
+    store.close().await;
+}
+
+async fn current_refresh_tokens_list_one_live_token_per_grant(backend: Backend) {
+    let (store, _place) = backend.open().await;
+    store.put_consumer(&consumer("web")).await.unwrap();
+    store.add_refresh_token(&refresh("a1", "fam-a", "web", NOW + 600)).await.unwrap();
+    store.rotate_refresh_token("a1", &refresh("a2", "fam-a", "web", NOW + 900), NOW).await.unwrap();
+    store.add_refresh_token(&refresh("b1", "fam-b", "web", NOW + 300)).await.unwrap();
+    store.add_refresh_token(&refresh("c1", "fam-c", "web", NOW + 400)).await.unwrap();
+    store.revoke_refresh_family("fam-c").await.unwrap();
+    store.add_refresh_token(&refresh("d1", "fam-d", "web", NOW - 1)).await.unwrap();
+    let listed: Vec<String> =
+        store.current_refresh_tokens(NOW).await.unwrap().into_iter().map(|t| t.token_hash).collect();
+    assert_eq!(listed, ["b1", "a2"], "rotated, revoked and expired tokens left out; by expiry");
     store.close().await;
 }
 
@@ -483,6 +543,9 @@ async fn concurrent_rotation_with_grace_has_one_winner_and_the_others_retry(back
 }
 
 on_both_backends!(
+    a_touched_session_lasts_until_its_new_end,
+    admin_tokens_are_found_by_hash_listed_and_deleted,
+    current_refresh_tokens_list_one_live_token_per_grant,
     concurrent_first_signing_keys_store_one_per_algorithm,
     consumers_round_trip_and_put_replaces,
     delete_consumer_removes_its_codes_and_refresh_tokens_only,

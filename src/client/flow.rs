@@ -83,7 +83,7 @@ pub(crate) async fn start(
         Ok(None) => return inner.signin.login_page(&headers, &action, &label, "", None, StatusCode::OK),
         Err(e) => return server_error(&inner, &e.to_string()),
     };
-    if !user.admin {
+    if !user.may(crate::store::ADMINISTER_OAUTH) {
         tracing::warn!(username = %user.username, client = %client, "a user who is not an admin tried to start an authorization");
         return pages.error(
             StatusCode::FORBIDDEN,

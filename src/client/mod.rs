@@ -163,6 +163,7 @@ impl OAuthClient {
             loaded.config.server.as_ref(),
             &loaded.public_url,
             &loaded.config.proxy.trusted_proxies,
+            crate::signin::CookieScope::oauth(),
         )
         .await?;
         let inner = Inner {

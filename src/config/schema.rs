@@ -47,6 +47,33 @@ pub struct Config {
     pub egress: Option<super::client::EgressConfig>,
     /// The resource gate; absent: requests are proxied without token checks.
     pub gate: Option<super::gate::GateConfig>,
+    /// The admin pages and API.
+    pub admin: AdminConfig,
+}
+
+/// The admin pages and JSON API (`/admin/`), for admin users and API tokens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Off: the sidecar answers nothing under `path` and the app gets those requests.
+    pub enabled: bool,
+    /// Where the pages live (the API under `{path}/api/`); move it when the app uses `/admin`.
+    pub path: At<RoutePath>,
+    /// A session ends after this long without a request.
+    pub idle_timeout: Duration,
+    /// A session ends this long after sign-in, used or not.
+    pub session_ttl: Duration,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            enabled: true,
+            path: At::default_value(RoutePath::new("/admin")),
+            idle_timeout: Duration::secs(30 * 60),
+            session_ttl: Duration::secs(12 * 3600),
+        }
+    }
 }
 
 impl Default for Config {
@@ -67,6 +94,7 @@ impl Default for Config {
             client: None,
             egress: None,
             gate: None,
+            admin: AdminConfig::default(),
         }
     }
 }

@@ -177,6 +177,9 @@ pub struct UserConfig {
     pub roles: Vec<At<String>>,
     /// May use the admin API and pages.
     pub admin: bool,
+    /// Admin permissions (`administer oauth`, `manage oauth client
+    /// secrets`); an admin without any gets `administer oauth`.
+    pub permissions: Vec<At<String>>,
 }
 
 /// Checks the `server:` section and reads its `*_file` secrets into place.
@@ -318,6 +321,18 @@ pub(super) fn validate(server: &mut ServerConfig, p: &mut super::validate::Probl
                     role.location,
                     &at("roles"),
                     format!("`{}` is not a role declared in server.roles", role.value),
+                );
+            }
+        }
+        for permission in &u.permissions {
+            if !crate::store::PERMISSIONS.contains(&permission.value.as_str()) {
+                p.error(
+                    permission.location,
+                    &at("permissions"),
+                    format!(
+                        "`{}` is not an admin permission (`administer oauth`, `manage oauth client secrets`)",
+                        permission.value
+                    ),
                 );
             }
         }

@@ -102,6 +102,17 @@ pub(super) fn validate(mut config: Config, file: &str) -> Result<Loaded, ConfigE
         }
         super::server::validate(server, &mut p);
     }
+    let admin = &mut config.admin.path;
+    let trimmed = admin.value.0.trim_end_matches('/').to_owned();
+    if config.admin.enabled
+        && (trimmed.is_empty()
+            || ["/oauth", "/.well-known"]
+                .iter()
+                .any(|p| trimmed == *p || trimmed.starts_with(&format!("{p}/"))))
+    {
+        p.error(admin.location, "admin.path", "the admin pages need their own path, such as `/admin`");
+    }
+    admin.value.0 = trimmed;
     if let Some(gate) = &mut config.gate {
         super::gate::validate(gate, config.server.as_ref(), &mut p);
     }

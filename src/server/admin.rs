@@ -24,7 +24,7 @@ use super::keys::{Alg, KeyError, KeyRing, unix_now};
 use super::password;
 use crate::config::Secret;
 use crate::config::server::{GRANT_TYPES, ServerConfig, check_redirect_uri};
-use crate::store::{ConsumerRecord, Store, StoreError, UserRecord};
+use crate::store::{ADMINISTER_OAUTH, ConsumerRecord, PERMISSIONS, Store, StoreError, UserRecord};
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
@@ -368,17 +368,55 @@ pub async fn add_user(
     password: &Secret,
     roles: Vec<String>,
     admin: bool,
+    permissions: Vec<String>,
 ) -> Result<(), AdminError> {
     if username.trim().is_empty() {
         return Err(AdminError::Usage("a user needs a name".into()));
     }
     check_roles(server, roles.iter())?;
+    check_permissions(&permissions)?;
     if store.user(username).await?.is_some() {
         return Err(AdminError::Exists(format!("user {username:?} exists already")));
     }
     let password_hash = hash(password).await?;
-    let user = UserRecord { username: username.to_owned(), password_hash, roles, admin, disabled: false };
+    let user = UserRecord {
+        username: username.to_owned(),
+        password_hash,
+        roles,
+        admin: admin || !permissions.is_empty(),
+        permissions: permissions_for(admin, permissions),
+        disabled: false,
+    };
     Ok(store.put_user(&user).await?)
+}
+
+/// The permissions an admin gets: those named, else `administer oauth`.
+pub fn permissions_for(admin: bool, permissions: Vec<String>) -> Vec<String> {
+    if admin && permissions.is_empty() { vec![ADMINISTER_OAUTH.to_owned()] } else { permissions }
+}
+
+/// Refuses a permission name the admin pages do not know.
+pub fn check_permissions(permissions: &[String]) -> Result<(), AdminError> {
+    match permissions.iter().find(|p| !PERMISSIONS.contains(&p.as_str())) {
+        Some(p) => Err(AdminError::Usage(format!(
+            "unknown permission {p:?}; known: {}",
+            PERMISSIONS.map(|k| format!("{k:?}")).join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Replaces a user's admin permissions; none takes the admin right away.
+pub async fn set_permissions(
+    store: &dyn Store,
+    username: &str,
+    permissions: Vec<String>,
+) -> Result<(), AdminError> {
+    check_permissions(&permissions)?;
+    let mut u = user(store, username).await?;
+    u.admin = !permissions.is_empty();
+    u.permissions = permissions;
+    Ok(store.put_user(&u).await?)
 }
 
 async fn user(store: &dyn Store, username: &str) -> Result<UserRecord, AdminError> {
@@ -423,6 +461,7 @@ pub async fn list_users(store: &dyn Store) -> Result<Vec<String>, AdminError> {
             if u.admin {
                 flags.push("admin");
             }
+            flags.extend(u.permissions.iter().map(String::as_str));
             if u.disabled {
                 flags.push("disabled");
             }

@@ -216,6 +216,7 @@ mod tests {
             password_hash: String::new(),
             roles: roles.iter().map(|r| (*r).to_owned()).collect(),
             admin: false,
+            permissions: vec![],
             disabled: false,
         }
     }

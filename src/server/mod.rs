@@ -155,7 +155,11 @@ impl AuthorizationServer {
                     username: u.username.value.clone(),
                     password_hash,
                     roles: u.roles.iter().map(|r| r.value.clone()).collect(),
-                    admin: u.admin,
+                    admin: u.admin || !u.permissions.is_empty(),
+                    permissions: admin::permissions_for(
+                        u.admin,
+                        u.permissions.iter().map(|p| p.value.clone()).collect(),
+                    ),
                     disabled: false,
                 })
                 .await?;

@@ -113,31 +113,7 @@ impl Pages {
     /// Compiles the built-in templates, each replaced by the file of the
     /// same name in `dir` when there is one.
     pub fn load(dir: Option<&Path>) -> Result<Self, TemplateError> {
-        let mut env = Environment::new();
-        for (name, built_in) in BUILT_IN {
-            let source = match dir.map(|d| d.join(name)).filter(|p| p.exists()) {
-                Some(path) => std::fs::read_to_string(&path).map_err(|e| TemplateError::Read {
-                    path: path.display().to_string(),
-                    reason: e.to_string(),
-                })?,
-                None => built_in.to_owned(),
-            };
-            let shown = dir.map_or_else(|| name.to_owned(), |d| d.join(name).display().to_string());
-            env.add_template_owned(name, source)
-                .map_err(|e| TemplateError::Syntax { name: shown, reason: e.to_string() })?;
-        }
-        // Render each page once with empty values, so that a template that
-        // only fails when rendered (an unknown filter, a bad `extends`) stops
-        // the start instead of a sign-in.
-        let pages = Pages { env };
-        for (name, _) in BUILT_IN {
-            pages
-                .env
-                .get_template(name)
-                .and_then(|t| t.render(minijinja::context! {}))
-                .map_err(|e| TemplateError::Syntax { name: name.to_owned(), reason: e.to_string() })?;
-        }
-        Ok(pages)
+        Ok(Pages { env: environment(dir, &BUILT_IN)? })
     }
 
     /// The sign-in page.
@@ -184,6 +160,37 @@ impl Pages {
             }
         }
     }
+}
+
+/// Compiles the `built_in` templates, each replaced by the file of the same
+/// name under `dir` when there is one, and renders each once with empty
+/// values, so that a template that only fails when rendered (an unknown
+/// filter, a bad `extends`) stops the start instead of a request.
+pub(crate) fn environment(
+    dir: Option<&Path>,
+    built_in: &[(&'static str, &'static str)],
+) -> Result<Environment<'static>, TemplateError> {
+    let mut env = Environment::new();
+    // Missing values read as empty, also through `a.b` (pages share templates).
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+    for (name, source) in built_in {
+        let source = match dir.map(|d| d.join(name)).filter(|p| p.exists()) {
+            Some(path) => std::fs::read_to_string(&path).map_err(|e| TemplateError::Read {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?,
+            None => (*source).to_owned(),
+        };
+        let shown = dir.map_or_else(|| (*name).to_owned(), |d| d.join(name).display().to_string());
+        env.add_template_owned(*name, source)
+            .map_err(|e| TemplateError::Syntax { name: shown, reason: e.to_string() })?;
+    }
+    for (name, _) in built_in {
+        env.get_template(name)
+            .and_then(|t| t.render(minijinja::context! {}))
+            .map_err(|e| TemplateError::Syntax { name: (*name).to_owned(), reason: e.to_string() })?;
+    }
+    Ok(env)
 }
 
 /// The headers of every page. `form_target` is the origin (or `scheme:` of

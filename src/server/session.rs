@@ -55,7 +55,19 @@ pub(crate) fn set_cookie(
     same_site: &str,
     secure: bool,
 ) -> HeaderValue {
-    let mut cookie = format!("{name}={value}; Path=/oauth/; HttpOnly; SameSite={same_site}");
+    set_cookie_at("/oauth/", name, value, max_age, same_site, secure)
+}
+
+/// A `Set-Cookie` value scoped to `path`; `max_age: Some(0)` deletes it.
+pub(crate) fn set_cookie_at(
+    path: &str,
+    name: &str,
+    value: &str,
+    max_age: Option<u64>,
+    same_site: &str,
+    secure: bool,
+) -> HeaderValue {
+    let mut cookie = format!("{name}={value}; Path={path}; HttpOnly; SameSite={same_site}");
     if let Some(age) = max_age {
         cookie.push_str(&format!("; Max-Age={age}"));
     }

@@ -33,6 +33,7 @@ const TABLES: &[(&str, &str)] = &[
     ("client_registrations", "name"),
     ("provider_tokens", "id"),
     ("client_states", "state_hash"),
+    ("admin_tokens", "id"),
 ];
 
 /// How many rows a copy moved, per table.

@@ -29,8 +29,9 @@ pub use change::{StoreChange, StoreChanges};
 pub use client_model::{ClientRegistrationRecord, ClientStateRecord, ProviderTokenRecord};
 pub use migration::Migration;
 pub use model::{
-    AuthCodeRecord, CodeRedemption, ConsumerRecord, RefreshGrace, RefreshRotation, RefreshTokenRecord,
-    SessionRecord, SigningKeyRecord, UserRecord,
+    ADMINISTER_OAUTH, AdminTokenRecord, AuthCodeRecord, CodeRedemption, ConsumerRecord, MANAGE_SECRETS,
+    PERMISSIONS, RefreshGrace, RefreshRotation, RefreshTokenRecord, SessionRecord, SigningKeyRecord,
+    UserRecord,
 };
 pub use postgres::{
     CHANGES_CHANNEL, LISTENER_APPLICATION_NAME, PostgresOptions, PostgresStore,
@@ -197,6 +198,23 @@ pub trait Store: Send + Sync + 'static {
     async fn session(&self, id_hash: &str, now: i64) -> Result<Option<SessionRecord>, StoreError>;
     /// Ends a session.
     async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError>;
+    /// Moves a session's end to `expires_at` (idle timeouts slide it).
+    async fn touch_session(&self, id_hash: &str, expires_at: i64) -> Result<(), StoreError>;
+
+    // --- the admin API ---
+
+    /// Stores a new admin API token.
+    async fn add_admin_token(&self, token: &AdminTokenRecord) -> Result<(), StoreError>;
+    /// The admin API token with this hash.
+    async fn admin_token(&self, token_hash: &str) -> Result<Option<AdminTokenRecord>, StoreError>;
+    /// Every admin API token, oldest first.
+    async fn admin_tokens(&self) -> Result<Vec<AdminTokenRecord>, StoreError>;
+    /// Deletes the admin API token with this id; false when absent.
+    async fn delete_admin_token(&self, id: &str) -> Result<bool, StoreError>;
+    /// The current refresh token of every grant (not rotated, not revoked,
+    /// not expired at `now`), ordered by consumer, user and expiry: what
+    /// the admin pages list as grants.
+    async fn current_refresh_tokens(&self, now: i64) -> Result<Vec<RefreshTokenRecord>, StoreError>;
 
     // --- access token revocation ---
 

@@ -40,6 +40,14 @@ pub struct ConsumerRecord {
     pub managed_by_config: bool,
 }
 
+/// The admin permission for everything on the admin pages and API except
+/// provider secrets.
+pub const ADMINISTER_OAUTH: &str = "administer oauth";
+/// The admin permission to see raw provider tokens and new client secrets.
+pub const MANAGE_SECRETS: &str = "manage oauth client secrets";
+/// Every admin permission, in the order the pages show them.
+pub const PERMISSIONS: [&str; 2] = [ADMINISTER_OAUTH, MANAGE_SECRETS];
+
 /// A local user, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
@@ -49,10 +57,34 @@ pub struct UserRecord {
     pub password_hash: String,
     /// The user's roles.
     pub roles: Vec<String>,
-    /// May use the admin API and pages.
+    /// May sign in to the admin pages and start provider authorizations.
     pub admin: bool,
+    /// What the user may do there: `administer oauth`, `manage oauth client secrets`.
+    pub permissions: Vec<String>,
     /// Refused at login and for every grant.
     pub disabled: bool,
+}
+
+impl UserRecord {
+    /// True when the user is an enabled admin holding `permission`.
+    pub fn may(&self, permission: &str) -> bool {
+        self.admin && !self.disabled && self.permissions.iter().any(|p| p == permission)
+    }
+}
+
+/// An admin API token, as stored: only the SHA-256 of the token is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminTokenRecord {
+    /// A short public id, shown in listings and used to delete the token.
+    pub id: String,
+    /// What the token is for, as its creator said.
+    pub label: String,
+    /// SHA-256 of the token, base64url.
+    pub token_hash: String,
+    /// The admin permissions the token carries.
+    pub permissions: Vec<String>,
+    /// Unix seconds.
+    pub created_at: i64,
 }
 
 /// A token-signing key pair, as stored. Its `Debug` leaves the private key out.

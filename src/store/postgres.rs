@@ -15,6 +15,7 @@
 //! Changes other processes may have cached are announced by triggers and
 //! followed with LISTEN/NOTIFY (`changes`, [`Store::changes`]).
 
+mod admin;
 mod changes;
 mod client;
 mod directory;
@@ -33,9 +34,9 @@ pub use changes::{APPLICATION_NAME as LISTENER_APPLICATION_NAME, CHANNEL as CHAN
 pub use migrate::migrations;
 
 use super::{
-    AuthCodeRecord, ClientRegistrationRecord, ClientStateRecord, CodeRedemption, ConsumerRecord, Migration,
-    ProviderTokenRecord, RefreshGrace, RefreshRotation, RefreshTokenRecord, SessionRecord, SigningKeyRecord,
-    Store, StoreChanges, StoreError, UserRecord,
+    AdminTokenRecord, AuthCodeRecord, ClientRegistrationRecord, ClientStateRecord, CodeRedemption,
+    ConsumerRecord, Migration, ProviderTokenRecord, RefreshGrace, RefreshRotation, RefreshTokenRecord,
+    SessionRecord, SigningKeyRecord, Store, StoreChanges, StoreError, UserRecord,
 };
 
 /// The PostgreSQL backend of [`Store`].
@@ -306,6 +307,30 @@ impl Store for PostgresStore {
 
     async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
         grants::delete_session(&self.pool, id_hash).await
+    }
+
+    async fn touch_session(&self, id_hash: &str, expires_at: i64) -> Result<(), StoreError> {
+        admin::touch_session(&self.pool, id_hash, expires_at).await
+    }
+
+    async fn add_admin_token(&self, token: &AdminTokenRecord) -> Result<(), StoreError> {
+        admin::add_token(&self.pool, token).await
+    }
+
+    async fn admin_token(&self, token_hash: &str) -> Result<Option<AdminTokenRecord>, StoreError> {
+        admin::token(&self.pool, token_hash).await
+    }
+
+    async fn admin_tokens(&self) -> Result<Vec<AdminTokenRecord>, StoreError> {
+        admin::tokens(&self.pool).await
+    }
+
+    async fn delete_admin_token(&self, id: &str) -> Result<bool, StoreError> {
+        admin::delete_token(&self.pool, id).await
+    }
+
+    async fn current_refresh_tokens(&self, now: i64) -> Result<Vec<RefreshTokenRecord>, StoreError> {
+        admin::current_refresh_tokens(&self.pool, now).await
     }
 
     async fn revoke_access_token(&self, jti: &str, exp: i64) -> Result<(), StoreError> {

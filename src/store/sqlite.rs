@@ -8,6 +8,7 @@
 //! concept in `directory` (consumers, users, keys) and `grants` (codes,
 //! tokens, sessions, revocations); the schema is in `migrations/sqlite/`.
 
+mod admin;
 mod client;
 mod directory;
 mod grants;
@@ -27,9 +28,9 @@ pub use migrate::migrations;
 use super::Migration;
 
 use super::{
-    AuthCodeRecord, ClientRegistrationRecord, ClientStateRecord, CodeRedemption, ConsumerRecord,
-    ProviderTokenRecord, RefreshGrace, RefreshRotation, RefreshTokenRecord, SessionRecord, SigningKeyRecord,
-    Store, StoreError, UserRecord,
+    AdminTokenRecord, AuthCodeRecord, ClientRegistrationRecord, ClientStateRecord, CodeRedemption,
+    ConsumerRecord, ProviderTokenRecord, RefreshGrace, RefreshRotation, RefreshTokenRecord, SessionRecord,
+    SigningKeyRecord, Store, StoreError, UserRecord,
 };
 
 /// The SQLite backend of [`Store`].
@@ -249,6 +250,30 @@ impl Store for SqliteStore {
 
     async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
         grants::delete_session(&self.writer, id_hash).await
+    }
+
+    async fn touch_session(&self, id_hash: &str, expires_at: i64) -> Result<(), StoreError> {
+        admin::touch_session(&self.writer, id_hash, expires_at).await
+    }
+
+    async fn add_admin_token(&self, token: &AdminTokenRecord) -> Result<(), StoreError> {
+        admin::add_token(&self.writer, token).await
+    }
+
+    async fn admin_token(&self, token_hash: &str) -> Result<Option<AdminTokenRecord>, StoreError> {
+        admin::token(&self.readers, token_hash).await
+    }
+
+    async fn admin_tokens(&self) -> Result<Vec<AdminTokenRecord>, StoreError> {
+        admin::tokens(&self.readers).await
+    }
+
+    async fn delete_admin_token(&self, id: &str) -> Result<bool, StoreError> {
+        admin::delete_token(&self.writer, id).await
+    }
+
+    async fn current_refresh_tokens(&self, now: i64) -> Result<Vec<RefreshTokenRecord>, StoreError> {
+        admin::current_refresh_tokens(&self.readers, now).await
     }
 
     async fn revoke_access_token(&self, jti: &str, exp: i64) -> Result<(), StoreError> {

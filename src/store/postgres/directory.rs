@@ -145,14 +145,17 @@ fn ttl_from_db(row: &PgRow, column: &str) -> Result<Option<u64>, sqlx::Error> {
 
 pub(super) async fn put_user(pool: &PgPool, u: &UserRecord) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO users (username, password_hash, roles, admin, disabled) VALUES ($1, $2, $3, $4, $5) \
+        "INSERT INTO users (username, password_hash, roles, admin, permissions, disabled) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
          ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash, \
-         roles = excluded.roles, admin = excluded.admin, disabled = excluded.disabled",
+         roles = excluded.roles, admin = excluded.admin, permissions = excluded.permissions, \
+         disabled = excluded.disabled",
     )
     .bind(&u.username)
     .bind(&u.password_hash)
     .bind(encode_list(&u.roles)?)
     .bind(u.admin)
+    .bind(encode_list(&u.permissions)?)
     .bind(u.disabled)
     .execute(pool)
     .await
@@ -161,21 +164,23 @@ pub(super) async fn put_user(pool: &PgPool, u: &UserRecord) -> Result<(), StoreE
 }
 
 pub(super) async fn user(pool: &PgPool, username: &str) -> Result<Option<UserRecord>, StoreError> {
-    let row =
-        sqlx::query("SELECT username, password_hash, roles, admin, disabled FROM users WHERE username = $1")
-            .bind(username)
-            .fetch_optional(pool)
-            .await
-            .map_err(query_err)?;
+    let row = sqlx::query(
+        "SELECT username, password_hash, roles, admin, permissions, disabled FROM users WHERE username = $1",
+    )
+    .bind(username)
+    .fetch_optional(pool)
+    .await
+    .map_err(query_err)?;
     row.as_ref().map(user_from_row).transpose().map_err(query_err)
 }
 
 pub(super) async fn users(pool: &PgPool) -> Result<Vec<UserRecord>, StoreError> {
-    let rows =
-        sqlx::query("SELECT username, password_hash, roles, admin, disabled FROM users ORDER BY username")
-            .fetch_all(pool)
-            .await
-            .map_err(query_err)?;
+    let rows = sqlx::query(
+        "SELECT username, password_hash, roles, admin, permissions, disabled FROM users ORDER BY username",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(query_err)?;
     rows.iter().map(user_from_row).collect::<Result<_, _>>().map_err(query_err)
 }
 
@@ -185,6 +190,7 @@ fn user_from_row(row: &PgRow) -> Result<UserRecord, sqlx::Error> {
         password_hash: row.try_get("password_hash")?,
         roles: decode_list(row, "roles")?,
         admin: row.try_get("admin")?,
+        permissions: decode_list(row, "permissions")?,
         disabled: row.try_get("disabled")?,
     })
 }

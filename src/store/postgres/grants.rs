@@ -280,7 +280,7 @@ async fn revoke_family(conn: &mut PgConnection, family_id: &str) -> Result<(), S
     .map_err(query_err)
 }
 
-fn refresh_from_row(row: &PgRow) -> Result<RefreshTokenRecord, sqlx::Error> {
+pub(super) fn refresh_from_row(row: &PgRow) -> Result<RefreshTokenRecord, sqlx::Error> {
     Ok(RefreshTokenRecord {
         token_hash: row.try_get("token_hash")?,
         family_id: row.try_get("family_id")?,

@@ -39,6 +39,11 @@ pub fn migrations() -> Vec<Migration> {
             sql: Cow::Borrowed(include_str!("../../../migrations/postgres/0005_refresh_lease.sql")),
         },
         Migration {
+            version: 6,
+            description: "admin",
+            sql: Cow::Borrowed(include_str!("../../../migrations/postgres/0006_admin.sql")),
+        },
+        Migration {
             version: 7,
             description: "change announcements",
             sql: Cow::Borrowed(include_str!("../../../migrations/postgres/0007_change_announcements.sql")),

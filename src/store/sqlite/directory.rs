@@ -151,14 +151,17 @@ fn ttl_from_db(row: &SqliteRow, column: &str) -> Result<Option<u64>, sqlx::Error
 
 pub(super) async fn put_user(writer: &SqlitePool, u: &UserRecord) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO users (username, password_hash, roles, admin, disabled) VALUES (?, ?, ?, ?, ?) \
+        "INSERT INTO users (username, password_hash, roles, admin, permissions, disabled) \
+         VALUES (?, ?, ?, ?, ?, ?) \
          ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash, \
-         roles = excluded.roles, admin = excluded.admin, disabled = excluded.disabled",
+         roles = excluded.roles, admin = excluded.admin, permissions = excluded.permissions, \
+         disabled = excluded.disabled",
     )
     .bind(&u.username)
     .bind(&u.password_hash)
     .bind(encode_list(&u.roles)?)
     .bind(u.admin)
+    .bind(encode_list(&u.permissions)?)
     .bind(u.disabled)
     .execute(writer)
     .await
@@ -167,21 +170,23 @@ pub(super) async fn put_user(writer: &SqlitePool, u: &UserRecord) -> Result<(), 
 }
 
 pub(super) async fn user(readers: &SqlitePool, username: &str) -> Result<Option<UserRecord>, StoreError> {
-    let row =
-        sqlx::query("SELECT username, password_hash, roles, admin, disabled FROM users WHERE username = ?")
-            .bind(username)
-            .fetch_optional(readers)
-            .await
-            .map_err(query_err)?;
+    let row = sqlx::query(
+        "SELECT username, password_hash, roles, admin, permissions, disabled FROM users WHERE username = ?",
+    )
+    .bind(username)
+    .fetch_optional(readers)
+    .await
+    .map_err(query_err)?;
     row.as_ref().map(user_from_row).transpose().map_err(query_err)
 }
 
 pub(super) async fn users(readers: &SqlitePool) -> Result<Vec<UserRecord>, StoreError> {
-    let rows =
-        sqlx::query("SELECT username, password_hash, roles, admin, disabled FROM users ORDER BY username")
-            .fetch_all(readers)
-            .await
-            .map_err(query_err)?;
+    let rows = sqlx::query(
+        "SELECT username, password_hash, roles, admin, permissions, disabled FROM users ORDER BY username",
+    )
+    .fetch_all(readers)
+    .await
+    .map_err(query_err)?;
     rows.iter().map(user_from_row).collect::<Result<_, _>>().map_err(query_err)
 }
 
@@ -191,6 +196,7 @@ fn user_from_row(row: &SqliteRow) -> Result<UserRecord, sqlx::Error> {
         password_hash: row.try_get("password_hash")?,
         roles: decode_list(row, "roles")?,
         admin: row.try_get("admin")?,
+        permissions: decode_list(row, "permissions")?,
         disabled: row.try_get("disabled")?,
     })
 }

@@ -1,0 +1,155 @@
+//! The admin pages and JSON API, under `admin.path` (default `/admin`): what
+//! CiviCRM's "Administer => System Settings => OAuth" and farmOS's consumer
+//! form are for the seeds, for the sidecar's consumers, users, OAuth client
+//! registrations, provider tokens and issued grants.
+//!
+//! Access: a local user with the `admin` flag signs in at `{path}/login`
+//! (the authorization server's sign-in page, throttle and argon2 check);
+//! `administer oauth` opens every page, `manage oauth client secrets`
+//! also shows raw provider tokens and new client secrets. The session
+//! cookie (`oauth_sidecar_admin`) is `HttpOnly`, `SameSite=Strict`, scoped
+//! to the admin path, `Secure` on https, and ends after `admin.idle_timeout`
+//! without a request or `admin.session_ttl` after sign-in. Every form
+//! carries a CSRF token. A signed-in user who may not use the pages gets 403
+//! on every admin URL but sign-out.
+//!
+//! The pages are minijinja templates built in from `templates/admin/`,
+//! replaceable file by file from `server.templates_dir/admin/`; they need
+//! no JavaScript and load one stylesheet, `{path}/admin.css`.
+
+mod auth;
+mod forms;
+mod view;
+mod web;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::client::tokens::Tokens;
+use crate::config::Loaded;
+use crate::config::server::ServerConfig;
+use crate::signin::{CookieScope, SignIn, SignInError};
+use crate::store::Store;
+
+pub use view::AdminTemplates;
+
+/// The admin session cookie's name.
+pub const SESSION_COOKIE: &str = "oauth_sidecar_admin";
+
+/// Why the admin pages could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminStartError {
+    /// Sign-in could not be set up (store, templates, password hashing).
+    #[error(transparent)]
+    SignIn(#[from] SignInError),
+    /// An admin page template does not load.
+    #[error(transparent)]
+    Templates(#[from] crate::server::pages::TemplateError),
+}
+
+/// The admin pages and API, ready to be routed.
+#[derive(Clone)]
+pub struct AdminSite {
+    site: Arc<Site>,
+}
+
+impl std::fmt::Debug for AdminSite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminSite").field("base", &self.site.base).finish_non_exhaustive()
+    }
+}
+
+/// What every admin handler reads.
+pub(crate) struct Site {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) signin: SignIn,
+    pub(crate) templates: AdminTemplates,
+    /// The admin path without a trailing `/`, such as `/admin`.
+    pub(crate) base: String,
+    /// Roles and defaults of the authorization server (its defaults without `server:`).
+    pub(crate) server: ServerConfig,
+    /// The OAuth client role's token store, with a `client:` section.
+    pub(crate) tokens: Option<Arc<Tokens>>,
+    /// The OAuth client's Redirect URL and the warning it needs, if any.
+    pub(crate) redirect: Option<(String, Option<String>)>,
+}
+
+impl AdminSite {
+    /// Sets the pages up unless `admin.enabled` is off; `tokens` is the
+    /// OAuth client role's token store when it runs.
+    pub async fn start(
+        loaded: &Loaded,
+        store: Arc<dyn Store>,
+        tokens: Option<Arc<Tokens>>,
+    ) -> Result<Option<Self>, AdminStartError> {
+        let config = &loaded.config.admin;
+        if !config.enabled {
+            return Ok(None);
+        }
+        let base = config.path.value.0.trim_end_matches('/').to_owned();
+        let secs = |d: &crate::config::types::Duration| i64::try_from(d.0.as_secs()).unwrap_or(i64::MAX);
+        let scope = CookieScope {
+            name: SESSION_COOKIE,
+            path: format!("{base}/"),
+            same_site: "Strict",
+            idle: Some(secs(&config.idle_timeout)),
+            ttl: Some(secs(&config.session_ttl)),
+        };
+        let server = loaded.config.server.clone().unwrap_or_default();
+        let signin = SignIn::new(
+            store.clone(),
+            loaded.config.server.as_ref(),
+            &loaded.public_url,
+            &loaded.config.proxy.trusted_proxies,
+            scope,
+        )
+        .await?;
+        let templates =
+            AdminTemplates::load(server.templates_dir.as_ref().map(|d| d.value.join("admin")).as_deref())?
+                .at(&base);
+        let redirect = crate::client::admin::redirect_url(loaded).ok();
+        let site = Site { store, signin, templates, base, server, tokens, redirect };
+        Ok(Some(AdminSite { site: Arc::new(site) }))
+    }
+
+    /// The path prefix the pages own, such as `/admin/`, and the exact path
+    /// without the slash.
+    pub fn owned_paths(&self) -> (String, String) {
+        (format!("{}/", self.site.base), self.site.base.clone())
+    }
+
+    /// The routes, as an axum router.
+    pub fn router(&self) -> Router {
+        let b = &self.site.base;
+        let r = |p: &str| format!("{b}{p}");
+        Router::new()
+            .route(b, get(web::home))
+            .route(&r("/"), get(web::home))
+            .route(&r("/admin.css"), get(web::stylesheet))
+            .route(&r("/login"), get(web::login_page).post(web::login))
+            .route(&r("/logout"), post(web::logout))
+            .route(&r("/consumers"), get(web::consumers::list).post(web::consumers::create))
+            .route(&r("/consumers/new"), get(web::consumers::new_form))
+            .route(&r("/consumers/{client_id}"), get(web::consumers::edit_form).post(web::consumers::update))
+            .route(
+                &r("/consumers/{client_id}/delete"),
+                get(web::consumers::delete_form).post(web::consumers::delete),
+            )
+            .route(&r("/users"), get(web::users::list).post(web::users::create))
+            .route(&r("/users/new"), get(web::users::new_form))
+            .route(&r("/users/{username}"), get(web::users::edit_form).post(web::users::update))
+            .route(&r("/providers"), get(web::providers::list))
+            .route(&r("/providers/{provider}"), get(web::providers::show).post(web::providers::register))
+            .route(&r("/clients/{client}"), get(web::providers::client))
+            .route(&r("/clients/{client}/delete"), post(web::providers::delete_client))
+            .route(&r("/clients/{client}/fetch"), post(web::providers::fetch))
+            .route(&r("/clients/{client}/tokens/{id}"), get(web::providers::inspect))
+            .route(&r("/clients/{client}/tokens/{id}/delete"), post(web::providers::delete_token))
+            .route(&r("/grants"), get(web::grants::list))
+            .route(&r("/grants/{family}/revoke"), post(web::grants::revoke))
+            .route(&r("/{*rest}"), get(web::not_found).post(web::not_found))
+            .with_state(self.site.clone())
+    }
+}

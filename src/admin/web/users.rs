@@ -1,0 +1,188 @@
+//! Users: the list, add, set roles and admin permissions, disable, and
+//! reset the password. An admin cannot take their own admin access away.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use http::{HeaderMap, StatusCode, Uri};
+use serde_json::json;
+
+use super::value;
+use crate::admin::Site;
+use crate::admin::auth::{Viewer, poster, see_other, viewer};
+use crate::admin::forms::Form;
+use crate::config::Secret;
+use crate::server::admin::{self as ops, AdminError};
+use crate::store::{ADMINISTER_OAUTH, PERMISSIONS, UserRecord};
+
+fn row(u: &UserRecord) -> serde_json::Value {
+    json!({
+        "username": u.username, "roles": u.roles, "admin": u.admin,
+        "permissions": u.permissions, "disabled": u.disabled,
+    })
+}
+
+/// `GET {base}/users`.
+pub(crate) async fn list(State(site): State<Arc<Site>>, headers: HeaderMap, uri: Uri) -> Response {
+    let viewer = match viewer(&site, &headers, &uri, ADMINISTER_OAUTH).await {
+        Ok(v) => v,
+        Err(res) => return res,
+    };
+    match site.store.users().await {
+        Ok(users) => {
+            let rows: Vec<_> = users.iter().map(row).collect();
+            site.templates.page(
+                &viewer,
+                "users.html",
+                "Users",
+                "users",
+                minijinja::context! { users => value(rows) },
+            )
+        }
+        Err(e) => site.templates.failure(&e),
+    }
+}
+
+fn form_page(
+    site: &Site,
+    viewer: &Viewer,
+    status: StatusCode,
+    user: serde_json::Value,
+    editing: bool,
+    error: Option<String>,
+) -> Response {
+    let roles: Vec<_> =
+        site.server.roles.iter().map(|(name, r)| json!({ "name": name, "label": r.label })).collect();
+    let title = if editing { "Edit user" } else { "Add user" };
+    let ctx = minijinja::context! {
+        account => value(user), roles => value(roles), permissions => value(PERMISSIONS), editing, error,
+    };
+    site.templates.page_with_status(viewer, status, "user_form.html", title, "users", ctx)
+}
+
+fn from_form(form: &Form, username: &str) -> serde_json::Value {
+    json!({
+        "username": username, "roles": form.all("roles"), "admin": form.checked("admin"),
+        "permissions": form.all("permissions"), "disabled": form.checked("disabled"),
+    })
+}
+
+/// `GET {base}/users/new`.
+pub(crate) async fn new_form(State(site): State<Arc<Site>>, headers: HeaderMap, uri: Uri) -> Response {
+    match viewer(&site, &headers, &uri, ADMINISTER_OAUTH).await {
+        Ok(viewer) => {
+            let blank =
+                json!({ "username": "", "roles": [], "admin": false, "permissions": [], "disabled": false });
+            form_page(&site, &viewer, StatusCode::OK, blank, false, None)
+        }
+        Err(res) => res,
+    }
+}
+
+/// `POST {base}/users`.
+pub(crate) async fn create(
+    State(site): State<Arc<Site>>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let (viewer, form) = match poster(&site, &headers, &uri, &body, ADMINISTER_OAUTH).await {
+        Ok(got) => got,
+        Err(res) => return res,
+    };
+    let username = form.text("username");
+    let shown = from_form(&form, &username);
+    let Some(password) = form.get("password") else {
+        return form_page(
+            &site,
+            &viewer,
+            StatusCode::BAD_REQUEST,
+            shown,
+            false,
+            Some("Enter a password.".into()),
+        );
+    };
+    let added = ops::add_user(
+        site.store.as_ref(),
+        &site.server,
+        &username,
+        &Secret::new(password.to_owned()),
+        form.all("roles"),
+        form.checked("admin"),
+        form.all("permissions"),
+    )
+    .await;
+    match added {
+        Ok(()) => {
+            tracing::info!(admin = %viewer.user.username, username = %username, "user added");
+            see_other(&format!("{}/users", site.base))
+        }
+        Err(AdminError::Store(e)) => site.templates.failure(&e),
+        Err(e) => form_page(&site, &viewer, StatusCode::BAD_REQUEST, shown, false, Some(e.to_string())),
+    }
+}
+
+/// `GET {base}/users/{username}`.
+pub(crate) async fn edit_form(
+    State(site): State<Arc<Site>>,
+    Path(username): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let viewer = match viewer(&site, &headers, &uri, ADMINISTER_OAUTH).await {
+        Ok(v) => v,
+        Err(res) => return res,
+    };
+    match site.store.user(&username).await {
+        Ok(Some(u)) => form_page(&site, &viewer, StatusCode::OK, row(&u), true, None),
+        Ok(None) => site.templates.error(StatusCode::NOT_FOUND, "Not found", "There is no such user."),
+        Err(e) => site.templates.failure(&e),
+    }
+}
+
+/// `POST {base}/users/{username}`: roles, admin permissions, disabled, and
+/// a new password when one is typed.
+pub(crate) async fn update(
+    State(site): State<Arc<Site>>,
+    Path(username): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let (viewer, form) = match poster(&site, &headers, &uri, &body, ADMINISTER_OAUTH).await {
+        Ok(got) => got,
+        Err(res) => return res,
+    };
+    let shown = from_form(&form, &username);
+    let permissions = ops::permissions_for(form.checked("admin"), form.all("permissions"));
+    let disabled = form.checked("disabled");
+    if username == viewer.user.username && (disabled || !permissions.iter().any(|p| p == ADMINISTER_OAUTH)) {
+        let e = "You cannot disable yourself or take your own “administer oauth” permission away; \
+                 ask another admin.";
+        return form_page(&site, &viewer, StatusCode::BAD_REQUEST, shown, true, Some(e.into()));
+    }
+    let store = site.store.as_ref();
+    let result = async {
+        ops::set_roles(store, &site.server, &username, form.all("roles")).await?;
+        ops::set_permissions(store, &username, permissions).await?;
+        ops::set_disabled(store, &username, disabled).await?;
+        if let Some(password) = form.get("new_password") {
+            ops::set_password(store, &username, &Secret::new(password.to_owned())).await?;
+        }
+        Ok::<(), AdminError>(())
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            tracing::info!(admin = %viewer.user.username, username = %username, "user updated");
+            see_other(&format!("{}/users", site.base))
+        }
+        Err(AdminError::NotFound(_)) => {
+            site.templates.error(StatusCode::NOT_FOUND, "Not found", "There is no such user.")
+        }
+        Err(AdminError::Store(e)) => site.templates.failure(&e),
+        Err(e) => form_page(&site, &viewer, StatusCode::BAD_REQUEST, shown, true, Some(e.to_string())),
+    }
+}

@@ -1,0 +1,86 @@
+//! What the admin pages and API keep: API tokens (hashes only), sliding
+//! admin sessions, and the listing of current grants.
+
+use sqlx::Row;
+use sqlx::postgres::{PgPool, PgRow};
+
+use super::grants::refresh_from_row;
+use super::{decode_list, encode_list, query_err};
+use crate::store::{AdminTokenRecord, RefreshTokenRecord, StoreError};
+
+pub(super) async fn touch_session(pool: &PgPool, id_hash: &str, expires_at: i64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE login_sessions SET expires_at = $1 WHERE id_hash = $2")
+        .bind(expires_at)
+        .bind(id_hash)
+        .execute(pool)
+        .await
+        .map(drop)
+        .map_err(query_err)
+}
+
+pub(super) async fn add_token(pool: &PgPool, t: &AdminTokenRecord) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO admin_tokens (id, label, token_hash, permissions, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&t.id)
+    .bind(&t.label)
+    .bind(&t.token_hash)
+    .bind(encode_list(&t.permissions)?)
+    .bind(t.created_at)
+    .execute(pool)
+    .await
+    .map(drop)
+    .map_err(query_err)
+}
+
+pub(super) async fn token(pool: &PgPool, token_hash: &str) -> Result<Option<AdminTokenRecord>, StoreError> {
+    let row = sqlx::query("SELECT * FROM admin_tokens WHERE token_hash = $1")
+        .bind(token_hash)
+        .fetch_optional(pool)
+        .await
+        .map_err(query_err)?;
+    row.as_ref().map(token_from_row).transpose().map_err(query_err)
+}
+
+pub(super) async fn tokens(pool: &PgPool) -> Result<Vec<AdminTokenRecord>, StoreError> {
+    let rows = sqlx::query("SELECT * FROM admin_tokens ORDER BY created_at, id")
+        .fetch_all(pool)
+        .await
+        .map_err(query_err)?;
+    rows.iter().map(token_from_row).collect::<Result<_, _>>().map_err(query_err)
+}
+
+pub(super) async fn delete_token(pool: &PgPool, id: &str) -> Result<bool, StoreError> {
+    let done = sqlx::query("DELETE FROM admin_tokens WHERE id = $1")
+        .bind(id)
+        .execute(pool)
+        .await
+        .map_err(query_err)?;
+    Ok(done.rows_affected() > 0)
+}
+
+fn token_from_row(row: &PgRow) -> Result<AdminTokenRecord, sqlx::Error> {
+    Ok(AdminTokenRecord {
+        id: row.try_get("id")?,
+        label: row.try_get("label")?,
+        token_hash: row.try_get("token_hash")?,
+        permissions: decode_list(row, "permissions")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+pub(super) async fn current_refresh_tokens(
+    pool: &PgPool,
+    now: i64,
+) -> Result<Vec<RefreshTokenRecord>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT * FROM refresh_tokens WHERE rotated_at IS NULL AND revoked = $1 AND expires_at > $2 \
+         ORDER BY client_id, username, expires_at",
+    )
+    .bind(false)
+    .bind(now)
+    .fetch_all(pool)
+    .await
+    .map_err(query_err)?;
+    rows.iter().map(refresh_from_row).collect::<Result<_, _>>().map_err(query_err)
+}

@@ -1,0 +1,469 @@
+//! The admin pages over real sockets with the real binary, driven by a
+//! cookie-keeping client without JavaScript (the browser tests in
+//! `tests/e2e/` drive the same pages in chromium): sign-in and its cookie,
+//! 403 for users who may not use the pages, CSRF, idle timeout, sign-out,
+//! and what each page does to the store, checked through the OAuth
+//! endpoints the changes affect.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Sidecar;
+use common::browser::{Browser, Page, unescape};
+use serde_json::Value;
+
+const CONFIG: &str = r#"
+server:
+  roles:
+    farm_viewer: { label: Viewer, description: Read farm records }
+    farm_manager: { label: Manager, description: Create and edit farm records }
+  consumers:
+    - client_id: from-file
+      secret: from-file-secret-0123456789
+      scopes: [farm_viewer]
+      grant_types: [client_credentials]
+    - client_id: legacy
+      secret: legacy-secret-0123456789
+      scopes: [farm_viewer, farm_manager]
+      grant_types: [password, refresh_token]
+  users:
+    - { username: root, password: root-password-1, admin: true, permissions: [administer oauth, manage oauth client secrets] }
+    - { username: clerk, password: clerk-password-1, admin: true }
+    - { username: keeper, password: keeper-password-1, admin: true, permissions: [manage oauth client secrets] }
+    - { username: alice, password: alice-password-1, roles: [farm_viewer, farm_manager] }
+admin:
+  idle_timeout: 4s
+"#;
+
+fn start() -> Sidecar {
+    Sidecar::start(CONFIG)
+}
+
+/// Signs in at the admin sign-in page; the page the browser lands on.
+async fn sign_in(b: &mut Browser, s: &Sidecar, user: &str, password: &str) -> Page {
+    sign_in_at(b, s, "/admin", user, password).await
+}
+
+/// [`sign_in`] with the admin pages at `base`, following our redirects.
+async fn sign_in_at(b: &mut Browser, s: &Sidecar, base: &str, user: &str, password: &str) -> Page {
+    let login = b.get(&s.url(&format!("{base}/login"))).await;
+    let mut page = b.sign_in(s, &login, user, password).await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    while page.status == 303 {
+        let to = page.headers["location"].to_str().unwrap().to_owned();
+        page = b.get(&s.url(&to)).await;
+    }
+    page
+}
+
+/// The page after following one redirect of ours.
+async fn follow(b: &mut Browser, s: &Sidecar, page: Page) -> Page {
+    assert_eq!(page.status, 303, "{}", page.body);
+    let to = page.headers["location"].to_str().unwrap().to_owned();
+    b.get(&s.url(&to)).await
+}
+
+async fn csrf(b: &mut Browser, s: &Sidecar, path: &str) -> String {
+    let page = b.get(&s.url(path)).await;
+    assert_eq!(page.status, 200, "{path}: {}", page.body);
+    page.input("csrf_token")
+}
+
+/// POSTs a form to the token endpoint `url` with Basic credentials `id:secret`.
+async fn call_token((url, creds): (&str, &str), form: &[(&str, &str)]) -> (u16, Value) {
+    let (id, secret) = creds.split_once(':').unwrap();
+    let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+    let res = common::client()
+        .post(url)
+        .basic_auth(id, Some(secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("token request");
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// Text between `id="{id}"` and the end of its element.
+fn element(body: &str, id: &str) -> String {
+    let marker = format!("id=\"{id}\"");
+    let start = body.find(&marker).unwrap_or_else(|| panic!("no #{id} in {body}"));
+    let open_end = body[start..].find('>').unwrap() + start + 1;
+    let end = body[open_end..].find('<').unwrap() + open_end;
+    body[open_end..end].to_owned()
+}
+
+#[tokio::test]
+async fn sign_in_sets_a_strict_admin_cookie_and_sign_out_ends_the_session() {
+    let s = start();
+    let mut b = Browser::new();
+    let first = b.get(&s.url("/admin/consumers")).await;
+    assert_eq!(first.status, 303);
+    assert_eq!(first.headers["location"], "/admin/login?next=%2Fadmin%2Fconsumers");
+
+    let login = b.get(&s.url("/admin/login?next=%2Fadmin%2Fusers")).await;
+    let done = b.sign_in(&s, &login, "root", "root-password-1").await;
+    let cookie =
+        done.set_cookies().into_iter().find(|c| c.starts_with("oauth_sidecar_admin=")).expect("cookie");
+    assert!(cookie.contains("Path=/admin/"), "{cookie}");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "plain http: {cookie}");
+    let back = b.get(&s.url(done.headers["location"].to_str().unwrap())).await;
+    let users = follow(&mut b, &s, back).await;
+    assert_eq!(users.status, 200, "{}", users.body);
+    assert!(users.body.contains("data-username=\"alice\""), "{}", users.body);
+    let csp = users.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("style-src 'self'") && !csp.contains("script-src"), "{csp}");
+    assert_eq!(users.headers["x-frame-options"], "DENY");
+
+    // A redirect after sign-in stays on the admin pages.
+    let mut other = Browser::new();
+    let login = other.get(&s.url("/admin/login?next=https%3A%2F%2Fevil.example%2F")).await;
+    let done = other.sign_in(&s, &login, "root", "root-password-1").await;
+    let landed = other.get(&s.url(done.headers["location"].to_str().unwrap())).await;
+    assert_eq!(landed.headers["location"], "/admin/consumers");
+
+    let token = users.input("csrf_token");
+    let out = b.post(&s, "/admin/logout", &[("csrf_token", &token)]).await;
+    assert_eq!(out.status, 303);
+    assert!(
+        out.set_cookies().iter().any(|c| c.starts_with("oauth_sidecar_admin=;") && c.contains("Max-Age=0"))
+    );
+    // The old cookie value no longer opens a page either.
+    let no_redirects =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let req = no_redirects.get(s.url("/admin/consumers")).header("cookie", cookie.split(';').next().unwrap());
+    let res = req.send().await.unwrap();
+    assert_eq!(res.status(), 303, "the session was deleted");
+}
+
+#[tokio::test]
+async fn the_cookie_is_secure_when_the_public_url_is_https() {
+    let s = Sidecar::start(&format!("public_url: https://sidecar.example\n{CONFIG}"));
+    let mut b = Browser::new();
+    let login = b.get(&s.url("/admin/login")).await;
+    let done = b.sign_in(&s, &login, "root", "root-password-1").await;
+    let cookie = done.set_cookies().into_iter().find(|c| c.starts_with("oauth_sidecar_admin=")).unwrap();
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
+}
+
+/// Every page, and every form target, of the admin pages.
+const GETS: &[&str] = &[
+    "/admin",
+    "/admin/",
+    "/admin/login",
+    "/admin/admin.css",
+    "/admin/consumers",
+    "/admin/consumers/new",
+    "/admin/consumers/from-file",
+    "/admin/consumers/from-file/delete",
+    "/admin/users",
+    "/admin/users/new",
+    "/admin/users/root",
+    "/admin/providers",
+    "/admin/providers/demo",
+    "/admin/clients/mail",
+    "/admin/clients/mail/tokens/1",
+    "/admin/grants",
+    "/admin/no-such-page",
+];
+const POSTS: &[&str] = &[
+    "/admin/consumers",
+    "/admin/consumers/from-file",
+    "/admin/consumers/from-file/delete",
+    "/admin/users",
+    "/admin/users/root",
+    "/admin/providers/demo",
+    "/admin/clients/mail/delete",
+    "/admin/clients/mail/fetch",
+    "/admin/clients/mail/tokens/1/delete",
+    "/admin/grants/some-family/revoke",
+];
+
+#[tokio::test]
+async fn users_who_may_not_administer_get_403_on_every_admin_url() {
+    let s = start();
+    for (user, password) in [("alice", "alice-password-1"), ("keeper", "keeper-password-1")] {
+        let mut b = Browser::new();
+        let landed = sign_in(&mut b, &s, user, password).await;
+        assert_eq!(landed.status, 403, "{user}: {}", landed.body);
+        let token = landed.input("csrf_token");
+        for path in GETS {
+            let page = b.get(&s.url(path)).await;
+            assert_eq!(page.status, 403, "{user} GET {path}: {}", page.body);
+        }
+        for path in POSTS {
+            let page = b.post(&s, path, &[("csrf_token", &token), ("label", "x"), ("client_id", "x")]).await;
+            assert_eq!(page.status, 403, "{user} POST {path}: {}", page.body);
+        }
+        // They can sign out, and nothing was changed.
+        assert_eq!(b.post(&s, "/admin/logout", &[("csrf_token", &token)]).await.status, 303);
+    }
+    let mut root = Browser::new();
+    let consumers = sign_in(&mut root, &s, "root", "root-password-1").await;
+    assert!(consumers.body.contains("data-client-id=\"from-file\""));
+    assert!(!consumers.body.contains("data-client-id=\"x\""), "{}", consumers.body);
+}
+
+#[tokio::test]
+async fn forms_without_a_matching_csrf_token_are_refused_and_change_nothing() {
+    let s = start();
+    let mut b = Browser::new();
+    sign_in(&mut b, &s, "root", "root-password-1").await;
+    let fields = [("label", "Sneaky"), ("client_id", "sneaky"), ("confidential", "1")];
+    let page = b.post(&s, "/admin/consumers", &fields).await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    let forged = [("csrf_token", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), fields[0], fields[1]];
+    assert_eq!(b.post(&s, "/admin/consumers", &forged).await.status, 403);
+    // A token from another browser does not match this browser's cookie.
+    let mut other = Browser::new();
+    let theirs = other.get(&s.url("/admin/login")).await.input("csrf_token");
+    let crossed = [("csrf_token", theirs.as_str()), fields[0], fields[1]];
+    assert_eq!(b.post(&s, "/admin/consumers", &crossed).await.status, 403);
+    let token = csrf(&mut b, &s, "/admin/grants").await;
+    assert_eq!(b.post(&s, "/admin/logout", &[]).await.status, 403, "sign-out needs the token too");
+    let list = b.get(&s.url("/admin/consumers")).await;
+    assert_eq!(list.status, 200, "still signed in");
+    assert!(!list.body.contains("sneaky"), "{}", list.body);
+    assert_eq!(b.post(&s, "/admin/logout", &[("csrf_token", &token)]).await.status, 303);
+}
+
+#[tokio::test]
+async fn consumers_are_created_edited_and_deleted_with_every_field() {
+    let s = start();
+    let mut b = Browser::new();
+    sign_in(&mut b, &s, "root", "root-password-1").await;
+    let form = b.get(&s.url("/admin/consumers/new")).await;
+    for help in
+        ["A label used to identify the third party integration", "Never grant the consumer more access"]
+    {
+        assert!(form.body.contains(help), "help text {help:?}");
+    }
+    let token = form.input("csrf_token");
+    let fields = [
+        ("csrf_token", token.as_str()),
+        ("label", "Reporting <tool>"),
+        ("client_id", "reports"),
+        ("confidential", "1"),
+        ("user_id", "alice"),
+        ("redirect_uris", "https://reports.example/cb\r\nhttps://reports.example/cb2"),
+        ("allowed_origins", "https://reports.example"),
+        ("scopes", "farm_viewer"),
+        ("grant_types", "client_credentials"),
+        ("grant_types", "authorization_code"),
+        ("limit_user_access", "1"),
+    ];
+    let saved = b.post(&s, "/admin/consumers", &fields).await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    assert!(saved.body.contains("Reporting &lt;tool&gt;"), "escaped: {}", saved.body);
+    let secret = element(&saved.body, "secret");
+    let endpoint = s.url("/oauth/token");
+    let creds = format!("reports:{secret}");
+    let (status, body) = call_token((&endpoint, &creds), &[("grant_type", "client_credentials")]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["scope"], "authenticated farm_viewer", "alice's roles within the consumer's: {body}");
+
+    let list = b.get(&s.url("/admin/consumers")).await;
+    assert!(list.body.contains("data-client-id=\"reports\""));
+    assert!(unescape(&list.body).contains("https://reports.example"), "{}", list.body);
+    let edit = b.get(&s.url("/admin/consumers/reports")).await;
+    assert!(unescape(&edit.body).contains("https://reports.example/cb2"), "{}", edit.body);
+    assert!(edit.body.contains("id=\"limit_user_access\" name=\"limit_user_access\" value=\"1\" checked"));
+
+    // Edit: a new secret replaces the old one, fields are saved as sent.
+    let token = edit.input("csrf_token");
+    let update = [
+        ("csrf_token", token.as_str()),
+        ("label", "Reporting"),
+        ("confidential", "1"),
+        ("user_id", "alice"),
+        ("redirect_uris", "https://reports.example/cb"),
+        ("scopes", "farm_viewer"),
+        ("grant_types", "client_credentials"),
+        ("new_secret", "1"),
+    ];
+    let saved = b.post(&s, "/admin/consumers/reports", &update).await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    let renewed = element(&saved.body, "secret");
+    assert_ne!(renewed, secret);
+    tokio::time::sleep(Duration::from_millis(2100)).await; // the token endpoint's 2 s record cache
+    let (status, _) = call_token((&endpoint, &creds), &[("grant_type", "client_credentials")]).await;
+    assert_eq!(status, 401, "the old secret stopped working");
+    let creds = format!("reports:{renewed}");
+    assert_eq!(call_token((&endpoint, &creds), &[("grant_type", "client_credentials")]).await.0, 200);
+
+    // Bad input: the form comes back with the reason and what was typed.
+    let bad = [("csrf_token", token.as_str()), ("label", "Kept label"), ("client_id", "no spaces allowed")];
+    let refused = b.post(&s, "/admin/consumers", &bad).await;
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.body.contains("role=\"alert\"") && refused.body.contains("machine name"),
+        "{}",
+        refused.body
+    );
+    assert!(refused.body.contains("value=\"Kept label\""));
+
+    // A consumer from the file is shown read-only and cannot be changed here.
+    let file = b.get(&s.url("/admin/consumers/from-file")).await;
+    assert!(file.body.contains("comes from the configuration file"));
+    let changed = b.post(&s, "/admin/consumers/from-file", &[("csrf_token", &token), ("label", "x")]).await;
+    assert_eq!(changed.status, 400, "{}", changed.body);
+
+    // Delete asks first, then the consumer and its secret are gone.
+    let confirm = b.get(&s.url("/admin/consumers/reports/delete")).await;
+    assert!(confirm.body.contains("Delete the consumer"), "{}", confirm.body);
+    let gone = b.post(&s, "/admin/consumers/reports/delete", &[("csrf_token", &token)]).await;
+    assert_eq!(gone.headers["location"], "/admin/consumers");
+    assert!(!b.get(&s.url("/admin/consumers")).await.body.contains("data-client-id=\"reports\""));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(call_token((&endpoint, &creds), &[("grant_type", "client_credentials")]).await.0, 401);
+}
+
+#[tokio::test]
+async fn new_secrets_are_shown_only_to_admins_with_the_secrets_permission() {
+    let s = start();
+    let mut b = Browser::new();
+    sign_in(&mut b, &s, "clerk", "clerk-password-1").await;
+    let token = csrf(&mut b, &s, "/admin/consumers/new").await;
+    let fields = [
+        ("csrf_token", token.as_str()),
+        ("label", "Clerk's"),
+        ("client_id", "clerks"),
+        ("confidential", "1"),
+        ("grant_types", "client_credentials"),
+    ];
+    let saved = b.post(&s, "/admin/consumers", &fields).await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    assert!(!saved.body.contains("id=\"secret\""), "{}", saved.body);
+    assert!(saved.body.contains("manage oauth client secrets"));
+    let edit = b.get(&s.url("/admin/consumers/clerks")).await;
+    assert!(!edit.body.contains("name=\"new_secret\""), "no box to tick");
+    let renew = [fields[0], fields[1], fields[3], fields[4], ("new_secret", "1")];
+    assert_eq!(b.post(&s, "/admin/consumers/clerks", &renew).await.status, 403);
+}
+
+#[tokio::test]
+async fn users_are_added_given_roles_disabled_and_their_passwords_reset() {
+    let s = start();
+    let endpoint = s.url("/oauth/token");
+    let legacy = "legacy:legacy-secret-0123456789";
+    let password_grant = |user: &'static str, pw: &'static str| {
+        let endpoint = endpoint.clone();
+        async move {
+            call_token(
+                (&endpoint, legacy),
+                &[("grant_type", "password"), ("username", user), ("password", pw)],
+            )
+            .await
+        }
+    };
+    let mut b = Browser::new();
+    sign_in(&mut b, &s, "root", "root-password-1").await;
+    let token = csrf(&mut b, &s, "/admin/users/new").await;
+    let add = [
+        ("csrf_token", token.as_str()),
+        ("username", "dave"),
+        ("password", "dave-password-1"),
+        ("roles", "farm_viewer"),
+    ];
+    assert_eq!(b.post(&s, "/admin/users", &add).await.headers["location"], "/admin/users");
+    let (status, body) = password_grant("dave", "dave-password-1").await;
+    assert_eq!(status, 200, "{body}");
+
+    let roles = [
+        ("csrf_token", token.as_str()),
+        ("roles", "farm_viewer"),
+        ("roles", "farm_manager"),
+        ("admin", "1"),
+        ("new_password", "dave-password-2"),
+    ];
+    assert_eq!(b.post(&s, "/admin/users/dave", &roles).await.status, 303);
+    tokio::time::sleep(Duration::from_millis(2100)).await; // the token endpoint's 2 s record cache
+    let listed = b.get(&s.url("/admin/users")).await;
+    let row = &listed.body[listed.body.find("data-username=\"dave\"").unwrap()..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(row.contains("farm_viewer, farm_manager"), "{row}");
+    assert!(row.contains("administer oauth"), "an admin gets `administer oauth`: {row}");
+    assert_eq!(password_grant("dave", "dave-password-1").await.0, 400, "the old password");
+    let (status, body) = password_grant("dave", "dave-password-2").await;
+    assert_eq!(status, 200, "the new password: {body}");
+
+    let disable = [("csrf_token", token.as_str()), ("roles", "farm_viewer"), ("disabled", "1")];
+    assert_eq!(b.post(&s, "/admin/users/dave", &disable).await.status, 303);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(password_grant("dave", "dave-password-2").await.0, 400, "disabled");
+
+    // An admin cannot lock themselves out.
+    let myself =
+        [("csrf_token", token.as_str()), ("admin", "1"), ("permissions", "manage oauth client secrets")];
+    let refused = b.post(&s, "/admin/users/root", &myself).await;
+    assert_eq!(refused.status, 400);
+    assert!(refused.body.contains("cannot disable yourself"), "{}", refused.body);
+    assert_eq!(b.get(&s.url("/admin/users")).await.status, 200, "still an admin");
+}
+
+#[tokio::test]
+async fn grants_are_listed_and_revoked() {
+    let s = start();
+    let endpoint = s.url("/oauth/token");
+    let legacy = "legacy:legacy-secret-0123456789";
+    let form = [("grant_type", "password"), ("username", "alice"), ("password", "alice-password-1")];
+    let (status, issued) = call_token((&endpoint, legacy), &form).await;
+    assert_eq!(status, 200, "{issued}");
+    let refresh = issued["refresh_token"].as_str().unwrap().to_owned();
+
+    let mut b = Browser::new();
+    sign_in(&mut b, &s, "root", "root-password-1").await;
+    let grants = b.get(&s.url("/admin/grants")).await;
+    let start = grants.body.find("data-grant=\"").expect("a grant row") + 12;
+    let family = grants.body[start..start + grants.body[start..].find('"').unwrap()].to_owned();
+    let row = &grants.body[start..];
+    assert!(row.contains("legacy") && row.contains("alice"), "{row}");
+    let token = grants.input("csrf_token");
+    let revoked = b.post(&s, &format!("/admin/grants/{family}/revoke"), &[("csrf_token", &token)]).await;
+    assert_eq!(revoked.headers["location"], "/admin/grants");
+    assert!(!b.get(&s.url("/admin/grants")).await.body.contains("data-grant="));
+    let (status, body) = token_refresh(&endpoint, legacy, &refresh).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+}
+
+async fn token_refresh(endpoint: &str, client: &str, refresh: &str) -> (u16, Value) {
+    call_token((endpoint, client), &[("grant_type", "refresh_token"), ("refresh_token", refresh)]).await
+}
+
+#[tokio::test]
+async fn a_session_ends_after_the_idle_timeout_and_requests_keep_it_alive() {
+    let s = start();
+    let mut b = Browser::new();
+    sign_in(&mut b, &s, "root", "root-password-1").await;
+    // Requests 1.5 s apart, for longer than the 4 s timeout: still signed in.
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let page = b.get(&s.url("/admin/grants")).await;
+        assert_eq!(page.status, 200, "kept alive by use");
+    }
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    let page = b.get(&s.url("/admin/grants")).await;
+    assert_eq!(page.status, 303, "idle for longer than admin.idle_timeout");
+    assert_eq!(page.headers["location"], "/admin/login?next=%2Fadmin%2Fgrants");
+}
+
+#[tokio::test]
+async fn the_admin_pages_can_move_or_be_turned_off() {
+    let moved = Sidecar::start(&format!("{CONFIG}  path: /manage\n"));
+    let mut b = Browser::new();
+    let landed = b.get(&moved.url("/manage/consumers")).await;
+    assert_eq!(landed.headers["location"], "/manage/login?next=%2Fmanage%2Fconsumers");
+    let consumers = sign_in_at(&mut b, &moved, "/manage", "root", "root-password-1").await;
+    assert_eq!(consumers.status, 200, "{}", consumers.body);
+    assert!(consumers.body.contains("href=\"&#x2f;manage/users\""), "{}", consumers.body);
+    let app = b.get(&moved.url("/admin/consumers")).await;
+    assert!(!app.body.contains("oauth-sidecar admin"), "the app's own /admin: {}", app.body);
+
+    let off = Sidecar::start(&format!("{CONFIG}  enabled: false\n"));
+    let page = Browser::new().get(&off.url("/admin/login")).await;
+    assert!(!page.body.contains("name=\"password\""), "proxied to the app: {}", page.body);
+}
