@@ -203,7 +203,7 @@ impl Store for PostgresStore {
 
     fn changes(&self) -> Option<StoreChanges> {
         let mut feed = self.feed.lock().unwrap_or_else(PoisonError::into_inner);
-        if feed.is_none() {
+        if feed.is_none() && !self.pool.is_closed() {
             *feed = changes::Feed::start(&self.pool);
         }
         feed.as_ref().map(changes::Feed::subscribe)
