@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need and runs every check: formatting, clippy with
-# warnings as errors, unit, integration and doc tests. Run from anywhere:
+# warnings as errors, unit, integration and doc tests, browser tests. Run
+# from anywhere:
 #
 #   bash scripts/test.sh
 #
@@ -10,6 +11,10 @@
 # (127.0.0.1:$PGPORT, default 5432) with TLS on, and its URL exported as
 # OAUTH_SIDECAR_TEST_POSTGRES; set that variable yourself to use another
 # server (a database its user may create schemas in), and nothing is installed.
+#
+# Then the browser tests (tests/e2e): chromium, and node with npm when node
+# is missing (node 18 or newer; Debian 12's is 18), from apt; playwright-core
+# with `npm ci`; `node --test` on the built binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +22,13 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=()
 if [ -z "${OAUTH_SIDECAR_TEST_POSTGRES:-}" ]; then
     APT_PACKAGES+=(postgresql)
+fi
+# The browser tests launch /usr/bin/chromium from node.
+[ -x /usr/bin/chromium ] || APT_PACKAGES+=(chromium)
+if ! command -v node >/dev/null 2>&1; then
+    APT_PACKAGES+=(nodejs npm)
+elif ! command -v npm >/dev/null 2>&1; then
+    APT_PACKAGES+=(npm)
 fi
 
 as_root() {
@@ -26,7 +38,8 @@ as_root() {
 if [ "${#APT_PACKAGES[@]}" -gt 0 ]; then
     missing=()
     for p in "${APT_PACKAGES[@]}"; do
-        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+        # Installed, not just known (a removed package keeps its config files).
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
     done
     if [ "${#missing[@]}" -gt 0 ]; then
         echo "==> installing ${missing[*]}"
@@ -135,4 +148,19 @@ echo "==> config/ files pass check-config"
 for f in config/*.yaml; do
     cargo run --quiet --locked -- check-config "$f" >/dev/null
 done
+
+echo "==> browser tests (tests/e2e: playwright-core driving /usr/bin/chromium)"
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 18 ]; then
+    echo "the browser tests need node 18 or newer; $(command -v node) is $(node --version)" >&2
+    exit 1
+fi
+# The binary under test: the debug build in cargo's target folder.
+cargo build --quiet --locked --bin oauth-sidecar
+target_dir=$(cargo metadata --format-version 1 --no-deps --locked |
+    node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).target_directory))')
+export OAUTH_SIDECAR_BIN="$target_dir/debug/oauth-sidecar"
+(cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+node --test tests/e2e/*.test.mjs
+echo "    screenshots in target/e2e/screenshots, sidecar logs in target/e2e/logs"
 echo "all checks passed"

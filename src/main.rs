@@ -21,7 +21,8 @@ const EXIT_CONFIG: u8 = 2;
         oauth-sidecar consumer create --config sidecar.yaml --client-id reporting --user-id reporter \\\n      \
           --scope farm_viewer --grant-type client_credentials\n  \
         oauth-sidecar user add --config sidecar.yaml alice --role farm_viewer < password.txt\n  \
-        oauth-sidecar keys rotate --config sidecar.yaml"
+        oauth-sidecar keys rotate --config sidecar.yaml\n  \
+        oauth-sidecar admin token create --config sidecar.yaml --label deploy-bot"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -66,6 +67,18 @@ enum Command {
         config: ConfigArg,
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// Admin API tokens, for the JSON API under the admin path (`/admin/api/`).
+    #[command(after_help = "Examples:\n  \
+        oauth-sidecar admin token create --config sidecar.yaml --label deploy-bot\n  \
+        oauth-sidecar admin token create --config sidecar.yaml --label vault-sync \\\n      \
+          --permission \"administer oauth\" --permission \"manage oauth client secrets\"\n  \
+        oauth-sidecar admin token list --config sidecar.yaml")]
+    Admin {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        command: AdminCommand,
     },
     /// Store maintenance: apply migrations, or copy a SQLite store into PostgreSQL.
     #[command(after_help = "Examples:\n  \
@@ -314,6 +327,32 @@ enum UserCommand {
 }
 
 #[derive(Subcommand)]
+enum AdminCommand {
+    /// Tokens for `Authorization: Bearer` on the admin JSON API.
+    Token {
+        #[command(subcommand)]
+        command: AdminTokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminTokenCommand {
+    /// Make a token: printed once with its id, stored only as its SHA-256 hash.
+    Create {
+        /// What the token is for (shown by `admin token list`).
+        #[arg(long)]
+        label: String,
+        /// "administer oauth" (the default) or "manage oauth client secrets" (repeat for both).
+        #[arg(long = "permission", value_name = "PERMISSION")]
+        permissions: Vec<String>,
+    },
+    /// List tokens: id, label, permissions, created (Unix time); never a token or its hash.
+    List,
+    /// Delete a token by id: it stops working at once.
+    Delete { id: String },
+}
+
+#[derive(Subcommand)]
 enum StoreCommand {
     /// Apply the pending migrations to the configured store and print the versions applied
     /// (`serve` does this at start too; this is for a deploy step before replicas start).
@@ -353,6 +392,9 @@ fn main() -> ExitCode {
         }
         Command::User { config, command } => {
             admin_command(config, true, |store, server| Box::pin(user(store, server, command)))
+        }
+        Command::Admin { config, command: AdminCommand::Token { command } } => {
+            admin_command(config, true, |store, _| Box::pin(admin_token(store, command)))
         }
         Command::Provider { config, command } => provider_command(config, command),
         Command::Client { config, command } => {
@@ -456,10 +498,11 @@ type Output = Result<Vec<String>, AdminError>;
 type Server = oauth_sidecar::config::server::ServerConfig;
 type Store = std::sync::Arc<dyn oauth_sidecar::store::Store>;
 
-/// Loads the configuration, opens its store, runs `run` and prints its lines.
+/// Loads the configuration, opens its store, runs `run` and prints its
+/// lines; `server_optional`: the command needs no `server:` section.
 fn admin_command(
     config: ConfigArg,
-    users_only: bool,
+    server_optional: bool,
     run: impl FnOnce(Store, Server) -> std::pin::Pin<Box<dyn Future<Output = Output>>>,
 ) -> ExitCode {
     let Some(file) = config.config else {
@@ -478,8 +521,8 @@ fn admin_command(
         }
     };
     let result = runtime.block_on(async {
-        let (store, server) = match (&loaded.config.server, users_only) {
-            // Users (e.g. admins for /oauth/start) need no `server:` section.
+        let (store, server) = match (&loaded.config.server, server_optional) {
+            // Users (e.g. admins for /oauth/start) and admin tokens need no `server:` section.
             (None, true) => (
                 oauth_sidecar::store::open_with(&loaded.store, loaded.store_options()).await?,
                 Server::default(),
@@ -565,6 +608,26 @@ async fn user(store: Store, server: Server, command: UserCommand) -> Output {
             Ok(vec![format!("{} user {username}", if enable { "enabled" } else { "disabled" })])
         }
         UserCommand::List => admin::list_users(store).await,
+    }
+}
+
+async fn admin_token(store: Store, command: AdminTokenCommand) -> Output {
+    use oauth_sidecar::admin as site;
+    let store = store.as_ref();
+    match command {
+        AdminTokenCommand::Create { label, permissions } => {
+            let made = site::create_token(store, &label, permissions).await?;
+            Ok(vec![
+                format!("id: {}", made.id),
+                format!("token: {}", made.token.expose()),
+                "(the token is shown only now; it is stored as a hash)".into(),
+            ])
+        }
+        AdminTokenCommand::List => site::list_tokens(store).await,
+        AdminTokenCommand::Delete { id } => {
+            site::delete_token(store, &id).await?;
+            Ok(vec![format!("deleted admin token {id}")])
+        }
     }
 }
 

@@ -288,8 +288,9 @@ impl SignIn {
     }
 }
 
-/// The stored form of a session id: SHA-256, base64url (as the authorization server stores it).
-fn hash(value: &str) -> String {
+/// The stored form of a session id or an admin API token: SHA-256,
+/// base64url (as the authorization server stores its opaque tokens).
+pub(crate) fn hash(value: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(ring::digest::digest(&ring::digest::SHA256, value.as_bytes()))

@@ -141,6 +141,33 @@ async fn sign_in_sets_a_strict_admin_cookie_and_sign_out_ends_the_session() {
 }
 
 #[tokio::test]
+async fn a_cross_site_navigation_without_the_strict_cookie_gets_a_link_back_not_the_sign_in_page() {
+    let s = start();
+    common::install_crypto();
+    let no_redirects =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let back = no_redirects
+        .get(s.url("/admin/clients/mail?x=1"))
+        .header("sec-fetch-site", "cross-site")
+        .header("sec-fetch-mode", "navigate")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.status(), 200);
+    let body = unescape(&back.text().await.unwrap());
+    assert!(body.contains("href=\"/admin/clients/mail?x=1\""), "{body}");
+    assert!(!body.contains("name=\"password\""), "{body}");
+    // A same-site navigation without a session still gets the sign-in page.
+    let same = no_redirects
+        .get(s.url("/admin/clients/mail"))
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(same.status(), 303);
+}
+
+#[tokio::test]
 async fn the_cookie_is_secure_when_the_public_url_is_https() {
     let s = Sidecar::start(&format!("public_url: https://sidecar.example\n{CONFIG}"));
     let mut b = Browser::new();
@@ -414,6 +441,10 @@ async fn grants_are_listed_and_revoked() {
     let (status, issued) = call_token((&endpoint, legacy), &form).await;
     assert_eq!(status, 200, "{issued}");
     let refresh = issued["refresh_token"].as_str().unwrap().to_owned();
+    let access = issued["access_token"].as_str().unwrap().to_owned();
+    let introspect = s.url("/oauth/introspect");
+    let active = |body: Value| body["active"].as_bool();
+    assert_eq!(active(call_token((&introspect, legacy), &[("token", &access)]).await.1), Some(true));
 
     let mut b = Browser::new();
     sign_in(&mut b, &s, "root", "root-password-1").await;
@@ -428,6 +459,8 @@ async fn grants_are_listed_and_revoked() {
     assert!(!b.get(&s.url("/admin/grants")).await.body.contains("data-grant="));
     let (status, body) = token_refresh(&endpoint, legacy, &refresh).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    let (_, body) = call_token((&introspect, legacy), &[("token", &access)]).await;
+    assert_eq!(active(body), Some(false), "the access token issued with the grant is revoked too");
 }
 
 async fn token_refresh(endpoint: &str, client: &str, refresh: &str) -> (u16, Value) {

@@ -1,14 +1,14 @@
-//! The `consumer`, `user` and `keys` commands of the real binary on a temp
+//! The `consumer`, `user`, `keys` and `admin token` commands of the real binary on a temp
 //! config and SQLite store, then the sidecar started on that store serving
 //! tokens to what the commands made.
 
 mod common;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-use common::Sidecar;
+use common::{Sidecar, cli};
+use oauth_sidecar::store::{SqliteStore, Store};
 use serde_json::Value;
 
 const SERVER: &str = r#"
@@ -24,21 +24,6 @@ server:
       scopes: [farm_manager]
       grant_types: [authorization_code, refresh_token]
 "#;
-
-/// Runs `oauth-sidecar ARGS --config DIR/sidecar.yaml` with `stdin`.
-fn cli(dir: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_oauth-sidecar"))
-        .args(args)
-        .arg("--config")
-        .arg(dir.join("sidecar.yaml"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn oauth-sidecar");
-    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
-    child.wait_with_output().expect("wait")
-}
 
 fn stdout(out: &Output) -> String {
     assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -223,4 +208,52 @@ fn consumers_are_third_party_unless_made_first_party() {
     assert!(show("own").contains("third_party: true"));
     stdout(&cli(dir.path(), &["consumer", "update", "own", "--first-party"], ""));
     assert!(show("own").contains("third_party: false"));
+}
+
+#[tokio::test]
+async fn admin_tokens_are_printed_once_stored_hashed_listed_and_deleted() {
+    use base64::Engine;
+    // Admin tokens need no `server:` section.
+    let dir = common::write_config("", "listen: 127.0.0.1:0\n");
+    let created = stdout(&cli(dir.path(), &["admin", "token", "create", "--label", "deploy bot"], ""));
+    let field = |name: &str| created.lines().find_map(|l| l.strip_prefix(name)).expect(name).to_owned();
+    let (id, token) = (field("id: "), field("token: "));
+    let random = token.strip_prefix("osa_").expect("the osa_ prefix");
+    assert_eq!(random.len(), 43, "256 bits, base64url");
+    assert!(random.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{token}");
+    let both = ["--permission", "administer oauth", "--permission", "manage oauth client secrets"];
+    let second = stdout(&cli(
+        dir.path(),
+        &[&["admin", "token", "create", "--label", "vault"][..], &both].concat(),
+        "",
+    ));
+    assert!(!second.contains(&token), "each token is new");
+
+    // Only the SHA-256 is stored.
+    let hash = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()));
+    let store = SqliteStore::open(&dir.path().join("data/sidecar.db")).await.expect("store");
+    let stored = store.admin_tokens().await.unwrap();
+    store.close().await;
+    let (first, other): (Vec<_>, Vec<_>) = stored.into_iter().partition(|t| t.id == id);
+    assert_eq!(first[0].token_hash, hash);
+    assert_eq!(first[0].permissions, ["administer oauth"], "the default permission");
+    assert_eq!(other[0].permissions, ["administer oauth", "manage oauth client secrets"]);
+
+    let listed = stdout(&cli(dir.path(), &["admin", "token", "list"], ""));
+    assert!(listed.contains(&format!("{id}\tdeploy bot\tadminister oauth\t")), "{listed}");
+    assert!(listed.contains("\tvault\tadminister oauth,manage oauth client secrets\t"), "{listed}");
+    assert!(!listed.contains(&token) && !listed.contains(&hash) && !listed.contains("osa_"), "{listed}");
+
+    assert!(stdout(&cli(dir.path(), &["admin", "token", "delete", &id], "")).contains(&id));
+    let listed = stdout(&cli(dir.path(), &["admin", "token", "list"], ""));
+    assert!(!listed.contains(&id) && listed.contains("vault"), "{listed}");
+    let again = cli(dir.path(), &["admin", "token", "delete", &id], "");
+    assert_eq!(again.status.code(), Some(1), "an unknown id");
+
+    let unknown = cli(dir.path(), &["admin", "token", "create", "--label", "x", "--permission", "root"], "");
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown permission"));
+    let unlabelled = cli(dir.path(), &["admin", "token", "create"], "");
+    assert_eq!(unlabelled.status.code(), Some(2), "--label is required");
 }

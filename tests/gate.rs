@@ -229,7 +229,7 @@ async fn revoked_token_is_refused_within_the_bound() {
 async fn unmatched_requests_are_denied_by_default() {
     let sidecar = start().await;
     let token = managing(&sidecar).await;
-    let res = reqwest_client().get(sidecar.url("/admin")).bearer_auth(&token).send().await.unwrap();
+    let res = reqwest_client().get(sidecar.url("/internal/report")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(res.status(), 403);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"], "access_denied");

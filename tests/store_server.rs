@@ -62,6 +62,7 @@ fn refresh(token_hash: &str, family_id: &str, client_id: &str, expires_at: i64) 
         scope: "farm_manager".into(),
         auth_time: Some(NOW - 5),
         expires_at,
+        access: None,
     }
 }
 
@@ -237,6 +238,37 @@ async fn admin_tokens_are_found_by_hash_listed_and_deleted(backend: Backend) {
     assert!(store.delete_admin_token("t1").await.unwrap());
     assert!(!store.delete_admin_token("t1").await.unwrap());
     assert_eq!(store.admin_token("hash-1").await.unwrap(), None);
+    store.close().await;
+}
+
+async fn revoking_a_family_revokes_the_access_tokens_issued_with_it(backend: Backend) {
+    let (store, _place) = backend.open().await;
+    store.put_consumer(&consumer("web")).await.unwrap();
+    let first = RefreshTokenRecord {
+        access: Some(("jti-1".into(), NOW + 3600)),
+        ..refresh("r1", "fam", "web", NOW + 600)
+    };
+    store.add_refresh_token(&first).await.unwrap();
+    let next = RefreshTokenRecord {
+        access: Some(("jti-2".into(), NOW + 3700)),
+        ..refresh("r2", "", "web", NOW + 900)
+    };
+    store.rotate_refresh_token("r1", &next, NOW).await.unwrap();
+    let other = RefreshTokenRecord {
+        access: Some(("jti-9".into(), NOW + 3600)),
+        ..refresh("o1", "other", "web", NOW + 600)
+    };
+    store.add_refresh_token(&other).await.unwrap();
+    assert_eq!(
+        store.refresh_token("r2", NOW).await.unwrap().and_then(|t| t.access),
+        Some(("jti-2".into(), NOW + 3700))
+    );
+    assert!(!store.is_access_token_revoked("jti-1").await.unwrap());
+    store.revoke_refresh_family("fam").await.unwrap();
+    assert!(store.is_access_token_revoked("jti-1").await.unwrap());
+    assert!(store.is_access_token_revoked("jti-2").await.unwrap());
+    assert!(!store.is_access_token_revoked("jti-9").await.unwrap(), "another family's");
+    store.revoke_refresh_family("fam").await.unwrap();
     store.close().await;
 }
 
@@ -546,6 +578,7 @@ on_both_backends!(
     a_touched_session_lasts_until_its_new_end,
     admin_tokens_are_found_by_hash_listed_and_deleted,
     current_refresh_tokens_list_one_live_token_per_grant,
+    revoking_a_family_revokes_the_access_tokens_issued_with_it,
     concurrent_first_signing_keys_store_one_per_algorithm,
     consumers_round_trip_and_put_replaces,
     delete_consumer_removes_its_codes_and_refresh_tokens_only,

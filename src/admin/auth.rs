@@ -37,6 +37,7 @@ pub(crate) async fn viewer(
 ) -> Result<Viewer, Response> {
     let user = match site.signin.current_user(headers).await {
         Ok(Some(user)) => user,
+        Ok(None) if cross_site(headers) => return Err(site.templates.continue_to(uri)),
         Ok(None) => return Err(to_sign_in(site, uri)),
         Err(e) => return Err(site.templates.failure(&e)),
     };
@@ -68,6 +69,16 @@ pub(crate) async fn poster(
         ));
     }
     Ok((viewer, form))
+}
+
+/// True for a navigation that came from another site, for example the
+/// redirect back from a provider's consent page through `/oauth/return`:
+/// the browser leaves the `SameSite=Strict` session cookie out of it, so
+/// "no session" may be wrong. Such a request gets a page with a link to the
+/// same address; following it is a same-site navigation that carries the
+/// cookie (and a browser that is really signed out gets the sign-in page then).
+fn cross_site(headers: &HeaderMap) -> bool {
+    headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
 }
 
 /// 303 to the sign-in page, which comes back to `uri` afterwards.

@@ -17,15 +17,17 @@
 //! replaceable file by file from `server.templates_dir/admin/`; they need
 //! no JavaScript and load one stylesheet, `{path}/admin.css`.
 
+mod api;
 mod auth;
 mod forms;
+mod records;
 mod view;
 mod web;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{any, delete, get, post};
 
 use crate::client::tokens::Tokens;
 use crate::config::Loaded;
@@ -33,6 +35,7 @@ use crate::config::server::ServerConfig;
 use crate::signin::{CookieScope, SignIn, SignInError};
 use crate::store::Store;
 
+pub use api::{NewAdminToken, TOKEN_PREFIX, create_token, delete_token, list_tokens};
 pub use view::AdminTemplates;
 
 /// The admin session cookie's name.
@@ -150,6 +153,39 @@ impl AdminSite {
             .route(&r("/grants"), get(web::grants::list))
             .route(&r("/grants/{family}/revoke"), post(web::grants::revoke))
             .route(&r("/{*rest}"), get(web::not_found).post(web::not_found))
+            .merge(self.api_router())
             .with_state(self.site.clone())
+    }
+
+    /// The JSON API's routes, under `{base}/api/`: a method a path has no
+    /// operation for answers 405, an unknown path 404 (both after the
+    /// caller is checked, as every operation does).
+    fn api_router(&self) -> Router<Arc<Site>> {
+        let a = |p: &str| format!("{}/api{p}", self.site.base);
+        let no = api::method_not_allowed;
+        Router::new()
+            .route(&a("/openapi.json"), get(api::openapi).fallback(no))
+            .route(&a("/consumers"), get(api::consumers).post(api::create_consumer).fallback(no))
+            .route(
+                &a("/consumers/{client_id}"),
+                get(api::consumer).put(api::update_consumer).delete(api::delete_consumer).fallback(no),
+            )
+            .route(&a("/users"), get(api::users).post(api::create_user).fallback(no))
+            .route(&a("/users/{username}"), get(api::user).put(api::update_user).fallback(no))
+            .route(&a("/providers"), get(api::providers).fallback(no))
+            .route(&a("/providers/{name}"), get(api::provider).fallback(no))
+            .route(&a("/clients"), get(api::clients).post(api::create_client).fallback(no))
+            .route(&a("/clients/{name}"), get(api::client).delete(api::delete_client).fallback(no))
+            .route(&a("/clients/{name}/tokens"), get(api::tokens).post(api::fetch_token).fallback(no))
+            .route(
+                &a("/tokens/{id}"),
+                get(api::inspect_token).delete(api::delete_provider_token).fallback(no),
+            )
+            .route(&a("/tokens/{id}/refresh"), post(api::refresh_token).fallback(no))
+            .route(&a("/grants"), get(api::grants).fallback(no))
+            .route(&a("/grants/{family_id}"), delete(api::revoke_grant).fallback(no))
+            .route(&a(""), any(api::not_found))
+            .route(&a("/"), any(api::not_found))
+            .route(&a("/{*rest}"), any(api::not_found))
     }
 }

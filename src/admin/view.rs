@@ -105,6 +105,17 @@ impl AdminTemplates {
         self.render(status, "message.html", minijinja::context! { title, message, base => self.base.clone() })
     }
 
+    /// A page with one link to `uri` on this site (see `auth::viewer` on
+    /// cross-site navigations).
+    pub(crate) fn continue_to(&self, uri: &http::Uri) -> Response {
+        let target = uri.path_and_query().map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned());
+        let ctx = minijinja::context! {
+            title => "Continue", message => "You are back from another site.", link => target,
+            link_label => "Continue to the admin page", base => self.base.clone(),
+        };
+        self.render(StatusCode::OK, "message.html", ctx)
+    }
+
     /// The 403 page for a signed-in user who may not see a page; it offers
     /// sign-out, so another user can sign in.
     pub(crate) fn forbidden(&self, message: &str, csrf: &str) -> Response {

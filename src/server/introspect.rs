@@ -235,6 +235,7 @@ mod tests {
             scope: "farm_viewer".into(),
             auth_time: None,
             expires_at: 5000,
+            access: None,
         };
         assert_eq!(
             refresh_answer(&record),

@@ -348,6 +348,8 @@ pub(crate) fn refresh_hash(token: &str) -> String {
     URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()))
 }
 
+/// A new refresh token and its record; `access` is the access token issued
+/// with it, revoked when its family is.
 fn new_refresh(
     server: &Inner,
     consumer: &ConsumerRecord,
@@ -355,6 +357,7 @@ fn new_refresh(
     scope: &str,
     family_id: String,
     auth_time: Option<i64>,
+    access: Option<&IssuedAccess>,
 ) -> (String, RefreshTokenRecord) {
     let token = random_token();
     let ttl = consumer.refresh_token_ttl.unwrap_or(server.refresh_ttl);
@@ -366,6 +369,7 @@ fn new_refresh(
         scope: scope.to_owned(),
         auth_time,
         expires_at: unix_now().saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)),
+        access: access.map(|a| (a.jti.clone(), a.exp)),
     };
     (token, record)
 }
@@ -436,6 +440,7 @@ async fn authorization_code(
             &scope,
             family.clone(),
             Some(record.auth_time),
+            Some(&access),
         );
         server.store.add_refresh_token(&refresh).await.map_err(OAuthError::server)?;
         Some((family, token))
@@ -519,17 +524,31 @@ async fn password_grant(
     }
     let scope = join(&grant(server, consumer, Some(&user), &requested));
     let auth_time = unix_now();
-    let (access_token, expires_in) = access_token(server, consumer, &user.username, &scope, Some(auth_time))?;
+    let access = issue_access(server, consumer, &user.username, &scope, Some(auth_time))?;
     let refresh_token = if consumer.grant_types.iter().any(|g| g == "refresh_token") {
         let family = uuid::Uuid::new_v4().to_string();
-        let (token, record) =
-            new_refresh(server, consumer, Some(&user.username), &scope, family, Some(auth_time));
+        let (token, record) = new_refresh(
+            server,
+            consumer,
+            Some(&user.username),
+            &scope,
+            family,
+            Some(auth_time),
+            Some(&access),
+        );
         server.store.add_refresh_token(&record).await.map_err(OAuthError::server)?;
         Some(token)
     } else {
         None
     };
-    Ok(TokenResponse { access_token, token_type: "Bearer", expires_in, refresh_token, scope, id_token: None })
+    Ok(TokenResponse {
+        access_token: access.token,
+        token_type: "Bearer",
+        expires_in: access.expires_in,
+        refresh_token,
+        scope,
+        id_token: None,
+    })
 }
 
 async fn refresh(
@@ -545,7 +564,7 @@ async fn refresh(
         // Not a current token. Presenting it to the rotation still matters:
         // if it was rotated before, the store revokes its whole family
         // (unless this is a retry within the grace window).
-        let (_, probe) = new_refresh(server, consumer, None, "", String::new(), None);
+        let (_, probe) = new_refresh(server, consumer, None, "", String::new(), None, None);
         match server.store.rotate_refresh_token(&hash, &probe, now).await.map_err(OAuthError::server)? {
             RefreshRotation::Reused => {
                 tracing::warn!(client_id = %consumer.client_id, "a rotated refresh token was presented again; its family is revoked");
@@ -581,6 +600,9 @@ async fn refresh(
     // The successor joins the family (the store sets it) with the original
     // scope; only this access token is narrowed. The response is made before
     // the rotation, so that the grace window can keep it with the rotation.
+    let scope = if requested.is_empty() { current.scope.clone() } else { join(&requested) };
+    let sub = current.username.as_deref().unwrap_or(&consumer.client_id);
+    let access = issue_access(server, consumer, sub, &scope, current.auth_time)?;
     let (token, next) = new_refresh(
         server,
         consumer,
@@ -588,10 +610,9 @@ async fn refresh(
         &current.scope,
         String::new(),
         current.auth_time,
+        Some(&access),
     );
-    let scope = if requested.is_empty() { current.scope.clone() } else { join(&requested) };
-    let sub = current.username.as_deref().unwrap_or(&consumer.client_id);
-    let (access_token, expires_in) = access_token(server, consumer, sub, &scope, current.auth_time)?;
+    let IssuedAccess { token: access_token, expires_in, .. } = access;
     // OpenID Connect Core section 12.2: a refresh renews the ID token too,
     // with the original auth_time and no nonce.
     let id_token = match (&current.username, current.auth_time) {

@@ -157,6 +157,9 @@ pub struct RefreshTokenRecord {
     pub auth_time: Option<i64>,
     /// When it stops being valid.
     pub expires_at: i64,
+    /// The `jti` and `exp` of the access token issued with it, revoked
+    /// with its family.
+    pub access: Option<(String, i64)>,
 }
 
 /// What presenting a refresh token found.

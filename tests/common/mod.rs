@@ -179,6 +179,22 @@ impl Drop for Sidecar {
     }
 }
 
+/// Runs the binary's CLI (`ARGS --config DIR/sidecar.yaml`) with `stdin`
+/// on a folder made by [`write_config`].
+pub fn cli(dir: &std::path::Path, args: &[&str], stdin: &str) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oauth-sidecar"))
+        .args(args)
+        .arg("--config")
+        .arg(dir.join("sidecar.yaml"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn oauth-sidecar");
+    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
 /// Sends raw bytes on a new connection and reads the whole answer (the
 /// request should carry `Connection: close`, or the server must close).
 pub fn raw(addr: SocketAddr, request: &[u8]) -> String {

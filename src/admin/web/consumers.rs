@@ -11,12 +11,12 @@ use http::{HeaderMap, StatusCode, Uri};
 use serde_json::json;
 
 use super::value;
-use crate::admin::Site;
 use crate::admin::auth::{Viewer, poster, see_other, viewer};
 use crate::admin::forms::Form;
+use crate::admin::{Site, records};
 use crate::config::server::GRANT_TYPES;
 use crate::server::admin::{self as ops, AdminError, ConsumerSpec, CreatedConsumer};
-use crate::store::{ADMINISTER_OAUTH, ConsumerRecord, MANAGE_SECRETS};
+use crate::store::{ADMINISTER_OAUTH, MANAGE_SECRETS};
 
 /// `GET {base}/consumers`.
 pub(crate) async fn list(State(site): State<Arc<Site>>, headers: HeaderMap, uri: Uri) -> Response {
@@ -26,30 +26,12 @@ pub(crate) async fn list(State(site): State<Arc<Site>>, headers: HeaderMap, uri:
     };
     match site.store.consumers().await {
         Ok(consumers) => {
-            let rows: Vec<_> = consumers.iter().map(row).collect();
+            let rows: Vec<_> = consumers.iter().map(records::consumer).collect();
             let ctx = minijinja::context! { consumers => value(rows) };
             site.templates.page(&viewer, "consumers.html", "Consumers", "consumers", ctx)
         }
         Err(e) => site.templates.failure(&e),
     }
-}
-
-fn row(c: &ConsumerRecord) -> serde_json::Value {
-    json!({
-        "label": c.label,
-        "client_id": c.client_id,
-        "confidential": c.confidential,
-        "third_party": c.third_party,
-        "user_id": c.user_id,
-        "redirect_uris": c.redirect_uris,
-        "allowed_origins": c.allowed_origins,
-        "scopes": c.scopes,
-        "grant_types": c.grant_types,
-        "grant_user_access": c.grant_user_access,
-        "limit_requested_access": c.limit_requested_access,
-        "limit_user_access": c.limit_user_access,
-        "managed_by_config": c.managed_by_config,
-    })
 }
 
 /// The defaults of a new consumer's form (as `consumer create` has them).
@@ -157,7 +139,7 @@ fn saved(site: &Site, viewer: &Viewer, created: &CreatedConsumer) -> Response {
     let secret =
         created.secret.as_ref().filter(|_| viewer.may(MANAGE_SECRETS)).map(|s| s.expose().to_owned());
     let ctx = minijinja::context! {
-        consumer => value(row(&created.consumer)), secret, generated => created.secret.is_some(),
+        consumer => value(records::consumer(&created.consumer)), secret, generated => created.secret.is_some(),
     };
     site.templates.page(viewer, "consumer_saved.html", "Consumer saved", "consumers", ctx)
 }
@@ -187,7 +169,7 @@ pub(crate) async fn edit_form(
         Err(res) => return res,
     };
     match site.store.consumer(&client_id).await {
-        Ok(Some(c)) => form_page(&site, &viewer, StatusCode::OK, row(&c), true, None),
+        Ok(Some(c)) => form_page(&site, &viewer, StatusCode::OK, records::consumer(&c), true, None),
         Ok(None) => site.templates.error(StatusCode::NOT_FOUND, "Not found", "There is no such consumer."),
         Err(e) => site.templates.failure(&e),
     }

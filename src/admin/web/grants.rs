@@ -47,7 +47,7 @@ pub(crate) async fn list(State(site): State<Arc<Site>>, headers: HeaderMap, uri:
 }
 
 /// `POST {base}/grants/{family}/revoke`: the grant's refresh tokens stop
-/// working at once.
+/// working at once, and the access tokens issued with them are revoked.
 pub(crate) async fn revoke(
     State(site): State<Arc<Site>>,
     Path(family): Path<String>,

@@ -14,11 +14,10 @@ use http::{HeaderMap, StatusCode, Uri};
 use serde_json::{Value, json};
 
 use super::value;
-use crate::admin::Site;
 use crate::admin::auth::{Viewer, poster, see_other, viewer};
+use crate::admin::{Site, records};
 use crate::client::ClientError;
 use crate::client::admin::{self as ops, FetchGrant};
-use crate::client::provider::Provider;
 use crate::client::tokens::Tokens;
 use crate::config::Secret;
 use crate::store::{ADMINISTER_OAUTH, MANAGE_SECRETS, ProviderTokenRecord};
@@ -59,15 +58,6 @@ fn failed(site: &Site, viewer: &Viewer, e: ClientError) -> Response {
                 ctx,
             )
         }
-    }
-}
-
-/// The grants besides the authorization code a provider accepts: Google
-/// takes neither client credentials nor passwords; the others may.
-fn other_grants(p: &Provider) -> (bool, bool) {
-    match p.name.as_str() {
-        "gmail" => (false, false),
-        _ => (true, true),
     }
 }
 
@@ -190,13 +180,6 @@ pub(crate) async fn register(
 }
 
 fn token_row(t: &ProviderTokenRecord, now: i64) -> Value {
-    let status = if t.status == crate::client::tokens::STATUS_REAUTH {
-        "needs re-authorization".to_owned()
-    } else if t.expires_at.is_some_and(|e| e <= now) && t.refresh_token.is_none() {
-        "expired".to_owned()
-    } else {
-        "active".to_owned()
-    };
     json!({
         "id": t.id,
         "tag": t.tag,
@@ -204,7 +187,7 @@ fn token_row(t: &ProviderTokenRecord, now: i64) -> Value {
         "owner": t.owner_email.clone().or(t.owner_name.clone()).or(t.owner_id.clone()).unwrap_or_default(),
         "scopes": t.scopes.join(" "),
         "expires": t.expires_at.map(|e| crate::admin::web::when(e, now)),
-        "status": status,
+        "status": records::token_status(t, now),
         "last_error": t.last_error,
     })
 }
@@ -234,7 +217,7 @@ pub(crate) async fn client(
     };
     let now = crate::client::now();
     let rows: Vec<_> = stored.iter().filter(|t| t.client == reg.name).map(|t| token_row(t, now)).collect();
-    let (client_credentials, password) = other_grants(&reg.provider);
+    let (client_credentials, password) = records::other_grants(&reg.provider);
     let return_to: String =
         url::form_urlencoded::byte_serialize(format!("{}/clients/{}", site.base, reg.name).as_bytes())
             .collect();

@@ -13,16 +13,10 @@ use super::value;
 use crate::admin::Site;
 use crate::admin::auth::{Viewer, poster, see_other, viewer};
 use crate::admin::forms::Form;
+use crate::admin::records::{self, UserChange};
 use crate::config::Secret;
 use crate::server::admin::{self as ops, AdminError};
-use crate::store::{ADMINISTER_OAUTH, PERMISSIONS, UserRecord};
-
-fn row(u: &UserRecord) -> serde_json::Value {
-    json!({
-        "username": u.username, "roles": u.roles, "admin": u.admin,
-        "permissions": u.permissions, "disabled": u.disabled,
-    })
-}
+use crate::store::{ADMINISTER_OAUTH, PERMISSIONS};
 
 /// `GET {base}/users`.
 pub(crate) async fn list(State(site): State<Arc<Site>>, headers: HeaderMap, uri: Uri) -> Response {
@@ -32,7 +26,7 @@ pub(crate) async fn list(State(site): State<Arc<Site>>, headers: HeaderMap, uri:
     };
     match site.store.users().await {
         Ok(users) => {
-            let rows: Vec<_> = users.iter().map(row).collect();
+            let rows: Vec<_> = users.iter().map(records::user).collect();
             site.templates.page(
                 &viewer,
                 "users.html",
@@ -136,7 +130,7 @@ pub(crate) async fn edit_form(
         Err(res) => return res,
     };
     match site.store.user(&username).await {
-        Ok(Some(u)) => form_page(&site, &viewer, StatusCode::OK, row(&u), true, None),
+        Ok(Some(u)) => form_page(&site, &viewer, StatusCode::OK, records::user(&u), true, None),
         Ok(None) => site.templates.error(StatusCode::NOT_FOUND, "Not found", "There is no such user."),
         Err(e) => site.templates.failure(&e),
     }
@@ -163,18 +157,13 @@ pub(crate) async fn update(
                  ask another admin.";
         return form_page(&site, &viewer, StatusCode::BAD_REQUEST, shown, true, Some(e.into()));
     }
-    let store = site.store.as_ref();
-    let result = async {
-        ops::set_roles(store, &site.server, &username, form.all("roles")).await?;
-        ops::set_permissions(store, &username, permissions).await?;
-        ops::set_disabled(store, &username, disabled).await?;
-        if let Some(password) = form.get("new_password") {
-            ops::set_password(store, &username, &Secret::new(password.to_owned())).await?;
-        }
-        Ok::<(), AdminError>(())
-    }
-    .await;
-    match result {
+    let change = UserChange {
+        roles: Some(form.all("roles")),
+        permissions: Some(permissions),
+        disabled: Some(disabled),
+        password: form.get("new_password").map(|p| Secret::new(p.to_owned())),
+    };
+    match records::change_user(site.store.as_ref(), &site.server, &username, change).await {
         Ok(()) => {
             tracing::info!(admin = %viewer.user.username, username = %username, "user updated");
             see_other(&format!("{}/users", site.base))

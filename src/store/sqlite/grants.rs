@@ -251,7 +251,7 @@ async fn insert_refresh_token(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO refresh_tokens (token_hash, family_id, client_id, username, scope, auth_time, \
-         expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+         expires_at, access_jti, access_exp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&token.token_hash)
     .bind(family_id)
@@ -260,6 +260,8 @@ async fn insert_refresh_token(
     .bind(&token.scope)
     .bind(token.auth_time)
     .bind(token.expires_at)
+    .bind(token.access.as_ref().map(|(jti, _)| jti))
+    .bind(token.access.as_ref().map(|(_, exp)| *exp))
     .execute(conn)
     .await
     .map(drop)
@@ -272,6 +274,15 @@ async fn revoke_family(conn: &mut SqliteConnection, family_id: &str) -> Result<(
         .execute(&mut *conn)
         .await
         .map_err(query_err)?;
+    // The access tokens issued with the family's refresh tokens stop too.
+    sqlx::query(
+        "INSERT INTO revoked_access_tokens (jti, exp) SELECT access_jti, access_exp FROM refresh_tokens \
+         WHERE family_id = ? AND access_jti IS NOT NULL AND access_exp IS NOT NULL ON CONFLICT (jti) DO NOTHING",
+    )
+    .bind(family_id)
+    .execute(&mut *conn)
+    .await
+    .map_err(query_err)?;
     sqlx::query(
         "DELETE FROM refresh_grace WHERE token_hash IN \
          (SELECT token_hash FROM refresh_tokens WHERE family_id = ?)",
@@ -292,6 +303,10 @@ pub(super) fn refresh_from_row(row: &SqliteRow) -> Result<RefreshTokenRecord, sq
         scope: row.try_get("scope")?,
         auth_time: row.try_get("auth_time")?,
         expires_at: row.try_get("expires_at")?,
+        access: match (row.try_get::<Option<String>, _>("access_jti")?, row.try_get("access_exp")?) {
+            (Some(jti), Some(exp)) => Some((jti, exp)),
+            _ => None,
+        },
     })
 }
 

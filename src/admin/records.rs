@@ -1,0 +1,99 @@
+//! How the admin pages and the API show the records, and what both do to
+//! them beyond one operation: one place, so a page and its API operation
+//! cannot disagree. Secrets and hashes never appear here.
+
+use serde_json::{Value, json};
+
+use crate::client::provider::Provider;
+use crate::client::tokens::STATUS_REAUTH;
+use crate::config::Secret;
+use crate::config::server::ServerConfig;
+use crate::server::admin::{self as ops, AdminError};
+use crate::store::{ConsumerRecord, ProviderTokenRecord, Store, UserRecord};
+
+/// A consumer: every field but the secret hash.
+pub(crate) fn consumer(c: &ConsumerRecord) -> Value {
+    json!({
+        "label": c.label,
+        "client_id": c.client_id,
+        "confidential": c.confidential,
+        "third_party": c.third_party,
+        "user_id": c.user_id,
+        "redirect_uris": c.redirect_uris,
+        "allowed_origins": c.allowed_origins,
+        "scopes": c.scopes,
+        "grant_types": c.grant_types,
+        "grant_user_access": c.grant_user_access,
+        "limit_requested_access": c.limit_requested_access,
+        "limit_user_access": c.limit_user_access,
+        "managed_by_config": c.managed_by_config,
+    })
+}
+
+/// A user: never the password hash.
+pub(crate) fn user(u: &UserRecord) -> Value {
+    json!({
+        "username": u.username, "roles": u.roles, "admin": u.admin,
+        "permissions": u.permissions, "disabled": u.disabled,
+    })
+}
+
+/// What changes about a user; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub(crate) struct UserChange {
+    /// The roles, replacing the old ones.
+    pub(crate) roles: Option<Vec<String>>,
+    /// The admin permissions, replacing the old ones (none: not an admin).
+    pub(crate) permissions: Option<Vec<String>>,
+    /// Disabled or enabled again.
+    pub(crate) disabled: Option<bool>,
+    /// A new password.
+    pub(crate) password: Option<Secret>,
+}
+
+/// Applies `change` to a user; nothing is written when a role or
+/// permission is unknown.
+pub(crate) async fn change_user(
+    store: &dyn Store,
+    server: &ServerConfig,
+    username: &str,
+    change: UserChange,
+) -> Result<(), AdminError> {
+    if let Some(permissions) = &change.permissions {
+        ops::check_permissions(permissions)?;
+    }
+    if let Some(roles) = change.roles {
+        ops::set_roles(store, server, username, roles).await?;
+    }
+    if let Some(permissions) = change.permissions {
+        ops::set_permissions(store, username, permissions).await?;
+    }
+    if let Some(disabled) = change.disabled {
+        ops::set_disabled(store, username, disabled).await?;
+    }
+    if let Some(password) = change.password {
+        ops::set_password(store, username, &password).await?;
+    }
+    Ok(())
+}
+
+/// A provider token's state: `active`, `expired` (and nothing to renew it
+/// with) or `needs re-authorization`.
+pub(crate) fn token_status(t: &ProviderTokenRecord, now: i64) -> &'static str {
+    if t.status == STATUS_REAUTH {
+        "needs re-authorization"
+    } else if t.expires_at.is_some_and(|e| e <= now) && t.refresh_token.is_none() {
+        "expired"
+    } else {
+        "active"
+    }
+}
+
+/// The grants besides the authorization code a provider accepts, as
+/// `(client_credentials, password)`: Google takes neither; the others may.
+pub(crate) fn other_grants(p: &Provider) -> (bool, bool) {
+    match p.name.as_str() {
+        "gmail" => (false, false),
+        _ => (true, true),
+    }
+}
