@@ -8,7 +8,7 @@
 # Needs a Rust toolchain (cargo with rustfmt and clippy). Installs Debian
 # packages with apt when a test needs one: PostgreSQL, which the store tests
 # and the multi-replica tests run against. The server is started on loopback
-# (127.0.0.1:$PGPORT, default 5432) and its URL exported as
+# (127.0.0.1:$PGPORT, default 5432) with TLS on, and its URL exported as
 # OAUTH_SIDECAR_TEST_POSTGRES; set that variable yourself to use another
 # server (a database its user may create schemas in), and nothing is installed.
 #
@@ -59,6 +59,39 @@ as_postgres() {
     fi
 }
 
+# The store tests connect with sslmode=require too. Debian's clusters have
+# `ssl = on` with the snakeoil certificate of the ssl-cert package; a cluster
+# made without is given it.
+enable_postgres_tls() {
+    local port=$1 cert=/etc/ssl/certs/ssl-cert-snakeoil.pem key=/etc/ssl/private/ssl-cert-snakeoil.key
+    local show=(psql -qtA -h /var/run/postgresql -p "$port" -c "SHOW ssl")
+    [ "$(as_postgres "${show[@]}")" = on ] && return
+    if [ ! -f "$key" ]; then
+        echo "==> installing ssl-cert (a snakeoil certificate for PostgreSQL)"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ssl-cert
+        as_root make-ssl-cert generate-default-snakeoil
+    fi
+    # The server reads the key as postgres, a member of ssl-cert.
+    id -nG postgres | grep -qw ssl-cert || as_root usermod -a -G ssl-cert postgres
+    echo "==> turning on TLS in PostgreSQL (snakeoil certificate)"
+    as_postgres psql -q -h /var/run/postgresql -p "$port" -v ON_ERROR_STOP=1 \
+        -c "ALTER SYSTEM SET ssl_cert_file = '$cert'" \
+        -c "ALTER SYSTEM SET ssl_key_file = '$key'" \
+        -c "ALTER SYSTEM SET ssl = on"
+    read -r version cluster _ < <(pg_lsclusters -h | head -1)
+    if [ "$(id -u)" -eq 0 ]; then pg_ctlcluster "$version" "$cluster" restart
+    else as_postgres pg_ctlcluster "$version" "$cluster" restart; fi
+    for _ in $(seq 1 30); do
+        as_postgres pg_isready -q -h 127.0.0.1 -p "$port" && break
+        sleep 1
+    done
+    if [ "$(as_postgres "${show[@]}")" != on ]; then
+        echo "PostgreSQL did not turn on TLS; see its log (pg_lsclusters)" >&2
+        exit 1
+    fi
+}
+
 start_postgres() {
     local port="${PGPORT:-5432}" password=sidecar-test
     if ! pg_lsclusters -h 2>/dev/null | grep -q .; then
@@ -79,6 +112,7 @@ start_postgres() {
         as_postgres pg_isready -q -h 127.0.0.1 -p "$port" && break
         sleep 1
     done
+    enable_postgres_tls "$port"
     # A login for the tests and a database they own, recreated empty each run.
     as_postgres psql -q -h /var/run/postgresql -p "$port" -v ON_ERROR_STOP=1 <<SQL
 SET client_min_messages = warning;

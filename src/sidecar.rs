@@ -14,6 +14,11 @@
 //! The gate trusts the local authorization server like any issuer with a
 //! JWKS: its keys are read in process (no HTTP) and read again when a token
 //! names an unknown key; its revocation list is the store's.
+//!
+//! When the store announces changes ([`Store::changes`]: several replicas
+//! on PostgreSQL), the gate's token cache, its in-process keys and the
+//! consumers' origins follow them; the authorization server's records and
+//! key ring subscribe themselves.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -252,6 +257,8 @@ async fn build_front(
         return Ok((Front { identity, gate: None }, None, Vec::new()));
     };
     let origins = OriginIndex::default();
+    // Subscribed before the first read, so no change falls between.
+    let origin_changes = store.changes();
     if let Err(e) = origins.refresh_from(store.as_ref()).await {
         tracing::warn!(error = %e, "cannot read the consumers' allowed origins; retrying in the background");
     }
@@ -261,7 +268,11 @@ async fn build_front(
         gate::local_issuer(server.issuer(), server.issuer(), move || keys.jwks(), store.clone())
     });
     let layers = GateLayers::from_config(config, &loaded.public_url, local, origins)?;
-    let mut tasks = vec![layers.origins.spawn_refresh(store, config.cors.refresh.0)];
+    let mut tasks = Vec::new();
+    if let Some(changes) = store.changes() {
+        tasks.push(layers.bearer.spawn_follow(changes));
+    }
+    tasks.push(layers.origins.spawn_refresh(store, config.cors.refresh.0, origin_changes));
     let bearer = layers.bearer.clone();
     tasks.push(tokio::spawn(async move { bearer.prefetch_keys().await }));
     let front = Front { identity, gate: Some((layers.cors, layers.bearer)) };

@@ -1,14 +1,51 @@
 //! `oauth-sidecar store copy` and `store migrate` with the real binary: a
 //! SQLite store in use is copied into PostgreSQL, and a sidecar started on
-//! the copy honours what the first one issued.
+//! the copy honours what the first one issued: access tokens (through
+//! introspection and the gate), revocations, refresh tokens, consumer
+//! secrets, and provider tokens (injected through the egress listener).
 
 mod common;
 
+use std::net::SocketAddr;
 use std::process::Command;
+use std::sync::Arc;
 
 use common::stores::fresh_database;
+use oauth_sidecar::client::protocol::{Grant, Owner};
+use oauth_sidecar::client::tokens::NewToken;
 use oauth_sidecar::store::{ProviderTokenRecord, SqliteStore, Store};
 use serde_json::Value;
+
+const TOKEN_KEY: &str = "3q2+7wABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhs=";
+
+/// A gate in front of `upstream`, and the client role with an egress route
+/// to it injecting the `api` client's token tagged `box`. The provider's
+/// token endpoint is unreachable: the copied token must be used as it is.
+fn roles(upstream: SocketAddr) -> String {
+    format!(
+        r#"upstream: http://{upstream}
+gate:
+  rules:
+    - {{ path: /api/** }}
+client:
+  token_key: {TOKEN_KEY}
+  refresh_ahead: 0s
+  providers:
+    - name: counter
+      authorize_url: http://127.0.0.1:1/authorize
+      token_url: http://127.0.0.1:1/token
+  clients:
+    - name: api
+      provider: counter
+      client_id: me
+      client_secret: my-secret-0123456789
+egress:
+  listen: 127.0.0.1:0
+  routes:
+    - {{ prefix: /egress/api/, target: "http://{upstream}", client: api, tag: box }}
+"#
+    )
+}
 
 const SERVER: &str = r#"
 server:
@@ -78,10 +115,18 @@ fn provider_token() -> ProviderTokenRecord {
     }
 }
 
+async fn gate_status(sidecar: &common::Sidecar, token: &str) -> u16 {
+    let res = common::client().get(sidecar.url("/api/records")).bearer_auth(token).send().await.unwrap();
+    res.status().as_u16()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn store_copy_moves_a_sqlite_store_in_use_to_postgres_and_its_tokens_still_work() {
+    common::install_crypto();
+    let upstream = common::spawn_upstream().await;
+    let config = format!("{}{SERVER}", roles(upstream));
     // A one-replica install on SQLite, with tokens issued and one revoked.
-    let sqlite = common::Sidecar::start(SERVER);
+    let sqlite = common::Sidecar::start(&config);
     let token_url = sqlite.url("/oauth/token");
     let (_, cc) = post(&token_url, REPORTING, &[("grant_type", "client_credentials")]).await;
     let access = cc["access_token"].as_str().unwrap().to_owned();
@@ -92,10 +137,36 @@ async fn store_copy_moves_a_sqlite_store_in_use_to_postgres_and_its_tokens_still
     let form = [("grant_type", "password"), ("username", "alice"), ("password", "alice-password")];
     let (_, pw) = post(&token_url, LEGACY, &form).await;
     let refresh = pw["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(gate_status(&sqlite, &access).await, 200);
     let db = sqlite.store_path();
     let dir = sqlite.stop();
     {
-        let store = SqliteStore::open(&db).await.unwrap();
+        // A provider token as an authorization stored it (encrypted with
+        // the token key), and a raw record to compare after the copy.
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db).await.unwrap());
+        let yaml = format!("store: sqlite://{}\n{}", db.display(), roles(upstream));
+        let loaded = oauth_sidecar::config::parse(&yaml, "sqlite.yaml").unwrap();
+        let tokens = oauth_sidecar::client::open_tokens(&loaded, store.clone()).await.unwrap();
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let grant = Grant {
+            access_token: "provider-at-0".into(),
+            refresh_token: Some("provider-rt-0".into()),
+            token_type: "Bearer".into(),
+            expires_at: Some(now + 3600),
+            scopes: None,
+            id_token: None,
+            raw: serde_json::json!({}),
+        };
+        let new = NewToken {
+            client: "api",
+            tag: "box",
+            grant_type: "authorization_code",
+            asked: &[],
+            grant: &grant,
+            owner: &Owner::default(),
+        };
+        tokens.save(new).await.unwrap();
         store.save_provider_token(&provider_token()).await.unwrap();
         store.close().await;
     }
@@ -105,7 +176,7 @@ async fn store_copy_moves_a_sqlite_store_in_use_to_postgres_and_its_tokens_still
     let out = oauth_sidecar(&["store", "copy", "--from", &from], &[("OAUTH_SIDECAR_COPY_TO", &url)]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("consumers: 2") && stdout.contains("provider_tokens: 1"), "{stdout}");
+    assert!(stdout.contains("consumers: 2") && stdout.contains("provider_tokens: 2"), "{stdout}");
     assert!(!stdout.contains("sidecar-test"), "the password is not printed: {stdout}");
     let again = oauth_sidecar(&["store", "copy", "--from", &from], &[("OAUTH_SIDECAR_COPY_TO", &url)]);
     assert!(!again.status.success(), "a second copy into the same store is refused");
@@ -113,15 +184,29 @@ async fn store_copy_moves_a_sqlite_store_in_use_to_postgres_and_its_tokens_still
     drop(dir);
 
     // A replica on the copy: the old tokens, secrets and revocations hold.
-    let pg = common::start_on_store(&url, SERVER);
+    let pg = common::start_on_store(&url, &config);
     let introspect = pg.url("/oauth/introspect");
     let (status, body) = post(&introspect, REPORTING, &[("token", &access)]).await;
     assert_eq!((status, &body["active"]), (200, &Value::Bool(true)), "{body}");
     let (_, body) = post(&introspect, REPORTING, &[("token", &revoked)]).await;
     assert_eq!(body["active"], false, "still revoked");
+    assert_eq!(gate_status(&pg, &access).await, 200, "the gate honours the access token: the keys moved");
+    assert_eq!(gate_status(&pg, &revoked).await, 401, "and refuses the revoked one");
     let form = [("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())];
     let (status, body) = post(&pg.url("/oauth/token"), LEGACY, &form).await;
     assert_eq!(status, 200, "the refresh token issued on SQLite refreshes: {body}");
+    let (status, body) =
+        post(&pg.url("/oauth/token"), REPORTING, &[("grant_type", "client_credentials")]).await;
+    assert_eq!(status, 200, "the consumer's secret still matches its copied hash: {body}");
+    let line = pg.wait_for_log(&["egress ready"]);
+    let egress = serde_json::from_str::<Value>(&line).unwrap()["fields"]["addr"].as_str().unwrap().to_owned();
+    let res = common::client().get(format!("http://{egress}/egress/api/v1/me")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let echo: Value = res.json().await.unwrap();
+    assert_eq!(
+        echo["headers"]["authorization"][0], "Bearer provider-at-0",
+        "the provider token is decrypted and injected: the token key's check moved with it"
+    );
     let store =
         oauth_sidecar::store::PostgresStore::open(&url, oauth_sidecar::store::PostgresOptions::default())
             .await

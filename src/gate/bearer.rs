@@ -14,6 +14,11 @@
 //! A token the cache knows is decided inside `call`, without boxing or
 //! waiting; only a token that needs verification, introspection, a
 //! revocation answer or a form body goes through an async step.
+//!
+//! [`BearerGateLayer::spawn_follow`] keeps the cache in step with a store
+//! that announces changes (several replicas on PostgreSQL): revocations
+//! and key rotations made by another process are seen within moments
+//! instead of `revocation_interval`.
 
 use std::fmt;
 use std::future::Future;
@@ -36,6 +41,7 @@ use super::rules::{Access, CompiledRule, RouteRules};
 use super::settings::{GateBuildError, GateSettings, OriginCheck};
 use super::token::{Found, ReplayBody, find_token, read_form_token, token_text};
 use super::verify::{Issuer, LastToken, Quick, Validator, ValidatorParts, short_typ};
+use crate::store::{StoreChange, StoreChanges};
 
 /// What the gate's services share.
 struct Shared {
@@ -127,6 +133,30 @@ impl BearerGateLayer {
         for issuer in self.shared.validator.issuers() {
             issuer.keys.read(issuer.keys.generation()).await;
         }
+    }
+
+    /// Follows the announcements of the store that holds the revocation
+    /// list and the in-process keys: a revoked `jti` is asked about again on
+    /// its token's next use, a key change lets in-process keys be read again
+    /// at once, [`StoreChange::Everything`] does both for every token. Ends
+    /// with the announcements, or when the gate is dropped. Needs a Tokio
+    /// runtime.
+    pub fn spawn_follow(&self, mut changes: StoreChanges) -> tokio::task::JoinHandle<()> {
+        let shared = Arc::downgrade(&self.shared);
+        tokio::spawn(async move {
+            while let Some(batch) = changes.next_batch().await {
+                let Some(shared) = shared.upgrade() else { return };
+                let marked = shared.validator.apply(&batch);
+                if marked > 0 {
+                    tracing::debug!(tokens = marked, "revocations announced by the store; asking again");
+                }
+                if batch.iter().any(|c| matches!(c, StoreChange::SigningKeys | StoreChange::Everything)) {
+                    for issuer in shared.validator.issuers().iter().filter(|i| i.keys.in_process()) {
+                        issuer.keys.forget_reads();
+                    }
+                }
+            }
+        })
     }
 }
 

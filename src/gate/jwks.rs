@@ -10,6 +10,10 @@
 //!   once per `min_interval`, so a stream of made-up kids cannot turn the
 //!   gate into a load generator against the issuer.
 //!
+//! Keys read in process (the local authorization server's) are also
+//! read again at once, whatever `min_interval` says, after the store
+//! announces a key change ([`IssuerKeys::forget_reads`]).
+//!
 //! A failed read keeps the keys held so far (they are served stale, with a
 //! warning), and is not retried before `min_interval` has passed. Concurrent
 //! requests that need a read share one.
@@ -230,6 +234,23 @@ impl IssuerKeys {
                 state.last_error = Some(e);
             }
         }
+    }
+
+    /// True when the keys come from this process (the local server).
+    pub(crate) fn in_process(&self) -> bool {
+        matches!(self.source, KeySource::InProcess(_))
+    }
+
+    /// Treats the keys as due and lets the next lookup read them at once
+    /// (the store announced a key change); the keys held stay in use until
+    /// then.
+    pub(crate) fn forget_reads(&self) {
+        let mut state = match self.state.write() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        state.fetched_at = None;
+        state.attempted_at = None;
     }
 
     /// The current generation, for [`IssuerKeys::read`].

@@ -8,7 +8,8 @@
 //! The [`OriginIndex`] is read on every cross-origin request, so it lives in
 //! memory; [`OriginIndex::refresh_from`] rebuilds it from the store, which
 //! the sidecar does at a bounded interval because the CLI can change
-//! consumers from another process.
+//! consumers from another process, and at once when the store announces a
+//! consumer change (several replicas on PostgreSQL).
 //!
 //! ```
 //! use oauth_sidecar::gate::{Origin, OriginIndex};
@@ -24,7 +25,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreChange, StoreChanges, StoreError, change};
 
 /// A normalised browser origin: `scheme://host[:port]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -181,12 +182,17 @@ impl OriginIndex {
         Ok(())
     }
 
-    /// Refreshes from `store` every `interval` until the task is aborted;
-    /// a failed refresh keeps the previous index. Needs a Tokio runtime.
+    /// Refreshes from `store` every `interval`, and at once when `changes`
+    /// (the store's announcements, see [`Store::changes`]) tell of a
+    /// consumer change, until the task is aborted; a failed refresh keeps
+    /// the previous index. Subscribe before the first
+    /// [`OriginIndex::refresh_from`], so no change falls between the two.
+    /// Needs a Tokio runtime.
     pub fn spawn_refresh(
         &self,
         store: Arc<dyn Store>,
         interval: std::time::Duration,
+        mut changes: Option<StoreChanges>,
     ) -> tokio::task::JoinHandle<()> {
         let index = self.clone();
         tokio::spawn(async move {
@@ -194,7 +200,15 @@ impl OriginIndex {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    batch = change::next_batch(&mut changes) => {
+                        let consumers = |c: &StoreChange| matches!(c, StoreChange::Consumer(_) | StoreChange::Everything);
+                        if !batch.is_some_and(|b| b.iter().any(consumers)) {
+                            continue;
+                        }
+                    }
+                }
                 if let Err(e) = index.refresh_from(store.as_ref()).await {
                     tracing::warn!(error = %e, "cannot read the consumers' allowed origins; keeping the previous ones");
                 }

@@ -21,7 +21,17 @@
 //! is refused at most `revocation_interval` plus one lookup after its
 //! revocation (plus up to a second when the request doing the lookup went
 //! away before it ended).
+//!
+//! When the store announces changes (PostgreSQL, see
+//! [`crate::store::change`]), [`Validator::apply`] makes that bound much
+//! shorter: a revoked `jti` marks its cached tokens due, so the next use
+//! asks the list again, and [`StoreChange::Everything`] (announcements may
+//! have been lost) makes every cached token due. Marking costs nothing on
+//! the fast path: a due token is one whose last answer is older than the
+//! validator's `stale_before`, a number read beside the answer's time. An
+//! answer only counts if no mark came while it was being asked for.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -37,7 +47,7 @@ use super::identity::Identity;
 use super::introspect::Introspector;
 use super::jwk::JwsAlg;
 use super::jwks::{IssuerKeys, KeyLookup};
-use crate::store::Store;
+use crate::store::{Store, StoreChange};
 
 /// After this long, a revocation lookup one request took on is taken over
 /// by the next request.
@@ -45,6 +55,11 @@ const CLAIM_MS: u64 = 1000;
 
 /// Longest token looked at.
 const MAX_TOKEN: usize = 16 << 10;
+
+/// `checked_ms` of a token answered before, to be asked about again: below
+/// every real answer's time (see [`Validator::ms_at`]) and below the first
+/// `stale_before`.
+const STALE: u64 = 1;
 
 /// A list of revoked access tokens, by `jti`.
 #[async_trait]
@@ -99,7 +114,7 @@ pub(crate) struct Cached {
     valid_until: Instant,
     revocation: Option<Arc<dyn RevocationList>>,
     /// Milliseconds since the validator's epoch of the last revocation
-    /// answer; 0: never asked.
+    /// answer; 0: never asked; [`STALE`]: to be asked again.
     checked_ms: AtomicU64,
     /// When a request took on asking again; 0: nobody is asking.
     claimed_ms: AtomicU64,
@@ -148,6 +163,9 @@ pub(crate) struct Validator {
     cache: moka::sync::Cache<TokenKey, Arc<Cached>>,
     cache_max_ttl: Duration,
     revocation_ms: u64,
+    /// Revocation answers older than this (ms since `epoch`) are due,
+    /// whatever `revocation_ms` says; raised by [`StoreChange::Everything`].
+    stale_before: AtomicU64,
     introspection: Option<Introspector>,
     epoch: Instant,
 }
@@ -171,6 +189,7 @@ impl Validator {
             cache,
             cache_max_ttl: parts.cache_max_ttl,
             revocation_ms: u64::try_from(parts.revocation_interval.as_millis()).unwrap_or(u64::MAX).max(1),
+            stale_before: AtomicU64::new(STALE + 1),
             introspection: parts.introspection,
             epoch: Instant::now(),
         }
@@ -185,8 +204,8 @@ impl Validator {
     }
 
     fn ms_at(&self, at: Instant) -> u64 {
-        // +1 so that 0 stays "never".
-        u64::try_from(at.duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX).saturating_add(1)
+        // +2 so that 0 stays "never" and 1 "stale".
+        u64::try_from(at.duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX).saturating_add(STALE + 1)
     }
 
     /// The cached answer for `token`, when the cache can give it without
@@ -222,7 +241,9 @@ impl Validator {
         if entry.revocation.is_some() && identity.jti.is_some() {
             let now = self.ms_at(instant);
             let checked = entry.checked_ms.load(Ordering::Acquire);
-            if checked == 0 || now.saturating_sub(checked) >= self.revocation_ms {
+            if checked < self.stale_before.load(Ordering::Relaxed)
+                || now.saturating_sub(checked) >= self.revocation_ms
+            {
                 if !claim_check || checked == 0 {
                     return Quick::Slow;
                 }
@@ -277,16 +298,16 @@ impl Validator {
             return Err((GateError::InvalidToken("the token is not a JWT".into()), None));
         };
         let entry = Arc::new(entry);
-        let result = if entry.revocation.is_some() && entry.identity.jti.is_some() {
+        // Kept before its revocation is asked about, so that a revocation
+        // announced meanwhile marks it; kept when revoked too, so its next
+        // use is refused at once; kept unanswered when the list could not
+        // be asked, so the next use asks without verifying again.
+        self.cache.insert(key, entry.clone());
+        if entry.revocation.is_some() && entry.identity.jti.is_some() {
             self.check_revocation(&entry).await
         } else {
             Ok(entry.identity.clone())
-        };
-        // A revoked token is kept too, so its next use is refused at once.
-        if !matches!(&result, Err((GateError::Unavailable(_), _))) {
-            self.cache.insert(key, entry);
         }
-        result
     }
 
     async fn check_revocation(
@@ -295,9 +316,13 @@ impl Validator {
     ) -> Result<Arc<Identity>, (GateError, Option<Arc<Identity>>)> {
         let identity = entry.identity.clone();
         let (Some(list), Some(jti)) = (&entry.revocation, &identity.jti) else { return Ok(identity) };
+        let before = entry.checked_ms.load(Ordering::Acquire);
+        let asked_at = self.now_ms();
         match list.is_revoked(jti).await {
             Ok(false) => {
-                entry.checked_ms.store(self.now_ms(), Ordering::Release);
+                // Unless marked meanwhile: the answer may predate the mark.
+                let _ =
+                    entry.checked_ms.compare_exchange(before, asked_at, Ordering::AcqRel, Ordering::Acquire);
                 entry.claimed_ms.store(0, Ordering::Release);
                 Ok(identity)
             }
@@ -312,6 +337,38 @@ impl Validator {
                 Err((GateError::Unavailable(e), Some(identity)))
             }
         }
+    }
+
+    /// Applies store change announcements: a revoked `jti` makes its cached
+    /// tokens due for a revocation answer, [`StoreChange::Everything`] every
+    /// token. Returns how many cached tokens a `jti` marked, for the log. (A
+    /// token dropped from the cache but still remembered by a connection is
+    /// not marked by its `jti`; `revocation_interval` bounds it.)
+    pub(crate) fn apply(&self, changes: &[StoreChange]) -> usize {
+        if changes.contains(&StoreChange::Everything) {
+            self.stale_before.fetch_max(self.now_ms().saturating_add(1), Ordering::AcqRel);
+            return 0;
+        }
+        let revoked: HashSet<&str> = changes
+            .iter()
+            .filter_map(|c| match c {
+                StoreChange::AccessTokenRevoked(jti) => Some(jti.as_str()),
+                _ => None,
+            })
+            .collect();
+        if revoked.is_empty() {
+            return 0;
+        }
+        let mut marked = 0;
+        for (_, entry) in self.cache.iter() {
+            if entry.revocation.is_some()
+                && entry.identity.jti.as_deref().is_some_and(|jti| revoked.contains(jti))
+            {
+                entry.checked_ms.store(STALE, Ordering::Release);
+                marked += 1;
+            }
+        }
+        marked
     }
 
     async fn verify_jwt(&self, token: &str) -> Result<Cached, GateError> {

@@ -9,12 +9,20 @@
 //! # Bounded staleness
 //!
 //! A record is kept for at most [`RECORD_TTL`] from the moment its store
-//! read returned, and an expired record is never served. The CLI changes the
-//! store from another process, so nothing tells this cache about it; the TTL
-//! is the bound instead: a consumer deleted or changed, or a user disabled,
-//! deleted or given other roles by `oauth-sidecar consumer|user ...`, is seen
-//! by the token endpoint at most [`RECORD_TTL`] (plus the duration of one
-//! store read, microseconds with SQLite) after the change.
+//! read returned, and an expired record is never served. The CLI (or
+//! another replica) changes the store from another process; the TTL is the
+//! bound on how long this cache can miss that: a consumer deleted or
+//! changed, or a user disabled, deleted or given other roles by
+//! `oauth-sidecar consumer|user ...`, is seen by the token endpoint at most
+//! [`RECORD_TTL`] (plus the duration of one store read, microseconds with
+//! SQLite) after the change.
+//!
+//! A store that announces changes (PostgreSQL, see
+//! [`crate::store::change`]) makes it quicker: [`DirectoryCache::following`]
+//! drops a consumer or user as soon as its change is announced, and every
+//! record on [`StoreChange::Everything`]. The TTL stays as the fallback for
+//! a lost announcement and for a read that began before the change and
+//! ended after it.
 //!
 //! Two things keep the bound from surprising anyone:
 //!
@@ -29,11 +37,12 @@
 //! The cache holds no client secret: a consumer record carries only its
 //! secret's hash, as in the store.
 
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use moka::sync::Cache;
 
-use crate::store::{ConsumerRecord, Store, StoreError, UserRecord};
+use crate::store::{ConsumerRecord, Store, StoreChange, StoreChanges, StoreError, UserRecord};
 
 /// How long a record read from the store is used before it is read again:
 /// about the most a change made by the CLI can take to reach the token
@@ -45,14 +54,57 @@ const CAPACITY: u64 = 10_000;
 
 /// Consumers by `client_id` and users by username (see the module docs).
 pub(crate) struct DirectoryCache {
+    records: Arc<Records>,
+}
+
+struct Records {
     consumers: Cache<String, ConsumerRecord>,
     users: Cache<String, UserRecord>,
+}
+
+impl Records {
+    /// Drops what `changes` say was changed.
+    fn apply(&self, changes: &[StoreChange]) {
+        for change in changes {
+            match change {
+                StoreChange::Consumer(client_id) => self.consumers.invalidate(client_id),
+                StoreChange::User(username) => self.users.invalidate(username),
+                StoreChange::Everything => {
+                    self.consumers.invalidate_all();
+                    self.users.invalidate_all();
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 impl DirectoryCache {
     /// An empty cache whose entries live [`RECORD_TTL`].
     pub(crate) fn new() -> Self {
-        DirectoryCache { consumers: bounded(), users: bounded() }
+        DirectoryCache { records: Arc::new(Records { consumers: bounded(), users: bounded() }) }
+    }
+
+    /// [`DirectoryCache::new`], following the store's announcements when
+    /// it makes them. Needs a Tokio runtime.
+    pub(crate) fn following(store: &dyn Store) -> Self {
+        let cache = Self::new();
+        if let Some(changes) = store.changes() {
+            cache.spawn_follow(changes);
+        }
+        cache
+    }
+
+    /// Drops records as `changes` announce their change, until the
+    /// announcements end or the cache is dropped.
+    fn spawn_follow(&self, mut changes: StoreChanges) -> tokio::task::JoinHandle<()> {
+        let records: Weak<Records> = Arc::downgrade(&self.records);
+        tokio::spawn(async move {
+            while let Some(batch) = changes.next_batch().await {
+                let Some(records) = records.upgrade() else { return };
+                records.apply(&batch);
+            }
+        })
     }
 
     /// The consumer, from the cache when read less than [`RECORD_TTL`] ago,
@@ -62,7 +114,7 @@ impl DirectoryCache {
         store: &dyn Store,
         client_id: &str,
     ) -> Result<Option<ConsumerRecord>, StoreError> {
-        match self.consumers.get(client_id) {
+        match self.records.consumers.get(client_id) {
             Some(hit) => Ok(Some(hit)),
             None => self.reload_consumer(store, client_id).await,
         }
@@ -76,8 +128,8 @@ impl DirectoryCache {
     ) -> Result<Option<ConsumerRecord>, StoreError> {
         let found = store.consumer(client_id).await?;
         match &found {
-            Some(c) => self.consumers.insert(client_id.to_owned(), c.clone()),
-            None => self.consumers.invalidate(client_id),
+            Some(c) => self.records.consumers.insert(client_id.to_owned(), c.clone()),
+            None => self.records.consumers.invalidate(client_id),
         }
         Ok(found)
     }
@@ -89,12 +141,12 @@ impl DirectoryCache {
         store: &dyn Store,
         username: &str,
     ) -> Result<Option<UserRecord>, StoreError> {
-        if let Some(hit) = self.users.get(username) {
+        if let Some(hit) = self.records.users.get(username) {
             return Ok(Some(hit));
         }
         let found = store.user(username).await?;
         if let Some(u) = &found {
-            self.users.insert(username.to_owned(), u.clone());
+            self.records.users.insert(username.to_owned(), u.clone());
         }
         Ok(found)
     }
@@ -156,5 +208,64 @@ mod tests {
         store.delete_consumer("app").await.unwrap();
         assert_eq!(cache.reload_consumer(&store, "app").await.unwrap(), None);
         assert_eq!(cache.consumer(&store, "app").await.unwrap(), None, "a reload drops a deleted consumer");
+    }
+
+    fn user(username: &str, roles: &[&str]) -> UserRecord {
+        UserRecord {
+            username: username.into(),
+            password_hash: String::new(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            admin: false,
+            permissions: vec![],
+            disabled: false,
+        }
+    }
+
+    /// Waits until `check` holds, for half the TTL at most: sooner than the
+    /// TTL alone would make it hold.
+    async fn eventually(mut check: impl AsyncFnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + RECORD_TTL / 2;
+        while !check().await {
+            assert!(tokio::time::Instant::now() < deadline, "not within half the TTL");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn announced_changes_drop_the_cached_records_they_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).await.unwrap();
+        let cache = DirectoryCache::new();
+        let (announce, changes) = tokio::sync::broadcast::channel(16);
+        let task = cache.spawn_follow(changes.into());
+        for (id, label) in [("app", "first"), ("other", "first")] {
+            store.put_consumer(&consumer(id, label)).await.unwrap();
+            cache.consumer(&store, id).await.unwrap();
+        }
+        store.put_user(&user("alice", &["a"])).await.unwrap();
+        cache.user(&store, "alice").await.unwrap();
+        store.put_consumer(&consumer("app", "second")).await.unwrap();
+        store.put_consumer(&consumer("other", "second")).await.unwrap();
+        store.put_user(&user("alice", &["b"])).await.unwrap();
+
+        announce.send(StoreChange::Consumer("app".into())).unwrap();
+        eventually(async || cache.consumer(&store, "app").await.unwrap().unwrap().label == "second").await;
+        assert_eq!(
+            cache.consumer(&store, "other").await.unwrap().unwrap().label,
+            "first",
+            "a consumer not named stays cached (well within the TTL)"
+        );
+        assert_eq!(cache.user(&store, "alice").await.unwrap().unwrap().roles, ["a"]);
+
+        announce.send(StoreChange::Everything).unwrap();
+        eventually(async || cache.user(&store, "alice").await.unwrap().unwrap().roles == ["b"]).await;
+        assert_eq!(cache.consumer(&store, "other").await.unwrap().unwrap().label, "second");
+
+        drop(cache);
+        announce.send(StoreChange::SigningKeys).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the task ends with the cache")
+            .unwrap();
     }
 }

@@ -10,6 +10,10 @@
 //!
 //! - every `server.keys_reload_interval` ([`spawn_periodic_reload`]), so a
 //!   rotated key starts signing within one interval;
+//! - when the store announces a key change (PostgreSQL, see
+//!   [`crate::store::change`]; the same task follows them), so every
+//!   replica signs with a rotated key moments after `keys rotate`, and the
+//!   interval is only the fallback for a lost announcement;
 //! - when a token names a `kid` the ring does not know
 //!   ([`LiveKeys::verify`]): another replica may already sign with a newer
 //!   key. At most once per [`UNKNOWN_KID_RELOAD_MIN`], so tokens with made-up
@@ -51,7 +55,7 @@ use tokio::time::Instant;
 
 use super::jwt::{self, Expect, JwtError};
 use super::keys::{KeyError, KeyRing};
-use crate::store::Store;
+use crate::store::{Store, StoreChange, change};
 
 /// The least time between two reloads caused by unknown `kid`s.
 pub const UNKNOWN_KID_RELOAD_MIN: Duration = Duration::from_secs(5);
@@ -141,25 +145,49 @@ impl LiveKeys {
     }
 }
 
-/// Reloads `keys` every `every` until they are dropped (the server with
-/// them); `None`, and no task, when `every` is zero. Call inside a Tokio
-/// runtime.
+/// Reloads `keys` every `every` (zero: never), and whenever their store
+/// announces a key change, until they are dropped (the server with them);
+/// `None`, and no task, when there is nothing to follow. Call inside a
+/// Tokio runtime.
 pub fn spawn_periodic_reload(keys: &Arc<LiveKeys>, every: Duration) -> Option<JoinHandle<()>> {
-    if every.is_zero() {
+    let mut changes = keys.store.changes();
+    if every.is_zero() && changes.is_none() {
         return None;
     }
     let keys: Weak<LiveKeys> = Arc::downgrade(keys);
     Some(tokio::spawn(async move {
-        let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks = (!every.is_zero()).then(|| {
+            let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks
+        });
         loop {
-            ticks.tick().await;
+            tokio::select! {
+                _ = tick(&mut ticks) => {}
+                batch = change::next_batch(&mut changes) => match batch {
+                    Some(batch) if batch.iter().any(|c| matches!(c, StoreChange::SigningKeys | StoreChange::Everything)) => {}
+                    Some(_) => continue,
+                    // The announcements ended; the interval goes on alone.
+                    None if ticks.is_some() => continue,
+                    None => break,
+                },
+            }
             let Some(keys) = keys.upgrade() else { break };
             if let Err(e) = keys.reload().await {
                 tracing::warn!(error = %e, "cannot reload the signing keys; keeping the ones loaded");
             }
         }
     }))
+}
+
+/// The next tick, or never without an interval.
+async fn tick(ticks: &mut Option<tokio::time::Interval>) {
+    match ticks {
+        Some(ticks) => {
+            ticks.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]

@@ -174,9 +174,10 @@ impl AuthorizationServer {
         let dummy_hash = password::hash_blocking(consumer::random_token())
             .await
             .map_err(|_| ServerStartError::Hash(String::new()))?;
+        let cache = cache::DirectoryCache::following(store.as_ref());
         let inner = Inner {
             store,
-            cache: cache::DirectoryCache::new(),
+            cache,
             secrets,
             keys,
             audience: issuer.clone(),

@@ -6,7 +6,12 @@
 //! start. PostgreSQL ([`PostgresStore`]) is for several replicas sharing one
 //! database. The trait speaks only in plain Rust types, so neither backend
 //! leaks through; the same test suite runs against both.
+//!
+//! Processes sharing a PostgreSQL store learn of each other's changes
+//! through [`Store::changes`] ([`change`]), so their caches stay close to the
+//! store; SQLite has one process and no announcements.
 
+pub mod change;
 mod client_model;
 pub mod copy;
 mod migration;
@@ -20,6 +25,7 @@ use async_trait::async_trait;
 
 use crate::config::StoreUrl;
 
+pub use change::{StoreChange, StoreChanges};
 pub use client_model::{ClientRegistrationRecord, ClientStateRecord, ProviderTokenRecord};
 pub use migration::Migration;
 pub use model::{
@@ -27,7 +33,10 @@ pub use model::{
     PERMISSIONS, RefreshGrace, RefreshRotation, RefreshTokenRecord, SessionRecord, SigningKeyRecord,
     UserRecord,
 };
-pub use postgres::{PostgresOptions, PostgresStore, migrations as postgres_migrations, redacted_url};
+pub use postgres::{
+    CHANGES_CHANNEL, LISTENER_APPLICATION_NAME, PostgresOptions, PostgresStore,
+    migrations as postgres_migrations, redacted_url,
+};
 pub use sqlite::{SqliteStore, migrations};
 
 /// Why a store operation failed.
@@ -77,6 +86,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Closes the connections cleanly (for SQLite, checkpoints the WAL).
     async fn close(&self);
+
+    /// A subscription to the changes any process sharing this store makes
+    /// to what caches hold (see [`change`]), when the backend announces them
+    /// (PostgreSQL); `None` when caches have only their periodic re-reads
+    /// (SQLite). Call inside a Tokio runtime.
+    fn changes(&self) -> Option<StoreChanges> {
+        None
+    }
 
     // --- server-wide values ---
 

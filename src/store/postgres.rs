@@ -11,26 +11,32 @@
 //! `UPDATE ... RETURNING` for single use, `ON CONFLICT` for first values,
 //! transaction-scoped advisory locks where a check and an insert must not
 //! interleave.
+//!
+//! Changes other processes may have cached are announced by triggers and
+//! followed with LISTEN/NOTIFY (`changes`, [`Store::changes`]).
 
 mod admin;
+mod changes;
 mod client;
 mod directory;
 mod grants;
 mod migrate;
 
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 
+pub use changes::{APPLICATION_NAME as LISTENER_APPLICATION_NAME, CHANNEL as CHANGES_CHANNEL};
 pub use migrate::migrations;
 
 use super::{
     AdminTokenRecord, AuthCodeRecord, ClientRegistrationRecord, ClientStateRecord, CodeRedemption,
     ConsumerRecord, Migration, ProviderTokenRecord, RefreshGrace, RefreshRotation, RefreshTokenRecord,
-    SessionRecord, SigningKeyRecord, Store, StoreError, UserRecord,
+    SessionRecord, SigningKeyRecord, Store, StoreChanges, StoreError, UserRecord,
 };
 
 /// The PostgreSQL backend of [`Store`].
@@ -38,6 +44,8 @@ use super::{
 pub struct PostgresStore {
     pool: PgPool,
     location: String,
+    /// The change listener, started by the first [`Store::changes`].
+    feed: Arc<Mutex<Option<changes::Feed>>>,
 }
 
 /// How the PostgreSQL store connects.
@@ -86,7 +94,24 @@ impl PostgresStore {
             pool.close().await;
             return Err(e);
         }
-        Ok(PostgresStore { pool, location })
+        Ok(PostgresStore { pool, location, feed: Arc::default() })
+    }
+
+    /// The backend pid of the connection listening for changes (see
+    /// [`Store::changes`]), while it listens; for diagnostics and tests.
+    pub fn listener_backend_pid(&self) -> Option<i32> {
+        self.feed.lock().unwrap_or_else(PoisonError::into_inner).as_ref().and_then(changes::Feed::backend_pid)
+    }
+
+    /// True when the store's connections to the server are encrypted (TLS),
+    /// as the server sees them (`pg_stat_ssl`).
+    pub async fn encrypted(&self) -> Result<bool, StoreError> {
+        sqlx::query_scalar(
+            "SELECT COALESCE((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(query_err)
     }
 
     /// The connection pool, for `store copy` and change notifications.
@@ -169,7 +194,19 @@ impl Store for PostgresStore {
     }
 
     async fn close(&self) {
+        let feed = self.feed.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(feed) = feed {
+            feed.stop().await;
+        }
         self.pool.close().await;
+    }
+
+    fn changes(&self) -> Option<StoreChanges> {
+        let mut feed = self.feed.lock().unwrap_or_else(PoisonError::into_inner);
+        if feed.is_none() && !self.pool.is_closed() {
+            *feed = changes::Feed::start(&self.pool);
+        }
+        feed.as_ref().map(changes::Feed::subscribe)
     }
 
     async fn meta_get_or_insert(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {

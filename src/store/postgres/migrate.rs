@@ -43,6 +43,11 @@ pub fn migrations() -> Vec<Migration> {
             description: "admin",
             sql: Cow::Borrowed(include_str!("../../../migrations/postgres/0006_admin.sql")),
         },
+        Migration {
+            version: 7,
+            description: "change announcements",
+            sql: Cow::Borrowed(include_str!("../../../migrations/postgres/0007_change_announcements.sql")),
+        },
     ]
 }
 
