@@ -375,8 +375,8 @@ enum StoreCommand {
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// Add a signing key (a running sidecar signs with it once it reloads its keys, within
-    /// server.keys_reload_interval); prints its kid.
+    /// Add a signing key (a running sidecar signs with it once it reloads its keys: at once on
+    /// PostgreSQL, which announces the change, else within server.keys_reload_interval); prints its kid.
     Rotate {
         #[arg(long, default_value = "EdDSA", value_parser = ["EdDSA", "RS256"])]
         alg: String,
