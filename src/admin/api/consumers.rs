@@ -101,7 +101,7 @@ pub(crate) async fn consumer(
 }
 
 /// `PUT {base}/api/consumers/{client_id}`: the fields sent, and a new
-/// secret with `"new_secret": true`.
+/// secret with `"new_secret": true` (for callers who may see secrets).
 pub(crate) async fn update_consumer(
     caller: Caller,
     State(site): State<Arc<Site>>,
@@ -112,6 +112,12 @@ pub(crate) async fn update_consumer(
         return Err(ApiError::BadRequest("a consumer's client_id cannot change".into()));
     }
     let new_secret = body.new_secret;
+    if new_secret && !caller.may(MANAGE_SECRETS) {
+        // A secret nobody may see would only lock the consumer out (the page refuses it too).
+        return Err(ApiError::Forbidden(
+            "renewing a secret needs the permission “manage oauth client secrets”".into(),
+        ));
+    }
     let updated =
         ops::update_consumer(site.store.as_ref(), &site.server, &client_id, &body.spec(), new_secret).await?;
     tracing::info!(admin_token = %caller, client_id = %client_id, new_secret = updated.secret.is_some(), "consumer updated");
