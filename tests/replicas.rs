@@ -32,8 +32,6 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use oauth_sidecar::client::protocol::{Grant, Owner};
-use oauth_sidecar::client::tokens::NewToken;
 use oauth_sidecar::store::{AuthCodeRecord, PostgresOptions, PostgresStore, Store};
 use serde_json::Value;
 use sqlx::Connection;
@@ -79,21 +77,7 @@ fn two_replicas(url: &str) -> (Sidecar, Sidecar) {
 
 /// POSTs a form with Basic credentials; the status and the JSON body.
 async fn post(sidecar: &Sidecar, path: &str, client: (&str, &str), form: &[(&str, &str)]) -> (u16, Value) {
-    post_to(&sidecar.url(path), client, form).await
-}
-
-async fn post_to(url: &str, (id, secret): (&str, &str), form: &[(&str, &str)]) -> (u16, Value) {
-    let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
-    let res = common::client()
-        .post(url)
-        .basic_auth(id, Some(secret))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .expect("request");
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
+    common::post_form(&sidecar.url(path), client, form).await
 }
 
 async fn introspect(sidecar: &Sidecar, token: &str) -> Value {
@@ -225,7 +209,7 @@ async fn concurrent_redemptions_of_one_code_across_replicas_yield_exactly_one_to
                     ("code", code),
                     ("redirect_uri", "https://app.example/cb"),
                 ];
-                post_to(&endpoints[i % 2], WEB, &form).await
+                common::post_form(&endpoints[i % 2], WEB, &form).await
             })
         })
         .collect();
@@ -255,7 +239,7 @@ async fn concurrent_rotation_of_one_refresh_token_across_replicas_has_one_winner
             let (endpoints, rt) = (Arc::clone(&endpoints), rt.clone());
             tokio::spawn(async move {
                 let form = [("grant_type", "refresh_token"), ("refresh_token", rt.as_str())];
-                post_to(&endpoints[i % 2], LEGACY, &form).await
+                common::post_form(&endpoints[i % 2], LEGACY, &form).await
             })
         })
         .collect();
@@ -502,24 +486,7 @@ async fn a_provider_token_near_expiry_is_refreshed_once_while_both_replicas_inje
         Arc::new(PostgresStore::open(&url, PostgresOptions::default()).await.unwrap());
     let tokens = oauth_sidecar::client::open_tokens(&loaded, store.clone()).await.unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-    let stale = Grant {
-        access_token: "at-0".into(),
-        refresh_token: Some("rt-0".into()),
-        token_type: "Bearer".into(),
-        expires_at: Some(now + 30),
-        scopes: None,
-        id_token: None,
-        raw: serde_json::json!({}),
-    };
-    let new = NewToken {
-        client: "api",
-        tag: "box",
-        grant_type: "authorization_code",
-        asked: &[],
-        grant: &stale,
-        owner: &Owner::default(),
-    };
-    tokens.save(new).await.unwrap();
+    common::save_provider_token(&tokens, "at-0", "rt-0", now + 30).await;
 
     let (a, b) = (common::start_on_store(&url, &yaml), common::start_on_store(&url, &yaml));
     let egress = [egress_addr(&a), egress_addr(&b)];

@@ -11,8 +11,6 @@ use std::process::Command;
 use std::sync::Arc;
 
 use common::stores::fresh_database;
-use oauth_sidecar::client::protocol::{Grant, Owner};
-use oauth_sidecar::client::tokens::NewToken;
 use oauth_sidecar::store::{ProviderTokenRecord, SqliteStore, Store};
 use serde_json::Value;
 
@@ -70,20 +68,6 @@ server:
 const REPORTING: (&str, &str) = ("reporting", "reporting-secret-0123456789");
 const LEGACY: (&str, &str) = ("legacy", "legacy-secret-0123456789");
 
-async fn post(url: &str, (id, secret): (&str, &str), form: &[(&str, &str)]) -> (u16, Value) {
-    let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
-    let res = common::client()
-        .post(url)
-        .basic_auth(id, Some(secret))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .expect("request");
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
-}
-
 fn oauth_sidecar(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_oauth-sidecar"));
     cmd.args(args).env_remove("RUST_LOG");
@@ -128,14 +112,15 @@ async fn store_copy_moves_a_sqlite_store_in_use_to_postgres_and_its_tokens_still
     // A one-replica install on SQLite, with tokens issued and one revoked.
     let sqlite = common::Sidecar::start(&config);
     let token_url = sqlite.url("/oauth/token");
-    let (_, cc) = post(&token_url, REPORTING, &[("grant_type", "client_credentials")]).await;
+    let (_, cc) = common::post_form(&token_url, REPORTING, &[("grant_type", "client_credentials")]).await;
     let access = cc["access_token"].as_str().unwrap().to_owned();
-    let (_, cc2) = post(&token_url, REPORTING, &[("grant_type", "client_credentials")]).await;
+    let (_, cc2) = common::post_form(&token_url, REPORTING, &[("grant_type", "client_credentials")]).await;
     let revoked = cc2["access_token"].as_str().unwrap().to_owned();
-    let (status, _) = post(&sqlite.url("/oauth/revoke"), REPORTING, &[("token", &revoked)]).await;
+    let (status, _) =
+        common::post_form(&sqlite.url("/oauth/revoke"), REPORTING, &[("token", &revoked)]).await;
     assert_eq!(status, 200);
     let form = [("grant_type", "password"), ("username", "alice"), ("password", "alice-password")];
-    let (_, pw) = post(&token_url, LEGACY, &form).await;
+    let (_, pw) = common::post_form(&token_url, LEGACY, &form).await;
     let refresh = pw["refresh_token"].as_str().unwrap().to_owned();
     assert_eq!(gate_status(&sqlite, &access).await, 200);
     let db = sqlite.store_path();
@@ -149,24 +134,7 @@ async fn store_copy_moves_a_sqlite_store_in_use_to_postgres_and_its_tokens_still
         let tokens = oauth_sidecar::client::open_tokens(&loaded, store.clone()).await.unwrap();
         let now =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-        let grant = Grant {
-            access_token: "provider-at-0".into(),
-            refresh_token: Some("provider-rt-0".into()),
-            token_type: "Bearer".into(),
-            expires_at: Some(now + 3600),
-            scopes: None,
-            id_token: None,
-            raw: serde_json::json!({}),
-        };
-        let new = NewToken {
-            client: "api",
-            tag: "box",
-            grant_type: "authorization_code",
-            asked: &[],
-            grant: &grant,
-            owner: &Owner::default(),
-        };
-        tokens.save(new).await.unwrap();
+        common::save_provider_token(&tokens, "provider-at-0", "provider-rt-0", now + 3600).await;
         store.save_provider_token(&provider_token()).await.unwrap();
         store.close().await;
     }
@@ -186,17 +154,17 @@ async fn store_copy_moves_a_sqlite_store_in_use_to_postgres_and_its_tokens_still
     // A replica on the copy: the old tokens, secrets and revocations hold.
     let pg = common::start_on_store(&url, &config);
     let introspect = pg.url("/oauth/introspect");
-    let (status, body) = post(&introspect, REPORTING, &[("token", &access)]).await;
+    let (status, body) = common::post_form(&introspect, REPORTING, &[("token", &access)]).await;
     assert_eq!((status, &body["active"]), (200, &Value::Bool(true)), "{body}");
-    let (_, body) = post(&introspect, REPORTING, &[("token", &revoked)]).await;
+    let (_, body) = common::post_form(&introspect, REPORTING, &[("token", &revoked)]).await;
     assert_eq!(body["active"], false, "still revoked");
     assert_eq!(gate_status(&pg, &access).await, 200, "the gate honours the access token: the keys moved");
     assert_eq!(gate_status(&pg, &revoked).await, 401, "and refuses the revoked one");
     let form = [("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())];
-    let (status, body) = post(&pg.url("/oauth/token"), LEGACY, &form).await;
+    let (status, body) = common::post_form(&pg.url("/oauth/token"), LEGACY, &form).await;
     assert_eq!(status, 200, "the refresh token issued on SQLite refreshes: {body}");
     let (status, body) =
-        post(&pg.url("/oauth/token"), REPORTING, &[("grant_type", "client_credentials")]).await;
+        common::post_form(&pg.url("/oauth/token"), REPORTING, &[("grant_type", "client_credentials")]).await;
     assert_eq!(status, 200, "the consumer's secret still matches its copied hash: {body}");
     let line = pg.wait_for_log(&["egress ready"]);
     let egress = serde_json::from_str::<Value>(&line).unwrap()["fields"]["addr"].as_str().unwrap().to_owned();

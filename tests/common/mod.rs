@@ -227,6 +227,37 @@ pub async fn post_form(
     (status, res.json().await.unwrap_or(serde_json::Value::Null))
 }
 
+/// Stores a provider token for client `api`, tag `box` (an
+/// authorization-code grant with `access` and `refresh`, expiring at
+/// `expires_at`), encrypted under the configuration's token key, as the
+/// OAuth client role would after `/oauth/return`.
+pub async fn save_provider_token(
+    tokens: &oauth_sidecar::client::tokens::Tokens,
+    access: &str,
+    refresh: &str,
+    expires_at: i64,
+) {
+    use oauth_sidecar::client::protocol::{Grant, Owner};
+    let grant = Grant {
+        access_token: access.into(),
+        refresh_token: Some(refresh.into()),
+        token_type: "Bearer".into(),
+        expires_at: Some(expires_at),
+        scopes: None,
+        id_token: None,
+        raw: serde_json::json!({}),
+    };
+    let new = oauth_sidecar::client::tokens::NewToken {
+        client: "api",
+        tag: "box",
+        grant_type: "authorization_code",
+        asked: &[],
+        grant: &grant,
+        owner: &Owner::default(),
+    };
+    tokens.save(new).await.expect("save the provider token");
+}
+
 /// A reqwest client with the ring crypto provider installed.
 pub fn client() -> reqwest::Client {
     install_crypto();
