@@ -20,7 +20,7 @@ use crate::server::consumer::{Secrets, random_token};
 use crate::server::pages::{LoginView, Pages, TemplateError};
 use crate::server::password;
 use crate::server::session::{self, CSRF_COOKIE, CSRF_FIELD, SESSION_COOKIE};
-use crate::store::{SessionRecord, Store, StoreError, UserRecord};
+use crate::store::{SessionRecord, Store, StoreError, UserRecord, token_hash};
 
 /// Why sign-in could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -119,7 +119,7 @@ impl SignIn {
             return Ok(None);
         };
         let now = crate::client::now();
-        let id_hash = hash(value);
+        let id_hash = token_hash(value);
         let Some(found) = self.store.session(&id_hash, now).await? else {
             return Ok(None);
         };
@@ -137,7 +137,7 @@ impl SignIn {
     /// Ends the browser's session; the `Set-Cookie` that clears it.
     pub(crate) async fn sign_out(&self, headers: &HeaderMap) -> Result<HeaderValue, StoreError> {
         if let Some(value) = session::cookie(headers, self.scope.name).filter(|v| session::is_token(v)) {
-            self.store.delete_session(&hash(value)).await?;
+            self.store.delete_session(&token_hash(value)).await?;
         }
         Ok(self.set_cookie(self.scope.name, "", Some(0), self.scope.same_site))
     }
@@ -259,7 +259,7 @@ impl SignIn {
         let now = crate::client::now();
         let id = random_token();
         let record = SessionRecord {
-            id_hash: hash(&id),
+            id_hash: token_hash(&id),
             username: user.username.clone(),
             auth_time: now,
             expires_at: now
@@ -286,12 +286,4 @@ impl SignIn {
             "The server could not handle the request. Try again later.",
         )
     }
-}
-
-/// The stored form of a session id or an admin API token: SHA-256,
-/// base64url (as the authorization server stores its opaque tokens).
-pub(crate) fn hash(value: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(ring::digest::digest(&ring::digest::SHA256, value.as_bytes()))
 }

@@ -29,16 +29,10 @@ use super::{Inner, now};
 use crate::proxy::ConnectionInfo;
 use crate::server::consumer::random_token;
 use crate::server::session;
-use crate::store::ClientStateRecord;
+use crate::store::{ClientStateRecord, token_hash};
 
 /// The cookie that binds a started authorization to its browser.
 pub const BROWSER_COOKIE: &str = "oauth_sidecar_client";
-
-fn sha256(value: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(ring::digest::digest(&ring::digest::SHA256, value.as_bytes()))
-}
 
 fn params(query: Option<&str>) -> Vec<(String, String)> {
     url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
@@ -155,12 +149,12 @@ pub(crate) async fn start(
             Some(v) => (v.to_owned(), false),
             None => (random_token(), true),
         };
-    let state_hash = sha256(&state);
+    let state_hash = token_hash(&state);
     let record = ClientStateRecord {
         verifier: inner.tokens.cipher().seal(&format!("state:{state_hash}"), verifier.secret().as_bytes()),
         state_hash,
         client: reg.name.clone(),
-        browser_hash: sha256(&browser),
+        browser_hash: token_hash(&browser),
         nonce,
         tag: tag.map(str::to_owned),
         scopes,
@@ -220,7 +214,7 @@ pub(crate) async fn finish(
     let Some(state) = param(&q, "state") else {
         return refuse(StatusCode::BAD_REQUEST, "Invalid return", "The provider's answer carries no state.");
     };
-    let record = match inner.store.take_client_state(&sha256(state), now()).await {
+    let record = match inner.store.take_client_state(&token_hash(state), now()).await {
         Ok(Some(r)) => r,
         Ok(None) => {
             return refuse(
@@ -239,7 +233,7 @@ pub(crate) async fn finish(
         );
     }
     let same_browser =
-        session::cookie(&headers, BROWSER_COOKIE).is_some_and(|v| sha256(v) == record.browser_hash);
+        session::cookie(&headers, BROWSER_COOKIE).is_some_and(|v| token_hash(v) == record.browser_hash);
     if !same_browser {
         return refuse(
             StatusCode::BAD_REQUEST,

@@ -34,9 +34,9 @@ use super::pages::{ConsentView, LoginView, ScopeView};
 use super::password;
 use super::policy::Roles;
 use super::session::{self, CSRF_COOKIE, CSRF_FIELD, SESSION_COOKIE};
-use super::token::{grant, join, refresh_hash, requested_scopes};
+use super::token::{grant, join, requested_scopes};
 use crate::proxy::ConnectionInfo;
-use crate::store::{AuthCodeRecord, ConsumerRecord, SessionRecord, StoreError, UserRecord};
+use crate::store::{AuthCodeRecord, ConsumerRecord, SessionRecord, StoreError, UserRecord, token_hash};
 
 /// Form or query parameters, in order, with empty values dropped (RFC 6749
 /// section 3.1: a parameter without a value counts as absent).
@@ -352,7 +352,7 @@ async fn current_user(server: &Inner, headers: &HeaderMap) -> Result<Option<(Use
     let Some(value) = session::cookie(headers, SESSION_COOKIE).filter(|v| session::is_token(v)) else {
         return Ok(None);
     };
-    let hash = refresh_hash(value);
+    let hash = token_hash(value);
     let Some(found) = server.store.session(&hash, unix_now()).await? else {
         return Ok(None);
     };
@@ -468,7 +468,7 @@ async fn sign_in(
     server
         .store
         .add_session(&SessionRecord {
-            id_hash: refresh_hash(&id),
+            id_hash: token_hash(&id),
             username: user.username.clone(),
             auth_time: now,
             expires_at: now.saturating_add(i64::try_from(server.session_ttl).unwrap_or(i64::MAX)),
@@ -585,7 +585,7 @@ async fn issue_code(
     server
         .store
         .add_auth_code(&AuthCodeRecord {
-            code_hash: refresh_hash(&code),
+            code_hash: token_hash(&code),
             client_id: request.consumer.client_id.clone(),
             username: user.username.clone(),
             redirect_uri: request.redirect_uri.clone(),

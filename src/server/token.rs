@@ -47,7 +47,7 @@ use super::password;
 use super::policy::{ConsumerPolicy, Roles, granted_roles};
 use crate::config::server::NON_ROLE_SCOPES;
 use crate::store::{
-    CodeRedemption, ConsumerRecord, RefreshGrace, RefreshRotation, RefreshTokenRecord, UserRecord,
+    CodeRedemption, ConsumerRecord, RefreshGrace, RefreshRotation, RefreshTokenRecord, UserRecord, token_hash,
 };
 
 /// The form parameters of a token request. Unknown parameters are ignored
@@ -342,12 +342,6 @@ pub(crate) fn issue_access(
     Ok(IssuedAccess { token, expires_in: ttl, jti: claims.jti, exp: claims.exp })
 }
 
-/// The stored form of an opaque token (refresh token, code, session id):
-/// SHA-256, base64url.
-pub(crate) fn refresh_hash(token: &str) -> String {
-    URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()))
-}
-
 /// A new refresh token and its record; `access` is the access token issued
 /// with it, revoked when its family is.
 fn new_refresh(
@@ -362,7 +356,7 @@ fn new_refresh(
     let token = random_token();
     let ttl = consumer.refresh_token_ttl.unwrap_or(server.refresh_ttl);
     let record = RefreshTokenRecord {
-        token_hash: refresh_hash(&token),
+        token_hash: token_hash(&token),
         family_id,
         client_id: consumer.client_id.clone(),
         username: username.map(str::to_owned),
@@ -381,7 +375,7 @@ async fn authorization_code(
     req: &TokenRequest,
 ) -> Result<TokenResponse, OAuthError> {
     let code = req.code.as_deref().ok_or_else(|| missing("code"))?;
-    let hash = refresh_hash(code);
+    let hash = token_hash(code);
     let invalid = |why: &str| OAuthError::InvalidGrant(why.to_owned());
     let record = match server.store.redeem_auth_code(&hash).await.map_err(OAuthError::server)? {
         CodeRedemption::Fresh(record) => record,
@@ -557,7 +551,7 @@ async fn refresh(
     req: &TokenRequest,
 ) -> Result<Response, OAuthError> {
     let presented = req.refresh_token.as_deref().ok_or_else(|| missing("refresh_token"))?;
-    let hash = refresh_hash(presented);
+    let hash = token_hash(presented);
     let now = unix_now();
     let invalid = || OAuthError::InvalidGrant("the refresh token is invalid, expired or revoked".into());
     let Some(current) = server.store.refresh_token(&hash, now).await.map_err(OAuthError::server)? else {

@@ -280,6 +280,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<ClientStateRecord>, StoreError>;
 }
 
+/// The stored form of an opaque token (refresh token, code, session id,
+/// admin API token, OAuth client state): SHA-256, base64url. Tokens are
+/// random and long, so a plain digest is enough; only the digest is stored.
+pub fn token_hash(token: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()))
+}
+
 /// Opens the store a configuration names, applying pending migrations, with
 /// the default pool size; see [`open_with`].
 pub async fn open(url: &StoreUrl) -> Result<Arc<dyn Store>, StoreError> {

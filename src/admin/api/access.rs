@@ -53,7 +53,7 @@ pub async fn create_token(
     let record = AdminTokenRecord {
         id: id.clone(),
         label: label.trim().to_owned(),
-        token_hash: crate::signin::hash(&token),
+        token_hash: crate::store::token_hash(&token),
         permissions,
         created_at: crate::client::now(),
     };
@@ -142,7 +142,7 @@ impl FromRequestParts<Arc<Site>> for Caller {
 /// The caller as the module docs say, before any permission is checked.
 async fn caller(site: &Site, headers: &HeaderMap, method: &Method) -> Result<Caller, ApiError> {
     if let Some(token) = bearer(headers)? {
-        return match site.store.admin_token(&crate::signin::hash(token)).await? {
+        return match site.store.admin_token(&crate::store::token_hash(token)).await? {
             Some(t) => Ok(Caller::Token { id: t.id, permissions: t.permissions }),
             None => {
                 Err(ApiError::Unauthorized { invalid_token: true, description: "unknown admin API token" })
