@@ -157,6 +157,18 @@ async fn a_cross_site_navigation_without_the_strict_cookie_gets_a_link_back_not_
 }
 
 #[tokio::test]
+async fn without_a_client_section_the_provider_pages_say_how_to_turn_the_oauth_client_on() {
+    let s = start();
+    let mut b = Browser::new();
+    sign_in(&mut b, &s, "root", "root-password-1").await;
+    for path in ["/admin/providers", "/admin/providers/demo", "/admin/clients/mail"] {
+        let page = b.get(&s.url(path)).await;
+        assert_eq!(page.status, 200, "{path}");
+        assert!(page.body.contains("add a `client:` section"), "{path}: {}", page.body);
+    }
+}
+
+#[tokio::test]
 async fn the_cookie_is_secure_when_the_public_url_is_https() {
     let s = Sidecar::start(&format!("public_url: https://sidecar.example\n{CONFIG}"));
     let mut b = Browser::new();
@@ -240,6 +252,9 @@ async fn forms_without_a_matching_csrf_token_are_refused_and_change_nothing() {
     let crossed = [("csrf_token", theirs.as_str()), fields[0], fields[1]];
     assert_eq!(b.post(&s, "/admin/consumers", &crossed).await.status, 403);
     let token = csrf(&mut b, &s, "/admin/grants").await;
+    let huge = "x".repeat(300 << 10);
+    let too_large = [("csrf_token", token.as_str()), ("label", huge.as_str()), ("client_id", "huge")];
+    assert_eq!(b.post(&s, "/admin/consumers", &too_large).await.status, 413, "forms are read up to 256 KiB");
     assert_eq!(b.post(&s, "/admin/logout", &[]).await.status, 403, "sign-out needs the token too");
     let list = b.get(&s.url("/admin/consumers")).await;
     assert_eq!(list.status, 200, "still signed in");
@@ -321,6 +336,12 @@ async fn consumers_are_created_edited_and_deleted_with_every_field() {
         refused.body
     );
     assert!(refused.body.contains("value=\"Kept label\""));
+
+    // Grant types the consumer cannot serve are refused with what to change.
+    let no_uri = [("csrf_token", token.as_str()), ("label", "Web"), ("grant_types", "authorization_code")];
+    let refused = b.post(&s, "/admin/consumers", &no_uri).await;
+    assert_eq!(refused.status, 400);
+    assert!(refused.body.contains("needs at least one redirect URI"), "{}", refused.body);
 
     // A consumer from the file is shown read-only and cannot be changed here.
     let file = b.get(&s.url("/admin/consumers/from-file")).await;

@@ -146,11 +146,13 @@ impl ConsumerSpec {
 fn check_record(c: &ConsumerRecord) -> Result<(), AdminError> {
     let has = |g: &str| c.grant_types.iter().any(|x| x == g);
     if !c.confidential && has("client_credentials") {
-        return Err(AdminError::Usage("a public consumer (--public) may not use client_credentials".into()));
+        return Err(AdminError::Usage(
+            "a public consumer (not confidential, `--public`) may not use client_credentials".into(),
+        ));
     }
     if has("authorization_code") && c.redirect_uris.is_empty() {
         return Err(AdminError::Usage(
-            "the authorization_code grant needs at least one --redirect-uri".into(),
+            "the authorization_code grant needs at least one redirect URI (`--redirect-uri`)".into(),
         ));
     }
     Ok(())
