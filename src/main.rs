@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use oauth_sidecar::server::admin::{self, AdminError, ConsumerSpec};
+use oauth_sidecar::server::admin::{self, AdminError, ConsumerSpec, UserChange};
 
 /// Exit status for a configuration that does not load.
 const EXIT_CONFIG: u8 = 2;
@@ -592,19 +592,38 @@ async fn user(store: Store, server: Server, command: UserCommand) -> Output {
         }
         UserCommand::Passwd { username, password_file } => {
             let password = admin::read_password(password_file.as_deref())?;
-            admin::set_password(store, &username, &password).await?;
+            admin::change_user(
+                store,
+                &server,
+                &username,
+                UserChange { password: Some(password), ..Default::default() },
+            )
+            .await?;
             Ok(vec![format!("changed the password of {username}")])
         }
         UserCommand::Roles { username, roles } => {
-            admin::set_roles(store, &server, &username, roles).await?;
+            admin::change_user(
+                store,
+                &server,
+                &username,
+                UserChange { roles: Some(roles), ..Default::default() },
+            )
+            .await?;
             Ok(vec![])
         }
         UserCommand::Permissions { username, permissions } => {
-            admin::set_permissions(store, &username, permissions).await?;
+            let change = UserChange { permissions: Some(permissions), ..Default::default() };
+            admin::change_user(store, &server, &username, change).await?;
             Ok(vec![])
         }
         UserCommand::Disable { username, enable } => {
-            admin::set_disabled(store, &username, !enable).await?;
+            admin::change_user(
+                store,
+                &server,
+                &username,
+                UserChange { disabled: Some(!enable), ..Default::default() },
+            )
+            .await?;
             Ok(vec![format!("{} user {username}", if enable { "enabled" } else { "disabled" })])
         }
         UserCommand::List => admin::list_users(store).await,

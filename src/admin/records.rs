@@ -1,15 +1,12 @@
-//! How the admin pages and the API show the records, and what both do to
-//! them beyond one operation: one place, so a page and its API operation
-//! cannot disagree. Secrets and hashes never appear here.
+//! How the admin pages and the API show the records: one place, so a page
+//! and its API operation cannot disagree. Secrets and hashes never appear
+//! here.
 
 use serde_json::{Value, json};
 
 use crate::client::provider::Provider;
 use crate::client::tokens::STATUS_REAUTH;
-use crate::config::Secret;
-use crate::config::server::ServerConfig;
-use crate::server::admin::{self as ops, AdminError};
-use crate::store::{ConsumerRecord, ProviderTokenRecord, Store, UserRecord};
+use crate::store::{ConsumerRecord, ProviderTokenRecord, UserRecord};
 
 /// A consumer: every field but the secret hash.
 pub(crate) fn consumer(c: &ConsumerRecord) -> Value {
@@ -36,45 +33,6 @@ pub(crate) fn user(u: &UserRecord) -> Value {
         "username": u.username, "roles": u.roles, "admin": u.admin,
         "permissions": u.permissions, "disabled": u.disabled,
     })
-}
-
-/// What changes about a user; `None` leaves a field as it is.
-#[derive(Debug, Default)]
-pub(crate) struct UserChange {
-    /// The roles, replacing the old ones.
-    pub(crate) roles: Option<Vec<String>>,
-    /// The admin permissions, replacing the old ones (none: not an admin).
-    pub(crate) permissions: Option<Vec<String>>,
-    /// Disabled or enabled again.
-    pub(crate) disabled: Option<bool>,
-    /// A new password.
-    pub(crate) password: Option<Secret>,
-}
-
-/// Applies `change` to a user; nothing is written when a role or
-/// permission is unknown.
-pub(crate) async fn change_user(
-    store: &dyn Store,
-    server: &ServerConfig,
-    username: &str,
-    change: UserChange,
-) -> Result<(), AdminError> {
-    if let Some(permissions) = &change.permissions {
-        ops::check_permissions(permissions)?;
-    }
-    if let Some(roles) = change.roles {
-        ops::set_roles(store, server, username, roles).await?;
-    }
-    if let Some(permissions) = change.permissions {
-        ops::set_permissions(store, username, permissions).await?;
-    }
-    if let Some(disabled) = change.disabled {
-        ops::set_disabled(store, username, disabled).await?;
-    }
-    if let Some(password) = change.password {
-        ops::set_password(store, username, &password).await?;
-    }
-    Ok(())
 }
 
 /// A provider token's state: `active`, `expired` (and nothing to renew it

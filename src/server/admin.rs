@@ -408,47 +408,51 @@ pub fn check_permissions(permissions: &[String]) -> Result<(), AdminError> {
     }
 }
 
-/// Replaces a user's admin permissions; none takes the admin right away.
-pub async fn set_permissions(
-    store: &dyn Store,
-    username: &str,
-    permissions: Vec<String>,
-) -> Result<(), AdminError> {
-    check_permissions(&permissions)?;
-    let mut u = user(store, username).await?;
-    u.admin = !permissions.is_empty();
-    u.permissions = permissions;
-    Ok(store.put_user(&u).await?)
-}
-
 async fn user(store: &dyn Store, username: &str) -> Result<UserRecord, AdminError> {
     store.user(username).await?.ok_or_else(|| AdminError::NotFound(format!("no user {username:?}")))
 }
 
-/// Sets a user's password.
-pub async fn set_password(store: &dyn Store, username: &str, password: &Secret) -> Result<(), AdminError> {
-    let mut u = user(store, username).await?;
-    u.password_hash = hash(password).await?;
-    Ok(store.put_user(&u).await?)
+/// What changes about a user; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct UserChange {
+    /// The roles, replacing the old ones (each one of `server.roles`).
+    pub roles: Option<Vec<String>>,
+    /// The admin permissions, replacing the old ones; none: no longer an admin.
+    pub permissions: Option<Vec<String>>,
+    /// Disabled (a disabled user gets no token) or enabled again.
+    pub disabled: Option<bool>,
+    /// A new password (hashed with argon2).
+    pub password: Option<Secret>,
 }
 
-/// Replaces a user's roles.
-pub async fn set_roles(
+/// Applies `change` to a user in one write; nothing is written when a role
+/// or permission is unknown. `server` is read only for `change.roles`.
+pub async fn change_user(
     store: &dyn Store,
     server: &ServerConfig,
     username: &str,
-    roles: Vec<String>,
+    change: UserChange,
 ) -> Result<(), AdminError> {
-    check_roles(server, roles.iter())?;
+    if let Some(roles) = &change.roles {
+        check_roles(server, roles.iter())?;
+    }
+    if let Some(permissions) = &change.permissions {
+        check_permissions(permissions)?;
+    }
     let mut u = user(store, username).await?;
-    u.roles = roles;
-    Ok(store.put_user(&u).await?)
-}
-
-/// Disables (or enables again) a user: a disabled user gets no token.
-pub async fn set_disabled(store: &dyn Store, username: &str, disabled: bool) -> Result<(), AdminError> {
-    let mut u = user(store, username).await?;
-    u.disabled = disabled;
+    if let Some(roles) = change.roles {
+        u.roles = roles;
+    }
+    if let Some(permissions) = change.permissions {
+        u.admin = !permissions.is_empty();
+        u.permissions = permissions;
+    }
+    if let Some(disabled) = change.disabled {
+        u.disabled = disabled;
+    }
+    if let Some(password) = &change.password {
+        u.password_hash = hash(password).await?;
+    }
     Ok(store.put_user(&u).await?)
 }
 

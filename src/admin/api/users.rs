@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::{ApiError, Body, Caller, reply};
 use crate::admin::Site;
-use crate::admin::records::{self, UserChange};
+use crate::admin::records;
 use crate::config::Secret;
 use crate::server::admin as ops;
 use crate::store::{Store, UserRecord};
@@ -106,13 +106,13 @@ pub(crate) async fn update_user(
     if body.password.as_ref().is_some_and(String::is_empty) {
         return Err(ApiError::BadRequest("the new password is empty".into()));
     }
-    let change = UserChange {
+    let change = ops::UserChange {
         permissions: new_permissions(&current, &mut body)?,
         roles: body.roles,
         disabled: body.disabled,
         password: body.password.map(Secret::new),
     };
-    records::change_user(store, &site.server, &username, change).await?;
+    ops::change_user(store, &site.server, &username, change).await?;
     tracing::info!(admin_token = %caller, username = %username, "user updated");
     Ok(reply(StatusCode::OK, records::user(&found(store, &username).await?)))
 }

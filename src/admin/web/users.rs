@@ -12,7 +12,7 @@ use super::value;
 use crate::admin::Site;
 use crate::admin::auth::{Posted, Viewer, see_other};
 use crate::admin::forms::Form;
-use crate::admin::records::{self, UserChange};
+use crate::admin::records;
 use crate::config::Secret;
 use crate::server::admin::{self as ops, AdminError};
 use crate::store::{ADMINISTER_OAUTH, PERMISSIONS};
@@ -126,13 +126,13 @@ pub(crate) async fn update(
                  ask another admin.";
         return form_page(&site, &viewer, StatusCode::BAD_REQUEST, shown, true, Some(e.into()));
     }
-    let change = UserChange {
+    let change = ops::UserChange {
         roles: Some(form.all("roles")),
         permissions: Some(permissions),
         disabled: Some(disabled),
         password: form.get("new_password").map(|p| Secret::new(p.to_owned())),
     };
-    match records::change_user(site.store.as_ref(), &site.server, &username, change).await {
+    match ops::change_user(site.store.as_ref(), &site.server, &username, change).await {
         Ok(()) => {
             tracing::info!(admin = %viewer.user.username, username = %username, "user updated");
             see_other(&format!("{}/users", site.base))
