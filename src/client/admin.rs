@@ -100,7 +100,14 @@ pub async fn token_inspect(
     id: i64,
 ) -> Result<Vec<String>, ClientError> {
     let t = store.provider_token(id).await?.ok_or_else(|| ClientError::NotFound(format!("no token {id}")))?;
-    let (access, refresh, raw) = tokens.open(&t)?;
+    Ok(vec![serde_json::to_string_pretty(&inspect(tokens, &t)?).unwrap_or_default()])
+}
+
+/// A stored token opened: its fields, the raw tokens and response, and a
+/// JWT's decoded header and claims, marked unverified (for `token
+/// inspect` and the admin pages' Inspect).
+pub fn inspect(tokens: &Tokens, t: &crate::store::ProviderTokenRecord) -> Result<Value, ClientError> {
+    let (access, refresh, raw) = tokens.open(t)?;
     let mut doc = json!({
         "id": t.id,
         "client": t.client,
@@ -119,7 +126,7 @@ pub async fn token_inspect(
     if let Some((header, claims)) = decode_jwt(access.expose()) {
         doc["access_token_jwt"] = json!({ "verified": false, "header": header, "claims": claims });
     }
-    Ok(vec![serde_json::to_string_pretty(&doc).unwrap_or_default()])
+    Ok(doc)
 }
 
 /// `token delete ID`: revokes at the provider when it has an endpoint, then
@@ -130,10 +137,21 @@ pub async fn token_delete(
     id: i64,
 ) -> Result<Vec<String>, ClientError> {
     let t = store.provider_token(id).await?.ok_or_else(|| ClientError::NotFound(format!("no token {id}")))?;
+    delete(tokens, store, &t).await
+}
+
+/// Deletes a stored token after revoking it at the provider when it can;
+/// returns what was done.
+pub async fn delete(
+    tokens: &Tokens,
+    store: &dyn crate::store::Store,
+    t: &crate::store::ProviderTokenRecord,
+) -> Result<Vec<String>, ClientError> {
+    let id = t.id;
     let mut out = Vec::new();
     match tokens.registry().get(&t.client).await? {
         Some(reg) => {
-            let (access, refresh, _) = tokens.open(&t)?;
+            let (access, refresh, _) = tokens.open(t)?;
             let ep = tokens.http().endpoints(&reg.provider, reg.tenant.as_deref()).await;
             let revoked = match ep {
                 Ok(ep) => {

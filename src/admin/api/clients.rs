@@ -237,8 +237,7 @@ pub(crate) async fn inspect_token(
 ) -> Result<Response, ApiError> {
     caller.require(MANAGE_SECRETS)?;
     let (tokens, t) = stored_token(&site, &id).await?;
-    let doc = ops::token_inspect(tokens, site.store.as_ref(), t.id).await?;
-    let doc: Value = serde_json::from_str(&doc.concat()).map_err(|e| ApiError::server(&e))?;
+    let doc = ops::inspect(tokens, &t)?;
     tracing::info!(admin_token = %caller, client = %t.client, token = t.id, "provider token inspected");
     Ok(reply(StatusCode::OK, doc))
 }
@@ -251,7 +250,7 @@ pub(crate) async fn delete_token(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let (tokens, t) = stored_token(&site, &id).await?;
-    let notes = ops::token_delete(tokens, site.store.as_ref(), t.id).await?;
+    let notes = ops::delete(tokens, site.store.as_ref(), &t).await?;
     tracing::info!(admin_token = %caller, client = %t.client, token = t.id, "provider token deleted");
     Ok(reply(StatusCode::OK, json!({ "deleted": t.id, "notes": notes })))
 }

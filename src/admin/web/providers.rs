@@ -258,6 +258,15 @@ pub(crate) async fn fetch(
     }
 }
 
+/// The stored token `id` of `client`; else the 404 or 500 page.
+async fn client_token(site: &Site, client: &str, id: i64) -> Result<ProviderTokenRecord, Response> {
+    match site.store.provider_token(id).await {
+        Ok(Some(t)) if t.client == client => Ok(t),
+        Ok(_) => Err(site.templates.error(StatusCode::NOT_FOUND, "Not found", "There is no such token.")),
+        Err(e) => Err(site.templates.failure(&e)),
+    }
+}
+
 /// `GET {base}/clients/{client}/tokens/{id}`: the raw tokens and the
 /// access token's claims (unverified), for `manage oauth client secrets`.
 pub(crate) async fn inspect(
@@ -270,13 +279,12 @@ pub(crate) async fn inspect(
         return forbidden(&site, &headers, &viewer.user, MANAGE_SECRETS);
     }
     let Some(tokens) = site.tokens.as_ref() else { return no_client(&site, &viewer) };
-    match site.store.provider_token(id).await {
-        Ok(Some(t)) if t.client == client => {}
-        Ok(_) => return site.templates.error(StatusCode::NOT_FOUND, "Not found", "There is no such token."),
-        Err(e) => return site.templates.failure(&e),
-    }
-    let doc = match ops::token_inspect(tokens, site.store.as_ref(), id).await {
-        Ok(lines) => serde_json::from_str::<Value>(&lines.concat()).unwrap_or_default(),
+    let t = match client_token(&site, &client, id).await {
+        Ok(t) => t,
+        Err(res) => return res,
+    };
+    let doc = match ops::inspect(tokens, &t) {
+        Ok(doc) => doc,
         Err(e) => return failed(&site, &viewer, e),
     };
     tracing::info!(admin = %viewer.user.username, client = %client, token = id, "provider token inspected");
@@ -300,12 +308,11 @@ pub(crate) async fn delete_token(
     Posted { viewer, .. }: Posted,
 ) -> Response {
     let Some(tokens) = site.tokens.as_ref() else { return no_client(&site, &viewer) };
-    match site.store.provider_token(id).await {
-        Ok(Some(t)) if t.client == client => {}
-        Ok(_) => return site.templates.error(StatusCode::NOT_FOUND, "Not found", "There is no such token."),
-        Err(e) => return site.templates.failure(&e),
-    }
-    match ops::token_delete(tokens, site.store.as_ref(), id).await {
+    let t = match client_token(&site, &client, id).await {
+        Ok(t) => t,
+        Err(res) => return res,
+    };
+    match ops::delete(tokens, site.store.as_ref(), &t).await {
         Ok(_) => {
             tracing::info!(admin = %viewer.user.username, client = %client, token = id, "provider token deleted");
             see_other(&format!("{}/clients/{client}", site.base))
