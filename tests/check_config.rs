@@ -475,3 +475,18 @@ fn refresh_reuse_grace_longer_than_five_minutes_is_refused() {
     let out = check("server:\n  refresh_reuse_grace: 5m\n  keys_reload_interval: 0s\n");
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn the_admin_pages_need_a_path_of_their_own_and_users_known_permissions() {
+    let out = check(
+        "upstream: http://127.0.0.1:9\nadmin:\n  path: /oauth/admin\nserver:\n  users:\n    - username: root\n      password: root-password\n      permissions: [administer everything]\n",
+    );
+    assert_error(&out, "3:9", "admin.path", "the admin pages need their own path");
+    assert_error(
+        &out,
+        "8:21",
+        "server.users[0].permissions",
+        "`administer everything` is not an admin permission",
+    );
+    assert!(check("upstream: http://127.0.0.1:9\nadmin:\n  path: /manage/\n").status.success());
+}
