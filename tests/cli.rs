@@ -257,3 +257,24 @@ async fn admin_tokens_are_printed_once_stored_hashed_listed_and_deleted() {
     let unlabelled = cli(dir.path(), &["admin", "token", "create"], "");
     assert_eq!(unlabelled.status.code(), Some(2), "--label is required");
 }
+
+#[test]
+fn user_admin_permissions_are_given_replaced_and_checked() {
+    let dir = common::write_config("server: {}\n", "listen: 127.0.0.1:0\n");
+    stdout(&cli(dir.path(), &["user", "add", "root", "--admin"], "root-password\n"));
+    let args = ["user", "add", "keeper", "--permission", "manage oauth client secrets"];
+    stdout(&cli(dir.path(), &args, "keeper-password\n"));
+    let listed = stdout(&cli(dir.path(), &["user", "list"], ""));
+    assert!(listed.contains("root\t\tadmin,administer oauth"), "--admin alone: {listed}");
+    assert!(
+        listed.contains("keeper\t\tadmin,manage oauth client secrets"),
+        "a permission makes an admin: {listed}"
+    );
+
+    let unknown = cli(dir.path(), &["user", "permissions", "keeper", "root"], "");
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown permission \"root\""));
+    stdout(&cli(dir.path(), &["user", "permissions", "keeper"], ""));
+    let listed = stdout(&cli(dir.path(), &["user", "list"], ""));
+    assert!(listed.lines().any(|l| l == "keeper\t\t"), "no permission: no longer an admin: {listed}");
+}
