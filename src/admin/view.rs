@@ -10,7 +10,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use minijinja::{Environment, Value};
 
 use super::auth::Viewer;
-use crate::server::pages::{TemplateError, environment, page_headers};
+use crate::server::pages::{TemplateError, environment, framing_and_caching_headers};
 use crate::store::MANAGE_SECRETS;
 
 /// The built-in admin templates, by name.
@@ -163,7 +163,7 @@ impl AdminTemplates {
 
 /// The sign-in pages' headers, with our own stylesheet allowed.
 fn admin_headers(headers: &mut HeaderMap) {
-    page_headers(headers, None);
+    framing_and_caching_headers(headers);
     headers.insert(
         CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(

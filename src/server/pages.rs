@@ -207,6 +207,12 @@ pub(crate) fn page_headers(headers: &mut HeaderMap, form_target: Option<&str>) {
     if let Ok(value) = HeaderValue::from_str(&csp) {
         headers.insert(CONTENT_SECURITY_POLICY, value);
     }
+    framing_and_caching_headers(headers);
+}
+
+/// The headers every HTML page of ours carries besides its CSP: no
+/// framing, no caching, no referrer, no MIME sniffing.
+pub(crate) fn framing_and_caching_headers(headers: &mut HeaderMap) {
     headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
