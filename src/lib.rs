@@ -21,11 +21,13 @@
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics` and the layer that gives
 //!   every request an id, a log span and its metrics.
 //! - [`demo`]: the demo upstream behind `upstream: demo`.
+//! - [`cli`]: the `oauth-sidecar` command line, one file per command group.
 //! - [`Sidecar`]: all of it behind one listener, as the binary runs it.
 #![deny(unsafe_code)]
 #![deny(unreachable_pub)]
 
 pub mod admin;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod demo;

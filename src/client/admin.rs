@@ -1,4 +1,4 @@
-//! What the `provider`, `client` and `token` commands do; the binary only
+//! What the `provider`, `client` and `token` commands do; the CLI (`crate::cli`) only
 //! parses arguments and prints the lines returned here. No line shows a
 //! token or a secret, except `token inspect`, whose purpose that is.
 
@@ -7,14 +7,14 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::protocol::Owner;
+use super::provider::Provider;
 use super::tokens::{NewToken, STATUS_REAUTH, Tokens};
 use super::{ClientError, now};
 use crate::config::Secret;
 use crate::config::client::{redirect_url_is_safe, redirect_url_warning};
 
 /// `provider list`: `name | title`, presets first.
-pub fn provider_list(tokens: &Tokens) -> Vec<String> {
-    let providers = tokens.registry().providers();
+pub fn provider_list(providers: &[Provider]) -> Vec<String> {
     let width = providers.iter().map(|p| p.name.len()).max().unwrap_or(4).max(4);
     let mut out = vec![format!("{:width$} | title", "name")];
     out.extend(providers.iter().map(|p| format!("{:width$} | {}", p.name, p.title)));
@@ -22,10 +22,10 @@ pub fn provider_list(tokens: &Tokens) -> Vec<String> {
 }
 
 /// `provider show NAME`: its options, scopes included, as JSON.
-pub fn provider_show(tokens: &Tokens, name: &str) -> Result<Vec<String>, ClientError> {
-    let p = tokens
-        .registry()
-        .provider(name)
+pub fn provider_show(providers: &[Provider], name: &str) -> Result<Vec<String>, ClientError> {
+    let p = providers
+        .iter()
+        .find(|p| p.name == name)
         .ok_or_else(|| ClientError::NotFound(format!("no provider `{name}`")))?;
     Ok(vec![serde_json::to_string_pretty(&p.options_json()).unwrap_or_default()])
 }

@@ -76,13 +76,6 @@ pub enum ClientError {
     Token(#[from] TokenError),
 }
 
-impl ClientError {
-    /// The CLI's exit status: 2 for usage problems, 1 otherwise.
-    pub fn exit_code(&self) -> u8 {
-        if matches!(self, ClientError::Usage(_)) { 2 } else { 1 }
-    }
-}
-
 /// Why the OAuth client could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientStartError {

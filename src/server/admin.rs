@@ -1,5 +1,5 @@
 //! What the `consumer`, `user` and `keys` commands do, on a [`Store`] and
-//! the file's `server:` section; the binary only parses arguments and prints.
+//! the file's `server:` section; the CLI (`crate::cli`) only parses arguments and prints.
 //!
 //! Consumers made here are not config-managed: a start of the sidecar leaves
 //! them alone, and config-managed consumers cannot be changed here (edit the
@@ -29,7 +29,7 @@ use crate::store::{ADMINISTER_OAUTH, ConsumerRecord, PERMISSIONS, Store, StoreEr
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
-    /// The arguments or the configuration do not allow it (exit status 2).
+    /// The arguments or the configuration do not allow it (exit status 2 in the CLI).
     #[error("{0}")]
     Usage(String),
     /// No consumer or user by that name.
@@ -52,16 +52,6 @@ pub enum AdminError {
     /// A password could not be hashed or read.
     #[error("{0}")]
     Password(String),
-}
-
-impl AdminError {
-    /// The exit status: 2 for usage and configuration problems, 1 otherwise.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            AdminError::Usage(_) => 2,
-            _ => 1,
-        }
-    }
 }
 
 /// The consumer fields a command sets; `None` leaves a field as it is (on
@@ -322,19 +312,6 @@ impl fmt::Display for ConsumerView {
         writeln!(f, "limit_requested_access: {}", c.limit_requested_access)?;
         write!(f, "limit_user_access: {}", c.limit_user_access)
     }
-}
-
-/// Opens the store a loaded configuration names, with its `server:`
-/// section (an error without one).
-pub async fn open(
-    loaded: &crate::config::Loaded,
-) -> Result<(std::sync::Arc<dyn Store>, ServerConfig), AdminError> {
-    let Some(server) = loaded.config.server.clone() else {
-        return Err(AdminError::Usage(
-            "the configuration has no `server:` section, so no consumers, users or keys".into(),
-        ));
-    };
-    Ok((crate::store::open_with(&loaded.store, loaded.store_options()).await?, server))
 }
 
 // --- users ---

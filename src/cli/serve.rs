@@ -1,0 +1,19 @@
+//! `serve`: the sidecar, until SIGTERM or SIGINT.
+
+use std::path::Path;
+
+use super::{CliError, Lines, context};
+
+/// Loads the file, sets up logging and runs the [`crate::Sidecar`] it describes.
+pub(super) async fn run(file: &Path) -> Lines {
+    let loaded = context::load(file)?;
+    crate::telemetry::init(&loaded.config.log)
+        .map_err(|e| CliError::Usage(format!("cannot set up logging: {e}")))?;
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    // Installed first, so SIGTERM during start-up still shuts down cleanly.
+    let shutdown = crate::shutdown_signal();
+    crate::Sidecar::build(loaded).await?.run(shutdown).await;
+    Ok(Vec::new())
+}
