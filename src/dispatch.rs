@@ -29,6 +29,7 @@ use tower::{Layer, Service};
 use crate::gate::{
     BearerGate, BearerGateLayer, ConsumerCors, ConsumerCorsLayer, IdentityHeaders, IdentityHeadersLayer,
 };
+use crate::mount::{Mount, OwnedPaths};
 use crate::proxy::{self, ConnectionInfo, ResponseBody, ReverseProxy};
 
 /// The request body on the way to the upstream: hyper's, or the copy the
@@ -40,31 +41,6 @@ type Routed = Map<
     RouteFuture<Infallible>,
     fn(Result<Response<Body>, Infallible>) -> Result<Response<ResponseBody>, Infallible>,
 >;
-
-/// Paths owned by the sidecar: exact paths, and prefixes ending in `/`.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct OwnedPaths {
-    exact: Vec<String>,
-    prefixes: Vec<String>,
-}
-
-impl OwnedPaths {
-    /// Adds an exact path such as `/healthz`.
-    pub(crate) fn exact(mut self, path: &str) -> Self {
-        self.exact.push(path.to_owned());
-        self
-    }
-
-    /// Adds a prefix such as `/oauth/`: every path starting with it.
-    pub(crate) fn prefix(mut self, prefix: &str) -> Self {
-        self.prefixes.push(prefix.to_owned());
-        self
-    }
-
-    fn contains(&self, path: &str) -> bool {
-        self.exact.iter().any(|p| p == path) || self.prefixes.iter().any(|p| path.starts_with(p.as_str()))
-    }
-}
 
 /// The reverse proxy, knowing the connection it serves.
 #[derive(Clone)]
@@ -129,12 +105,10 @@ pub(crate) struct Dispatch {
 }
 
 impl Dispatch {
-    pub(crate) fn new(
-        router: Router,
-        proxy: ReverseProxy<ProxyBody>,
-        owned: OwnedPaths,
-        front: Front,
-    ) -> Self {
+    /// Owned paths go to `routes` (every role's mount, merged; its tasks
+    /// taken out first), the rest through `front` to `proxy`.
+    pub(crate) fn new(routes: Mount, proxy: ReverseProxy<ProxyBody>, front: Front) -> Self {
+        let (router, owned) = routes.into_parts();
         let conn = ConnectionInfo { peer: SocketAddr::from(([0, 0, 0, 0], 0)), tls: false };
         let stack = front.stack(ProxyAt { proxy: proxy.clone(), conn });
         Dispatch { router, proxy, front, owned: Arc::new(owned), conn, stack }

@@ -22,6 +22,8 @@
 //!   every request an id, a log span and its metrics.
 //! - [`demo`]: the demo upstream behind `upstream: demo`.
 //! - [`cli`]: the `oauth-sidecar` command line, one file per command group.
+//! - [`mount`]: what each role hands the sidecar: its routes, the paths
+//!   they own and its background tasks, in one [`mount::Mount`].
 //! - [`Sidecar`]: all of it behind one listener, as the binary runs it.
 #![deny(unsafe_code)]
 #![deny(unreachable_pub)]
@@ -34,6 +36,7 @@ pub mod demo;
 mod dispatch;
 pub mod gate;
 mod listener;
+pub mod mount;
 pub mod ops;
 pub mod proxy;
 pub mod server;

@@ -25,13 +25,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
 use tower::Layer;
 
 use crate::config::{Loaded, Upstream};
-use crate::dispatch::{Dispatch, Front, OwnedPaths};
+use crate::dispatch::{Dispatch, Front};
 use crate::gate::{self, GateConfigError, GateLayers, IdentityHeadersLayer, OriginIndex};
 use crate::listener::{self, Listener};
+use crate::mount::{Mount, Task};
 use crate::ops::{self, Metrics, ObserveLayer, Readiness};
 use crate::proxy::{ProxySettings, ReverseProxy};
 use crate::server::AuthorizationServer;
@@ -71,38 +71,48 @@ pub struct Sidecar {
     metrics: Metrics,
     store: Arc<dyn Store>,
     upstream: String,
-    demo: Option<JoinHandle<()>>,
-    client: Option<crate::client::ClientRole>,
-    /// Background tasks (origin refresh, key prefetch), stopped at shutdown.
-    tasks: Vec<JoinHandle<()>>,
+    /// Every role's background tasks (the demo upstream, origin refresh,
+    /// key prefetch, token refresh, egress listener), stopped at shutdown.
+    tasks: Vec<Task>,
 }
 
 impl Sidecar {
     /// Opens the store (applying migrations), starts the demo upstream when
-    /// configured, binds the listener and builds the router.
+    /// configured, binds the listener and builds the router. When any step
+    /// fails, the tasks started so far are aborted and the store is closed.
     pub async fn build(loaded: Loaded) -> Result<Self, StartError> {
         let store = store::open_with(&loaded.store, loaded.store_options()).await?;
+        // The one place a failed start closes the store (closing SQLite
+        // checkpoints its log, which a drop would not).
+        match Self::assemble(loaded, store.clone()).await {
+            Ok(sidecar) => Ok(sidecar),
+            Err(e) => {
+                store.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Everything [`Sidecar::build`] does once the store is open: each
+    /// role's [`Mount`], merged for [`Dispatch`].
+    async fn assemble(loaded: Loaded, store: Arc<dyn Store>) -> Result<Self, StartError> {
         let config = &loaded.config;
-        let (upstream, demo) = match &config.upstream {
-            Upstream::Url(uri) => (uri.clone(), None),
+        let mut mount = Mount::new();
+        let upstream = match &config.upstream {
+            Upstream::Url(uri) => uri.clone(),
             Upstream::Demo => {
                 let (addr, task) = crate::demo::spawn().await.map_err(StartError::Demo)?;
-                let uri = format!("http://{addr}")
+                mount = mount.task(Task::aborted(task));
+                format!("http://{addr}")
                     .parse()
-                    .map_err(|_| StartError::Demo(std::io::Error::other("the demo address is not a URI")))?;
-                (uri, Some(task))
+                    .map_err(|_| StartError::Demo(std::io::Error::other("the demo address is not a URI")))?
             }
         };
         let authority = upstream.authority().map(|a| a.to_string()).unwrap_or_default();
         let upstream_addr = if upstream.port().is_some() { authority } else { format!("{authority}:80") };
 
-        let listener = match Listener::bind(config.listen, config.tls.as_ref()).await {
-            Ok(l) => l,
-            Err(e) => {
-                store.close().await;
-                return Err(StartError::Listener(e));
-            }
-        };
+        let listener =
+            Listener::bind(config.listen, config.tls.as_ref()).await.map_err(StartError::Listener)?;
 
         let metrics = Metrics::register();
         let proxy =
@@ -113,86 +123,38 @@ impl Sidecar {
             timeout: config.proxy.connect_timeout.0.min(Duration::from_secs(5)),
             metrics: metrics.clone(),
         };
-        let ops = &config.ops;
-        let mut owned = OwnedPaths::default().exact(&ops.health.0).exact(&ops.ready.0).exact(&ops.metrics.0);
-        let mut router = ops::router(ops, readiness);
-        let mut server = None;
-        if let Some(server_config) = &config.server {
-            let started = match AuthorizationServer::start(
-                store.clone(),
-                server_config,
-                &loaded.public_url,
-                &config.proxy.trusted_proxies,
-            )
-            .await
-            {
-                Ok(server) => server,
-                Err(e) => {
-                    store.close().await;
-                    return Err(e.into());
-                }
-            };
-            for prefix in started.owned_prefixes() {
-                owned = owned.prefix(prefix);
-            }
-            server = Some(started);
-        }
-        let (front, token_cors, tasks) = match build_front(&loaded, store.clone(), server.as_ref()).await {
-            Ok(built) => built,
-            Err(e) => {
-                store.close().await;
-                return Err(e.into());
-            }
+        mount = mount.merge(ops::mount(&config.ops, readiness));
+        let server = match &config.server {
+            Some(server) => Some(
+                AuthorizationServer::start(
+                    store.clone(),
+                    server,
+                    &loaded.public_url,
+                    &config.proxy.trusted_proxies,
+                )
+                .await?,
+            ),
+            None => None,
         };
+        let (front, token_cors, gate) = build_front(&loaded, store.clone(), server.as_ref()).await?;
+        mount = mount.merge(gate);
         if let Some(server) = &server {
-            router = match token_cors {
-                Some(cors) => router.merge(server.router().layer(cors)),
-                None => router.merge(server.router()),
-            };
+            mount = mount.merge(match token_cors {
+                Some(cors) => server.mount().layer(cors),
+                None => server.mount(),
+            });
         }
-        let client = match crate::client::ClientRole::start(&loaded, store.clone()).await {
-            Ok(client) => client,
-            Err(e) => {
-                for task in &tasks {
-                    task.abort();
-                }
-                store.close().await;
-                return Err(e.into());
-            }
-        };
-        if let Some(role) = &client {
-            let (prefix, return_path) = role.client().owned_paths();
-            owned = owned.prefix(prefix).exact(return_path);
-            router = router.merge(role.client().router());
-        }
+        let client = crate::client::ClientRole::start(&loaded, store.clone()).await?;
         let tokens = client.as_ref().map(|role| role.client().tokens());
-        match crate::admin::AdminSite::start(&loaded, store.clone(), tokens).await {
-            Ok(Some(admin)) => {
-                let (prefix, exact) = admin.owned_paths();
-                owned = owned.prefix(&prefix).exact(&exact);
-                router = router.merge(admin.router());
-            }
-            Ok(None) => {}
-            Err(e) => {
-                for task in &tasks {
-                    task.abort();
-                }
-                store.close().await;
-                return Err(e.into());
-            }
+        if let Some(role) = client {
+            mount = mount.merge(role.mount());
         }
-        let dispatch = Dispatch::new(router, proxy, owned, front);
-        Ok(Sidecar {
-            loaded,
-            listener,
-            dispatch,
-            metrics,
-            store,
-            upstream: upstream_addr,
-            demo,
-            client,
-            tasks,
-        })
+        if let Some(admin) = crate::admin::AdminSite::start(&loaded, store.clone(), tokens).await? {
+            mount = mount.merge(admin.mount());
+        }
+        let tasks = mount.take_tasks();
+        let dispatch = Dispatch::new(mount, proxy, front);
+        Ok(Sidecar { loaded, listener, dispatch, metrics, store, upstream: upstream_addr, tasks })
     }
 
     /// The address the listener is bound to.
@@ -203,7 +165,7 @@ impl Sidecar {
     /// Serves until `shutdown` completes, drains in-flight requests for at
     /// most `shutdown_grace`, then closes the store.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Sidecar { loaded, listener, dispatch, metrics, store, upstream, demo, client, tasks } = self;
+        let Sidecar { loaded, listener, dispatch, metrics, store, upstream, tasks } = self;
         let config = &loaded.config;
         let addr = listener.local_addr();
         let scheme = if listener.is_tls() { "https" } else { "http" };
@@ -217,7 +179,6 @@ impl Sidecar {
             "listening"
         );
         let upkeep = ops::spawn_upkeep();
-        let client = client.map(crate::client::ClientRole::spawn);
         let observe = ObserveLayer::new(metrics, config.log.access);
         listener::serve(
             listener,
@@ -227,17 +188,9 @@ impl Sidecar {
             config.shutdown_grace.0,
         )
         .await;
-        if let Some(client) = client {
-            client.stop(config.shutdown_grace.0).await;
-        }
+        Task::stop_all(tasks, config.shutdown_grace.0).await;
         store.close().await;
         if let Some(task) = upkeep {
-            task.abort();
-        }
-        if let Some(task) = demo {
-            task.abort();
-        }
-        for task in tasks {
             task.abort();
         }
         tracing::info!("stopped");
@@ -245,16 +198,16 @@ impl Sidecar {
 }
 
 /// The layers in front of the proxy, the token endpoint's CORS layer, and
-/// the background tasks they need.
+/// the gate's mount: no routes of its own, the background tasks it needs.
 async fn build_front(
     loaded: &Loaded,
     store: Arc<dyn Store>,
     server: Option<&AuthorizationServer>,
-) -> Result<(Front, Option<gate::ClientCorsLayer>, Vec<JoinHandle<()>>), GateConfigError> {
+) -> Result<(Front, Option<gate::ClientCorsLayer>, Mount), GateConfigError> {
     let config = loaded.config.gate.as_ref();
     let identity = IdentityHeadersLayer::new(gate::identity_settings(config)?);
     let Some(config) = config else {
-        return Ok((Front { identity, gate: None }, None, Vec::new()));
+        return Ok((Front { identity, gate: None }, None, Mount::new()));
     };
     let origins = OriginIndex::default();
     // Subscribed before the first read, so no change falls between.
@@ -268,13 +221,14 @@ async fn build_front(
         gate::local_issuer(server.issuer(), server.issuer(), move || keys.jwks(), store.clone())
     });
     let layers = GateLayers::from_config(config, &loaded.public_url, local, origins)?;
-    let mut tasks = Vec::new();
+    let mut tasks = Mount::new();
     if let Some(changes) = store.changes() {
-        tasks.push(layers.bearer.spawn_follow(changes));
+        tasks = tasks.task(Task::aborted(layers.bearer.spawn_follow(changes)));
     }
-    tasks.push(layers.origins.spawn_refresh(store, config.cors.refresh.0, origin_changes));
+    tasks =
+        tasks.task(Task::aborted(layers.origins.spawn_refresh(store, config.cors.refresh.0, origin_changes)));
     let bearer = layers.bearer.clone();
-    tasks.push(tokio::spawn(async move { bearer.prefetch_keys().await }));
+    tasks = tasks.task(Task::aborted(tokio::spawn(async move { bearer.prefetch_keys().await })));
     let front = Front { identity, gate: Some((layers.cors, layers.bearer)) };
     Ok((front, Some(layers.token_cors), tasks))
 }
@@ -309,5 +263,75 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
         } else {
             std::future::pending::<()>().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request path a route answers: each `{parameter}` filled in.
+    fn concrete(route: &str) -> String {
+        route
+            .split('/')
+            .map(|segment| if segment.starts_with('{') { "x" } else { segment })
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    #[tokio::test]
+    async fn every_role_route_is_among_the_owned_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sidecar.yaml");
+        let yaml = format!(
+            "listen: 127.0.0.1:0\nupstream: http://127.0.0.1:9\nstore: sqlite://{}/sidecar.db\n\
+             server:\n  roles:\n    viewer: {{ label: Viewer }}\n\
+             gate:\n  default: deny\n\
+             client:\n  token_key: 3q2+7wABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhs=\n  return_path: /civicrm/oauth-client/return\n\
+             admin:\n  path: /manage/\n",
+            dir.path().display()
+        );
+        std::fs::write(&file, yaml).unwrap();
+        let loaded = crate::config::load(&file).unwrap();
+        let config = &loaded.config;
+        let store = store::open_with(&loaded.store, loaded.store_options()).await.unwrap();
+        let readiness = Readiness {
+            store: store.clone(),
+            upstream: "127.0.0.1:9".into(),
+            timeout: Duration::from_secs(1),
+            metrics: Metrics::register(),
+        };
+        let server = AuthorizationServer::start(
+            store.clone(),
+            config.server.as_ref().unwrap(),
+            &loaded.public_url,
+            &config.proxy.trusted_proxies,
+        )
+        .await
+        .unwrap();
+        let client = crate::client::ClientRole::start(&loaded, store.clone()).await.unwrap().unwrap();
+        let admin = crate::admin::AdminSite::start(&loaded, store.clone(), None).await.unwrap().unwrap();
+        let roles = [
+            ("ops", ops::mount(&config.ops, readiness)),
+            ("server", server.mount()),
+            ("client", client.mount()),
+            ("admin", admin.mount()),
+        ];
+        for (role, mount) in &roles {
+            assert!(!mount.routes().is_empty(), "{role} has routes");
+            for route in mount.routes() {
+                let path = concrete(route);
+                assert!(mount.owned().contains(&path), "{role}: route {route} ({path}) is not an owned path");
+            }
+        }
+        let all = roles.into_iter().fold(Mount::new(), |all, (_, mount)| all.merge(mount));
+        for path in
+            ["/healthz", "/oauth/token", "/oauth/start/mail", "/civicrm/oauth-client/return", "/manage"]
+        {
+            assert!(all.owned().contains(path), "{path}");
+        }
+        assert!(!all.owned().contains("/api/records"));
+        drop(all);
+        store.close().await;
     }
 }

@@ -26,12 +26,12 @@ mod web;
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::routing::{any, delete, get, post};
 
 use crate::client::tokens::Tokens;
 use crate::config::Loaded;
 use crate::config::server::ServerConfig;
+use crate::mount::Mount;
 use crate::signin::{CookieScope, SignIn, SignInError};
 use crate::store::Store;
 
@@ -117,17 +117,11 @@ impl AdminSite {
         Ok(Some(AdminSite { site: Arc::new(site) }))
     }
 
-    /// The path prefix the pages own, such as `/admin/`, and the exact path
-    /// without the slash.
-    pub fn owned_paths(&self) -> (String, String) {
-        (format!("{}/", self.site.base), self.site.base.clone())
-    }
-
-    /// The routes, as an axum router.
-    pub fn router(&self) -> Router {
+    /// The routes, owning the admin path and everything under it.
+    pub fn mount(&self) -> Mount {
         let b = &self.site.base;
         let r = |p: &str| format!("{b}{p}");
-        Router::new()
+        Mount::new()
             .route(b, get(web::home))
             .route(&r("/"), get(web::home))
             .route(&r("/admin.css"), get(web::stylesheet))
@@ -153,17 +147,17 @@ impl AdminSite {
             .route(&r("/grants"), get(web::grants::list))
             .route(&r("/grants/{family}/revoke"), post(web::grants::revoke))
             .route(&r("/{*rest}"), get(web::not_found).post(web::not_found))
-            .merge(self.api_router())
+            .merge(self.api_mount())
             .with_state(self.site.clone())
     }
 
     /// The JSON API's routes, under `{base}/api/`: a method a path has no
     /// operation for answers 405, an unknown path 404 (both after the
     /// caller is checked, as every operation does).
-    fn api_router(&self) -> Router<Arc<Site>> {
+    fn api_mount(&self) -> Mount<Arc<Site>> {
         let a = |p: &str| format!("{}/api{p}", self.site.base);
         let no = api::method_not_allowed;
-        Router::new()
+        Mount::new()
             .route(&a("/openapi.json"), get(api::openapi).fallback(no))
             .route(&a("/consumers"), get(api::consumers).post(api::create_consumer).fallback(no))
             .route(

@@ -26,13 +26,13 @@ pub mod tokens;
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::routing::get;
 
 pub use inject::{InjectTarget, InjectTokenLayer, ReplayBody, TokenSource};
 pub use tokens::{LiveToken, TokenError, Tokens};
 
 use crate::config::Loaded;
+use crate::mount::{Mount, Task};
 use crate::signin::{SignIn, SignInError};
 use crate::store::{Store, StoreError};
 use crypto::{CryptoError, TokenCipher};
@@ -176,15 +176,9 @@ impl OAuthClient {
         self.inner.tokens.clone()
     }
 
-    /// The paths this role answers on the public listener: the prefix
-    /// `/oauth/start/` and the exact return path.
-    pub fn owned_paths(&self) -> (&'static str, &str) {
-        ("/oauth/start/", &self.inner.return_path)
-    }
-
-    /// The routes, as an axum router.
-    pub fn router(&self) -> Router {
-        Router::new()
+    /// The routes, owning `/oauth/start/` and the return path.
+    pub fn mount(&self) -> Mount {
+        Mount::new()
             .route("/oauth/start/{client}", get(flow::start).post(flow::start))
             .route(&self.inner.return_path, get(flow::finish))
             .with_state(self.inner.clone())
@@ -246,41 +240,22 @@ impl ClientRole {
         self.egress.as_ref().map(egress::EgressListener::local_addr)
     }
 
-    /// Starts the background refresh and the egress listener.
-    pub fn spawn(self) -> RunningClient {
-        let background = self.client.tokens().spawn_background(self.ahead, self.interval);
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let egress = self.egress.map(|listener| {
+    /// The routes, and the background refresh and the egress listener,
+    /// started now and stopped with the sidecar (the egress listener drains
+    /// for the shutdown grace).
+    pub fn mount(self) -> Mount {
+        let mut mount = self.client.mount();
+        if let Some(background) = self.client.tokens().spawn_background(self.ahead, self.interval) {
+            mount = mount.task(Task::aborted(background));
+        }
+        if let Some(listener) = self.egress {
             tracing::info!(addr = %listener.local_addr(), "egress ready");
-            let mut stopped = stopped.clone();
-            tokio::spawn(listener.serve(async move {
+            let (stop, mut stopped) = tokio::sync::watch::channel(false);
+            let egress = tokio::spawn(listener.serve(async move {
                 let _ = stopped.wait_for(|s| *s).await;
-            }))
-        });
-        RunningClient { stop, egress, background }
-    }
-}
-
-/// The role's running tasks.
-#[derive(Debug)]
-pub struct RunningClient {
-    stop: tokio::sync::watch::Sender<bool>,
-    egress: Option<tokio::task::JoinHandle<()>>,
-    background: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl RunningClient {
-    /// Stops the background refresh, and the egress listener after its open
-    /// requests finish (at most `grace`).
-    pub async fn stop(self, grace: std::time::Duration) {
-        if let Some(task) = self.background {
-            task.abort();
+            }));
+            mount = mount.task(Task::drained(egress, stop, "egress listener"));
         }
-        let _ = self.stop.send(true);
-        if let Some(task) = self.egress
-            && tokio::time::timeout(grace, task).await.is_err()
-        {
-            tracing::warn!("the egress listener did not drain in time");
-        }
+        mount
     }
 }

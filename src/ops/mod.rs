@@ -9,13 +9,13 @@ mod observe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::config::OpsConfig;
+use crate::mount::Mount;
 use crate::store::Store;
 
 pub(crate) use metrics::spawn_upkeep;
@@ -36,8 +36,8 @@ pub struct Readiness {
 }
 
 /// The operations routes at the paths the configuration names.
-pub fn router(paths: &OpsConfig, readiness: Readiness) -> Router {
-    Router::new()
+pub fn mount(paths: &OpsConfig, readiness: Readiness) -> Mount {
+    Mount::new()
         .route(&paths.health.0, get(health))
         .route(&paths.ready.0, get(ready))
         .route(&paths.metrics.0, get(render_metrics))

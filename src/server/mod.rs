@@ -3,7 +3,7 @@
 //!
 //! [`AuthorizationServer::start`] prepares everything from the `server:`
 //! section (consumers synced from the file, seed users created, signing keys
-//! loaded or created) and [`AuthorizationServer::router`] serves:
+//! loaded or created) and [`AuthorizationServer::mount`] serves:
 //!
 //! | path | what |
 //! |---|---|
@@ -46,14 +46,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::State;
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use http::header::CACHE_CONTROL;
 use serde_json::{Value, json};
 
 use crate::config::server::{RoleConfig, ServerConfig};
 use crate::config::types::{HttpUrl, TrustedProxy};
+use crate::mount::Mount;
 use crate::store::{Store, StoreError, UserRecord};
 use consumer::{Secrets, SyncError};
 use key_reload::LiveKeys;
@@ -219,14 +220,13 @@ impl AuthorizationServer {
         self.inner.keys.current().jwks()
     }
 
-    /// The paths the router answers, as prefixes: `/oauth/` and `/.well-known/`.
-    pub fn owned_prefixes(&self) -> [&'static str; 2] {
-        ["/oauth/", "/.well-known/"]
-    }
-
-    /// The endpoints, as an axum router (see the module docs).
-    pub fn router(&self) -> Router {
-        Router::new()
+    /// The endpoints (see the module docs), owning all of `/oauth/` and
+    /// `/.well-known/`: an unknown path there is the server's 404, never the
+    /// upstream's.
+    pub fn mount(&self) -> Mount {
+        Mount::new()
+            .prefix("/oauth/")
+            .prefix("/.well-known/")
             .route("/oauth/authorize", get(authorize::authorize).post(authorize::authorize))
             .route("/oauth/token", post(token::token))
             .route("/.well-known/jwks.json", get(jwks))
