@@ -424,7 +424,7 @@ fn main() -> ExitCode {
 
 /// Loads the configuration, or prints every error and gives exit status 2.
 fn load(file: &std::path::Path) -> Result<oauth_sidecar::config::Loaded, ExitCode> {
-    oauth_sidecar::config::load(file).map_err(|errors| {
+    oauth_sidecar::load_config(file).map_err(|errors| {
         eprintln!("{errors}");
         ExitCode::from(EXIT_CONFIG)
     })
