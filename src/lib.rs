@@ -45,4 +45,4 @@ mod signin;
 pub mod store;
 pub mod telemetry;
 
-pub use sidecar::{Sidecar, StartError, shutdown_signal};
+pub use sidecar::{Sidecar, StartError, load_config, shutdown_signal};

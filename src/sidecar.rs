@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use tower::Layer;
 
-use crate::config::{Loaded, Upstream};
+use crate::config::{ConfigErrors, Loaded, SectionCheck, Upstream};
 use crate::dispatch::{Dispatch, Front};
 use crate::gate::{self, GateConfigError, GateLayers, IdentityHeadersLayer, OriginIndex};
 use crate::listener::{self, Listener};
@@ -204,11 +204,12 @@ async fn build_front(
     store: Arc<dyn Store>,
     server: Option<&AuthorizationServer>,
 ) -> Result<(Front, Option<gate::ClientCorsLayer>, Mount), GateConfigError> {
-    let config = loaded.config.gate.as_ref();
-    let identity = IdentityHeadersLayer::new(gate::identity_settings(config)?);
-    let Some(config) = config else {
+    let Some(config) = loaded.config.gate.as_ref() else {
+        let identity = IdentityHeadersLayer::new(gate::default_identity());
         return Ok((Front { identity, gate: None }, None, Mount::new()));
     };
+    let configured = gate::configured(config, loaded)?;
+    let identity = IdentityHeadersLayer::new(configured.identity.clone());
     let origins = OriginIndex::default();
     // Subscribed before the first read, so no change falls between.
     let origin_changes = store.changes();
@@ -220,7 +221,7 @@ async fn build_front(
         // The server's tokens name its issuer as their audience too.
         gate::local_issuer(server.issuer(), server.issuer(), move || keys.jwks(), store.clone())
     });
-    let layers = GateLayers::from_config(config, &loaded.public_url, local, origins)?;
+    let layers = GateLayers::new(configured, local, origins)?;
     let mut tasks = Mount::new();
     if let Some(changes) = store.changes() {
         tasks = tasks.task(Task::aborted(layers.bearer.spawn_follow(changes)));
@@ -231,6 +232,18 @@ async fn build_front(
     tasks = tasks.task(Task::aborted(tokio::spawn(async move { bearer.prefetch_keys().await })));
     let front = Front { identity, gate: Some((layers.cors, layers.bearer)) };
     Ok((front, Some(layers.token_cors), tasks))
+}
+
+/// The roles' conversions of their sections, run on every file the binary
+/// loads: `check-config` reports what they refuse, and `serve` starts only
+/// a file they accept.
+const SECTION_CHECKS: &[SectionCheck] = &[gate::check_config];
+
+/// Reads a configuration file and checks it completely: the file's own
+/// checks ([`crate::config::load`]) and every role's conversion of its
+/// section, each problem with its `file:line:column`.
+pub fn load_config(path: &std::path::Path) -> Result<Loaded, ConfigErrors> {
+    crate::config::load_with(path, SECTION_CHECKS)
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C). The handlers are installed when

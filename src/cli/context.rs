@@ -34,7 +34,7 @@ impl ConfigArg {
 
 /// Loads a configuration file, or gives every error found in it.
 pub(crate) fn load(file: &Path) -> Result<Loaded, CliError> {
-    crate::config::load(file).map_err(CliError::Config)
+    crate::load_config(file).map_err(CliError::Config)
 }
 
 /// Opens the store `loaded` names (applying migrations), runs `run` on it

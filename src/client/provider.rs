@@ -16,7 +16,7 @@ use crate::config::client::{MailConfig, ProviderConfig};
 
 /// The presets' names, in the order `provider list` shows them.
 pub fn preset_names() -> [&'static str; 4] {
-    ["gmail", "ms-exchange", "demo", "oidc"]
+    crate::config::client::PRESETS
 }
 
 /// Marks the demo preset's issuer: this sidecar's own authorization server.

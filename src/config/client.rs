@@ -13,6 +13,10 @@ use super::Secret;
 use super::types::{At, Duration, HttpUrl, RoutePath};
 use super::validate::Problems;
 
+/// The providers built into the client role, by the name a `provider:`
+/// field gives (their settings are the client role's).
+pub const PRESETS: [&str; 4] = ["gmail", "ms-exchange", "demo", "oidc"];
+
 /// The OAuth client; absent means no provider connections.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -295,7 +299,7 @@ pub(super) fn validate(
     if *client.state_ttl > Duration::secs(3600) || client.state_ttl.0.is_zero() {
         p.error(client.state_ttl.location, "client.state_ttl", "between 1s and 1h");
     }
-    let presets = crate::client::provider::preset_names();
+    let presets = PRESETS;
     let mut provider_names: Vec<String> = presets.iter().map(|s| (*s).to_owned()).collect();
     for (i, prov) in client.providers.iter().enumerate() {
         let path = format!("client.providers[{i}]");

@@ -1,10 +1,10 @@
 //! The `gate:` section: the resource gate in front of the upstream app
 //! (bearer tokens, route rules, per-consumer CORS, identity headers).
 //!
-//! These are the YAML structs; [`crate::gate`] turns them into its plain
-//! settings and compiles the rules once at start. Validation here reports
-//! bad rules at their line and column, and warns about rules that an
-//! earlier rule shadows (they can never match).
+//! These are the YAML structs; the gate turns them into its plain settings
+//! (`gate::configure`), reporting bad rules at their line and column and
+//! warning about rules an earlier rule shadows. What is checked here needs
+//! no knowledge of the gate: issuer URLs, timings, secret files.
 
 use std::path::PathBuf;
 
@@ -239,115 +239,14 @@ impl Default for CorsConfig {
     }
 }
 
-/// Checks the `gate:` section, reads its `*_file` secret into place, and
-/// warns about shadowed rules.
+/// Checks the `gate:` section's issuers and timings and reads its `*_file`
+/// secret into place. Rules, algorithms and header names are checked where
+/// they are converted, by the gate itself (`gate::configure`).
 pub(super) fn validate(
     gate: &mut GateConfig,
     server: Option<&super::server::ServerConfig>,
     p: &mut super::validate::Problems<'_>,
 ) {
-    use crate::gate::rules::{self, Access, RouteRule};
-
-    let mut compiled = Vec::new();
-    for (i, r) in gate.rules.iter().enumerate() {
-        let at = |field: &str| format!("gate.rules[{i}].{field}");
-        let mut ok = true;
-        if let Err(e) = rules::PathPattern::parse(&r.path.value) {
-            p.error(r.path.location, &at("path"), e);
-            ok = false;
-        }
-        for m in &r.methods {
-            if http::Method::from_bytes(m.value.to_ascii_uppercase().as_bytes()).is_err()
-                || m.value.is_empty()
-            {
-                p.error(m.location, &at("methods"), format!("`{}` is not an HTTP method", m.value));
-                ok = false;
-            }
-        }
-        let access = match (&r.scopes, r.public) {
-            (Some(s), true) => {
-                p.error(
-                    s.location,
-                    &at("scopes"),
-                    "a rule is either `public: true` or needs `scopes`, not both",
-                );
-                ok = false;
-                Access::Public
-            }
-            (None, true) => Access::Public,
-            (None, false) => Access::Authenticated,
-            (Some(s), false) => match (s.value.any_of.is_empty(), s.value.all_of.is_empty()) {
-                (false, true) => Access::AnyOf(s.value.any_of.clone()),
-                (true, false) => Access::AllOf(s.value.all_of.clone()),
-                _ => {
-                    p.error(s.location, &at("scopes"), "give one non-empty list: `any_of` or `all_of`");
-                    ok = false;
-                    Access::Authenticated
-                }
-            },
-        };
-        if let Some(s) = &r.scopes {
-            for scope in s.value.any_of.iter().chain(&s.value.all_of) {
-                if scope.is_empty() || scope.contains([' ', '"', '\\']) {
-                    p.error(s.location, &at("scopes"), format!("`{scope}` is not a scope name"));
-                    ok = false;
-                }
-            }
-            if let Some(server) = server
-                && gate.issuers.is_empty()
-                && gate.introspection.is_none()
-            {
-                for scope in s.value.any_of.iter().chain(&s.value.all_of) {
-                    if !server.roles.contains_key(scope) && *scope != server.base_role {
-                        p.warn(
-                            s.location,
-                            &at("scopes"),
-                            format!("`{scope}` is not a role of server.roles: no token here carries it"),
-                        );
-                    }
-                }
-            }
-        }
-        if ok {
-            let rule = RouteRule {
-                path: r.path.value.clone(),
-                methods: r.methods.iter().map(|m| m.value.to_ascii_uppercase()).collect(),
-                access,
-                allow_query_token: r.allow_query_token,
-                allow_form_token: r.allow_form_token,
-            };
-            compiled.push((i, rule));
-        }
-    }
-    let plain: Vec<RouteRule> = compiled.iter().map(|(_, r)| r.clone()).collect();
-    for (later, earlier) in rules::shadowed(&plain) {
-        let li = compiled[later].0;
-        let (ei, erule) = &compiled[earlier];
-        p.warn(
-            gate.rules[li].path.location,
-            &format!("gate.rules[{li}]"),
-            format!(
-                "this rule never matches: gate.rules[{ei}] ({}{}) comes first and matches every request it would",
-                erule.path,
-                if erule.methods.is_empty() { String::new() } else { format!(" {}", erule.methods.join(",")) },
-            ),
-        );
-    }
-
-    for a in &gate.algorithms {
-        if a.value.parse::<crate::gate::JwsAlg>().is_err() {
-            p.error(
-                a.location,
-                "gate.algorithms",
-                format!(
-                    "`{}` is not an accepted algorithm: expected any of {}",
-                    a.value,
-                    crate::gate::JwsAlg::ALL.map(|a| a.as_str()).join(", ")
-                ),
-            );
-        }
-    }
-
     let mut seen = std::collections::BTreeSet::new();
     for (i, issuer) in gate.issuers.iter().enumerate() {
         let value = &issuer.issuer.value;
@@ -378,36 +277,6 @@ pub(super) fn validate(
         }
     }
 
-    let headers = &gate.identity_headers;
-    for (value, path) in [
-        (&headers.subject, "gate.identity_headers.subject"),
-        (&headers.client, "gate.identity_headers.client"),
-        (&headers.scopes, "gate.identity_headers.scopes"),
-        (&headers.username, "gate.identity_headers.username"),
-    ] {
-        match http::HeaderName::from_bytes(value.value.as_bytes()) {
-            Ok(name) if name == http::header::AUTHORIZATION || name == http::header::HOST => {
-                p.error(value.location, path, format!("`{}` cannot carry an identity", value.value));
-            }
-            Ok(_) => {}
-            Err(_) => p.error(value.location, path, format!("`{}` is not a header name", value.value)),
-        }
-    }
-    for (list, path) in [
-        (&gate.cors.allow_headers, "gate.cors.allow_headers"),
-        (&gate.cors.expose_headers, "gate.cors.expose_headers"),
-    ] {
-        for h in list {
-            if http::HeaderName::from_bytes(h.value.as_bytes()).is_err() {
-                p.error(h.location, path, format!("`{}` is not a header name", h.value));
-            }
-        }
-    }
-    for m in &gate.cors.allow_methods {
-        if http::Method::from_bytes(m.value.as_bytes()).is_err() || m.value.is_empty() {
-            p.error(m.location, "gate.cors.allow_methods", format!("`{}` is not an HTTP method", m.value));
-        }
-    }
     for (d, path) in [
         (&gate.revocation_interval, "gate.revocation_interval"),
         (&gate.jwks_refresh, "gate.jwks_refresh"),

@@ -26,6 +26,7 @@ use serde_saphyr::Location;
 
 pub use schema::{Config, LogConfig, LogFormat, OpsConfig, ProxyConfig, TlsConfig};
 pub use types::{ByteSize, Duration, HttpUrl, StoreUrl, TrustedProxy, Upstream};
+pub use validate::{Problems, SectionCheck};
 
 /// A secret value from the YAML file, an environment variable or a `*_file`.
 ///
@@ -129,6 +130,8 @@ impl std::error::Error for ConfigErrors {}
 pub struct Loaded {
     /// The file's settings.
     pub config: Config,
+    /// The file as named on the command line, for messages.
+    pub file: String,
     /// The public URL, given or derived from the listener.
     pub public_url: HttpUrl,
     /// The store, from `store`, `store_file` or the default.
@@ -149,8 +152,16 @@ impl Loaded {
     }
 }
 
-/// Reads and checks a configuration file.
+/// Reads and checks a configuration file: its syntax, types and the checks
+/// that need no role. The roles' own conversions run in
+/// [`crate::load_config`], which is what the binary uses.
 pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
+    load_with(path, &[])
+}
+
+/// Reads and checks a configuration file, then runs each role's `checks`
+/// on it; every problem of every step is reported together.
+pub fn load_with(path: &Path, checks: &[SectionCheck]) -> Result<Loaded, ConfigErrors> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
@@ -161,7 +172,8 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
             message: format!("cannot read the configuration file: {e}"),
         }])
     })?;
-    parse_with(&text, &name, &env_map())
+    let config = deserialize(&text, &name, &env_map())?;
+    validate::validate(config, &name, checks)
 }
 
 /// Parses configuration text; `file` names it in errors. Relative paths
@@ -177,7 +189,7 @@ fn env_map() -> HashMap<String, String> {
 /// Parses with an explicit environment for `${VAR}`.
 pub fn parse_with(text: &str, file: &str, env: &HashMap<String, String>) -> Result<Loaded, ConfigErrors> {
     let config = deserialize(text, file, env)?;
-    validate::validate(config, file)
+    validate::validate(config, file, &[])
 }
 
 fn deserialize(text: &str, file: &str, env: &HashMap<String, String>) -> Result<Config, ConfigErrors> {

@@ -12,24 +12,53 @@ use super::{ConfigError, ConfigErrors, Loaded, read_secret_file};
 /// hyper refuses a request-head buffer smaller than this.
 const MIN_HEADER_SIZE: ByteSize = ByteSize(8 << 10);
 
-pub(super) struct Problems<'a> {
+/// The problems found in one configuration file so far: errors refuse the
+/// file, warnings are shown. The roles add theirs while converting their
+/// sections ([`SectionCheck`]), so one run reports every problem.
+#[derive(Debug)]
+pub struct Problems<'a> {
     file: &'a str,
     errors: Vec<ConfigError>,
     warnings: Vec<ConfigError>,
 }
 
-impl Problems<'_> {
-    pub(super) fn error(&mut self, at: Location, path: &str, message: impl Into<String>) {
+impl<'a> Problems<'a> {
+    /// No problems yet, in the file named `file`.
+    pub fn new(file: &'a str) -> Self {
+        Problems { file, errors: Vec::new(), warnings: Vec::new() }
+    }
+
+    /// Records an error at `at`: the file will be refused.
+    pub fn error(&mut self, at: Location, path: &str, message: impl Into<String>) {
         self.errors.push(ConfigError::at(self.file, at, path, message));
     }
 
-    pub(super) fn warn(&mut self, at: Location, path: &str, message: impl Into<String>) {
+    /// Records a warning at `at`: the file runs, but probably not as meant.
+    pub fn warn(&mut self, at: Location, path: &str, message: impl Into<String>) {
         self.warnings.push(ConfigError::at(self.file, at, path, message));
+    }
+
+    /// True when an error was recorded.
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
+    }
+
+    /// The errors, when there are any; the warnings otherwise.
+    pub fn finish(self) -> Result<Vec<ConfigError>, ConfigErrors> {
+        if self.errors.is_empty() { Ok(self.warnings) } else { Err(ConfigErrors(self.errors)) }
     }
 }
 
-pub(super) fn validate(mut config: Config, file: &str) -> Result<Loaded, ConfigErrors> {
-    let mut p = Problems { file, errors: Vec::new(), warnings: Vec::new() };
+/// A role's conversion of its section, run by [`super::load_with`] after the
+/// file's own checks: it reports what it cannot convert into `Problems`.
+pub type SectionCheck = fn(&Loaded, &mut Problems<'_>);
+
+pub(super) fn validate(
+    mut config: Config,
+    file: &str,
+    checks: &[SectionCheck],
+) -> Result<Loaded, ConfigErrors> {
+    let mut p = Problems::new(file);
 
     let store = resolve_store(&config, &mut p);
     if config.store_pool_size.value == 0 {
@@ -130,11 +159,19 @@ pub(super) fn validate(mut config: Config, file: &str) -> Result<Loaded, ConfigE
         }
     }
 
-    if p.errors.is_empty() {
-        Ok(Loaded { config, public_url, store: store.unwrap_or_default(), warnings: p.warnings, client })
-    } else {
-        Err(ConfigErrors(p.errors))
+    let mut loaded = Loaded {
+        config,
+        file: file.to_owned(),
+        public_url,
+        store: store.unwrap_or_default(),
+        warnings: Vec::new(),
+        client,
+    };
+    for check in checks {
+        check(&loaded, &mut p);
     }
+    loaded.warnings = p.finish()?;
+    Ok(loaded)
 }
 
 fn resolve_store(config: &Config, p: &mut Problems<'_>) -> Option<StoreUrl> {
