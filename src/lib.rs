@@ -27,6 +27,7 @@
 
 pub mod admin;
 pub mod client;
+mod clock;
 pub mod config;
 pub mod demo;
 mod dispatch;

@@ -118,7 +118,7 @@ impl SignIn {
         let Some(value) = session::cookie(headers, self.scope.name).filter(|v| session::is_token(v)) else {
             return Ok(None);
         };
-        let now = crate::client::now();
+        let now = crate::clock::now();
         let id_hash = token_hash(value);
         let Some(found) = self.store.session(&id_hash, now).await? else {
             return Ok(None);
@@ -256,7 +256,7 @@ impl SignIn {
             }
         };
         self.throttle.succeeded(username);
-        let now = crate::client::now();
+        let now = crate::clock::now();
         let id = random_token();
         let record = SessionRecord {
             id_hash: token_hash(&id),

@@ -23,9 +23,10 @@ use http::header::{LOCATION, SET_COOKIE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use oauth2::PkceCodeChallenge;
 
+use super::Inner;
 use super::protocol::Owner;
 use super::tokens::NewToken;
-use super::{Inner, now};
+use crate::clock::now;
 use crate::proxy::ConnectionInfo;
 use crate::server::consumer::random_token;
 use crate::server::session;

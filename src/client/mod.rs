@@ -39,13 +39,6 @@ use crypto::{CryptoError, TokenCipher};
 use protocol::{Http, ProviderError};
 use registry::Registry;
 
-/// Unix seconds now.
-pub(crate) fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 /// The SASL XOAUTH2 initial response for IMAP and SMTP, base64.
 pub fn xoauth2(user: &str, access_token: &str) -> String {
     use base64::Engine;

@@ -29,12 +29,12 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use super::Inner;
 use super::consumer::{random_token, redirect_uri_matches};
 use super::error::OAuthError;
-use super::keys::unix_now;
 use super::pages::{ConsentView, LoginView, ScopeView};
 use super::password;
 use super::policy::Roles;
 use super::session::{self, CSRF_COOKIE, CSRF_FIELD, SESSION_COOKIE};
 use super::token::{grant, join, requested_scopes};
+use crate::clock;
 use crate::proxy::ConnectionInfo;
 use crate::store::{AuthCodeRecord, ConsumerRecord, SessionRecord, StoreError, UserRecord, token_hash};
 
@@ -353,7 +353,7 @@ async fn current_user(server: &Inner, headers: &HeaderMap) -> Result<Option<(Use
         return Ok(None);
     };
     let hash = token_hash(value);
-    let Some(found) = server.store.session(&hash, unix_now()).await? else {
+    let Some(found) = server.store.session(&hash, clock::now()).await? else {
         return Ok(None);
     };
     match server.store.user(&found.username).await? {
@@ -463,7 +463,7 @@ async fn sign_in(
         ));
     }
     server.throttle.succeeded(username);
-    let now = unix_now();
+    let now = clock::now();
     let id = random_token();
     server
         .store
@@ -581,7 +581,7 @@ async fn issue_code(
         scope.insert("openid".to_owned());
     }
     let code = random_token();
-    let now = unix_now();
+    let now = clock::now();
     server
         .store
         .add_auth_code(&AuthCodeRecord {

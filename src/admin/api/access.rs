@@ -55,7 +55,7 @@ pub async fn create_token(
         label: label.trim().to_owned(),
         token_hash: crate::store::token_hash(&token),
         permissions,
-        created_at: crate::client::now(),
+        created_at: crate::clock::now(),
     };
     store.add_admin_token(&record).await?;
     Ok(NewAdminToken { id, token: Secret::new(token) })
