@@ -18,6 +18,9 @@
 //! - [`gate`]: the resource gate in front of the upstream: route rules,
 //!   bearer tokens checked against each issuer's JWKS (the local server's in
 //!   process), per-consumer CORS and identity headers, as Tower layers.
+//! - [`web`]: what every page shares: sign-in sessions, CSRF, the sign-in
+//!   page, password checks, the throttle and the page templates, used by
+//!   `/oauth/authorize`, `/oauth/start` and the admin pages alike.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics` and the layer that gives
 //!   every request an id, a log span and its metrics.
 //! - [`demo`]: the demo upstream behind `upstream: demo`.
@@ -37,8 +40,8 @@ pub mod ops;
 pub mod proxy;
 pub mod server;
 mod sidecar;
-mod signin;
 pub mod store;
 pub mod telemetry;
+pub mod web;
 
 pub use sidecar::{Sidecar, StartError, shutdown_signal};

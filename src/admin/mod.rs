@@ -32,8 +32,9 @@ use axum::routing::{any, delete, get, post};
 use crate::client::tokens::Tokens;
 use crate::config::Loaded;
 use crate::config::server::ServerConfig;
-use crate::signin::{CookieScope, SignIn, SignInError};
 use crate::store::Store;
+use crate::web::cookie::CookieScope;
+use crate::web::signin::{SignIn, SignInError};
 
 pub use api::{NewAdminToken, TOKEN_PREFIX, create_token, delete_token, list_tokens};
 pub use view::AdminTemplates;
@@ -49,7 +50,7 @@ pub enum AdminStartError {
     SignIn(#[from] SignInError),
     /// An admin page template does not load.
     #[error(transparent)]
-    Templates(#[from] crate::server::pages::TemplateError),
+    Templates(#[from] crate::web::pages::TemplateError),
 }
 
 /// The admin pages and API, ready to be routed.

@@ -7,7 +7,7 @@
 //! - [`registry`]: client registrations (file and CLI).
 //! - [`protocol`]: the exchanges, through the `oauth2` and `openidconnect` crates.
 //! - [`flow`]: `/oauth/start/{client}` (signed-in admins only, through
-//!   [`crate::signin`]) and the return path.
+//!   [`crate::web::signin`]) and the return path.
 //! - [`tokens`]: the token store in use: encrypted at rest ([`crypto`]),
 //!   refresh before use and in the background, single flight.
 //! - [`inject`]: [`InjectTokenLayer`], for any outbound HTTP client service.
@@ -33,8 +33,9 @@ pub use inject::{InjectTarget, InjectTokenLayer, ReplayBody, TokenSource};
 pub use tokens::{LiveToken, TokenError, Tokens};
 
 use crate::config::Loaded;
-use crate::signin::{SignIn, SignInError};
 use crate::store::{Store, StoreError};
+use crate::web::cookie::CookieScope;
+use crate::web::signin::{SignIn, SignInError};
 use crypto::{CryptoError, TokenCipher};
 use protocol::{Http, ProviderError};
 use registry::Registry;
@@ -156,7 +157,7 @@ impl OAuthClient {
             loaded.config.server.as_ref(),
             &loaded.public_url,
             &loaded.config.proxy.trusted_proxies,
-            crate::signin::CookieScope::oauth(),
+            CookieScope::oauth(),
         )
         .await?;
         let inner = Inner {

@@ -19,13 +19,13 @@ use std::io::BufRead;
 use std::path::Path;
 use std::time::Duration;
 
-use super::consumer::{HMAC_PREFIX, Secrets};
 use super::keys::{Alg, KeyError, KeyRing};
-use super::password;
 use crate::clock;
 use crate::config::Secret;
 use crate::config::server::{GRANT_TYPES, ServerConfig, check_redirect_uri};
 use crate::store::{ADMINISTER_OAUTH, ConsumerRecord, PERMISSIONS, Store, StoreError, UserRecord};
+use crate::web::password;
+use crate::web::secrets::{HMAC_PREFIX, Secrets};
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]

@@ -27,16 +27,17 @@ use http::header::{LOCATION, SET_COOKIE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 
 use super::Inner;
-use super::consumer::{random_token, redirect_uri_matches};
+use super::consent::{self, ConsentView, ScopeView};
+use super::consumer::redirect_uri_matches;
 use super::error::OAuthError;
-use super::pages::{ConsentView, LoginView, ScopeView};
-use super::password;
 use super::policy::Roles;
-use super::session::{self, CSRF_COOKIE, CSRF_FIELD, SESSION_COOKIE};
 use super::token::{grant, join, requested_scopes};
 use crate::clock;
 use crate::proxy::ConnectionInfo;
-use crate::store::{AuthCodeRecord, ConsumerRecord, SessionRecord, StoreError, UserRecord, token_hash};
+use crate::store::{AuthCodeRecord, ConsumerRecord, StoreError, UserRecord, token_hash};
+use crate::web::csrf::CSRF_FIELD;
+use crate::web::secrets::{is_token, random_token};
+use crate::web::signin::{LoginForm, SignedIn};
 
 /// Form or query parameters, in order, with empty values dropped (RFC 6749
 /// section 3.1: a parameter without a value counts as absent).
@@ -125,9 +126,9 @@ pub(crate) async fn authorize(
     let conn = conn.map(|Extension(c)| c);
     let outcome = if method == Method::POST {
         let form = Params::parse(&body);
-        if !session::csrf_ok(&server.secrets, &headers, form.one(CSRF_FIELD).ok().flatten()) {
+        if !server.signin.csrf_ok(&headers, form.one(CSRF_FIELD).ok().flatten()) {
             tracing::warn!(client_id = %request.consumer.client_id, "a sign-in or consent form came without a valid CSRF token");
-            return server.pages.error(
+            return server.signin.pages().error(
                 StatusCode::FORBIDDEN,
                 "Form expired",
                 "The form expired or was not sent from this site. Go back to the application and start again.",
@@ -137,7 +138,7 @@ pub(crate) async fn authorize(
             Ok(Some("login")) => sign_in(&server, &request, &headers, conn.as_ref(), &form).await,
             Ok(Some("consent")) => consent(&server, &request, &headers, &form).await,
             _ => {
-                return server.pages.error(
+                return server.signin.pages().error(
                     StatusCode::BAD_REQUEST,
                     "Bad request",
                     "The form is not one of this server's.",
@@ -145,7 +146,7 @@ pub(crate) async fn authorize(
             }
         }
     } else {
-        match current_user(&server, &headers).await {
+        match server.signin.current_session(&headers).await {
             Ok(Some((user, auth_time))) if !request.prompt.login => {
                 proceed(&server, &request, &headers, &user, auth_time, None).await
             }
@@ -166,7 +167,7 @@ pub(crate) async fn authorize(
         }
         Err(e) => {
             tracing::error!(error = %e, "the authorization endpoint failed");
-            server.pages.error(
+            server.signin.pages().error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Server error",
                 "The server could not handle the request. Try again later.",
@@ -188,7 +189,8 @@ enum Step {
 
 /// Step 1: the consumer and the redirect URI, or an error page.
 async fn identify(server: &Inner, params: &Params) -> Result<(ConsumerRecord, String), Response> {
-    let page = |message: &str| server.pages.error(StatusCode::BAD_REQUEST, "Invalid request", message);
+    let page =
+        |message: &str| server.signin.pages().error(StatusCode::BAD_REQUEST, "Invalid request", message);
     let client_id = match params.one("client_id") {
         Ok(Some(id)) => id,
         Ok(None) => return Err(page("The request does not name a client (client_id is missing).")),
@@ -199,7 +201,7 @@ async fn identify(server: &Inner, params: &Params) -> Result<(ConsumerRecord, St
         Ok(None) => return Err(page("The client is unknown to this server.")),
         Err(e) => {
             tracing::error!(error = %e, "the authorization endpoint failed");
-            return Err(server.pages.error(
+            return Err(server.signin.pages().error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Server error",
                 "The server could not handle the request. Try again later.",
@@ -334,7 +336,7 @@ fn validate(
 
 /// An S256 `code_challenge`: a base64url SHA-256, 43 characters.
 fn is_s256_challenge(c: &str) -> bool {
-    session::is_token(c)
+    is_token(c)
 }
 
 /// Where a redirect to `uri` lands, as a CSP source: the origin of an http(s)
@@ -347,24 +349,7 @@ fn form_target(uri: &str) -> Option<String> {
     }
 }
 
-/// The signed-in user and when they signed in, from the session cookie.
-async fn current_user(server: &Inner, headers: &HeaderMap) -> Result<Option<(UserRecord, i64)>, StoreError> {
-    let Some(value) = session::cookie(headers, SESSION_COOKIE).filter(|v| session::is_token(v)) else {
-        return Ok(None);
-    };
-    let hash = token_hash(value);
-    let Some(found) = server.store.session(&hash, clock::now()).await? else {
-        return Ok(None);
-    };
-    match server.store.user(&found.username).await? {
-        Some(user) if !user.disabled => Ok(Some((user, found.auth_time))),
-        _ => {
-            server.store.delete_session(&hash).await?;
-            Ok(None)
-        }
-    }
-}
-
+/// The sign-in page, posting back to the request's own URL.
 fn login_page(
     server: &Inner,
     request: &AuthRequest,
@@ -373,26 +358,15 @@ fn login_page(
     error: Option<&str>,
     status: StatusCode,
 ) -> Step {
-    let (csrf_token, new_cookie) = session::csrf_token(&server.secrets, headers);
-    let view = LoginView {
-        client_label: label(&request.consumer),
-        action: &request.action,
-        csrf_token: &csrf_token,
-        username,
-        error,
-    };
-    let mut page = server.pages.login(&view, request.form_target.as_deref());
-    *page.status_mut() = status;
-    set_csrf_cookie(server, &mut page, new_cookie);
-    Step::Page(page)
+    Step::Page(server.signin.login_page(headers, &login_form(request), username, error, status))
 }
 
-/// Sets the CSRF cookie on a page when the browser had none.
-fn set_csrf_cookie(server: &Inner, page: &mut Response, value: Option<String>) {
-    if let Some(value) = value {
-        let cookie =
-            session::set_cookie("/oauth/", CSRF_COOKIE, &value, None, "Strict", server.secure_cookies);
-        page.headers_mut().append(SET_COOKIE, cookie);
+/// What the sign-in page says and where it posts, for `request`.
+fn login_form(request: &AuthRequest) -> LoginForm<'_> {
+    LoginForm {
+        action: &request.action,
+        label: label(&request.consumer),
+        form_target: request.form_target.as_deref(),
     }
 }
 
@@ -400,7 +374,7 @@ fn label(consumer: &ConsumerRecord) -> &str {
     if consumer.label.is_empty() { &consumer.client_id } else { &consumer.label }
 }
 
-/// The sign-in form: throttle, password, then on to consent or the code.
+/// The sign-in form: on to consent or the code once signed in.
 async fn sign_in(
     server: &Inner,
     request: &AuthRequest,
@@ -408,75 +382,14 @@ async fn sign_in(
     conn: Option<&ConnectionInfo>,
     form: &Params,
 ) -> Result<Step, StoreError> {
-    let (Ok(Some(username)), Ok(Some(presented))) = (form.one("username"), form.one("password")) else {
-        return Ok(login_page(
-            server,
-            request,
-            headers,
-            "",
-            Some("Enter your username and password."),
-            StatusCode::BAD_REQUEST,
-        ));
-    };
-    let ip = session::client_ip(headers, conn, &server.trusted_proxies);
-    if server.throttle.blocked(username, ip) {
-        tracing::warn!(username, ip = ?ip, "sign-in refused: too many failed attempts");
-        let minutes = server.throttle.window().as_secs().div_ceil(60);
-        let message = format!("Too many failed sign-in attempts. Try again in {minutes} minutes.");
-        return Ok(login_page(
-            server,
-            request,
-            headers,
-            username,
-            Some(&message),
-            StatusCode::TOO_MANY_REQUESTS,
-        ));
-    }
-    let stored = server.store.user(username).await?;
-    // An unknown user costs the same argon2 check as a known one.
-    let phc = stored.as_ref().map_or_else(|| server.dummy_hash.clone(), |u| u.password_hash.clone());
-    let matches = password::verify_blocking(phc, presented.to_owned()).await;
-    let user = match stored {
-        Some(user) if matches => user,
-        _ => {
-            server.throttle.failed(username, ip);
-            tracing::warn!(username, ip = ?ip, "sign-in failed: wrong username or password");
-            return Ok(login_page(
-                server,
-                request,
-                headers,
-                username,
-                Some("Wrong username or password."),
-                StatusCode::OK,
-            ));
+    let field = |name| form.one(name).ok().flatten();
+    let form_view = login_form(request);
+    match server.signin.sign_in(headers, conn, &form_view, field("username"), field("password")).await? {
+        SignedIn::Yes { user, auth_time, cookie } => {
+            proceed(server, request, headers, &user, auth_time, Some(cookie)).await
         }
-    };
-    if user.disabled {
-        tracing::warn!(username, "sign-in refused: the account is disabled");
-        return Ok(login_page(
-            server,
-            request,
-            headers,
-            username,
-            Some("This account is disabled."),
-            StatusCode::FORBIDDEN,
-        ));
+        SignedIn::No(page) => Ok(Step::Page(page)),
     }
-    server.throttle.succeeded(username);
-    let now = clock::now();
-    let id = random_token();
-    server
-        .store
-        .add_session(&SessionRecord {
-            id_hash: token_hash(&id),
-            username: user.username.clone(),
-            auth_time: now,
-            expires_at: now.saturating_add(i64::try_from(server.session_ttl).unwrap_or(i64::MAX)),
-        })
-        .await?;
-    tracing::info!(username = %user.username, client_id = %request.consumer.client_id, "signed in");
-    let cookie = session::set_cookie("/oauth/", SESSION_COOKIE, &id, None, "Lax", server.secure_cookies);
-    proceed(server, request, headers, &user, now, Some(cookie)).await
 }
 
 /// After sign-in: the consent page when needed, else the code.
@@ -495,7 +408,7 @@ async fn proceed(
     if request.prompt.none {
         return Ok(Step::Refuse(refuse("consent_required", "the user has not approved this client")));
     }
-    let (csrf_token, new_csrf) = session::csrf_token(&server.secrets, headers);
+    let (csrf_token, new_csrf) = server.signin.csrf_token(headers);
     let scopes = granted
         .iter()
         .filter_map(|name| {
@@ -512,9 +425,8 @@ async fn proceed(
         choice: request.consumer.limit_requested_access,
         scopes,
     };
-    let mut page = server.pages.consent(&view, request.form_target.as_deref());
-    set_csrf_cookie(server, &mut page, new_csrf);
-    if let Some(cookie) = cookie {
+    let mut page = consent::page(server.signin.pages(), &view, request.form_target.as_deref());
+    for cookie in new_csrf.into_iter().chain(cookie) {
         page.headers_mut().append(SET_COOKIE, cookie);
     }
     Ok(Step::Page(page))
@@ -527,7 +439,7 @@ async fn consent(
     headers: &HeaderMap,
     form: &Params,
 ) -> Result<Step, StoreError> {
-    let Some((user, auth_time)) = current_user(server, headers).await? else {
+    let Some((user, auth_time)) = server.signin.current_session(headers).await? else {
         return Ok(login_page(
             server,
             request,
@@ -544,7 +456,7 @@ async fn consent(
             return Ok(Step::Refuse(refuse("access_denied", "the user denied the request")));
         }
         _ => {
-            return Ok(Step::Page(server.pages.error(
+            return Ok(Step::Page(server.signin.pages().error(
                 StatusCode::BAD_REQUEST,
                 "Bad request",
                 "The form is not one of this server's.",
@@ -610,7 +522,7 @@ fn redirect(
     cookie: Option<HeaderValue>,
 ) -> Response {
     let Ok(mut url) = url::Url::parse(redirect_uri) else {
-        return server.pages.error(
+        return server.signin.pages().error(
             StatusCode::BAD_REQUEST,
             "Invalid request",
             "The client's redirect URI is not a valid URL.",
@@ -641,7 +553,7 @@ fn redirect(
             res.headers_mut().insert(LOCATION, location);
         }
         Err(_) => {
-            return server.pages.error(
+            return server.signin.pages().error(
                 StatusCode::BAD_REQUEST,
                 "Invalid request",
                 "The client's redirect URI cannot be used.",

@@ -37,18 +37,17 @@ use http::header::{AUTHORIZATION, CACHE_CONTROL, PRAGMA};
 use serde::{Deserialize, Serialize};
 
 use super::Inner;
-use super::consumer::random_token;
 use super::error::OAuthError;
 use super::grace;
 use super::jwt::{self, ACCESS_TOKEN_TYP, AccessClaims};
 use super::oidc::{self, IdTokenInput};
-use super::password;
 use super::policy::{ConsumerPolicy, Roles, granted_roles};
 use crate::clock;
 use crate::config::server::NON_ROLE_SCOPES;
 use crate::store::{
     CodeRedemption, ConsumerRecord, RefreshGrace, RefreshRotation, RefreshTokenRecord, UserRecord, token_hash,
 };
+use crate::web::secrets::random_token;
 
 /// The form parameters of a token request. Unknown parameters are ignored
 /// (RFC 6749 section 3.2); a repeated one is an error.
@@ -507,8 +506,7 @@ async fn password_grant(
     let requested = requested_scopes(server, req.scope.as_deref())?;
     let stored = server.store.user(username).await.map_err(OAuthError::server)?;
     // An unknown user costs the same argon2 check as a known one.
-    let phc = stored.as_ref().map_or_else(|| server.dummy_hash.clone(), |u| u.password_hash.clone());
-    let matches = password::verify_blocking(phc, presented).await;
+    let matches = server.signin.check_password(stored.as_ref(), &presented).await;
     let user = match stored {
         Some(user) if matches => user,
         _ => return Err(OAuthError::InvalidGrant("wrong username or password".into())),
