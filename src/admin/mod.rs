@@ -4,9 +4,9 @@
 //! registrations, provider tokens and issued grants.
 //!
 //! Access: a local user with the `admin` flag signs in at `{path}/login`
-//! (the authorization server's sign-in page, throttle and argon2 check);
-//! `administer oauth` opens every page, `manage oauth client secrets`
-//! also shows raw provider tokens and new client secrets. The session
+//! (the one sign-in of [`crate::web::signin`]: its page, throttle and argon2
+//! check); `administer oauth` opens every page, `manage oauth client
+//! secrets` also shows raw provider tokens and new client secrets. The session
 //! cookie (`oauth_sidecar_admin`) is `HttpOnly`, `SameSite=Strict`, scoped
 //! to the admin path, `Secure` on https, and ends after `admin.idle_timeout`
 //! without a request or `admin.session_ttl` after sign-in. Every form

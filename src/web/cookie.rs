@@ -72,21 +72,23 @@ pub(crate) fn set_cookie(
     HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
+/// A header map of `pairs`, for tests.
+#[cfg(test)]
+pub(crate) fn headers_of(pairs: &[(&'static str, &str)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (k, v) in pairs {
+        map.append(*k, HeaderValue::from_str(v).unwrap());
+    }
+    map
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.append(*k, HeaderValue::from_str(v).unwrap());
-        }
-        map
-    }
-
     #[test]
     fn cookies_are_found_among_several_headers() {
-        let h = headers(&[("cookie", "a=1; b=2"), ("cookie", "oauth_sidecar_csrf=xyz")]);
+        let h = headers_of(&[("cookie", "a=1; b=2"), ("cookie", "oauth_sidecar_csrf=xyz")]);
         assert_eq!(cookie(&h, "b"), Some("2"));
         assert_eq!(cookie(&h, "oauth_sidecar_csrf"), Some("xyz"));
         assert_eq!(cookie(&h, "c"), None);

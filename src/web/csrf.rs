@@ -36,17 +36,8 @@ pub(crate) fn csrf_ok(secrets: &Secrets, headers: &HeaderMap, presented: Option<
 
 #[cfg(test)]
 mod tests {
-    use http::HeaderValue;
-
     use super::*;
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.append(*k, HeaderValue::from_str(v).unwrap());
-        }
-        map
-    }
+    use crate::web::cookie::headers_of as headers;
 
     #[test]
     fn csrf_tokens_hold_only_with_their_own_cookie() {

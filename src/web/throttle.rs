@@ -94,17 +94,8 @@ impl Throttle {
 
 #[cfg(test)]
 mod tests {
-    use http::HeaderValue;
-
     use super::*;
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.append(*k, HeaderValue::from_str(v).unwrap());
-        }
-        map
-    }
+    use crate::web::cookie::headers_of as headers;
 
     #[test]
     fn forwarded_addresses_count_only_behind_trusted_proxies() {
