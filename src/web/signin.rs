@@ -1,7 +1,7 @@
 //! Sign-in of local users (`oauth-sidecar user add`, `server.users`), the
 //! one way a person signs in to any of our pages: `/oauth/authorize`,
 //! `/oauth/start/{client}` and the admin pages. Each caller has its own
-//! [`SignIn`], and so its own throttle counts and [`CookieScope`]: under
+//! `SignIn`, and so its own throttle counts and `CookieScope`: under
 //! `/oauth/` a sign-in at `/oauth/authorize` counts for `/oauth/start` too
 //! (the same cookie); the admin pages keep their own stricter cookie with an
 //! idle timeout. It works without a `server:` section: users live in the
