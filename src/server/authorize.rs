@@ -27,11 +27,11 @@ use http::header::{LOCATION, SET_COOKIE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 
 use super::Inner;
-use super::consent::{self, ConsentView, ScopeView};
+use super::consent;
 use super::consumer::redirect_uri_matches;
 use super::error::OAuthError;
 use super::policy::Roles;
-use super::token::{grant, join, requested_scopes};
+use super::token::{join, requested_scopes};
 use crate::clock;
 use crate::proxy::ConnectionInfo;
 use crate::store::{AuthCodeRecord, ConsumerRecord, StoreError, UserRecord, token_hash};
@@ -41,10 +41,10 @@ use crate::web::signin::{LoginForm, SignedIn};
 
 /// Form or query parameters, in order, with empty values dropped (RFC 6749
 /// section 3.1: a parameter without a value counts as absent).
-struct Params(Vec<(String, String)>);
+pub(super) struct Params(Vec<(String, String)>);
 
 /// A parameter sent more than once (section 3.1 forbids it).
-struct Repeated(&'static str);
+pub(super) struct Repeated(&'static str);
 
 impl Params {
     fn parse(input: &[u8]) -> Self {
@@ -56,47 +56,47 @@ impl Params {
         )
     }
 
-    fn one(&self, name: &'static str) -> Result<Option<&str>, Repeated> {
+    pub(super) fn one(&self, name: &'static str) -> Result<Option<&str>, Repeated> {
         let mut found = self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
         let first = found.next();
         if found.next().is_some() { Err(Repeated(name)) } else { Ok(first) }
     }
 
-    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+    pub(super) fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
         self.0.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 }
 
 /// What `prompt` asked for (OpenID Connect Core section 3.1.2.1).
 #[derive(Debug, Default, Clone, Copy)]
-struct Prompt {
-    none: bool,
-    login: bool,
-    consent: bool,
+pub(super) struct Prompt {
+    pub(super) none: bool,
+    pub(super) login: bool,
+    pub(super) consent: bool,
 }
 
 /// A validated authorization request.
-struct AuthRequest {
-    consumer: ConsumerRecord,
-    redirect_uri: String,
-    state: Option<String>,
-    requested: Roles,
-    code_challenge: Option<String>,
-    nonce: Option<String>,
-    prompt: Prompt,
+pub(super) struct AuthRequest {
+    pub(super) consumer: ConsumerRecord,
+    pub(super) redirect_uri: String,
+    pub(super) state: Option<String>,
+    pub(super) requested: Roles,
+    pub(super) code_challenge: Option<String>,
+    pub(super) nonce: Option<String>,
+    pub(super) prompt: Prompt,
     /// The URL the pages' forms post to: this request's own.
-    action: String,
+    pub(super) action: String,
     /// The origin a form post may be redirected to, for the page's CSP.
-    form_target: Option<String>,
+    pub(super) form_target: Option<String>,
 }
 
 /// A refusal once the redirect URI is known: goes back to the client.
-struct Refusal {
+pub(super) struct Refusal {
     error: &'static str,
     description: String,
 }
 
-fn refuse(error: &'static str, description: impl Into<String>) -> Refusal {
+pub(super) fn refuse(error: &'static str, description: impl Into<String>) -> Refusal {
     Refusal { error, description: description.into() }
 }
 
@@ -136,7 +136,7 @@ pub(crate) async fn authorize(
         }
         match form.one("step") {
             Ok(Some("login")) => sign_in(&server, &request, &headers, conn.as_ref(), &form).await,
-            Ok(Some("consent")) => consent(&server, &request, &headers, &form).await,
+            Ok(Some("consent")) => consent::decide(&server, &request, &headers, &form).await,
             _ => {
                 return server.signin.pages().error(
                     StatusCode::BAD_REQUEST,
@@ -148,7 +148,7 @@ pub(crate) async fn authorize(
     } else {
         match server.signin.current_session(&headers).await {
             Ok(Some((user, auth_time))) if !request.prompt.login => {
-                proceed(&server, &request, &headers, &user, auth_time, None).await
+                consent::proceed(&server, &request, &headers, &user, auth_time, None).await
             }
             Ok(_) if request.prompt.none => {
                 Ok(Step::Refuse(refuse("login_required", "the user is not signed in")))
@@ -177,7 +177,7 @@ pub(crate) async fn authorize(
 }
 
 /// Where a request goes next.
-enum Step {
+pub(super) enum Step {
     /// Show a page (sign-in or consent).
     Page(Response),
     /// Send an error back to the client.
@@ -350,7 +350,7 @@ fn form_target(uri: &str) -> Option<String> {
 }
 
 /// The sign-in page, posting back to the request's own URL.
-fn login_page(
+pub(super) fn login_page(
     server: &Inner,
     request: &AuthRequest,
     headers: &HeaderMap,
@@ -370,7 +370,7 @@ fn login_form(request: &AuthRequest) -> LoginForm<'_> {
     }
 }
 
-fn label(consumer: &ConsumerRecord) -> &str {
+pub(super) fn label(consumer: &ConsumerRecord) -> &str {
     if consumer.label.is_empty() { &consumer.client_id } else { &consumer.label }
 }
 
@@ -386,101 +386,14 @@ async fn sign_in(
     let form_view = login_form(request);
     match server.signin.sign_in(headers, conn, &form_view, field("username"), field("password")).await? {
         SignedIn::Yes { user, auth_time, cookie } => {
-            proceed(server, request, headers, &user, auth_time, Some(cookie)).await
+            consent::proceed(server, request, headers, &user, auth_time, Some(cookie)).await
         }
         SignedIn::No(page) => Ok(Step::Page(page)),
     }
 }
 
-/// After sign-in: the consent page when needed, else the code.
-async fn proceed(
-    server: &Inner,
-    request: &AuthRequest,
-    headers: &HeaderMap,
-    user: &UserRecord,
-    auth_time: i64,
-    cookie: Option<HeaderValue>,
-) -> Result<Step, StoreError> {
-    let granted = grant(server, &request.consumer, Some(user), &request.requested);
-    if !(request.consumer.third_party || request.prompt.consent) {
-        return issue_code(server, request, user, auth_time, &granted, cookie).await;
-    }
-    if request.prompt.none {
-        return Ok(Step::Refuse(refuse("consent_required", "the user has not approved this client")));
-    }
-    let (csrf_token, new_csrf) = server.signin.csrf_token(headers);
-    let scopes = granted
-        .iter()
-        .filter_map(|name| {
-            let role = server.role_info.get(name)?;
-            let label = if role.label.is_empty() { name.clone() } else { role.label.clone() };
-            Some(ScopeView { name: name.clone(), label, description: role.description.clone() })
-        })
-        .collect();
-    let view = ConsentView {
-        client_label: label(&request.consumer),
-        username: &user.username,
-        action: &request.action,
-        csrf_token: &csrf_token,
-        choice: request.consumer.limit_requested_access,
-        scopes,
-    };
-    let mut page = consent::page(server.signin.pages(), &view, request.form_target.as_deref());
-    for cookie in new_csrf.into_iter().chain(cookie) {
-        page.headers_mut().append(SET_COOKIE, cookie);
-    }
-    Ok(Step::Page(page))
-}
-
-/// The consent form: deny, or allow the ticked scopes.
-async fn consent(
-    server: &Inner,
-    request: &AuthRequest,
-    headers: &HeaderMap,
-    form: &Params,
-) -> Result<Step, StoreError> {
-    let Some((user, auth_time)) = server.signin.current_session(headers).await? else {
-        return Ok(login_page(
-            server,
-            request,
-            headers,
-            "",
-            Some("Your session ended. Sign in again."),
-            StatusCode::OK,
-        ));
-    };
-    match form.one("decision") {
-        Ok(Some("allow")) => {}
-        Ok(Some("deny")) => {
-            tracing::info!(username = %user.username, client_id = %request.consumer.client_id, "access denied by the user");
-            return Ok(Step::Refuse(refuse("access_denied", "the user denied the request")));
-        }
-        _ => {
-            return Ok(Step::Page(server.signin.pages().error(
-                StatusCode::BAD_REQUEST,
-                "Bad request",
-                "The form is not one of this server's.",
-            )));
-        }
-    }
-    // With a choice, only what was both requested and left ticked counts,
-    // so a forged form cannot widen the grant.
-    let requested = if request.consumer.limit_requested_access {
-        let ticked: Roles = form.all("scope").map(str::to_owned).collect();
-        request
-            .requested
-            .iter()
-            .filter(|s| ticked.contains(*s) || !server.roles.contains(*s))
-            .cloned()
-            .collect()
-    } else {
-        request.requested.clone()
-    };
-    let granted = grant(server, &request.consumer, Some(&user), &requested);
-    issue_code(server, request, &user, auth_time, &granted, None).await
-}
-
-async fn issue_code(
+/// Stores a new code for `granted` and sends it back to the client.
+pub(super) async fn issue_code(
     server: &Inner,
     request: &AuthRequest,
     user: &UserRecord,
