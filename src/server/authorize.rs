@@ -56,12 +56,14 @@ impl Params {
         )
     }
 
+    /// The value of `name`, if sent once; an error if sent more than once.
     pub(super) fn one(&self, name: &'static str) -> Result<Option<&str>, Repeated> {
         let mut found = self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
         let first = found.next();
         if found.next().is_some() { Err(Repeated(name)) } else { Ok(first) }
     }
 
+    /// Every value of `name`, in order.
     pub(super) fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
         self.0.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
     }
@@ -96,6 +98,7 @@ pub(super) struct Refusal {
     description: String,
 }
 
+/// A [`Refusal`] with `error` and its description.
 pub(super) fn refuse(error: &'static str, description: impl Into<String>) -> Refusal {
     Refusal { error, description: description.into() }
 }
@@ -370,6 +373,7 @@ fn login_form(request: &AuthRequest) -> LoginForm<'_> {
     }
 }
 
+/// The consumer's name on the pages: its label, else its client id.
 pub(super) fn label(consumer: &ConsumerRecord) -> &str {
     if consumer.label.is_empty() { &consumer.client_id } else { &consumer.label }
 }

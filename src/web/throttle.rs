@@ -53,6 +53,8 @@ pub(crate) struct Throttle {
 }
 
 impl Throttle {
+    /// At most `per_account` failures per account and `per_address` per
+    /// address within `window`.
     pub(crate) fn new(per_account: u32, per_address: u32, window: Duration) -> Self {
         let failures = moka::sync::Cache::builder().max_capacity(100_000).time_to_live(window).build();
         Throttle { per_account, per_address, window, failures }
