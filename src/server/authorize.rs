@@ -138,7 +138,7 @@ pub(crate) async fn authorize(
             );
         }
         match form.one("step") {
-            Ok(Some("login")) => sign_in(&server, &request, &headers, conn.as_ref(), &form).await,
+            Ok(Some("login")) => login_step(&server, &request, &headers, conn.as_ref(), &form).await,
             Ok(Some("consent")) => consent::decide(&server, &request, &headers, &form).await,
             _ => {
                 return server.signin.pages().error(
@@ -379,7 +379,7 @@ pub(super) fn label(consumer: &ConsumerRecord) -> &str {
 }
 
 /// The sign-in form: on to consent or the code once signed in.
-async fn sign_in(
+async fn login_step(
     server: &Inner,
     request: &AuthRequest,
     headers: &HeaderMap,
