@@ -18,6 +18,9 @@
 //! - [`gate`]: the resource gate in front of the upstream: route rules,
 //!   bearer tokens checked against each issuer's JWKS (the local server's in
 //!   process), per-consumer CORS and identity headers, as Tower layers.
+//! - [`web`]: what every page shares: sign-in sessions, CSRF, the sign-in
+//!   page, password checks, the throttle and the page templates, used by
+//!   `/oauth/authorize`, `/oauth/start` and the admin pages alike.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics` and the layer that gives
 //!   every request an id, a log span and its metrics.
 //! - [`demo`]: the demo upstream behind `upstream: demo`.
@@ -31,6 +34,7 @@
 pub mod admin;
 pub mod cli;
 pub mod client;
+mod clock;
 pub mod config;
 pub mod demo;
 mod dispatch;
@@ -41,8 +45,8 @@ pub mod ops;
 pub mod proxy;
 pub mod server;
 mod sidecar;
-mod signin;
 pub mod store;
 pub mod telemetry;
+pub mod web;
 
 pub use sidecar::{Sidecar, StartError, load_config, shutdown_signal};

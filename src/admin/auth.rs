@@ -99,7 +99,7 @@ pub(crate) async fn poster(
 ) -> Result<(Viewer, Form), Response> {
     let viewer = viewer(site, headers, uri, permission).await?;
     let form = Form::parse(body);
-    if !site.signin.csrf_ok(headers, form.get(crate::server::session::CSRF_FIELD)) {
+    if !site.signin.csrf_ok(headers, form.get(crate::web::csrf::CSRF_FIELD)) {
         tracing::warn!(username = %viewer.user.username, path = %uri.path(), "admin form refused: CSRF token");
         return Err(site.templates.error(
             StatusCode::FORBIDDEN,

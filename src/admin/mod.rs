@@ -4,9 +4,9 @@
 //! registrations, provider tokens and issued grants.
 //!
 //! Access: a local user with the `admin` flag signs in at `{path}/login`
-//! (the authorization server's sign-in page, throttle and argon2 check);
-//! `administer oauth` opens every page, `manage oauth client secrets`
-//! also shows raw provider tokens and new client secrets. The session
+//! (the one sign-in of [`crate::web::signin`]: its page, throttle and argon2
+//! check); `administer oauth` opens every page, `manage oauth client
+//! secrets` also shows raw provider tokens and new client secrets. The session
 //! cookie (`oauth_sidecar_admin`) is `HttpOnly`, `SameSite=Strict`, scoped
 //! to the admin path, `Secure` on https, and ends after `admin.idle_timeout`
 //! without a request or `admin.session_ttl` after sign-in. Every form
@@ -32,8 +32,9 @@ use crate::client::tokens::Tokens;
 use crate::config::Loaded;
 use crate::config::server::ServerConfig;
 use crate::mount::Mount;
-use crate::signin::{CookieScope, SignIn, SignInError};
 use crate::store::Store;
+use crate::web::cookie::CookieScope;
+use crate::web::signin::{SignIn, SignInError};
 
 pub use api::{NewAdminToken, TOKEN_PREFIX, create_token, delete_token, list_tokens};
 pub use view::AdminTemplates;
@@ -49,7 +50,7 @@ pub enum AdminStartError {
     SignIn(#[from] SignInError),
     /// An admin page template does not load.
     #[error(transparent)]
-    Templates(#[from] crate::server::pages::TemplateError),
+    Templates(#[from] crate::web::pages::TemplateError),
 }
 
 /// The admin pages and API, ready to be routed.

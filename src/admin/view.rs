@@ -10,8 +10,8 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use minijinja::{Environment, Value};
 
 use super::auth::Viewer;
-use crate::server::pages::{TemplateError, environment, framing_and_caching_headers};
 use crate::store::MANAGE_SECRETS;
+use crate::web::pages::{TemplateError, environment, framing_and_caching_headers};
 
 /// The built-in admin templates, by name.
 const BUILT_IN: [(&str, &str); 13] = [

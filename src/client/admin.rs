@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::ClientError;
 use super::protocol::Owner;
 use super::provider::Provider;
 use super::tokens::{NewToken, STATUS_REAUTH, Tokens};
-use super::{ClientError, now};
+use crate::clock::now;
 use crate::config::Secret;
 use crate::config::client::{redirect_url_is_safe, redirect_url_warning};
 

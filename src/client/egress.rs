@@ -251,7 +251,7 @@ async fn vend(
     let q: Vec<(String, String)> =
         url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
     let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let now = super::now();
+    let now = crate::clock::now();
     let body = if get("format").as_deref() == Some("xoauth2") {
         let Some(user) = get("user").or_else(|| token.owner_email.clone()) else {
             return refuse(

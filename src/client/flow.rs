@@ -23,13 +23,15 @@ use http::header::{LOCATION, SET_COOKIE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use oauth2::PkceCodeChallenge;
 
+use super::Inner;
 use super::protocol::Owner;
 use super::tokens::NewToken;
-use super::{Inner, now};
+use crate::clock::now;
 use crate::proxy::ConnectionInfo;
-use crate::server::consumer::random_token;
-use crate::server::session;
 use crate::store::{ClientStateRecord, token_hash};
+use crate::web::cookie::{cookie, set_cookie};
+use crate::web::secrets::{is_token, random_token};
+use crate::web::signin::LoginForm;
 
 /// The cookie that binds a started authorization to its browser.
 pub const BROWSER_COOKIE: &str = "oauth_sidecar_client";
@@ -68,13 +70,14 @@ pub(crate) async fn start(
         None => uri.path().to_owned(),
     };
     let label = format!("Connect {client} (oauth-sidecar administration)");
+    let form = LoginForm { action: &action, label: &label, form_target: None };
     if method == Method::POST {
         let conn = conn.map(|Extension(c)| c);
-        return inner.signin.sign_in(&headers, conn.as_ref(), &body, &action, &label).await;
+        return inner.signin.post_form(&headers, conn.as_ref(), &body, &form).await;
     }
     let user = match inner.signin.current_user(&headers).await {
         Ok(Some(user)) => user,
-        Ok(None) => return inner.signin.login_page(&headers, &action, &label, "", None, StatusCode::OK),
+        Ok(None) => return inner.signin.login_page(&headers, &form, "", None, StatusCode::OK),
         Err(e) => return server_error(&inner, &e.to_string()),
     };
     if !user.may(crate::store::ADMINISTER_OAUTH) {
@@ -144,11 +147,10 @@ pub(crate) async fn start(
         Ok(url) => url,
         Err(e) => return pages.error(StatusCode::BAD_GATEWAY, "Provider misconfigured", &e.to_string()),
     };
-    let (browser, new_cookie) =
-        match session::cookie(&headers, BROWSER_COOKIE).filter(|v| session::is_token(v)) {
-            Some(v) => (v.to_owned(), false),
-            None => (random_token(), true),
-        };
+    let (browser, new_cookie) = match cookie(&headers, BROWSER_COOKIE).filter(|v| is_token(v)) {
+        Some(v) => (v.to_owned(), false),
+        None => (random_token(), true),
+    };
     let state_hash = token_hash(&state);
     let record = ClientStateRecord {
         verifier: inner.tokens.cipher().seal(&format!("state:{state_hash}"), verifier.secret().as_bytes()),
@@ -178,14 +180,8 @@ pub(crate) async fn start(
     };
     res.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if new_cookie {
-        let mut cookie =
-            format!("{BROWSER_COOKIE}={browser}; Path={}; HttpOnly; SameSite=Lax", inner.return_path);
-        if inner.secure {
-            cookie.push_str("; Secure");
-        }
-        if let Ok(v) = HeaderValue::from_str(&cookie) {
-            res.headers_mut().append(SET_COOKIE, v);
-        }
+        let cookie = set_cookie(&inner.return_path, BROWSER_COOKIE, &browser, None, "Lax", inner.secure);
+        res.headers_mut().append(SET_COOKIE, cookie);
     }
     res
 }
@@ -232,8 +228,7 @@ pub(crate) async fn finish(
             "This authorization took too long and expired. Start again.",
         );
     }
-    let same_browser =
-        session::cookie(&headers, BROWSER_COOKIE).is_some_and(|v| token_hash(v) == record.browser_hash);
+    let same_browser = cookie(&headers, BROWSER_COOKIE).is_some_and(|v| token_hash(v) == record.browser_hash);
     if !same_browser {
         return refuse(
             StatusCode::BAD_REQUEST,

@@ -7,7 +7,7 @@
 //! - [`registry`]: client registrations (file and CLI).
 //! - [`protocol`]: the exchanges, through the `oauth2` and `openidconnect` crates.
 //! - [`flow`]: `/oauth/start/{client}` (signed-in admins only, through
-//!   [`crate::signin`]) and the return path.
+//!   [`crate::web::signin`]) and the return path.
 //! - [`tokens`]: the token store in use: encrypted at rest ([`crypto`]),
 //!   refresh before use and in the background, single flight.
 //! - [`inject`]: [`InjectTokenLayer`], for any outbound HTTP client service.
@@ -33,18 +33,12 @@ pub use tokens::{LiveToken, TokenError, Tokens};
 
 use crate::config::Loaded;
 use crate::mount::{Mount, Task};
-use crate::signin::{SignIn, SignInError};
 use crate::store::{Store, StoreError};
+use crate::web::cookie::CookieScope;
+use crate::web::signin::{SignIn, SignInError};
 use crypto::{CryptoError, TokenCipher};
 use protocol::{Http, ProviderError};
 use registry::Registry;
-
-/// Unix seconds now.
-pub(crate) fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
 
 /// The SASL XOAUTH2 initial response for IMAP and SMTP, base64.
 pub fn xoauth2(user: &str, access_token: &str) -> String {
@@ -156,7 +150,7 @@ impl OAuthClient {
             loaded.config.server.as_ref(),
             &loaded.public_url,
             &loaded.config.proxy.trusted_proxies,
-            crate::signin::CookieScope::oauth(),
+            CookieScope::oauth(),
         )
         .await?;
         let inner = Inner {

@@ -627,7 +627,7 @@ fn grant(
             ProviderError::Invalid(format!("the token response is not valid: {m}"))
         }
     })?;
-    let now = crate::client::now();
+    let now = crate::clock::now();
     let expires_at =
         res.expires_in().map(|d| now.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
     let raw = serde_json::to_value(&res).unwrap_or(Value::Null);

@@ -178,7 +178,7 @@ impl Registry {
             client_secret: secret.map(|s| self.cipher.seal(&secret_place(name), s.expose().as_bytes())),
             tenant,
             scopes,
-            created_at: super::now(),
+            created_at: crate::clock::now(),
         };
         self.store.put_client_registration(&record).await?;
         Ok(())

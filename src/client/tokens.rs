@@ -20,10 +20,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::ClientError;
 use super::crypto::{CryptoError, TokenCipher, token_place};
 use super::protocol::{Grant, Http, Owner};
 use super::registry::Registry;
-use super::{ClientError, now};
+use crate::clock::now;
 use crate::config::Secret;
 use crate::store::{ProviderTokenRecord, Store, StoreError};
 

@@ -16,7 +16,8 @@ use serde_json::Value;
 use super::error::GateError;
 use super::identity::Identity;
 use super::jwks::{chain, read_json};
-use super::verify::{TokenKey, unix_now};
+use super::verify::TokenKey;
+use crate::clock;
 use crate::config::Secret;
 
 /// Where and how to introspect opaque tokens.
@@ -96,7 +97,7 @@ impl Introspector {
             return Err(inactive());
         }
         let text = |name: &str| answer.get(name).and_then(Value::as_str).map(str::to_owned);
-        let now = unix_now();
+        let now = clock::now();
         let exp = answer.get("exp").and_then(Value::as_i64);
         if exp.is_some_and(|exp| exp <= now) {
             return Err(GateError::InvalidToken("the token has expired".into()));

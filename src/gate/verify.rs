@@ -34,7 +34,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -47,6 +47,7 @@ use super::identity::Identity;
 use super::introspect::Introspector;
 use super::jwk::JwsAlg;
 use super::jwks::{IssuerKeys, KeyLookup};
+use crate::clock;
 use crate::store::{Store, StoreChange};
 
 /// After this long, a revocation lookup one request took on is taken over
@@ -87,10 +88,6 @@ pub(crate) fn token_key(token: &[u8]) -> TokenKey {
     let mut key = [0; 32];
     key.copy_from_slice(digest.as_ref());
     key
-}
-
-pub(crate) fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// A trusted issuer, ready to verify.
@@ -284,7 +281,7 @@ impl Validator {
         } else if let Some(introspection) = &self.introspection {
             let (identity, ttl) = introspection.introspect(&key, token).await.map_err(|e| (e, None))?;
             let now = Instant::now();
-            let left = u64::try_from(identity.expires_at.saturating_sub(unix_now())).unwrap_or(0);
+            let left = u64::try_from(identity.expires_at.saturating_sub(clock::now())).unwrap_or(0);
             Cached {
                 identity: Arc::new(identity),
                 expires: now + Duration::from_secs(left),
@@ -427,7 +424,7 @@ impl Validator {
                 return Err(invalid("the token is not an access token (wrong typ)"));
             }
         }
-        let now = unix_now();
+        let now = clock::now();
         let exp =
             numeric_date(claims.exp.as_ref()).ok_or_else(|| invalid("the token has no usable exp claim"))?;
         if now >= exp.saturating_add(self.leeway) {

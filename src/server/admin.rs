@@ -19,12 +19,13 @@ use std::io::BufRead;
 use std::path::Path;
 use std::time::Duration;
 
-use super::consumer::{HMAC_PREFIX, Secrets};
-use super::keys::{Alg, KeyError, KeyRing, unix_now};
-use super::password;
+use super::keys::{Alg, KeyError, KeyRing};
+use crate::clock;
 use crate::config::Secret;
 use crate::config::server::{GRANT_TYPES, ServerConfig, check_redirect_uri};
 use crate::store::{ADMINISTER_OAUTH, ConsumerRecord, PERMISSIONS, Store, StoreError, UserRecord};
+use crate::web::password;
+use crate::web::secrets::{HMAC_PREFIX, Secrets};
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
@@ -468,7 +469,7 @@ pub async fn rotate_key(store: &dyn Store, alg: &str) -> Result<String, AdminErr
 /// `retired`.
 pub async fn list_keys(store: &dyn Store, server: &ServerConfig) -> Result<Vec<String>, AdminError> {
     let ring = KeyRing::load(store, Duration::from_secs(longest_ttl(server))).await?;
-    let now = unix_now();
+    let now = clock::now();
     Ok(ring
         .keys()
         .iter()

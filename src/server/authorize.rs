@@ -27,23 +27,24 @@ use http::header::{LOCATION, SET_COOKIE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 
 use super::Inner;
-use super::consumer::{random_token, redirect_uri_matches};
+use super::consent;
+use super::consumer::redirect_uri_matches;
 use super::error::OAuthError;
-use super::keys::unix_now;
-use super::pages::{ConsentView, LoginView, ScopeView};
-use super::password;
 use super::policy::Roles;
-use super::session::{self, CSRF_COOKIE, CSRF_FIELD, SESSION_COOKIE};
-use super::token::{grant, join, requested_scopes};
+use super::token::{join, requested_scopes};
+use crate::clock;
 use crate::proxy::ConnectionInfo;
-use crate::store::{AuthCodeRecord, ConsumerRecord, SessionRecord, StoreError, UserRecord, token_hash};
+use crate::store::{AuthCodeRecord, ConsumerRecord, StoreError, UserRecord, token_hash};
+use crate::web::csrf::CSRF_FIELD;
+use crate::web::secrets::{is_token, random_token};
+use crate::web::signin::{LoginForm, SignedIn};
 
 /// Form or query parameters, in order, with empty values dropped (RFC 6749
 /// section 3.1: a parameter without a value counts as absent).
-struct Params(Vec<(String, String)>);
+pub(super) struct Params(Vec<(String, String)>);
 
 /// A parameter sent more than once (section 3.1 forbids it).
-struct Repeated(&'static str);
+pub(super) struct Repeated(&'static str);
 
 impl Params {
     fn parse(input: &[u8]) -> Self {
@@ -55,47 +56,50 @@ impl Params {
         )
     }
 
-    fn one(&self, name: &'static str) -> Result<Option<&str>, Repeated> {
+    /// The value of `name`, if sent once; an error if sent more than once.
+    pub(super) fn one(&self, name: &'static str) -> Result<Option<&str>, Repeated> {
         let mut found = self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
         let first = found.next();
         if found.next().is_some() { Err(Repeated(name)) } else { Ok(first) }
     }
 
-    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+    /// Every value of `name`, in order.
+    pub(super) fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
         self.0.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 }
 
 /// What `prompt` asked for (OpenID Connect Core section 3.1.2.1).
 #[derive(Debug, Default, Clone, Copy)]
-struct Prompt {
-    none: bool,
-    login: bool,
-    consent: bool,
+pub(super) struct Prompt {
+    pub(super) none: bool,
+    pub(super) login: bool,
+    pub(super) consent: bool,
 }
 
 /// A validated authorization request.
-struct AuthRequest {
-    consumer: ConsumerRecord,
-    redirect_uri: String,
-    state: Option<String>,
-    requested: Roles,
-    code_challenge: Option<String>,
-    nonce: Option<String>,
-    prompt: Prompt,
+pub(super) struct AuthRequest {
+    pub(super) consumer: ConsumerRecord,
+    pub(super) redirect_uri: String,
+    pub(super) state: Option<String>,
+    pub(super) requested: Roles,
+    pub(super) code_challenge: Option<String>,
+    pub(super) nonce: Option<String>,
+    pub(super) prompt: Prompt,
     /// The URL the pages' forms post to: this request's own.
-    action: String,
+    pub(super) action: String,
     /// The origin a form post may be redirected to, for the page's CSP.
-    form_target: Option<String>,
+    pub(super) form_target: Option<String>,
 }
 
 /// A refusal once the redirect URI is known: goes back to the client.
-struct Refusal {
+pub(super) struct Refusal {
     error: &'static str,
     description: String,
 }
 
-fn refuse(error: &'static str, description: impl Into<String>) -> Refusal {
+/// A [`Refusal`] with `error` and its description.
+pub(super) fn refuse(error: &'static str, description: impl Into<String>) -> Refusal {
     Refusal { error, description: description.into() }
 }
 
@@ -125,19 +129,19 @@ pub(crate) async fn authorize(
     let conn = conn.map(|Extension(c)| c);
     let outcome = if method == Method::POST {
         let form = Params::parse(&body);
-        if !session::csrf_ok(&server.secrets, &headers, form.one(CSRF_FIELD).ok().flatten()) {
+        if !server.signin.csrf_ok(&headers, form.one(CSRF_FIELD).ok().flatten()) {
             tracing::warn!(client_id = %request.consumer.client_id, "a sign-in or consent form came without a valid CSRF token");
-            return server.pages.error(
+            return server.signin.pages().error(
                 StatusCode::FORBIDDEN,
                 "Form expired",
                 "The form expired or was not sent from this site. Go back to the application and start again.",
             );
         }
         match form.one("step") {
-            Ok(Some("login")) => sign_in(&server, &request, &headers, conn.as_ref(), &form).await,
-            Ok(Some("consent")) => consent(&server, &request, &headers, &form).await,
+            Ok(Some("login")) => login_step(&server, &request, &headers, conn.as_ref(), &form).await,
+            Ok(Some("consent")) => consent::decide(&server, &request, &headers, &form).await,
             _ => {
-                return server.pages.error(
+                return server.signin.pages().error(
                     StatusCode::BAD_REQUEST,
                     "Bad request",
                     "The form is not one of this server's.",
@@ -145,9 +149,9 @@ pub(crate) async fn authorize(
             }
         }
     } else {
-        match current_user(&server, &headers).await {
+        match server.signin.current_session(&headers).await {
             Ok(Some((user, auth_time))) if !request.prompt.login => {
-                proceed(&server, &request, &headers, &user, auth_time, None).await
+                consent::proceed(&server, &request, &headers, &user, auth_time, None).await
             }
             Ok(_) if request.prompt.none => {
                 Ok(Step::Refuse(refuse("login_required", "the user is not signed in")))
@@ -166,7 +170,7 @@ pub(crate) async fn authorize(
         }
         Err(e) => {
             tracing::error!(error = %e, "the authorization endpoint failed");
-            server.pages.error(
+            server.signin.pages().error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Server error",
                 "The server could not handle the request. Try again later.",
@@ -176,7 +180,7 @@ pub(crate) async fn authorize(
 }
 
 /// Where a request goes next.
-enum Step {
+pub(super) enum Step {
     /// Show a page (sign-in or consent).
     Page(Response),
     /// Send an error back to the client.
@@ -188,7 +192,8 @@ enum Step {
 
 /// Step 1: the consumer and the redirect URI, or an error page.
 async fn identify(server: &Inner, params: &Params) -> Result<(ConsumerRecord, String), Response> {
-    let page = |message: &str| server.pages.error(StatusCode::BAD_REQUEST, "Invalid request", message);
+    let page =
+        |message: &str| server.signin.pages().error(StatusCode::BAD_REQUEST, "Invalid request", message);
     let client_id = match params.one("client_id") {
         Ok(Some(id)) => id,
         Ok(None) => return Err(page("The request does not name a client (client_id is missing).")),
@@ -199,7 +204,7 @@ async fn identify(server: &Inner, params: &Params) -> Result<(ConsumerRecord, St
         Ok(None) => return Err(page("The client is unknown to this server.")),
         Err(e) => {
             tracing::error!(error = %e, "the authorization endpoint failed");
-            return Err(server.pages.error(
+            return Err(server.signin.pages().error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Server error",
                 "The server could not handle the request. Try again later.",
@@ -334,7 +339,7 @@ fn validate(
 
 /// An S256 `code_challenge`: a base64url SHA-256, 43 characters.
 fn is_s256_challenge(c: &str) -> bool {
-    session::is_token(c)
+    is_token(c)
 }
 
 /// Where a redirect to `uri` lands, as a CSP source: the origin of an http(s)
@@ -347,25 +352,8 @@ fn form_target(uri: &str) -> Option<String> {
     }
 }
 
-/// The signed-in user and when they signed in, from the session cookie.
-async fn current_user(server: &Inner, headers: &HeaderMap) -> Result<Option<(UserRecord, i64)>, StoreError> {
-    let Some(value) = session::cookie(headers, SESSION_COOKIE).filter(|v| session::is_token(v)) else {
-        return Ok(None);
-    };
-    let hash = token_hash(value);
-    let Some(found) = server.store.session(&hash, unix_now()).await? else {
-        return Ok(None);
-    };
-    match server.store.user(&found.username).await? {
-        Some(user) if !user.disabled => Ok(Some((user, found.auth_time))),
-        _ => {
-            server.store.delete_session(&hash).await?;
-            Ok(None)
-        }
-    }
-}
-
-fn login_page(
+/// The sign-in page, posting back to the request's own URL.
+pub(super) fn login_page(
     server: &Inner,
     request: &AuthRequest,
     headers: &HeaderMap,
@@ -373,202 +361,43 @@ fn login_page(
     error: Option<&str>,
     status: StatusCode,
 ) -> Step {
-    let (csrf_token, new_cookie) = session::csrf_token(&server.secrets, headers);
-    let view = LoginView {
-        client_label: label(&request.consumer),
-        action: &request.action,
-        csrf_token: &csrf_token,
-        username,
-        error,
-    };
-    let mut page = server.pages.login(&view, request.form_target.as_deref());
-    *page.status_mut() = status;
-    set_csrf_cookie(server, &mut page, new_cookie);
-    Step::Page(page)
+    Step::Page(server.signin.login_page(headers, &login_form(request), username, error, status))
 }
 
-/// Sets the CSRF cookie on a page when the browser had none.
-fn set_csrf_cookie(server: &Inner, page: &mut Response, value: Option<String>) {
-    if let Some(value) = value {
-        let cookie =
-            session::set_cookie("/oauth/", CSRF_COOKIE, &value, None, "Strict", server.secure_cookies);
-        page.headers_mut().append(SET_COOKIE, cookie);
+/// What the sign-in page says and where it posts, for `request`.
+fn login_form(request: &AuthRequest) -> LoginForm<'_> {
+    LoginForm {
+        action: &request.action,
+        label: label(&request.consumer),
+        form_target: request.form_target.as_deref(),
     }
 }
 
-fn label(consumer: &ConsumerRecord) -> &str {
+/// The consumer's name on the pages: its label, else its client id.
+pub(super) fn label(consumer: &ConsumerRecord) -> &str {
     if consumer.label.is_empty() { &consumer.client_id } else { &consumer.label }
 }
 
-/// The sign-in form: throttle, password, then on to consent or the code.
-async fn sign_in(
+/// The sign-in form: on to consent or the code once signed in.
+async fn login_step(
     server: &Inner,
     request: &AuthRequest,
     headers: &HeaderMap,
     conn: Option<&ConnectionInfo>,
     form: &Params,
 ) -> Result<Step, StoreError> {
-    let (Ok(Some(username)), Ok(Some(presented))) = (form.one("username"), form.one("password")) else {
-        return Ok(login_page(
-            server,
-            request,
-            headers,
-            "",
-            Some("Enter your username and password."),
-            StatusCode::BAD_REQUEST,
-        ));
-    };
-    let ip = session::client_ip(headers, conn, &server.trusted_proxies);
-    if server.throttle.blocked(username, ip) {
-        tracing::warn!(username, ip = ?ip, "sign-in refused: too many failed attempts");
-        let minutes = server.throttle.window().as_secs().div_ceil(60);
-        let message = format!("Too many failed sign-in attempts. Try again in {minutes} minutes.");
-        return Ok(login_page(
-            server,
-            request,
-            headers,
-            username,
-            Some(&message),
-            StatusCode::TOO_MANY_REQUESTS,
-        ));
-    }
-    let stored = server.store.user(username).await?;
-    // An unknown user costs the same argon2 check as a known one.
-    let phc = stored.as_ref().map_or_else(|| server.dummy_hash.clone(), |u| u.password_hash.clone());
-    let matches = password::verify_blocking(phc, presented.to_owned()).await;
-    let user = match stored {
-        Some(user) if matches => user,
-        _ => {
-            server.throttle.failed(username, ip);
-            tracing::warn!(username, ip = ?ip, "sign-in failed: wrong username or password");
-            return Ok(login_page(
-                server,
-                request,
-                headers,
-                username,
-                Some("Wrong username or password."),
-                StatusCode::OK,
-            ));
+    let field = |name| form.one(name).ok().flatten();
+    let form_view = login_form(request);
+    match server.signin.sign_in(headers, conn, &form_view, field("username"), field("password")).await? {
+        SignedIn::Yes { user, auth_time, cookie } => {
+            consent::proceed(server, request, headers, &user, auth_time, Some(cookie)).await
         }
-    };
-    if user.disabled {
-        tracing::warn!(username, "sign-in refused: the account is disabled");
-        return Ok(login_page(
-            server,
-            request,
-            headers,
-            username,
-            Some("This account is disabled."),
-            StatusCode::FORBIDDEN,
-        ));
+        SignedIn::No(page) => Ok(Step::Page(page)),
     }
-    server.throttle.succeeded(username);
-    let now = unix_now();
-    let id = random_token();
-    server
-        .store
-        .add_session(&SessionRecord {
-            id_hash: token_hash(&id),
-            username: user.username.clone(),
-            auth_time: now,
-            expires_at: now.saturating_add(i64::try_from(server.session_ttl).unwrap_or(i64::MAX)),
-        })
-        .await?;
-    tracing::info!(username = %user.username, client_id = %request.consumer.client_id, "signed in");
-    let cookie = session::set_cookie("/oauth/", SESSION_COOKIE, &id, None, "Lax", server.secure_cookies);
-    proceed(server, request, headers, &user, now, Some(cookie)).await
 }
 
-/// After sign-in: the consent page when needed, else the code.
-async fn proceed(
-    server: &Inner,
-    request: &AuthRequest,
-    headers: &HeaderMap,
-    user: &UserRecord,
-    auth_time: i64,
-    cookie: Option<HeaderValue>,
-) -> Result<Step, StoreError> {
-    let granted = grant(server, &request.consumer, Some(user), &request.requested);
-    if !(request.consumer.third_party || request.prompt.consent) {
-        return issue_code(server, request, user, auth_time, &granted, cookie).await;
-    }
-    if request.prompt.none {
-        return Ok(Step::Refuse(refuse("consent_required", "the user has not approved this client")));
-    }
-    let (csrf_token, new_csrf) = session::csrf_token(&server.secrets, headers);
-    let scopes = granted
-        .iter()
-        .filter_map(|name| {
-            let role = server.role_info.get(name)?;
-            let label = if role.label.is_empty() { name.clone() } else { role.label.clone() };
-            Some(ScopeView { name: name.clone(), label, description: role.description.clone() })
-        })
-        .collect();
-    let view = ConsentView {
-        client_label: label(&request.consumer),
-        username: &user.username,
-        action: &request.action,
-        csrf_token: &csrf_token,
-        choice: request.consumer.limit_requested_access,
-        scopes,
-    };
-    let mut page = server.pages.consent(&view, request.form_target.as_deref());
-    set_csrf_cookie(server, &mut page, new_csrf);
-    if let Some(cookie) = cookie {
-        page.headers_mut().append(SET_COOKIE, cookie);
-    }
-    Ok(Step::Page(page))
-}
-
-/// The consent form: deny, or allow the ticked scopes.
-async fn consent(
-    server: &Inner,
-    request: &AuthRequest,
-    headers: &HeaderMap,
-    form: &Params,
-) -> Result<Step, StoreError> {
-    let Some((user, auth_time)) = current_user(server, headers).await? else {
-        return Ok(login_page(
-            server,
-            request,
-            headers,
-            "",
-            Some("Your session ended. Sign in again."),
-            StatusCode::OK,
-        ));
-    };
-    match form.one("decision") {
-        Ok(Some("allow")) => {}
-        Ok(Some("deny")) => {
-            tracing::info!(username = %user.username, client_id = %request.consumer.client_id, "access denied by the user");
-            return Ok(Step::Refuse(refuse("access_denied", "the user denied the request")));
-        }
-        _ => {
-            return Ok(Step::Page(server.pages.error(
-                StatusCode::BAD_REQUEST,
-                "Bad request",
-                "The form is not one of this server's.",
-            )));
-        }
-    }
-    // With a choice, only what was both requested and left ticked counts,
-    // so a forged form cannot widen the grant.
-    let requested = if request.consumer.limit_requested_access {
-        let ticked: Roles = form.all("scope").map(str::to_owned).collect();
-        request
-            .requested
-            .iter()
-            .filter(|s| ticked.contains(*s) || !server.roles.contains(*s))
-            .cloned()
-            .collect()
-    } else {
-        request.requested.clone()
-    };
-    let granted = grant(server, &request.consumer, Some(&user), &requested);
-    issue_code(server, request, &user, auth_time, &granted, None).await
-}
-
-async fn issue_code(
+/// Stores a new code for `granted` and sends it back to the client.
+pub(super) async fn issue_code(
     server: &Inner,
     request: &AuthRequest,
     user: &UserRecord,
@@ -581,7 +410,7 @@ async fn issue_code(
         scope.insert("openid".to_owned());
     }
     let code = random_token();
-    let now = unix_now();
+    let now = clock::now();
     server
         .store
         .add_auth_code(&AuthCodeRecord {
@@ -610,7 +439,7 @@ fn redirect(
     cookie: Option<HeaderValue>,
 ) -> Response {
     let Ok(mut url) = url::Url::parse(redirect_uri) else {
-        return server.pages.error(
+        return server.signin.pages().error(
             StatusCode::BAD_REQUEST,
             "Invalid request",
             "The client's redirect URI is not a valid URL.",
@@ -641,7 +470,7 @@ fn redirect(
             res.headers_mut().insert(LOCATION, location);
         }
         Err(_) => {
-            return server.pages.error(
+            return server.signin.pages().error(
                 StatusCode::BAD_REQUEST,
                 "Invalid request",
                 "The client's redirect URI cannot be used.",

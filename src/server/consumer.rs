@@ -3,143 +3,18 @@
 //!
 //! # Secrets
 //!
-//! A secret is never stored in clear. A *generated* secret (256 random bits,
-//! base64url, shown once) has so much entropy that a keyed hash is enough:
-//! it is stored as `hmac-sha256:<base64url>`, keyed with a server key kept in
-//! the store (`server_hmac_key`, 32 random bytes made at first start). A
-//! secret *set by hand* may be guessable, so it is stored as an argon2id PHC
-//! string. Both comparisons run in constant time.
-//!
-//! argon2 takes tens of milliseconds per check on purpose, which would cap
-//! the token endpoint. So a successful argon2 check is remembered for a
-//! minute under the HMAC of (client id, presented secret, stored hash): a
-//! repeated request with the same secret costs one HMAC. The cache holds no
-//! secret, and a changed stored hash misses it.
+//! A secret is never stored in clear: a generated one as its keyed hash, one
+//! set by hand as argon2id ([`crate::web::secrets`] hashes and checks both).
+//! Syncing the file keeps a stored hash while the file's secret still
+//! matches it.
 //!
 //! A consumer with `confidential: false` has its secret not validated at all
 //! (farmOS semantics, for self-hosted servers that cannot share a secret).
 
-use std::time::Duration;
-
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ring::hmac;
-use ring::rand::{SecureRandom, SystemRandom};
-
-use super::password;
 use crate::config::server::ConsumerConfig;
 use crate::store::{ConsumerRecord, Store, StoreError};
-
-/// Prefix of a stored generated secret.
-pub const HMAC_PREFIX: &str = "hmac-sha256:";
-/// The store's meta key holding the server's HMAC key.
-pub const HMAC_KEY_META: &str = "server_hmac_key";
-/// How long a successful argon2 check is remembered.
-pub const VERIFIED_TTL: Duration = Duration::from_secs(60);
-
-/// 32 random bytes, base64url without padding: a generated secret, a refresh
-/// token, a code.
-pub fn random_token() -> String {
-    let mut bytes = [0u8; 32];
-    // The system RNG failing is not recoverable; ring reports it only on
-    // platforms without one.
-    SystemRandom::new().fill(&mut bytes).expect("the system random number generator failed");
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// Hashes and checks consumer secrets (see the module docs).
-#[derive(Clone)]
-pub struct Secrets {
-    key: hmac::Key,
-    verified: moka::sync::Cache<[u8; 32], ()>,
-}
-
-impl std::fmt::Debug for Secrets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Secrets").field("key", &"[redacted]").finish()
-    }
-}
-
-impl Secrets {
-    /// Builds from a raw HMAC key (tests, tools).
-    pub fn with_key(key: &[u8]) -> Self {
-        Secrets {
-            key: hmac::Key::new(hmac::HMAC_SHA256, key),
-            verified: moka::sync::Cache::builder().max_capacity(10_000).time_to_live(VERIFIED_TTL).build(),
-        }
-    }
-
-    /// Loads the server's HMAC key from the store, creating it on first start.
-    pub async fn load(store: &dyn Store) -> Result<Self, StoreError> {
-        let mut fresh = [0u8; 32];
-        SystemRandom::new()
-            .fill(&mut fresh)
-            .map_err(|_| StoreError::Query("the system random number generator failed".into()))?;
-        let key = store.meta_get_or_insert(HMAC_KEY_META, &fresh).await?;
-        Ok(Self::with_key(&key))
-    }
-
-    /// A keyed tag of `data` for one `purpose` (CSRF tokens), base64url.
-    pub(crate) fn tag(&self, purpose: &str, data: &[u8]) -> String {
-        URL_SAFE_NO_PAD.encode(hmac::sign(&self.key, &tagged(purpose, data)))
-    }
-
-    /// True when `presented` is the [`Secrets::tag`] of `data`, compared in
-    /// constant time.
-    pub(crate) fn check_tag(&self, purpose: &str, data: &[u8], presented: &str) -> bool {
-        URL_SAFE_NO_PAD
-            .decode(presented)
-            .is_ok_and(|tag| hmac::verify(&self.key, &tagged(purpose, data), &tag).is_ok())
-    }
-
-    /// A new generated secret and its stored form.
-    pub fn generate(&self) -> (String, String) {
-        let secret = random_token();
-        let stored = self.hash_generated(&secret);
-        (secret, stored)
-    }
-
-    /// The stored form of a generated secret: `hmac-sha256:<base64url>`.
-    pub fn hash_generated(&self, secret: &str) -> String {
-        format!("{HMAC_PREFIX}{}", URL_SAFE_NO_PAD.encode(hmac::sign(&self.key, secret.as_bytes())))
-    }
-
-    /// True when `presented` is the secret behind `stored` (either form).
-    pub async fn verify(&self, client_id: &str, stored: &str, presented: &str) -> bool {
-        if let Some(tag) = stored.strip_prefix(HMAC_PREFIX) {
-            return URL_SAFE_NO_PAD
-                .decode(tag)
-                .is_ok_and(|tag| hmac::verify(&self.key, presented.as_bytes(), &tag).is_ok());
-        }
-        if !stored.starts_with("$argon2") {
-            return false;
-        }
-        let mut ctx = hmac::Context::with_key(&self.key);
-        for part in [client_id, presented, stored] {
-            ctx.update(&(part.len() as u64).to_be_bytes());
-            ctx.update(part.as_bytes());
-        }
-        let mut cache_key = [0u8; 32];
-        cache_key.copy_from_slice(ctx.sign().as_ref());
-        if self.verified.contains_key(&cache_key) {
-            return true;
-        }
-        let ok = password::verify_blocking(stored.to_owned(), presented.to_owned()).await;
-        if ok {
-            self.verified.insert(cache_key, ());
-        }
-        ok
-    }
-}
-
-/// `purpose` and `data`, framed so that no two pairs give the same bytes.
-fn tagged(purpose: &str, data: &[u8]) -> Vec<u8> {
-    let mut message = Vec::with_capacity(8 + purpose.len() + data.len());
-    message.extend_from_slice(&(purpose.len() as u64).to_be_bytes());
-    message.extend_from_slice(purpose.as_bytes());
-    message.extend_from_slice(data);
-    message
-}
+use crate::web::password;
+use crate::web::secrets::Secrets;
 
 /// True when `presented` may be used as redirect URI for the `registered`
 /// one: the same string (RFC 9700 section 4.1.3), or, for the loopback
@@ -300,30 +175,6 @@ mod tests {
         assert!(!redirect_uri_matches("http://127.0.0.1/cb", "http://127.0.0.1.evil.example/cb"));
         assert!(!redirect_uri_matches("http://127.0.0.1/cb", "http://127.0.0.1:80@evil.example/cb"));
         assert!(!redirect_uri_matches("http://127.0.0.1/cb", "http://127.0.0.1:/cb"));
-    }
-
-    #[tokio::test]
-    async fn generated_secrets_verify_by_hmac() {
-        let secrets = Secrets::with_key(b"k");
-        let (secret, stored) = secrets.generate();
-        assert_eq!(URL_SAFE_NO_PAD.decode(&secret).unwrap().len(), 32);
-        assert!(stored.starts_with(HMAC_PREFIX));
-        assert!(!stored.contains(&secret));
-        assert!(secrets.verify("c", &stored, &secret).await);
-        assert!(!secrets.verify("c", &stored, "nope").await);
-        assert!(!Secrets::with_key(b"other").verify("c", &stored, &secret).await, "keyed");
-    }
-
-    #[tokio::test]
-    async fn hand_set_secrets_verify_by_argon2_and_are_remembered() {
-        let secrets = Secrets::with_key(b"k");
-        let stored = password::hash("a secret set by hand").unwrap();
-        assert!(secrets.verify("c", &stored, "a secret set by hand").await);
-        assert_eq!(secrets.verified.iter().count(), 1, "a successful check is remembered");
-        assert!(secrets.verify("c", &stored, "a secret set by hand").await);
-        assert!(!secrets.verify("c", &stored, "a secret set by han").await);
-        assert!(!secrets.verify("d", &password::hash("x").unwrap(), "a secret set by hand").await);
-        assert!(!secrets.verify("c", "plain text", "plain text").await, "unknown forms never match");
     }
 
     fn file_consumer(client_id: &str, secret: Option<&str>) -> ConsumerConfig {

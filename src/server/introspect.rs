@@ -39,8 +39,8 @@ use serde_json::{Value, json};
 use super::Inner;
 use super::error::OAuthError;
 use super::jwt::{ACCESS_TOKEN_TYP, AccessClaims, Expect};
-use super::keys::unix_now;
 use super::token::{TokenRequest, authenticate};
+use crate::clock;
 use crate::store::{RefreshTokenRecord, token_hash};
 
 /// The form of a revocation or introspection request: the token, and
@@ -102,7 +102,7 @@ pub(crate) async fn find(server: &Inner, token: &str) -> Result<Option<Found>, O
             .map(Found::Access));
     }
     let record =
-        server.store.refresh_token(&token_hash(token), unix_now()).await.map_err(OAuthError::server)?;
+        server.store.refresh_token(&token_hash(token), clock::now()).await.map_err(OAuthError::server)?;
     Ok(record.map(Found::Refresh))
 }
 

@@ -39,7 +39,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::keys::{Alg, KeyRing, unix_now};
+use super::keys::{Alg, KeyRing};
+use crate::clock;
 
 /// Header `typ` of access tokens (RFC 9068 section 2.1).
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
@@ -205,7 +206,7 @@ pub fn sign(ring: &KeyRing, alg: Alg, typ: &str, claims: &impl Serialize) -> Res
 /// Verifies `token` against the ring and `expect` at the current time and
 /// returns its claims as `T`.
 pub fn verify<T: DeserializeOwned>(ring: &KeyRing, token: &str, expect: &Expect) -> Result<T, JwtError> {
-    verify_at(ring, token, expect, unix_now())
+    verify_at(ring, token, expect, clock::now())
 }
 
 /// [`verify`] at `now` (Unix seconds), which decides expiry and whether the

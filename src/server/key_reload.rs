@@ -193,12 +193,13 @@ async fn tick(ticks: &mut Option<tokio::time::Interval>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock;
     use crate::server::jwt::{ACCESS_TOKEN_TYP, AccessClaims};
-    use crate::server::keys::{Alg, generate_record, unix_now};
+    use crate::server::keys::{Alg, generate_record};
     use crate::store::SqliteStore;
 
     fn claims() -> AccessClaims {
-        let now = unix_now();
+        let now = clock::now();
         AccessClaims {
             iss: "https://auth.example".into(),
             sub: "alice".into(),
@@ -241,7 +242,7 @@ mod tests {
         let (keys, store, _dir) = live().await;
         let expect = Expect::new(ACCESS_TOKEN_TYP, "https://auth.example");
         let stranger = KeyRing::from_records(
-            vec![generate_record(Alg::EdDSA, unix_now()).unwrap()],
+            vec![generate_record(Alg::EdDSA, clock::now()).unwrap()],
             Duration::from_secs(3600),
         )
         .unwrap();

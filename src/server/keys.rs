@@ -38,7 +38,7 @@
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Once;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -51,6 +51,7 @@ use ring::signature::{
 use rsa::pkcs8::EncodePrivateKey;
 use serde_json::{Value, json};
 
+use crate::clock;
 use crate::store::{SigningKeyRecord, Store, StoreError};
 
 /// Size of generated RSA keys, in bits.
@@ -145,11 +146,6 @@ pub(crate) fn ensure_crypto_provider() {
             &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER,
         );
     });
-}
-
-/// The current time in Unix seconds.
-pub(crate) fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// The private half, parsed once.
@@ -417,7 +413,7 @@ impl KeyRing {
         let mut created = false;
         for &alg in algs {
             if !records.iter().any(|r| r.alg == alg.as_str()) {
-                let record = generate_blocking(alg, unix_now()).await?;
+                let record = generate_blocking(alg, clock::now()).await?;
                 // Added only if no other replica stored one of `alg` meanwhile.
                 store.add_first_signing_key(&record).await?;
                 created = true;
@@ -434,7 +430,7 @@ impl KeyRing {
     /// the active key for `alg` when a ring is next loaded; the previous one
     /// keeps verifying for the retention.
     pub async fn rotate(store: &dyn Store, alg: Alg) -> Result<String, KeyError> {
-        let record = generate_blocking(alg, unix_now()).await?;
+        let record = generate_blocking(alg, clock::now()).await?;
         store.add_signing_key(&record).await?;
         Ok(record.kid)
     }
@@ -461,7 +457,7 @@ impl KeyRing {
 
     /// The JWKS document (`{"keys":[...]}`) now.
     pub fn jwks(&self) -> Value {
-        self.jwks_at(unix_now())
+        self.jwks_at(clock::now())
     }
 
     /// The JWKS document at `now`: every key published then, newest first.

@@ -26,6 +26,7 @@
 pub mod admin;
 pub mod authorize;
 pub mod cache;
+pub mod consent;
 pub mod consumer;
 pub mod error;
 pub mod grace;
@@ -34,11 +35,8 @@ pub mod jwt;
 pub mod key_reload;
 pub mod keys;
 pub mod oidc;
-pub mod pages;
-pub mod password;
 pub mod policy;
 pub mod revoke;
-pub(crate) mod session;
 pub mod token;
 pub mod userinfo;
 
@@ -56,7 +54,12 @@ use crate::config::server::{RoleConfig, ServerConfig};
 use crate::config::types::{HttpUrl, TrustedProxy};
 use crate::mount::Mount;
 use crate::store::{Store, StoreError, UserRecord};
-use consumer::{Secrets, SyncError};
+use crate::web::cookie::CookieScope;
+use crate::web::pages::TemplateError;
+use crate::web::password;
+use crate::web::secrets::Secrets;
+use crate::web::signin::{SignIn, SignInError};
+use consumer::SyncError;
 use key_reload::LiveKeys;
 use keys::{Alg, KeyError, KeyRing};
 
@@ -80,7 +83,17 @@ pub enum ServerStartError {
     Alg(#[from] keys::UnknownAlg),
     /// A page template could not be loaded.
     #[error(transparent)]
-    Templates(#[from] pages::TemplateError),
+    Templates(#[from] TemplateError),
+}
+
+impl From<SignInError> for ServerStartError {
+    fn from(e: SignInError) -> Self {
+        match e {
+            SignInError::Store(e) => ServerStartError::Store(e),
+            SignInError::Templates(e) => ServerStartError::Templates(e),
+            SignInError::Hash(_) => ServerStartError::Hash(String::new()),
+        }
+    }
 }
 
 /// What the handlers share.
@@ -97,21 +110,15 @@ pub(crate) struct Inner {
     access_ttl: u64,
     refresh_ttl: u64,
     code_ttl: u64,
-    session_ttl: u64,
     /// `server.refresh_reuse_grace` in whole seconds (rounded up); 0 is off.
     refresh_grace: u64,
     base_role: String,
     roles: BTreeSet<String>,
     /// Labels and descriptions for the consent page.
     role_info: BTreeMap<String, RoleConfig>,
-    pages: pages::Pages,
-    throttle: session::Throttle,
-    /// Cookies get `Secure` when the public URL is https.
-    secure_cookies: bool,
-    /// Proxies whose `X-Forwarded-For` names the client (for the throttle).
-    trusted_proxies: Vec<TrustedProxy>,
-    /// An argon2 hash checked for unknown users, so they cost the same.
-    dummy_hash: String,
+    /// Sign-in at `/oauth/authorize` (and the pages, the throttle, the
+    /// equal-cost password check of the password grant).
+    signin: SignIn,
 }
 
 /// The authorization server, ready to serve.
@@ -137,8 +144,10 @@ impl AuthorizationServer {
         public_url: &HttpUrl,
         trusted_proxies: &[TrustedProxy],
     ) -> Result<Self, ServerStartError> {
-        let pages = pages::Pages::load(config.templates_dir.as_ref().map(|d| d.value.as_path()))?;
-        let secrets = Secrets::load(store.as_ref()).await?;
+        let signin =
+            SignIn::new(store.clone(), Some(config), public_url, trusted_proxies, CookieScope::oauth())
+                .await?;
+        let secrets = signin.secrets().clone();
         let report = consumer::sync_consumers(store.as_ref(), &secrets, &config.consumers).await?;
         for gone in &report.deleted {
             tracing::info!(client_id = %gone, "consumer removed from the file; deleted");
@@ -172,9 +181,6 @@ impl AuthorizationServer {
         let keys = Arc::new(LiveKeys::new(store.clone(), ring));
         key_reload::spawn_periodic_reload(&keys, config.keys_reload_interval.0);
         let issuer = config.issuer.as_ref().map_or_else(|| public_url.base(), |i| i.value.base());
-        let dummy_hash = password::hash_blocking(consumer::random_token())
-            .await
-            .map_err(|_| ServerStartError::Hash(String::new()))?;
         let cache = cache::DirectoryCache::following(store.as_ref());
         let inner = Inner {
             store,
@@ -188,7 +194,6 @@ impl AuthorizationServer {
             access_ttl,
             refresh_ttl: config.refresh_token_ttl.0.as_secs(),
             code_ttl: config.code_ttl.0.as_secs(),
-            session_ttl: config.session_ttl.0.as_secs(),
             refresh_grace: {
                 let grace = config.refresh_reuse_grace.0;
                 grace.as_secs() + u64::from(grace.subsec_nanos() > 0)
@@ -196,15 +201,7 @@ impl AuthorizationServer {
             base_role: config.base_role.clone(),
             roles: config.roles.keys().cloned().collect(),
             role_info: config.roles.clone(),
-            pages,
-            throttle: session::Throttle::new(
-                config.login_attempts,
-                config.login_attempts_per_address,
-                config.login_window.0,
-            ),
-            secure_cookies: public_url.base().starts_with("https://"),
-            trusted_proxies: trusted_proxies.to_vec(),
-            dummy_hash,
+            signin,
         };
         Ok(AuthorizationServer { inner: Arc::new(inner) })
     }

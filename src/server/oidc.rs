@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use super::Inner;
 use super::error::OAuthError;
 use super::jwt::{self, ID_TOKEN_TYP};
-use super::keys::{Alg, unix_now};
+use super::keys::Alg;
+use crate::clock;
 use crate::store::ConsumerRecord;
 
 /// The claims of an ID token.
@@ -53,7 +54,7 @@ pub(crate) struct IdTokenInput<'a> {
 
 /// Signs an ID token, valid as long as an access token of this consumer.
 pub(crate) fn id_token(server: &Inner, input: &IdTokenInput<'_>) -> Result<String, OAuthError> {
-    let now = unix_now();
+    let now = clock::now();
     let ttl = input.consumer.access_token_ttl.unwrap_or(server.access_ttl);
     let claims = IdClaims {
         iss: server.issuer.clone(),

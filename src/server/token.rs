@@ -37,18 +37,17 @@ use http::header::{AUTHORIZATION, CACHE_CONTROL, PRAGMA};
 use serde::{Deserialize, Serialize};
 
 use super::Inner;
-use super::consumer::random_token;
 use super::error::OAuthError;
 use super::grace;
 use super::jwt::{self, ACCESS_TOKEN_TYP, AccessClaims};
-use super::keys::unix_now;
 use super::oidc::{self, IdTokenInput};
-use super::password;
 use super::policy::{ConsumerPolicy, Roles, granted_roles};
+use crate::clock;
 use crate::config::server::NON_ROLE_SCOPES;
 use crate::store::{
     CodeRedemption, ConsumerRecord, RefreshGrace, RefreshRotation, RefreshTokenRecord, UserRecord, token_hash,
 };
+use crate::web::secrets::random_token;
 
 /// The form parameters of a token request. Unknown parameters are ignored
 /// (RFC 6749 section 3.2); a repeated one is an error.
@@ -325,7 +324,7 @@ pub(crate) fn issue_access(
     auth_time: Option<i64>,
 ) -> Result<IssuedAccess, OAuthError> {
     let ttl = consumer.access_token_ttl.unwrap_or(server.access_ttl);
-    let now = unix_now();
+    let now = clock::now();
     let claims = AccessClaims {
         iss: server.issuer.clone(),
         sub: sub.to_owned(),
@@ -362,7 +361,7 @@ fn new_refresh(
         username: username.map(str::to_owned),
         scope: scope.to_owned(),
         auth_time,
-        expires_at: unix_now().saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)),
+        expires_at: clock::now().saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)),
         access: access.map(|a| (a.jti.clone(), a.exp)),
     };
     (token, record)
@@ -394,7 +393,7 @@ async fn authorization_code(
     if record.client_id != consumer.client_id {
         return Err(invalid("the authorization code was issued to another client"));
     }
-    if record.expires_at <= unix_now() {
+    if record.expires_at <= clock::now() {
         return Err(invalid("the authorization code has expired"));
     }
     match req.redirect_uri.as_deref() {
@@ -507,8 +506,7 @@ async fn password_grant(
     let requested = requested_scopes(server, req.scope.as_deref())?;
     let stored = server.store.user(username).await.map_err(OAuthError::server)?;
     // An unknown user costs the same argon2 check as a known one.
-    let phc = stored.as_ref().map_or_else(|| server.dummy_hash.clone(), |u| u.password_hash.clone());
-    let matches = password::verify_blocking(phc, presented).await;
+    let matches = server.signin.check_password(stored.as_ref(), &presented).await;
     let user = match stored {
         Some(user) if matches => user,
         _ => return Err(OAuthError::InvalidGrant("wrong username or password".into())),
@@ -517,7 +515,7 @@ async fn password_grant(
         return Err(OAuthError::InvalidGrant("the user is disabled".into()));
     }
     let scope = join(&grant(server, consumer, Some(&user), &requested));
-    let auth_time = unix_now();
+    let auth_time = clock::now();
     let access = issue_access(server, consumer, &user.username, &scope, Some(auth_time))?;
     let refresh_token = if consumer.grant_types.iter().any(|g| g == "refresh_token") {
         let family = uuid::Uuid::new_v4().to_string();
@@ -552,7 +550,7 @@ async fn refresh(
 ) -> Result<Response, OAuthError> {
     let presented = req.refresh_token.as_deref().ok_or_else(|| missing("refresh_token"))?;
     let hash = token_hash(presented);
-    let now = unix_now();
+    let now = clock::now();
     let invalid = || OAuthError::InvalidGrant("the refresh token is invalid, expired or revoked".into());
     let Some(current) = server.store.refresh_token(&hash, now).await.map_err(OAuthError::server)? else {
         // Not a current token. Presenting it to the rotation still matters:

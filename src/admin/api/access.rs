@@ -19,8 +19,8 @@ use super::error::ApiError;
 use crate::admin::Site;
 use crate::config::Secret;
 use crate::server::admin::{AdminError, check_permissions};
-use crate::server::consumer::random_token;
 use crate::store::{ADMINISTER_OAUTH, AdminTokenRecord, Store, UserRecord};
+use crate::web::secrets::random_token;
 
 /// What every admin API token starts with, so a leaked one is recognised.
 pub const TOKEN_PREFIX: &str = "osa_";
@@ -55,7 +55,7 @@ pub async fn create_token(
         label: label.trim().to_owned(),
         token_hash: crate::store::token_hash(&token),
         permissions,
-        created_at: crate::client::now(),
+        created_at: crate::clock::now(),
     };
     store.add_admin_token(&record).await?;
     Ok(NewAdminToken { id, token: Secret::new(token) })

@@ -159,7 +159,7 @@ pub(crate) async fn tokens(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let reg = registration(client_role(&site)?, &name).await?;
-    let now = crate::client::now();
+    let now = crate::clock::now();
     let stored = site.store.provider_tokens().await?;
     Ok(reply(
         StatusCode::OK,
@@ -212,7 +212,7 @@ pub(crate) async fn fetch_token(
     tracing::info!(admin_token = %caller, client = %name, tag = %tag, "provider token fetched");
     let stored = site.store.provider_token_by_tag(&name, &tag).await?;
     let stored = stored.ok_or_else(|| ApiError::server(&"a fetched provider token is gone"))?;
-    Ok(reply(StatusCode::CREATED, token_row(&stored, crate::client::now())))
+    Ok(reply(StatusCode::CREATED, token_row(&stored, crate::clock::now())))
 }
 
 /// The client role's token store and the provider token with the id in a
@@ -265,7 +265,7 @@ pub(crate) async fn refresh_token(
     let (tokens, t) = stored_token(&site, &id).await?;
     ops::token_refresh(tokens, site.store.as_ref(), t.id).await?;
     tracing::info!(admin_token = %caller, client = %t.client, token = t.id, "provider token refreshed");
-    let now = crate::client::now();
+    let now = crate::clock::now();
     let t = site.store.provider_token_by_tag(&t.client, &t.tag).await?.unwrap_or(t);
     Ok(reply(StatusCode::OK, token_row(&t, now)))
 }

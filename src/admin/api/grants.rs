@@ -13,7 +13,7 @@ use crate::admin::Site;
 
 /// `GET {base}/api/grants`: by consumer, user and expiry (Unix times).
 pub(crate) async fn grants(_caller: Caller, State(site): State<Arc<Site>>) -> Result<Response, ApiError> {
-    let current = site.store.current_refresh_tokens(crate::client::now()).await?;
+    let current = site.store.current_refresh_tokens(crate::clock::now()).await?;
     let rows = current.iter().map(|t| {
         json!({
             "family_id": t.family_id, "client_id": t.client_id, "username": t.username,
@@ -30,7 +30,7 @@ pub(crate) async fn revoke_grant(
     State(site): State<Arc<Site>>,
     Path(family_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let current = site.store.current_refresh_tokens(crate::client::now()).await?;
+    let current = site.store.current_refresh_tokens(crate::clock::now()).await?;
     if !current.iter().any(|t| t.family_id == family_id) {
         return Err(ApiError::NotFound(format!("no current grant {family_id:?}")));
     }

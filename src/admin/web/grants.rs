@@ -14,7 +14,7 @@ use crate::admin::auth::{Posted, Viewer, see_other};
 
 /// `GET {base}/grants`.
 pub(crate) async fn list(State(site): State<Arc<Site>>, viewer: Viewer) -> Response {
-    let now = crate::client::now();
+    let now = crate::clock::now();
     match site.store.current_refresh_tokens(now).await {
         Ok(current) => {
             let rows: Vec<_> = current

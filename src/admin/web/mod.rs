@@ -20,6 +20,7 @@ use super::Site;
 use super::auth::{self, Viewer, see_other};
 use crate::proxy::ConnectionInfo;
 use crate::store::ADMINISTER_OAUTH;
+use crate::web::signin::LoginForm;
 
 /// What the sign-in page shows as the site asking.
 const LABEL: &str = "oauth-sidecar administration";
@@ -71,7 +72,8 @@ pub(crate) async fn login_page(
         Ok(Some(user)) => auth::forbidden(&site, &headers, &user, ADMINISTER_OAUTH),
         Ok(None) => {
             let action = login_action(&site, q.next.as_deref());
-            site.signin.login_page(&headers, &action, LABEL, "", None, StatusCode::OK)
+            let form = LoginForm { action: &action, label: LABEL, form_target: None };
+            site.signin.login_page(&headers, &form, "", None, StatusCode::OK)
         }
         Err(e) => site.templates.failure(&e),
     }
@@ -88,14 +90,15 @@ pub(crate) async fn login(
 ) -> Response {
     let conn = conn.map(|Extension(c)| c);
     let action = login_action(&site, q.next.as_deref());
-    site.signin.sign_in(&headers, conn.as_ref(), &body, &action, LABEL).await
+    let form = LoginForm { action: &action, label: LABEL, form_target: None };
+    site.signin.post_form(&headers, conn.as_ref(), &body, &form).await
 }
 
 /// `POST {base}/logout`: ends the session (CSRF-checked, so another site
 /// cannot sign an admin out) and shows the sign-in page's address.
 pub(crate) async fn logout(State(site): State<Arc<Site>>, headers: HeaderMap, body: Bytes) -> Response {
     let form = super::forms::Form::parse(&body);
-    if !site.signin.csrf_ok(&headers, form.get(crate::server::session::CSRF_FIELD)) {
+    if !site.signin.csrf_ok(&headers, form.get(crate::web::csrf::CSRF_FIELD)) {
         return site.templates.error(
             StatusCode::FORBIDDEN,
             "Form expired",

@@ -194,7 +194,7 @@ pub(crate) async fn client(
         Ok(t) => t,
         Err(e) => return site.templates.failure(&e),
     };
-    let now = crate::client::now();
+    let now = crate::clock::now();
     let rows: Vec<_> = stored.iter().filter(|t| t.client == reg.name).map(|t| token_row(t, now)).collect();
     let (client_credentials, password) = records::other_grants(&reg.provider);
     let return_to: String =

@@ -1,4 +1,6 @@
-//! The authorization server's HTML pages: sign-in, consent and errors.
+//! The HTML pages every sign-in shares: sign-in, errors and messages, and
+//! the template of the authorization server's consent page (which the
+//! server fills in through `Pages::render`).
 //!
 //! The pages are minijinja templates, built in from the crate's `templates/`
 //! folder. An operator restyles them by setting `server.templates_dir` to a
@@ -66,17 +68,6 @@ pub struct Pages {
     env: Environment<'static>,
 }
 
-/// A scope on the consent page.
-#[derive(Debug, Clone, Serialize)]
-pub struct ScopeView {
-    /// The role's name, the value sent back when ticked.
-    pub name: String,
-    /// Its short label.
-    pub label: String,
-    /// What it allows.
-    pub description: String,
-}
-
 /// The values of the sign-in page.
 #[derive(Debug, Serialize)]
 pub struct LoginView<'a> {
@@ -92,23 +83,6 @@ pub struct LoginView<'a> {
     pub error: Option<&'a str>,
 }
 
-/// The values of the consent page.
-#[derive(Debug, Serialize)]
-pub struct ConsentView<'a> {
-    /// The consumer's label.
-    pub client_label: &'a str,
-    /// The signed-in user.
-    pub username: &'a str,
-    /// Where the form posts.
-    pub action: &'a str,
-    /// The form's CSRF token.
-    pub csrf_token: &'a str,
-    /// True when the user may untick scopes (`limit_requested_access`).
-    pub choice: bool,
-    /// The roles to be granted.
-    pub scopes: Vec<ScopeView>,
-}
-
 impl Pages {
     /// Compiles the built-in templates, each replaced by the file of the
     /// same name in `dir` when there is one.
@@ -121,11 +95,6 @@ impl Pages {
         self.render("login.html", "Sign in", view, StatusCode::OK, form_target)
     }
 
-    /// The consent page.
-    pub fn consent(&self, view: &ConsentView<'_>, form_target: Option<&str>) -> Response {
-        self.render("consent.html", "Allow access?", view, StatusCode::OK, form_target)
-    }
-
     /// An error page: the request cannot be sent back to the client.
     pub fn error(&self, status: StatusCode, title: &str, message: &str) -> Response {
         self.render("error.html", title, &minijinja::context! { message }, status, None)
@@ -136,7 +105,9 @@ impl Pages {
         self.render("message.html", title, &minijinja::context! { message }, status, None)
     }
 
-    fn render(
+    /// Renders the template `name` with `title` and `view`'s values, with
+    /// the page headers (see the module docs).
+    pub(crate) fn render(
         &self,
         name: &str,
         title: &str,

@@ -6,7 +6,7 @@
 //! [`hash_blocking`] and [`verify_blocking`], off the reactor threads.
 //!
 //! ```
-//! use oauth_sidecar::server::password;
+//! use oauth_sidecar::web::password;
 //!
 //! let phc = password::hash("correct horse battery staple").unwrap();
 //! assert!(phc.starts_with("$argon2id$"));

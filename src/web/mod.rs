@@ -1,0 +1,24 @@
+//! What every page of ours shares: sign-in sessions, CSRF, the sign-in page
+//! and its form, password hashing, the throttle, random tokens and keyed
+//! secrets, and the page templates with their headers.
+//!
+//! `/oauth/authorize` (the authorization server), `/oauth/start/{client}`
+//! (the OAuth client) and the admin pages each hold a `signin::SignIn`
+//! with their own cookie scope; none of them signs a user in another way.
+//!
+//! - [`signin`]: the sign-in itself: current session, sign-in form, sign-out.
+//! - `cookie`: reading and setting our cookies, and each sign-in's cookie scope.
+//! - `csrf`: the CSRF cookie and the keyed token in every form.
+//! - `throttle`: failed sign-ins counted per account and per address.
+//! - [`password`]: argon2id hashing and checking.
+//! - [`secrets`]: random tokens and the server's keyed secrets.
+//! - [`pages`]: the templates of the sign-in, error and message pages, and
+//!   the headers of every page (CSP, no framing, no caching).
+
+pub(crate) mod cookie;
+pub(crate) mod csrf;
+pub mod pages;
+pub mod password;
+pub mod secrets;
+pub mod signin;
+pub(crate) mod throttle;

@@ -1,0 +1,327 @@
+//! Sign-in of local users (`oauth-sidecar user add`, `server.users`), the
+//! one way a person signs in to any of our pages: `/oauth/authorize`,
+//! `/oauth/start/{client}` and the admin pages. Each caller has its own
+//! `SignIn`, and so its own throttle counts and `CookieScope`: under
+//! `/oauth/` a sign-in at `/oauth/authorize` counts for `/oauth/start` too
+//! (the same cookie); the admin pages keep their own stricter cookie with an
+//! idle timeout. It works without a `server:` section: users live in the
+//! store either way, and the page templates, throttle and session settings
+//! are then `server:`'s defaults.
+//!
+//! A session counts only while its user exists and is enabled: the session
+//! of a user found disabled (or deleted) is deleted on the spot, so enabling
+//! the user again does not bring it back.
+
+use std::sync::Arc;
+
+use axum::response::{IntoResponse, Response};
+use http::header::{LOCATION, SET_COOKIE};
+use http::{HeaderMap, HeaderValue, StatusCode};
+
+use super::cookie::{self, CookieScope};
+use super::csrf::{self, CSRF_COOKIE, CSRF_FIELD};
+use super::pages::{LoginView, Pages, TemplateError};
+use super::password;
+use super::secrets::{Secrets, is_token, random_token};
+use super::throttle::{Throttle, client_ip};
+use crate::clock;
+use crate::config::server::ServerConfig;
+use crate::config::types::{HttpUrl, TrustedProxy};
+use crate::proxy::ConnectionInfo;
+use crate::store::{SessionRecord, Store, StoreError, UserRecord, token_hash};
+
+/// Why sign-in could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A page template could not be loaded.
+    #[error(transparent)]
+    Templates(#[from] TemplateError),
+    /// A password hash could not be made.
+    #[error("cannot prepare password checks: {0}")]
+    Hash(String),
+}
+
+/// What the sign-in page shows and where its form posts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LoginForm<'a> {
+    /// The page's own URL, where the form posts.
+    pub(crate) action: &'a str,
+    /// What the user signs in to (a consumer's label, the admin pages).
+    pub(crate) label: &'a str,
+    /// Where a form post may end up after a redirect, for the page's CSP.
+    pub(crate) form_target: Option<&'a str>,
+}
+
+/// What a posted sign-in came to.
+pub(crate) enum SignedIn {
+    /// The password matched: a session was made; `cookie` sets it.
+    Yes {
+        /// The signed-in user.
+        user: UserRecord,
+        /// When the session began, Unix seconds.
+        auth_time: i64,
+        /// The `Set-Cookie` value of the new session.
+        cookie: HeaderValue,
+    },
+    /// Refused: the page to send (the sign-in page with its message).
+    No(Response),
+}
+
+/// Local-user sign-in (see the module docs).
+pub(crate) struct SignIn {
+    store: Arc<dyn Store>,
+    secrets: Secrets,
+    pages: Pages,
+    throttle: Throttle,
+    session_ttl: i64,
+    scope: CookieScope,
+    secure: bool,
+    trusted_proxies: Vec<TrustedProxy>,
+    /// An argon2 hash checked for unknown users, so they cost the same.
+    dummy_hash: String,
+}
+
+impl SignIn {
+    /// Takes the page templates, throttle and session settings from the
+    /// `server:` section when there is one, else its defaults.
+    pub(crate) async fn new(
+        store: Arc<dyn Store>,
+        server: Option<&ServerConfig>,
+        public_url: &HttpUrl,
+        trusted_proxies: &[TrustedProxy],
+        scope: CookieScope,
+    ) -> Result<Self, SignInError> {
+        let defaults = ServerConfig::default();
+        let server = server.unwrap_or(&defaults);
+        let pages = Pages::load(server.templates_dir.as_ref().map(|d| d.value.as_path()))?;
+        let secrets = Secrets::load(store.as_ref()).await?;
+        let dummy_hash = password::hash_blocking(random_token()).await.map_err(SignInError::Hash)?;
+        Ok(SignIn {
+            store,
+            secrets,
+            pages,
+            throttle: Throttle::new(
+                server.login_attempts,
+                server.login_attempts_per_address,
+                server.login_window.0,
+            ),
+            session_ttl: scope
+                .ttl
+                .unwrap_or_else(|| i64::try_from(server.session_ttl.0.as_secs()).unwrap_or(i64::MAX)),
+            scope,
+            secure: public_url.is_https(),
+            trusted_proxies: trusted_proxies.to_vec(),
+            dummy_hash,
+        })
+    }
+
+    /// The pages, for the callers' own messages.
+    pub(crate) fn pages(&self) -> &Pages {
+        &self.pages
+    }
+
+    /// The server's keyed secrets (CSRF tokens, consumer secrets).
+    pub(crate) fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
+    /// The signed-in, enabled user, from the session cookie.
+    pub(crate) async fn current_user(&self, headers: &HeaderMap) -> Result<Option<UserRecord>, StoreError> {
+        Ok(self.current_session(headers).await?.map(|(user, _)| user))
+    }
+
+    /// The signed-in, enabled user and when the session began, from the
+    /// session cookie; the session of a disabled or deleted user is deleted.
+    /// With an idle timeout, each call moves the session's end on (written
+    /// when it moves by a quarter of the timeout or a minute), never past its
+    /// longest life.
+    pub(crate) async fn current_session(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<(UserRecord, i64)>, StoreError> {
+        let Some(value) = cookie::cookie(headers, self.scope.name).filter(|v| is_token(v)) else {
+            return Ok(None);
+        };
+        let now = clock::now();
+        let id_hash = token_hash(value);
+        let Some(found) = self.store.session(&id_hash, now).await? else {
+            return Ok(None);
+        };
+        let user = match self.store.user(&found.username).await? {
+            Some(user) if !user.disabled => user,
+            _ => {
+                self.store.delete_session(&id_hash).await?;
+                return Ok(None);
+            }
+        };
+        if let Some(idle) = self.scope.idle {
+            // Written when it moves by a quarter of the timeout (a minute at most), not on every request.
+            let step = (idle / 4).clamp(1, 60);
+            let end = now.saturating_add(idle).min(found.auth_time.saturating_add(self.session_ttl));
+            if end > found.expires_at.saturating_add(step) {
+                self.store.touch_session(&id_hash, end).await?;
+            }
+        }
+        Ok(Some((user, found.auth_time)))
+    }
+
+    /// Ends the browser's session; the `Set-Cookie` that clears it.
+    pub(crate) async fn sign_out(&self, headers: &HeaderMap) -> Result<HeaderValue, StoreError> {
+        if let Some(value) = cookie::cookie(headers, self.scope.name).filter(|v| is_token(v)) {
+            self.store.delete_session(&token_hash(value)).await?;
+        }
+        Ok(self.set_cookie(self.scope.name, "", Some(0), self.scope.same_site))
+    }
+
+    fn set_cookie(&self, name: &str, value: &str, max_age: Option<u64>, same_site: &str) -> HeaderValue {
+        cookie::set_cookie(&self.scope.path, name, value, max_age, same_site, self.secure)
+    }
+
+    /// The CSRF token for a form on a page, and the `Set-Cookie` the page
+    /// needs when the browser has no CSRF cookie yet.
+    pub(crate) fn csrf_token(&self, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+        let (token, new_cookie) = csrf::csrf_token(&self.secrets, headers);
+        (token, new_cookie.map(|value| self.set_cookie(CSRF_COOKIE, &value, None, "Strict")))
+    }
+
+    /// True when a posted form's CSRF token matches the browser's cookie.
+    pub(crate) fn csrf_ok(&self, headers: &HeaderMap, presented: Option<&str>) -> bool {
+        csrf::csrf_ok(&self.secrets, headers, presented)
+    }
+
+    /// The sign-in page for `form`, with the username typed before and why
+    /// the last attempt failed.
+    pub(crate) fn login_page(
+        &self,
+        headers: &HeaderMap,
+        form: &LoginForm<'_>,
+        username: &str,
+        error: Option<&str>,
+        status: StatusCode,
+    ) -> Response {
+        let (csrf_token, new_cookie) = self.csrf_token(headers);
+        let view = LoginView {
+            client_label: form.label,
+            action: form.action,
+            csrf_token: &csrf_token,
+            username,
+            error,
+        };
+        let mut page = self.pages.login(&view, form.form_target);
+        *page.status_mut() = status;
+        if let Some(cookie) = new_cookie {
+            page.headers_mut().append(SET_COOKIE, cookie);
+        }
+        page
+    }
+
+    /// True when `presented` is the password of `stored`. An unknown user
+    /// costs the same argon2 check as a known one, so the time taken does
+    /// not tell which usernames exist.
+    pub(crate) async fn check_password(&self, stored: Option<&UserRecord>, presented: &str) -> bool {
+        let phc = stored.map_or_else(|| self.dummy_hash.clone(), |u| u.password_hash.clone());
+        password::verify_blocking(phc, presented.to_owned()).await
+    }
+
+    /// Signs a user in from a sign-in form's `username` and `password`
+    /// (its CSRF token already checked): throttle, password, account state,
+    /// then a new session. A refusal is the sign-in page again.
+    pub(crate) async fn sign_in(
+        &self,
+        headers: &HeaderMap,
+        conn: Option<&ConnectionInfo>,
+        form: &LoginForm<'_>,
+        username: Option<&str>,
+        presented: Option<&str>,
+    ) -> Result<SignedIn, StoreError> {
+        let refuse = |username: &str, message: &str, status: StatusCode| {
+            Ok(SignedIn::No(self.login_page(headers, form, username, Some(message), status)))
+        };
+        let (Some(username), Some(presented)) = (username, presented) else {
+            return refuse("", "Enter your username and password.", StatusCode::BAD_REQUEST);
+        };
+        let ip = client_ip(headers, conn, &self.trusted_proxies);
+        if self.throttle.blocked(username, ip) {
+            tracing::warn!(username, ip = ?ip, "sign-in refused: too many failed attempts");
+            let minutes = self.throttle.window().as_secs().div_ceil(60);
+            let message = format!("Too many failed sign-in attempts. Try again in {minutes} minutes.");
+            return refuse(username, &message, StatusCode::TOO_MANY_REQUESTS);
+        }
+        let stored = self.store.user(username).await?;
+        let matches = self.check_password(stored.as_ref(), presented).await;
+        let user = match stored {
+            Some(user) if matches && !user.disabled => user,
+            Some(user) if matches => {
+                tracing::warn!(username = %user.username, "sign-in refused: the account is disabled");
+                return refuse(username, "This account is disabled.", StatusCode::FORBIDDEN);
+            }
+            _ => {
+                self.throttle.failed(username, ip);
+                tracing::warn!(username, ip = ?ip, "sign-in failed: wrong username or password");
+                return refuse(username, "Wrong username or password.", StatusCode::OK);
+            }
+        };
+        self.throttle.succeeded(username);
+        let now = clock::now();
+        let id = random_token();
+        let record = SessionRecord {
+            id_hash: token_hash(&id),
+            username: user.username.clone(),
+            auth_time: now,
+            expires_at: now
+                .saturating_add(self.scope.idle.map_or(self.session_ttl, |i| i.min(self.session_ttl))),
+        };
+        self.store.add_session(&record).await?;
+        tracing::info!(username = %user.username, "signed in");
+        let cookie = self.set_cookie(self.scope.name, &id, None, self.scope.same_site);
+        Ok(SignedIn::Yes { user, auth_time: now, cookie })
+    }
+
+    /// Handles a posted sign-in form whose page shows nothing else: checks
+    /// its CSRF token, then [`Self::sign_in`]; on success the browser is
+    /// sent back to the form's `action` with a GET.
+    pub(crate) async fn post_form(
+        &self,
+        headers: &HeaderMap,
+        conn: Option<&ConnectionInfo>,
+        body: &[u8],
+        form: &LoginForm<'_>,
+    ) -> Response {
+        let fields: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
+        let field = |name: &str| {
+            fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+        };
+        if !self.csrf_ok(headers, field(CSRF_FIELD)) {
+            return self.pages.error(
+                StatusCode::FORBIDDEN,
+                "Form expired",
+                "The form expired or was not sent from this site. Open the page again.",
+            );
+        }
+        match self.sign_in(headers, conn, form, field("username"), field("password")).await {
+            Ok(SignedIn::Yes { cookie, .. }) => {
+                let mut res = StatusCode::SEE_OTHER.into_response();
+                if let Ok(location) = HeaderValue::from_str(form.action) {
+                    res.headers_mut().insert(LOCATION, location);
+                }
+                res.headers_mut().append(SET_COOKIE, cookie);
+                res
+            }
+            Ok(SignedIn::No(page)) => page,
+            Err(e) => self.failure(&e),
+        }
+    }
+
+    /// The 500 page for a store failure during sign-in (logged, not shown).
+    pub(crate) fn failure(&self, e: &StoreError) -> Response {
+        tracing::error!(error = %e, "sign-in failed");
+        self.pages.error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Server error",
+            "The server could not handle the request. Try again later.",
+        )
+    }
+}
