@@ -1,22 +1,25 @@
 # syntax=docker/dockerfile:1
-# oauth-sidecar container image: release build, small Debian runtime,
-# non-root user, SQLite state in the /data volume.
+# oauth-sidecar container image: release build, small Debian runtime with
+# CA certificates (https issuers and providers), non-root user, SQLite state
+# in the /data volume. The build context is the repository less what
+# .dockerignore leaves out; CI compiles exactly that context
+# (scripts/docker-context.py).
 #
 #   docker build -t oauth-sidecar .
 #   docker run -p 8080:8080 -v sidecar-data:/data -e UPSTREAM=http://app:8000 oauth-sidecar
 
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock rustfmt.toml ./
-COPY src ./src
-COPY migrations ./migrations
-COPY benches ./benches
+COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin oauth-sidecar \
     && cp target/release/oauth-sidecar /usr/local/bin/oauth-sidecar
 
 FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 sidecar \
     && useradd --system --uid 10001 --gid sidecar --home-dir /data --shell /usr/sbin/nologin sidecar \
     && mkdir -p /data /etc/oauth-sidecar \

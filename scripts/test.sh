@@ -149,6 +149,9 @@ for f in config/*.yaml; do
     cargo run --quiet --locked -- check-config "$f" >/dev/null
 done
 
+echo "==> the container image's build context compiles (scripts/docker-context.py)"
+python3 scripts/docker-context.py
+
 echo "==> browser tests (tests/e2e: playwright-core driving /usr/bin/chromium)"
 node_major=$(node -p 'process.versions.node.split(".")[0]')
 if [ "$node_major" -lt 18 ]; then

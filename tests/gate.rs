@@ -119,7 +119,7 @@ async fn missing_token_is_401_with_a_bare_challenge() {
         assert!(!challenge.contains("error="), "no error code without a token: {challenge}");
         assert_eq!(res.headers()["cache-control"], "no-store");
         let body: Value = res.json().await.unwrap();
-        assert!(body.get("error").is_none());
+        assert_eq!(body["error"], "missing_token", "the body names the problem for programs: {body}");
         assert!(body["error_description"].as_str().unwrap().contains("bearer token"));
         assert!(body.get("headers").is_none(), "the upstream was not reached");
     }

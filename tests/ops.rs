@@ -182,3 +182,55 @@ async fn healthcheck_command_reports_a_running_sidecar() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("unhealthy: "));
 }
+
+#[test]
+fn text_logs_written_to_a_pipe_carry_no_colour_codes() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sidecar.yaml");
+    let store = dir.path().join("sidecar.db");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:0\nstore: sqlite://{}\nlog: {{ level: info, format: text }}\n",
+            store.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oauth-sidecar"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let lines: Vec<String> = BufReader::new(stdout).lines().map_while(Result::ok).take(50).collect();
+        let _ = tx.send(lines);
+    });
+    // The first lines up to "listening" are enough; stop the process so the reader ends.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut lines = Vec::new();
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        if std::fs::metadata(&store).is_ok() {
+            std::thread::sleep(Duration::from_millis(500));
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Ok(read) = rx.recv_timeout(Duration::from_secs(10)) {
+        lines = read;
+    }
+    assert!(lines.iter().any(|l| l.contains("listening")), "{lines:?}");
+    for line in &lines {
+        assert!(!line.contains('\u{1b}'), "a colour code in a line written to a pipe: {line:?}");
+    }
+}

@@ -3,7 +3,7 @@
 //!
 //! | refusal | status | `WWW-Authenticate` |
 //! |---|---|---|
-//! | no token | 401 | `Bearer realm="..."` (no error) |
+//! | no token | 401 | `Bearer realm="..."` (no error; the JSON body says `missing_token`) |
 //! | malformed request (two tokens, a query token where none is accepted) | 400 | `error="invalid_request"` |
 //! | bad, expired, revoked, foreign token | 401 | `error="invalid_token"` |
 //! | scopes missing | 403 | `error="insufficient_scope", scope="..."` |
@@ -139,9 +139,9 @@ impl GateError {
     pub fn into_response<B: RefusalBody>(self, realm: &str) -> Response<B> {
         let description = clean(&self.description());
         let mut body = serde_json::Map::new();
-        if let Some(code) = self.code() {
-            body.insert("error".into(), code.into());
-        }
+        // RFC 6750 gives a request without a token no error code in the
+        // challenge; the body still names what is wrong, for programs.
+        body.insert("error".into(), self.code().unwrap_or("missing_token").into());
         body.insert("error_description".into(), description.clone().into());
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let mut res = Response::new(B::from_bytes(Bytes::from(bytes)));
