@@ -31,22 +31,32 @@
 #![deny(unsafe_code)]
 #![deny(unreachable_pub)]
 
+#[cfg(feature = "admin")]
 pub mod admin;
+#[cfg(feature = "sidecar")]
 pub mod cli;
+#[cfg(feature = "client")]
 pub mod client;
 mod clock;
 pub mod config;
 pub mod demo;
+#[cfg(feature = "sidecar")]
 mod dispatch;
+#[cfg(feature = "gate")]
 pub mod gate;
+#[cfg(feature = "sidecar")]
 mod listener;
 pub mod mount;
 pub mod ops;
 pub mod proxy;
+#[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "sidecar")]
 mod sidecar;
 pub mod store;
 pub mod telemetry;
+#[cfg(feature = "web")]
 pub mod web;
 
+#[cfg(feature = "sidecar")]
 pub use sidecar::{Sidecar, StartError, load_config, shutdown_signal};
