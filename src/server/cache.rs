@@ -160,7 +160,7 @@ fn bounded<V: Clone + Send + Sync + 'static>() -> Cache<String, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::SqliteStore;
+    use crate::store::{ServerStore, SqliteStore};
 
     fn consumer(client_id: &str, label: &str) -> ConsumerRecord {
         ConsumerRecord {

@@ -338,6 +338,7 @@ mod tests {
     #[tokio::test]
     async fn sync_creates_updates_and_deletes_only_file_consumers() {
         let dir = tempfile::tempdir().unwrap();
+        use crate::store::{ServerStore, StoreBase};
         let store = crate::store::SqliteStore::open(&dir.path().join("s.db")).await.unwrap();
         let secrets = Secrets::load(&store).await.unwrap();
         let mut by_cli = ConsumerRecord { managed_by_config: false, ..sample_record("cli") };
