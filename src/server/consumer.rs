@@ -28,7 +28,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 
 use super::password;
 use crate::config::server::ConsumerConfig;
-use crate::store::{ConsumerRecord, Store, StoreError};
+use crate::store::{ConsumerRecord, ServerStore, StoreError};
 
 /// Prefix of a stored generated secret.
 pub const HMAC_PREFIX: &str = "hmac-sha256:";
@@ -70,7 +70,7 @@ impl Secrets {
     }
 
     /// Loads the server's HMAC key from the store, creating it on first start.
-    pub async fn load(store: &dyn Store) -> Result<Self, StoreError> {
+    pub async fn load(store: &dyn ServerStore) -> Result<Self, StoreError> {
         let mut fresh = [0u8; 32];
         SystemRandom::new()
             .fill(&mut fresh)
@@ -190,7 +190,7 @@ pub struct SyncReport {
 /// file is kept as its existing hash when it still matches, else hashed anew
 /// with argon2.
 pub async fn sync_consumers(
-    store: &dyn Store,
+    store: &dyn ServerStore,
     secrets: &Secrets,
     consumers: &[ConsumerConfig],
 ) -> Result<SyncReport, SyncError> {

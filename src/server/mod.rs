@@ -54,7 +54,7 @@ use serde_json::{Value, json};
 
 use crate::config::server::{RoleConfig, ServerConfig};
 use crate::config::types::{HttpUrl, TrustedProxy};
-use crate::store::{Store, StoreError, UserRecord};
+use crate::store::{ServerStore, StoreError, UserRecord};
 use consumer::{Secrets, SyncError};
 use key_reload::LiveKeys;
 use keys::{Alg, KeyError, KeyRing};
@@ -84,7 +84,7 @@ pub enum ServerStartError {
 
 /// What the handlers share.
 pub(crate) struct Inner {
-    store: Arc<dyn Store>,
+    store: Arc<dyn ServerStore>,
     /// Consumers and users as the token endpoint reads them.
     cache: cache::DirectoryCache,
     secrets: Secrets,
@@ -131,7 +131,7 @@ impl AuthorizationServer {
     /// in the JWKS after a rotation for the longest access token lifetime).
     /// `trusted_proxies` say whose `X-Forwarded-For` names the client.
     pub async fn start(
-        store: Arc<dyn Store>,
+        store: Arc<dyn ServerStore>,
         config: &ServerConfig,
         public_url: &HttpUrl,
         trusted_proxies: &[TrustedProxy],

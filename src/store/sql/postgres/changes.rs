@@ -4,7 +4,7 @@
 //! never a secret. PostgreSQL delivers it at commit to every session
 //! listening in the database, whoever made the change (a replica, the CLI).
 //!
-//! The first [`Store::changes`](crate::store::StoreBase::changes) call starts a
+//! The first [`StoreBase::changes`](crate::store::StoreBase::changes) call starts a
 //! [`Feed`]: one task holding one connection of its own (outside the
 //! store's pool; application name `oauth-sidecar listener <process id>` in
 //! `pg_stat_activity`, its backend pid logged) that listens and
