@@ -6,7 +6,7 @@
 //! queue on the token's own async lock; the first refreshes, the others find
 //! the fresh token when they get the lock. Across processes sharing the store
 //! (replicas on one PostgreSQL database) the refresher also takes the
-//! token's lease in the store ([`ClientStore::lease_provider_token`](crate::store::ClientStore::lease_provider_token), at most
+//! token's lease in the store ([`ClientStore::lease_provider_token`], at most
 //! [`LEASE_SECS`]); a replica that finds it taken waits for the new token to
 //! appear in the store instead of refreshing with the same refresh token. A refresh the provider refuses
 //! with `invalid_grant` marks the token `needs_reauthorization` (shown by

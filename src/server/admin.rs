@@ -1,4 +1,4 @@
-//! What the `consumer`, `user` and `keys` commands do, on a [`Store`] and
+//! What the `consumer`, `user` and `keys` commands do, on a [`ServerStore`] and
 //! the file's `server:` section; the binary only parses arguments and prints.
 //!
 //! Consumers made here are not config-managed: a start of the sidecar leaves

@@ -235,7 +235,7 @@ fn parse_private(alg: Alg, der: &[u8]) -> Result<Parsed, String> {
 }
 
 /// Generates a new key pair of `alg` as a record ready for
-/// [`ServerStore::add_signing_key`](crate::store::ServerStore::add_signing_key), its `kid` the RFC 7638 thumbprint.
+/// [`ServerStore::add_signing_key`], its `kid` the RFC 7638 thumbprint.
 ///
 /// RSA generation takes a noticeable time (tens to hundreds of
 /// milliseconds); async callers should use [`KeyRing::rotate`], which runs it
