@@ -5,8 +5,10 @@
 //!
 //! - [`config`]: the YAML file: schema, defaults, `${VAR}` and `*_file`
 //!   secrets, validation with `file:line:column` errors.
-//! - [`store`]: the [`store::Store`] trait and its embedded SQLite backend,
-//!   with migrations applied at start.
+//! - [`store`]: role-sized store traits ([`store::GateStore`],
+//!   [`store::ServerStore`], [`store::ClientStore`], ...; [`store::Store`] is
+//!   their union) and one SQL implementation for SQLite (embedded default)
+//!   and PostgreSQL (replicas), with migrations applied at start.
 //! - [`proxy`]: the streaming reverse proxy to the upstream app.
 //! - [`server`]: the authorization server (farmOS model): consumers,
 //!   users and roles, the scope policy, signing keys, the token endpoint,
