@@ -18,7 +18,7 @@ use crate::config::OpsConfig;
 use crate::mount::Mount;
 use crate::store::StoreBase;
 
-pub(crate) use metrics::spawn_upkeep;
+pub use metrics::spawn_upkeep;
 pub use metrics::{Metrics, prometheus};
 pub use observe::{Observe, ObserveFuture, ObserveLayer, X_REQUEST_ID};
 

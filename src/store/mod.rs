@@ -21,16 +21,20 @@
 
 pub mod change;
 mod client_model;
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
 pub mod copy;
 mod migration;
 mod model;
 pub mod roles;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::config::StoreUrl;
+use crate::config::{Loaded, StoreUrl};
 
+pub use crate::config::types::redacted_url;
 pub use change::{StoreChange, StoreChanges};
 pub use client_model::{ClientRegistrationRecord, ClientStateRecord, ProviderTokenRecord};
 pub use migration::Migration;
@@ -40,11 +44,14 @@ pub use model::{
     UserRecord,
 };
 pub use roles::{AdminStore, ClientStore, GateStore, ServerStore, SignInStore, Store, StoreBase};
+#[cfg(feature = "postgres")]
 pub use sql::postgres::{
-    CHANGES_CHANNEL, LISTENER_APPLICATION_NAME, PostgresDialect, PostgresOptions, PostgresStore,
-    migrations as postgres_migrations, redacted_url,
+    CHANGES_CHANNEL, LISTENER_APPLICATION_NAME, PostgresDialect, PostgresStore,
+    migrations as postgres_migrations,
 };
+#[cfg(feature = "sqlite")]
 pub use sql::sqlite::{SqliteDialect, SqliteStore, migrations};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use sql::{Dialect, SqlStore};
 
 /// Why a store operation failed.
@@ -88,17 +95,56 @@ pub fn token_hash(token: &str) -> String {
         .encode(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()))
 }
 
+/// How the PostgreSQL store connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PostgresOptions {
+    /// Connections in the pool at most (`store_pool_size`).
+    pub max_connections: u32,
+    /// How long a query waits for a free connection, or for the server to
+    /// answer a new connection, before it fails.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions { max_connections: 10, acquire_timeout: Duration::from_secs(10) }
+    }
+}
+
+impl PostgresOptions {
+    /// The options a loaded configuration gives: `store_pool_size`
+    /// connections at most.
+    pub fn from_config(loaded: &Loaded) -> Self {
+        PostgresOptions { max_connections: loaded.config.store_pool_size.value, ..Default::default() }
+    }
+}
+
 /// Opens the store a configuration names, applying pending migrations, with
 /// the default pool size; see [`open_with`].
 pub async fn open(url: &StoreUrl) -> Result<Arc<dyn Store>, StoreError> {
     open_with(url, PostgresOptions::default()).await
 }
 
+/// Opens the store a loaded configuration names, with its pool size.
+pub async fn open_for(loaded: &Loaded) -> Result<Arc<dyn Store>, StoreError> {
+    open_with(&loaded.store, PostgresOptions::from_config(loaded)).await
+}
+
 /// Opens the store a configuration names, applying pending migrations; a
-/// PostgreSQL store connects with `options` (SQLite ignores them).
+/// PostgreSQL store connects with `options` (SQLite ignores them). A
+/// database this build was compiled without is refused with a clear error.
 pub async fn open_with(url: &StoreUrl, options: PostgresOptions) -> Result<Arc<dyn Store>, StoreError> {
+    let _ = &options;
     match url {
+        #[cfg(feature = "sqlite")]
         StoreUrl::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path).await?)),
+        #[cfg(feature = "postgres")]
         StoreUrl::Postgres(secret) => Ok(Arc::new(PostgresStore::open(secret.expose(), options).await?)),
+        #[allow(unreachable_patterns)]
+        other => Err(StoreError::Open {
+            location: other.to_string(),
+            reason: "this build of oauth-sidecar has no support for this database (crate features `sqlite`, `postgres`)"
+                .into(),
+        }),
     }
 }

@@ -18,10 +18,12 @@ mod admin;
 mod client;
 mod gate;
 pub(super) mod migrate;
+#[cfg(feature = "postgres")]
 pub(super) mod postgres;
 pub(super) mod rows;
 mod server;
 mod signin;
+#[cfg(feature = "sqlite")]
 pub(super) mod sqlite;
 
 use async_trait::async_trait;
@@ -79,11 +81,13 @@ pub struct SqlStore<D> {
 
 impl<D: Dialect> SqlStore<D> {
     /// The pool for plain reads (for `store copy`).
+    #[cfg(all(feature = "sqlite", feature = "postgres"))]
     pub(super) fn reader_pool(&self) -> &AnyPool {
         &self.readers
     }
 
     /// The pool for writes (for `store copy`).
+    #[cfg(all(feature = "sqlite", feature = "postgres"))]
     pub(super) fn writer_pool(&self) -> &AnyPool {
         &self.writer
     }

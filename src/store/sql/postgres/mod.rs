@@ -14,9 +14,10 @@
 
 mod changes;
 
+use crate::config::types::redacted_url;
+use crate::store::PostgresOptions;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::any::AnyPoolOptions;
@@ -69,22 +70,6 @@ impl Dialect for PostgresDialect {
         if let Some(feed) = feed {
             feed.stop().await;
         }
-    }
-}
-
-/// How the PostgreSQL store connects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PostgresOptions {
-    /// Connections in the pool at most (`store_pool_size`).
-    pub max_connections: u32,
-    /// How long a query waits for a free connection, or for the server to
-    /// answer a new connection, before it fails.
-    pub acquire_timeout: Duration,
-}
-
-impl Default for PostgresOptions {
-    fn default() -> Self {
-        PostgresOptions { max_connections: 10, acquire_timeout: Duration::from_secs(10) }
     }
 }
 
@@ -167,34 +152,6 @@ fn any_url(url: &str) -> Result<url::Url, String> {
         .collect();
     parsed.query_pairs_mut().clear().extend_pairs(pairs).append_pair("application_name", APPLICATION_NAME);
     Ok(parsed)
-}
-
-/// A PostgreSQL URL fit for a log line: the password (in the user info or a
-/// `password` parameter) is replaced by `[redacted]`.
-pub fn redacted_url(url: &str) -> String {
-    let Ok(mut parsed) = url::Url::parse(url) else {
-        return "postgres://[unparsable URL]".into();
-    };
-    if parsed.password().is_some() {
-        let _ = parsed.set_password(Some("[redacted]"));
-    }
-    let pairs: Vec<(String, String)> = parsed
-        .query_pairs()
-        .map(|(k, v)| {
-            let v = if k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword") {
-                "[redacted]".to_owned()
-            } else {
-                v.into_owned()
-            };
-            (k.into_owned(), v)
-        })
-        .collect();
-    if pairs.is_empty() {
-        parsed.set_query(None);
-    } else {
-        parsed.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    parsed.to_string().replace("%5Bredacted%5D", "[redacted]")
 }
 
 /// An error message with the URL, should the driver quote it, made safe.
