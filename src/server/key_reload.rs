@@ -30,7 +30,7 @@
 //! use std::time::Duration;
 //! use oauth_sidecar::server::key_reload::LiveKeys;
 //! use oauth_sidecar::server::keys::{Alg, KeyRing};
-//! use oauth_sidecar::store::{SqliteStore, Store};
+//! use oauth_sidecar::store::{ServerStore, SqliteStore};
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let dir = tempfile::tempdir().unwrap();
