@@ -490,3 +490,21 @@ fn the_admin_pages_need_a_path_of_their_own_and_users_known_permissions() {
     );
     assert!(check("upstream: http://127.0.0.1:9\nadmin:\n  path: /manage/\n").status.success());
 }
+
+#[test]
+fn the_file_may_be_given_with_config_like_every_other_command() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(FILE), "upstream: demo\n").unwrap();
+    let out = sidecar(dir.path()).args(["check-config", "--config", FILE]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with(&format!("{FILE}: ok")), "{}", stdout(&out));
+
+    std::fs::write(dir.path().join(FILE), "listen: nowhere\n").unwrap();
+    let out = sidecar(dir.path()).args(["check-config", "-c", FILE]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains(&format!("{FILE}:1:9: listen: ")), "{}", stderr(&out));
+
+    let out = sidecar(dir.path()).args(["check-config"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "no file at all is a usage error");
+    assert!(stderr(&out).contains("--config FILE"), "{}", stderr(&out));
+}

@@ -71,9 +71,12 @@ enum Command {
     /// Check a configuration file: print what would run, or every error found (exit status 2).
     #[command(after_help = "Example:\n  oauth-sidecar check-config config/sidecar.example.yaml")]
     CheckConfig {
+        /// The YAML configuration file (or --config FILE, as the other commands take it).
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
         /// The YAML configuration file.
-        #[arg(env = "OAUTH_SIDECAR_CONFIG", value_name = "FILE")]
-        file: PathBuf,
+        #[arg(long, short, env = "OAUTH_SIDECAR_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// Exit 0 when the sidecar this configuration describes answers its health endpoint (for container health checks).
     #[command(
@@ -153,7 +156,7 @@ impl Command {
     async fn run(self) -> Lines {
         match self {
             Command::Serve { config } => serve::run(&config).await,
-            Command::CheckConfig { file } => check_config::run(&file),
+            Command::CheckConfig { file, config } => check_config::run(file.or(config)),
             Command::Healthcheck { config } => healthcheck::run(&config).await,
             Command::Consumer { config, command } => consumer::run(&config, command).await,
             Command::User { config, command } => user::run(&config, command).await,
