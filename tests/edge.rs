@@ -124,3 +124,51 @@ async fn connection_cannot_remove_the_identity_headers_the_gate_set() {
     assert!(echo["headers"].get("x-hop").is_none(), "{echo}");
     assert_eq!(echo["headers"]["x-kept"], serde_json::json!(["1"]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confusable_paths_are_refused_and_the_upstream_gets_the_judged_path() {
+    let sidecar = start(GATE).await;
+    for path in [
+        "/open/..;/api/x",
+        "/open/%2e%2e/api/x",
+        "/open/%2e%2E/api/x",
+        "/open/..%2fapi/x",
+        "/open/.;x/../api/x",
+        "/open/%2e%2e;/api/x",
+        "/open/..%5capi/x",
+        "/open/;x/api/x",
+    ] {
+        let (status, echo, response) = send(&sidecar, path, &[]);
+        assert_eq!(status, 400, "{path}: {response}");
+        assert_eq!(echo["error"], "invalid_request", "{path}: {response}");
+        assert!(echo["error_description"].as_str().unwrap().contains("the path has"), "{path}: {response}");
+    }
+    // Parameters do not hide a protected segment.
+    let (status, _, response) = send(&sidecar, "/api;jsessionid=1/x", &[]);
+    assert_eq!(status, 401, "judged as /api/x: {response}");
+    // The upstream gets the canonical path, the one the rules judged.
+    for (path, judged) in
+        [("//open//x", "/open/x"), ("/%6Fpen/x", "/open/x"), ("/open/a;v=1//b/", "/open/a;v=1/b/")]
+    {
+        let (status, echo, response) = send(&sidecar, &format!("{path}?q=1"), &[]);
+        assert_eq!(status, 200, "{path}: {response}");
+        assert_eq!(echo["path"], judged, "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_case_insensitive_judges_any_case_under_the_rule() {
+    let rules = "  default: allow\n  rules:\n    - { path: /api/**, scopes: { any_of: [farm_viewer] } }\n";
+    let sensitive = start(&format!("gate:\n{rules}")).await;
+    let (status, echo, _) = send(&sensitive, "/API/x", &[]);
+    assert_eq!(
+        (status, echo["path"].as_str()),
+        (200, Some("/API/x")),
+        "another path to a case-sensitive upstream"
+    );
+    let insensitive = start(&format!("gate:\n  path_case: insensitive\n{rules}")).await;
+    let (status, _, response) = send(&insensitive, "/API/x", &[]);
+    assert_eq!(status, 401, "{response}");
+    let (status, _, response) = send(&insensitive, "/%41pi/x", &[]);
+    assert_eq!(status, 401, "{response}");
+}

@@ -96,6 +96,7 @@ pub fn configure(gate: &GateConfig, loaded: &Loaded, p: &mut Problems<'_>) -> Op
     let settings = GateSettings {
         rules,
         default: gate.default,
+        path_case: gate.path_case,
         issuers,
         algorithms,
         leeway: gate.leeway.0,
