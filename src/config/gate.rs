@@ -189,6 +189,10 @@ pub struct IntrospectionConfig {
     /// An answer is kept until the token's `exp`, or at most this long.
     #[serde(default = "default_introspection_ttl")]
     pub max_ttl: Duration,
+    /// The `aud` an answer must name when it names one; default:
+    /// `gate.audience`.
+    #[serde(default)]
+    pub audience: Option<String>,
 }
 
 fn default_introspection_ttl() -> Duration {
