@@ -1,5 +1,6 @@
 //! An ordinary axum service protected by the gate's three Tower layers,
-//! trusting a remote issuer's JWKS; no sidecar binary, no YAML.
+//! trusting a remote issuer's JWKS; no sidecar binary, no YAML. It needs
+//! only the `gate` feature (`--no-default-features --features gate`).
 //!
 //! ```sh
 //! # The issuer can be a running oauth-sidecar with a `server:` section.

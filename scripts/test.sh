@@ -135,6 +135,17 @@ cargo fmt --all -- --check
 echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 
+echo "==> the gate alone: default-features = false, features = [\"gate\"]"
+cargo check --locked --no-default-features --features gate
+cargo build --locked --no-default-features --features gate --example axum_service
+# A service using only the gate's layers compiles none of these.
+heavy=$(cargo tree --locked -e normal --no-default-features --features gate --prefix none |
+    grep -E '^(sqlx|argon2|minijinja|chacha20poly1305) ' | sort -u || true)
+if [ -n "$heavy" ]; then
+    echo "the gate alone pulls in: $heavy" >&2
+    exit 1
+fi
+
 echo "==> tests"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --all-targets --locked --no-fail-fast

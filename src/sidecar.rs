@@ -81,7 +81,7 @@ impl Sidecar {
     /// configured, binds the listener and builds the router. When any step
     /// fails, the tasks started so far are aborted and the store is closed.
     pub async fn build(loaded: Loaded) -> Result<Self, StartError> {
-        let store = store::open_with(&loaded.store, loaded.store_options()).await?;
+        let store = store::open_for(&loaded).await?;
         // The one place a failed start closes the store (closing SQLite
         // checkpoints its log, which a drop would not).
         match Self::assemble(loaded, store.clone()).await {
@@ -307,7 +307,7 @@ mod tests {
         std::fs::write(&file, yaml).unwrap();
         let loaded = crate::config::load(&file).unwrap();
         let config = &loaded.config;
-        let store = store::open_with(&loaded.store, loaded.store_options()).await.unwrap();
+        let store = store::open_for(&loaded).await.unwrap();
         let readiness = Readiness {
             store: store.clone(),
             upstream: "127.0.0.1:9".into(),

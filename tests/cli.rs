@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Output;
 
 use common::{Sidecar, cli};
-use oauth_sidecar::store::{SqliteStore, Store};
+use oauth_sidecar::store::{AdminStore, SqliteStore, StoreBase};
 use serde_json::Value;
 
 const SERVER: &str = r#"

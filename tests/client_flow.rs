@@ -20,7 +20,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use oauth_sidecar::store::{SqliteStore, Store};
+use oauth_sidecar::store::{ClientStore, SqliteStore, StoreBase};
 use serde_json::Value;
 
 const TOKEN_KEY: &str = "3q2+7wABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhs=";

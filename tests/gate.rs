@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::Sidecar;
 use gate_common::{claims_of, client_token, reqwest_client};
-use oauth_sidecar::store::{SqliteStore, Store};
+use oauth_sidecar::store::{ServerStore, SqliteStore, StoreBase};
 use serde_json::Value;
 
 const SERVER: &str = r#"

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::Sidecar;
 use gate_common::{client_token, free_port, reqwest_client};
-use oauth_sidecar::store::{SqliteStore, Store};
+use oauth_sidecar::store::{ServerStore, SqliteStore, StoreBase};
 use reqwest::Response;
 use serde_json::Value;
 

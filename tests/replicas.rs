@@ -32,7 +32,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use oauth_sidecar::store::{AuthCodeRecord, PostgresOptions, PostgresStore, Store};
+use oauth_sidecar::store::{AuthCodeRecord, PostgresOptions, PostgresStore, ServerStore, Store, StoreBase};
 use serde_json::Value;
 use sqlx::Connection;
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::browser::{Browser, query};
 use common::{Sidecar, oauth_http as http};
 use oauth_sidecar::server::jwt::AccessClaims;
-use oauth_sidecar::store::{SqliteStore, Store};
+use oauth_sidecar::store::{GateStore, ServerStore, SignInStore, SqliteStore};
 use oauth2::basic::{BasicClient, BasicErrorResponseType};
 use oauth2::{
     AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,

@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::Sidecar;
-use oauth_sidecar::store::{SqliteStore, Store};
+use oauth_sidecar::store::{ServerStore, SignInStore, SqliteStore, StoreBase};
 use oauth2::basic::{BasicClient, BasicErrorResponseType, BasicTokenResponse};
 use oauth2::{
     ClientId, ClientSecret, EndpointNotSet, EndpointSet, HttpRequest, HttpResponse, RefreshToken,

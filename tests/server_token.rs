@@ -10,7 +10,7 @@ use common::{Sidecar, oauth_http as http};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use oauth_sidecar::server::jwt::AccessClaims;
-use oauth_sidecar::store::{SqliteStore, Store};
+use oauth_sidecar::store::{ServerStore, SignInStore, SqliteStore, StoreBase};
 use oauth2::basic::{BasicClient, BasicErrorResponseType};
 use oauth2::{
     AuthType, ClientId, ClientSecret, EndpointNotSet, EndpointSet, RefreshToken, RequestTokenError,

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use oauth_sidecar::store::{Migration, SqliteStore, Store, StoreError, migrations};
+use oauth_sidecar::store::{Migration, SqliteStore, StoreBase, StoreError, migrations};
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use common::stores::fresh_database;
-use oauth_sidecar::store::{ProviderTokenRecord, SqliteStore, Store};
+use oauth_sidecar::store::{ClientStore, ProviderTokenRecord, SqliteStore, Store, StoreBase};
 use serde_json::Value;
 
 const TOKEN_KEY: &str = "3q2+7wABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhs=";

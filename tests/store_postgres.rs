@@ -12,8 +12,8 @@ use std::time::Duration;
 use common::stores::fresh_database;
 use oauth_sidecar::server::keys::{Alg, generate_record};
 use oauth_sidecar::store::{
-    ClientRegistrationRecord, ConsumerRecord, PostgresOptions, PostgresStore, ProviderTokenRecord, Store,
-    StoreChange, StoreChanges, UserRecord,
+    ClientRegistrationRecord, ClientStore, ConsumerRecord, PostgresOptions, PostgresStore,
+    ProviderTokenRecord, ServerStore, StoreBase, StoreChange, StoreChanges, UserRecord,
 };
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;

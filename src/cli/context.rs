@@ -44,7 +44,7 @@ pub(crate) async fn with_store<T>(
     loaded: &Loaded,
     run: impl AsyncFnOnce(Arc<dyn Store>) -> Result<T, CliError>,
 ) -> Result<T, CliError> {
-    let store = crate::store::open_with(&loaded.store, loaded.store_options()).await?;
+    let store = crate::store::open_for(loaded).await?;
     let out = run(store.clone()).await;
     store.close().await;
     out

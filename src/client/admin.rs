@@ -54,7 +54,7 @@ pub async fn client_list(tokens: &Tokens) -> Result<Vec<String>, ClientError> {
 /// `token list`: one line per token, no secrets.
 pub async fn token_list(
     tokens: &Tokens,
-    store: &dyn crate::store::Store,
+    store: &dyn crate::store::ClientStore,
 ) -> Result<Vec<String>, ClientError> {
     let now = now();
     let mut out = vec!["id\tclient\ttag\tgrant\towner\texpires\tstatus".to_owned()];
@@ -97,7 +97,7 @@ fn decode_jwt(token: &str) -> Option<(Value, Value)> {
 /// header and claims, marked unverified.
 pub async fn token_inspect(
     tokens: &Tokens,
-    store: &dyn crate::store::Store,
+    store: &dyn crate::store::ClientStore,
     id: i64,
 ) -> Result<Vec<String>, ClientError> {
     let t = store.provider_token(id).await?.ok_or_else(|| ClientError::NotFound(format!("no token {id}")))?;
@@ -134,7 +134,7 @@ pub fn inspect(tokens: &Tokens, t: &crate::store::ProviderTokenRecord) -> Result
 /// deletes. Returns what was done.
 pub async fn token_delete(
     tokens: &Tokens,
-    store: &dyn crate::store::Store,
+    store: &dyn crate::store::ClientStore,
     id: i64,
 ) -> Result<Vec<String>, ClientError> {
     let t = store.provider_token(id).await?.ok_or_else(|| ClientError::NotFound(format!("no token {id}")))?;
@@ -145,7 +145,7 @@ pub async fn token_delete(
 /// returns what was done.
 pub async fn delete(
     tokens: &Tokens,
-    store: &dyn crate::store::Store,
+    store: &dyn crate::store::ClientStore,
     t: &crate::store::ProviderTokenRecord,
 ) -> Result<Vec<String>, ClientError> {
     let id = t.id;
@@ -245,7 +245,7 @@ pub async fn token_fetch(
 /// `token refresh ID`: refreshes now.
 pub async fn token_refresh(
     tokens: &Tokens,
-    store: &dyn crate::store::Store,
+    store: &dyn crate::store::ClientStore,
     id: i64,
 ) -> Result<Vec<String>, ClientError> {
     let t = store.provider_token(id).await?.ok_or_else(|| ClientError::NotFound(format!("no token {id}")))?;

@@ -10,7 +10,7 @@
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
-use crate::store::{Store, StoreError};
+use crate::store::{ClientStore, StoreError};
 
 const NONCE_LEN: usize = 24;
 const CHECK_KEY: &str = "client_token_key_check";
@@ -53,7 +53,7 @@ impl TokenCipher {
 
     /// A cipher whose key is checked against the store's check value
     /// (stored now when the store has none).
-    pub async fn open(key: &[u8; 32], store: &dyn Store) -> Result<Self, CryptoError> {
+    pub async fn open(key: &[u8; 32], store: &dyn ClientStore) -> Result<Self, CryptoError> {
         let cipher = TokenCipher::new(key);
         let check = cipher.seal(CHECK_KEY, CHECK_TEXT);
         let stored = store.meta_get_or_insert(CHECK_KEY, &check).await?;

@@ -33,7 +33,7 @@ pub use tokens::{LiveToken, TokenError, Tokens};
 
 use crate::config::Loaded;
 use crate::mount::{Mount, Task};
-use crate::store::{Store, StoreError};
+use crate::store::{ClientStore, Store, StoreError};
 use crate::web::cookie::CookieScope;
 use crate::web::signin::{SignIn, SignInError};
 use crypto::{CryptoError, TokenCipher};
@@ -99,7 +99,10 @@ fn local_issuer(loaded: &Loaded) -> String {
 
 /// Opens the token store of a configuration: checks the key against the
 /// store, builds the registry and the provider HTTP client.
-pub async fn open_tokens(loaded: &Loaded, store: Arc<dyn Store>) -> Result<Arc<Tokens>, ClientStartError> {
+pub async fn open_tokens(
+    loaded: &Loaded,
+    store: Arc<dyn ClientStore>,
+) -> Result<Arc<Tokens>, ClientStartError> {
     let Some(config) = &loaded.config.client else {
         return Err(ClientStartError::Config("the configuration has no `client:` section".into()));
     };
@@ -117,7 +120,7 @@ pub async fn open_tokens(loaded: &Loaded, store: Arc<dyn Store>) -> Result<Arc<T
 
 /// What the handlers share.
 pub(crate) struct Inner {
-    store: Arc<dyn Store>,
+    store: Arc<dyn ClientStore>,
     tokens: Arc<Tokens>,
     signin: SignIn,
     redirect_url: String,

@@ -11,7 +11,7 @@ use super::protocol::Credentials;
 use super::provider::{self, Provider};
 use crate::config::Secret;
 use crate::config::client::{ClientConfig, ClientSecrets, ProviderConfig};
-use crate::store::{ClientRegistrationRecord, Store};
+use crate::store::{ClientRegistrationRecord, ClientStore};
 
 /// A client registration, resolved against its provider.
 #[derive(Debug, Clone)]
@@ -37,7 +37,7 @@ pub struct Registry {
     providers: Vec<ProviderConfig>,
     local_issuer: String,
     from_file: Vec<Registration>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn ClientStore>,
     cipher: TokenCipher,
 }
 
@@ -58,7 +58,7 @@ impl Registry {
         config: &ClientConfig,
         secrets: &ClientSecrets,
         local_issuer: &str,
-        store: Arc<dyn Store>,
+        store: Arc<dyn ClientStore>,
         cipher: TokenCipher,
     ) -> Self {
         let from_file = config

@@ -6,7 +6,7 @@
 //! queue on the token's own async lock; the first refreshes, the others find
 //! the fresh token when they get the lock. Across processes sharing the store
 //! (replicas on one PostgreSQL database) the refresher also takes the
-//! token's lease in the store ([`Store::lease_provider_token`], at most
+//! token's lease in the store ([`ClientStore::lease_provider_token`], at most
 //! [`LEASE_SECS`]); a replica that finds it taken waits for the new token to
 //! appear in the store instead of refreshing with the same refresh token. A refresh the provider refuses
 //! with `invalid_grant` marks the token `needs_reauthorization` (shown by
@@ -26,7 +26,7 @@ use super::protocol::{Grant, Http, Owner};
 use super::registry::Registry;
 use crate::clock::now;
 use crate::config::Secret;
-use crate::store::{ProviderTokenRecord, Store, StoreError};
+use crate::store::{ClientStore, ProviderTokenRecord, StoreError};
 
 /// How long a refresh lease lasts at most, in seconds: a replica that died
 /// while refreshing blocks the token no longer than this.
@@ -136,7 +136,7 @@ struct Backoff {
 
 /// The token store in use (see the module docs).
 pub struct Tokens {
-    store: Arc<dyn Store>,
+    store: Arc<dyn ClientStore>,
     cipher: TokenCipher,
     http: Http,
     registry: Arc<Registry>,
@@ -173,7 +173,7 @@ pub struct NewToken<'a> {
 impl Tokens {
     /// A token store over `store`, encrypting with `cipher`.
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn ClientStore>,
         cipher: TokenCipher,
         http: Http,
         registry: Arc<Registry>,

@@ -142,16 +142,6 @@ pub struct Loaded {
     pub client: client::ClientSecrets,
 }
 
-impl Loaded {
-    /// How a PostgreSQL store connects: `store_pool_size` connections at most.
-    pub fn store_options(&self) -> crate::store::PostgresOptions {
-        crate::store::PostgresOptions {
-            max_connections: self.config.store_pool_size.value,
-            ..Default::default()
-        }
-    }
-}
-
 /// Reads and checks a configuration file: its syntax, types and the checks
 /// that need no role. The roles' own conversions run in
 /// [`crate::load_config`], which is what the binary uses.

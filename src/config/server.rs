@@ -9,6 +9,14 @@ use serde::Deserialize;
 use super::Secret;
 use super::types::{At, Duration, HttpUrl};
 
+/// The admin permission for everything on the admin pages and API except
+/// provider secrets.
+pub const ADMINISTER_OAUTH: &str = "administer oauth";
+/// The admin permission to see raw provider tokens and new client secrets.
+pub const MANAGE_SECRETS: &str = "manage oauth client secrets";
+/// Every admin permission, in the order the pages show them.
+pub const PERMISSIONS: [&str; 2] = [ADMINISTER_OAUTH, MANAGE_SECRETS];
+
 /// Grant types a consumer may list in `grant_types`.
 pub const GRANT_TYPES: [&str; 4] = ["authorization_code", "refresh_token", "client_credentials", "password"];
 
@@ -325,7 +333,7 @@ pub(super) fn validate(server: &mut ServerConfig, p: &mut super::validate::Probl
             }
         }
         for permission in &u.permissions {
-            if !crate::store::PERMISSIONS.contains(&permission.value.as_str()) {
+            if !PERMISSIONS.contains(&permission.value.as_str()) {
                 p.error(
                     permission.location,
                     &at("permissions"),

@@ -270,7 +270,7 @@ impl fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreUrl::Sqlite(p) => write!(f, "sqlite://{}", p.display()),
-            StoreUrl::Postgres(url) => f.write_str(&crate::store::redacted_url(url.expose())),
+            StoreUrl::Postgres(url) => f.write_str(&redacted_url(url.expose())),
         }
     }
 }
@@ -312,6 +312,34 @@ impl RoutePath {
     pub fn new(s: &str) -> Self {
         RoutePath(s.to_owned())
     }
+}
+
+/// A PostgreSQL URL fit for a log line: the password (in the user info or a
+/// `password` parameter) is replaced by `[redacted]`.
+pub fn redacted_url(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return "postgres://[unparsable URL]".into();
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("[redacted]"));
+    }
+    let pairs: Vec<(String, String)> = parsed
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword") {
+                "[redacted]".to_owned()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    if pairs.is_empty() {
+        parsed.set_query(None);
+    } else {
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string().replace("%5Bredacted%5D", "[redacted]")
 }
 
 #[cfg(test)]

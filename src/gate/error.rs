@@ -198,7 +198,7 @@ mod tests {
         let (status, headers, body) = render(GateError::MissingToken).await;
         assert_eq!(status, 401);
         assert_eq!(headers["www-authenticate"], "Bearer realm=\"r\"");
-        assert!(body.get("error").is_none());
+        assert_eq!(body["error"], "missing_token", "the body names the problem; the challenge does not");
         assert_eq!(headers["cache-control"], "no-store");
 
         let (status, headers, body) =

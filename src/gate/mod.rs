@@ -145,7 +145,7 @@ pub fn local_issuer(
     issuer: &str,
     audience: &str,
     jwks: impl Fn() -> serde_json::Value + Send + Sync + 'static,
-    store: Arc<dyn crate::store::Store>,
+    store: Arc<dyn crate::store::GateStore>,
 ) -> IssuerSettings {
     let mut settings =
         IssuerSettings::new(issuer, audience).in_process(jwks).revocation(Arc::new(StoreRevocations(store)));

@@ -25,7 +25,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-use crate::store::{Store, StoreChange, StoreChanges, StoreError, change};
+use crate::store::{GateStore, StoreChange, StoreChanges, StoreError, change};
 
 /// A normalised browser origin: `scheme://host[:port]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -176,21 +176,21 @@ impl OriginIndex {
     }
 
     /// Rebuilds the index from the store's consumers.
-    pub async fn refresh_from(&self, store: &dyn Store) -> Result<(), StoreError> {
+    pub async fn refresh_from(&self, store: &dyn GateStore) -> Result<(), StoreError> {
         let consumers = store.consumers().await?;
         self.replace(consumers.into_iter().map(|c| (c.client_id, c.allowed_origins)));
         Ok(())
     }
 
     /// Refreshes from `store` every `interval`, and at once when `changes`
-    /// (the store's announcements, see [`Store::changes`]) tell of a
+    /// (the store's announcements, see [`StoreBase::changes`](crate::store::StoreBase::changes)) tell of a
     /// consumer change, until the task is aborted; a failed refresh keeps
     /// the previous index. Subscribe before the first
     /// [`OriginIndex::refresh_from`], so no change falls between the two.
     /// Needs a Tokio runtime.
     pub fn spawn_refresh(
         &self,
-        store: Arc<dyn Store>,
+        store: Arc<dyn GateStore>,
         interval: std::time::Duration,
         mut changes: Option<StoreChanges>,
     ) -> tokio::task::JoinHandle<()> {

@@ -48,7 +48,7 @@ use super::introspect::Introspector;
 use super::jwk::JwsAlg;
 use super::jwks::{IssuerKeys, KeyLookup};
 use crate::clock;
-use crate::store::{Store, StoreChange};
+use crate::store::{GateStore, StoreChange};
 
 /// After this long, a revocation lookup one request took on is taken over
 /// by the next request.
@@ -71,7 +71,7 @@ pub trait RevocationList: Send + Sync + 'static {
 
 /// The store's access-token revocation list, which the local authorization
 /// server writes (shared by every replica on a shared store).
-pub struct StoreRevocations(pub Arc<dyn Store>);
+pub struct StoreRevocations(pub Arc<dyn GateStore>);
 
 #[async_trait]
 impl RevocationList for StoreRevocations {

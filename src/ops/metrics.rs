@@ -135,7 +135,7 @@ impl Metrics {
 
 /// Drains histogram samples into buckets every few seconds, so memory stays
 /// flat between scrapes. Runs until aborted.
-pub(crate) fn spawn_upkeep() -> Option<tokio::task::JoinHandle<()>> {
+pub fn spawn_upkeep() -> Option<tokio::task::JoinHandle<()>> {
     let handle = prometheus()?.clone();
     Some(tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));

@@ -16,9 +16,9 @@ use axum::routing::get;
 
 use crate::config::OpsConfig;
 use crate::mount::Mount;
-use crate::store::Store;
+use crate::store::StoreBase;
 
-pub(crate) use metrics::spawn_upkeep;
+pub use metrics::spawn_upkeep;
 pub use metrics::{Metrics, prometheus};
 pub use observe::{Observe, ObserveFuture, ObserveLayer, X_REQUEST_ID};
 
@@ -26,7 +26,7 @@ pub use observe::{Observe, ObserveFuture, ObserveLayer, X_REQUEST_ID};
 #[derive(Clone)]
 pub struct Readiness {
     /// The store; pinged on every check.
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn StoreBase>,
     /// `host:port` of the upstream; a TCP connection is opened and closed.
     pub upstream: String,
     /// Time allowed for each check.

@@ -1,4 +1,4 @@
-//! What the `consumer`, `user` and `keys` commands do, on a [`Store`] and
+//! What the `consumer`, `user` and `keys` commands do, on a [`ServerStore`] and
 //! the file's `server:` section; the CLI (`crate::cli`) only parses arguments and prints.
 //!
 //! Consumers made here are not config-managed: a start of the sidecar leaves
@@ -23,7 +23,7 @@ use super::keys::{Alg, KeyError, KeyRing};
 use crate::clock;
 use crate::config::Secret;
 use crate::config::server::{GRANT_TYPES, ServerConfig, check_redirect_uri};
-use crate::store::{ADMINISTER_OAUTH, ConsumerRecord, PERMISSIONS, Store, StoreError, UserRecord};
+use crate::store::{ADMINISTER_OAUTH, ConsumerRecord, PERMISSIONS, ServerStore, StoreError, UserRecord};
 use crate::web::password;
 use crate::web::secrets::{HMAC_PREFIX, Secrets};
 
@@ -170,7 +170,7 @@ pub struct CreatedConsumer {
 /// Creates a consumer. `client_id` defaults to a UUID v4; the default grant
 /// types are `authorization_code` and `refresh_token`, as in the file.
 pub async fn create_consumer(
-    store: &dyn Store,
+    store: &dyn ServerStore,
     server: &ServerConfig,
     client_id: Option<String>,
     spec: &ConsumerSpec,
@@ -219,7 +219,7 @@ pub async fn create_consumer(
 /// Changes a CLI-made consumer; with `new_secret`, generates a new secret
 /// (returned once) that replaces the old one.
 pub async fn update_consumer(
-    store: &dyn Store,
+    store: &dyn ServerStore,
     server: &ServerConfig,
     client_id: &str,
     spec: &ConsumerSpec,
@@ -242,13 +242,13 @@ pub async fn update_consumer(
 }
 
 /// Deletes a CLI-made consumer and its tokens.
-pub async fn delete_consumer(store: &dyn Store, client_id: &str) -> Result<(), AdminError> {
+pub async fn delete_consumer(store: &dyn ServerStore, client_id: &str) -> Result<(), AdminError> {
     editable(store, client_id).await?;
     store.delete_consumer(client_id).await?;
     Ok(())
 }
 
-async fn editable(store: &dyn Store, client_id: &str) -> Result<ConsumerRecord, AdminError> {
+async fn editable(store: &dyn ServerStore, client_id: &str) -> Result<ConsumerRecord, AdminError> {
     let consumer = show_consumer(store, client_id).await?.0;
     if consumer.managed_by_config {
         return Err(AdminError::ConfigManaged(consumer.client_id));
@@ -261,7 +261,7 @@ async fn editable(store: &dyn Store, client_id: &str) -> Result<ConsumerRecord, 
 pub struct ConsumerView(pub ConsumerRecord);
 
 /// The consumer with this `client_id`.
-pub async fn show_consumer(store: &dyn Store, client_id: &str) -> Result<ConsumerView, AdminError> {
+pub async fn show_consumer(store: &dyn ServerStore, client_id: &str) -> Result<ConsumerView, AdminError> {
     match store.consumer(client_id).await? {
         Some(c) => Ok(ConsumerView(c)),
         None => Err(AdminError::NotFound(format!("no consumer {client_id:?}"))),
@@ -269,7 +269,7 @@ pub async fn show_consumer(store: &dyn Store, client_id: &str) -> Result<Consume
 }
 
 /// Every consumer, by `client_id`.
-pub async fn list_consumers(store: &dyn Store) -> Result<Vec<ConsumerView>, AdminError> {
+pub async fn list_consumers(store: &dyn ServerStore) -> Result<Vec<ConsumerView>, AdminError> {
     Ok(store.consumers().await?.into_iter().map(ConsumerView).collect())
 }
 
@@ -342,7 +342,7 @@ async fn hash(password: &Secret) -> Result<String, AdminError> {
 
 /// Adds a user; refuses an existing username.
 pub async fn add_user(
-    store: &dyn Store,
+    store: &dyn ServerStore,
     server: &ServerConfig,
     username: &str,
     password: &Secret,
@@ -386,7 +386,7 @@ pub fn check_permissions(permissions: &[String]) -> Result<(), AdminError> {
     }
 }
 
-async fn user(store: &dyn Store, username: &str) -> Result<UserRecord, AdminError> {
+async fn user(store: &dyn ServerStore, username: &str) -> Result<UserRecord, AdminError> {
     store.user(username).await?.ok_or_else(|| AdminError::NotFound(format!("no user {username:?}")))
 }
 
@@ -406,7 +406,7 @@ pub struct UserChange {
 /// Applies `change` to a user in one write; nothing is written when a role
 /// or permission is unknown. `server` is read only for `change.roles`.
 pub async fn change_user(
-    store: &dyn Store,
+    store: &dyn ServerStore,
     server: &ServerConfig,
     username: &str,
     change: UserChange,
@@ -435,7 +435,7 @@ pub async fn change_user(
 }
 
 /// Every user as one line: `username  roles  flags` (never the hash).
-pub async fn list_users(store: &dyn Store) -> Result<Vec<String>, AdminError> {
+pub async fn list_users(store: &dyn ServerStore) -> Result<Vec<String>, AdminError> {
     Ok(store
         .users()
         .await?
@@ -459,7 +459,7 @@ pub async fn list_users(store: &dyn Store) -> Result<Vec<String>, AdminError> {
 /// Adds a signing key of `alg` (`EdDSA` or `RS256`); returns its `kid`. A
 /// running sidecar signs with it once it reloads its keys (within
 /// `server.keys_reload_interval`, see [`super::key_reload`]).
-pub async fn rotate_key(store: &dyn Store, alg: &str) -> Result<String, AdminError> {
+pub async fn rotate_key(store: &dyn ServerStore, alg: &str) -> Result<String, AdminError> {
     let alg: Alg = alg.parse().map_err(|e: super::keys::UnknownAlg| AdminError::Usage(e.to_string()))?;
     Ok(KeyRing::rotate(store, alg).await?)
 }
@@ -467,7 +467,7 @@ pub async fn rotate_key(store: &dyn Store, alg: &str) -> Result<String, AdminErr
 /// Every signing key as one line: `kid  alg  created  state`, where state is
 /// `active`, `published` (verifying tokens signed before a rotation) or
 /// `retired`.
-pub async fn list_keys(store: &dyn Store, server: &ServerConfig) -> Result<Vec<String>, AdminError> {
+pub async fn list_keys(store: &dyn ServerStore, server: &ServerConfig) -> Result<Vec<String>, AdminError> {
     let ring = KeyRing::load(store, Duration::from_secs(longest_ttl(server))).await?;
     let now = clock::now();
     Ok(ring

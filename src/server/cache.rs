@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use moka::sync::Cache;
 
-use crate::store::{ConsumerRecord, Store, StoreChange, StoreChanges, StoreError, UserRecord};
+use crate::store::{ConsumerRecord, ServerStore, StoreChange, StoreChanges, StoreError, UserRecord};
 
 /// How long a record read from the store is used before it is read again:
 /// about the most a change made by the CLI can take to reach the token
@@ -87,7 +87,7 @@ impl DirectoryCache {
 
     /// [`DirectoryCache::new`], following the store's announcements when
     /// it makes them. Needs a Tokio runtime.
-    pub(crate) fn following(store: &dyn Store) -> Self {
+    pub(crate) fn following(store: &dyn ServerStore) -> Self {
         let cache = Self::new();
         if let Some(changes) = store.changes() {
             cache.spawn_follow(changes);
@@ -111,7 +111,7 @@ impl DirectoryCache {
     /// else from the store.
     pub(crate) async fn consumer(
         &self,
-        store: &dyn Store,
+        store: &dyn ServerStore,
         client_id: &str,
     ) -> Result<Option<ConsumerRecord>, StoreError> {
         match self.records.consumers.get(client_id) {
@@ -123,7 +123,7 @@ impl DirectoryCache {
     /// The consumer from the store, replacing (or dropping) the cached copy.
     pub(crate) async fn reload_consumer(
         &self,
-        store: &dyn Store,
+        store: &dyn ServerStore,
         client_id: &str,
     ) -> Result<Option<ConsumerRecord>, StoreError> {
         let found = store.consumer(client_id).await?;
@@ -138,7 +138,7 @@ impl DirectoryCache {
     /// from the store.
     pub(crate) async fn user(
         &self,
-        store: &dyn Store,
+        store: &dyn ServerStore,
         username: &str,
     ) -> Result<Option<UserRecord>, StoreError> {
         if let Some(hit) = self.records.users.get(username) {
@@ -160,7 +160,7 @@ fn bounded<V: Clone + Send + Sync + 'static>() -> Cache<String, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::SqliteStore;
+    use crate::store::{ServerStore, SqliteStore};
 
     fn consumer(client_id: &str, label: &str) -> ConsumerRecord {
         ConsumerRecord {

@@ -12,7 +12,7 @@
 //! (farmOS semantics, for self-hosted servers that cannot share a secret).
 
 use crate::config::server::ConsumerConfig;
-use crate::store::{ConsumerRecord, Store, StoreError};
+use crate::store::{ConsumerRecord, ServerStore, StoreError};
 use crate::web::password;
 use crate::web::secrets::Secrets;
 
@@ -65,7 +65,7 @@ pub struct SyncReport {
 /// file is kept as its existing hash when it still matches, else hashed anew
 /// with argon2.
 pub async fn sync_consumers(
-    store: &dyn Store,
+    store: &dyn ServerStore,
     secrets: &Secrets,
     consumers: &[ConsumerConfig],
 ) -> Result<SyncReport, SyncError> {
@@ -189,6 +189,7 @@ mod tests {
     #[tokio::test]
     async fn sync_creates_updates_and_deletes_only_file_consumers() {
         let dir = tempfile::tempdir().unwrap();
+        use crate::store::{ServerStore, StoreBase};
         let store = crate::store::SqliteStore::open(&dir.path().join("s.db")).await.unwrap();
         let secrets = Secrets::load(&store).await.unwrap();
         let mut by_cli = ConsumerRecord { managed_by_config: false, ..sample_record("cli") };

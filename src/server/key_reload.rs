@@ -34,7 +34,7 @@
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let dir = tempfile::tempdir().unwrap();
-//! let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).await.unwrap());
+//! let store: Arc<dyn ServerStore> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).await.unwrap());
 //! let ring = KeyRing::load_or_create(store.as_ref(), &[Alg::EdDSA], Duration::from_secs(3600)).await.unwrap();
 //! let keys = LiveKeys::new(store.clone(), ring);
 //! let before = keys.current().active(Alg::EdDSA).unwrap().kid().to_owned();
@@ -55,7 +55,7 @@ use tokio::time::Instant;
 
 use super::jwt::{self, Expect, JwtError};
 use super::keys::{KeyError, KeyRing};
-use crate::store::{Store, StoreChange, change};
+use crate::store::{ServerStore, StoreChange, change};
 
 /// The least time between two reloads caused by unknown `kid`s.
 pub const UNKNOWN_KID_RELOAD_MIN: Duration = Duration::from_secs(5);
@@ -63,7 +63,7 @@ pub const UNKNOWN_KID_RELOAD_MIN: Duration = Duration::from_secs(5);
 /// The current key ring and how to reload it (see the module docs).
 pub struct LiveKeys {
     ring: RwLock<Arc<KeyRing>>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn ServerStore>,
     /// When an unknown `kid` last caused a reload; held across that reload,
     /// so that requests arriving meanwhile wait for it instead of failing.
     unknown_kid_reload: tokio::sync::Mutex<Option<Instant>>,
@@ -78,7 +78,7 @@ impl std::fmt::Debug for LiveKeys {
 impl LiveKeys {
     /// Starts from `ring` (as loaded at start); reloads read `store` and keep
     /// the ring's retention.
-    pub fn new(store: Arc<dyn Store>, ring: KeyRing) -> Self {
+    pub fn new(store: Arc<dyn ServerStore>, ring: KeyRing) -> Self {
         LiveKeys {
             ring: RwLock::new(Arc::new(ring)),
             store,
@@ -213,9 +213,10 @@ mod tests {
         }
     }
 
-    async fn live() -> (LiveKeys, Arc<dyn Store>, tempfile::TempDir) {
+    async fn live() -> (LiveKeys, Arc<dyn ServerStore>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).await.unwrap());
+        let store: Arc<dyn ServerStore> =
+            Arc::new(SqliteStore::open(&dir.path().join("s.db")).await.unwrap());
         let ring =
             KeyRing::load_or_create(store.as_ref(), &[Alg::EdDSA], Duration::from_secs(3600)).await.unwrap();
         (LiveKeys::new(store.clone(), ring), store, dir)

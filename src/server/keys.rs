@@ -52,7 +52,7 @@ use rsa::pkcs8::EncodePrivateKey;
 use serde_json::{Value, json};
 
 use crate::clock;
-use crate::store::{SigningKeyRecord, Store, StoreError};
+use crate::store::{ServerStore, SigningKeyRecord, StoreError};
 
 /// Size of generated RSA keys, in bits.
 pub const RSA_BITS: usize = 2048;
@@ -231,7 +231,7 @@ fn parse_private(alg: Alg, der: &[u8]) -> Result<Parsed, String> {
 }
 
 /// Generates a new key pair of `alg` as a record ready for
-/// [`Store::add_signing_key`], its `kid` the RFC 7638 thumbprint.
+/// [`ServerStore::add_signing_key`], its `kid` the RFC 7638 thumbprint.
 ///
 /// RSA generation takes a noticeable time (tens to hundreds of
 /// milliseconds); async callers should use [`KeyRing::rotate`], which runs it
@@ -398,14 +398,14 @@ impl KeyRing {
     }
 
     /// Loads every stored key.
-    pub async fn load(store: &dyn Store, retention: Duration) -> Result<Self, KeyError> {
+    pub async fn load(store: &dyn ServerStore, retention: Duration) -> Result<Self, KeyError> {
         Self::from_records(store.signing_keys().await?, retention)
     }
 
     /// Loads every stored key, first creating one for each algorithm in `algs`
     /// that has none (first start, or an algorithm newly configured).
     pub async fn load_or_create(
-        store: &dyn Store,
+        store: &dyn ServerStore,
         algs: &[Alg],
         retention: Duration,
     ) -> Result<Self, KeyError> {
@@ -429,7 +429,7 @@ impl KeyRing {
     /// Adds a new key of `alg` to the store and returns its `kid`. It becomes
     /// the active key for `alg` when a ring is next loaded; the previous one
     /// keeps verifying for the retention.
-    pub async fn rotate(store: &dyn Store, alg: Alg) -> Result<String, KeyError> {
+    pub async fn rotate(store: &dyn ServerStore, alg: Alg) -> Result<String, KeyError> {
         let record = generate_blocking(alg, clock::now()).await?;
         store.add_signing_key(&record).await?;
         Ok(record.kid)

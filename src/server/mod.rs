@@ -53,7 +53,7 @@ use serde_json::{Value, json};
 use crate::config::server::{RoleConfig, ServerConfig};
 use crate::config::types::{HttpUrl, TrustedProxy};
 use crate::mount::Mount;
-use crate::store::{Store, StoreError, UserRecord};
+use crate::store::{ServerStore, StoreError, UserRecord};
 use crate::web::cookie::CookieScope;
 use crate::web::pages::TemplateError;
 use crate::web::password;
@@ -98,7 +98,7 @@ impl From<SignInError> for ServerStartError {
 
 /// What the handlers share.
 pub(crate) struct Inner {
-    store: Arc<dyn Store>,
+    store: Arc<dyn ServerStore>,
     /// Consumers and users as the token endpoint reads them.
     cache: cache::DirectoryCache,
     secrets: Secrets,
@@ -139,7 +139,7 @@ impl AuthorizationServer {
     /// in the JWKS after a rotation for the longest access token lifetime).
     /// `trusted_proxies` say whose `X-Forwarded-For` names the client.
     pub async fn start(
-        store: Arc<dyn Store>,
+        store: Arc<dyn ServerStore>,
         config: &ServerConfig,
         public_url: &HttpUrl,
         trusted_proxies: &[TrustedProxy],

@@ -3,7 +3,7 @@
 //! instead of at their next periodic re-read.
 //!
 //! A backend that can announce (PostgreSQL, with LISTEN/NOTIFY) hands out
-//! subscriptions through [`Store::changes`](super::Store::changes); each is
+//! subscriptions through [`StoreBase::changes`](super::StoreBase::changes); each is
 //! a [`StoreChanges`], a queue of [`StoreChange`]s. The announcements are a
 //! hint that makes caches quicker, never the only way they learn: every
 //! cache keeps its periodic re-read as the fallback for announcements that

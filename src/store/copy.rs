@@ -11,12 +11,12 @@
 
 use std::path::Path;
 
-use sqlx::Row;
-use sqlx::postgres::PgArguments;
+use sqlx::any::AnyArguments;
 use sqlx::query::Query;
-use sqlx::{AssertSqlSafe, Postgres};
+use sqlx::{Any, AssertSqlSafe, Row};
 
-use super::{PostgresOptions, PostgresStore, SqliteStore, StoreError};
+use super::sql::rows::opt_flag;
+use super::{PostgresOptions, PostgresStore, SqliteStore, StoreBase, StoreError};
 
 /// Tables copied, in an order that keeps related rows together;
 /// `sidecar_meta` (facts about the store itself) stays the target's own.
@@ -57,19 +57,20 @@ pub async fn sqlite_to_postgres(
     let source = SqliteStore::open(from).await?;
     let target = PostgresStore::open(to, options).await?;
     let result = copy(&source, &target).await;
-    source.close_pools().await;
-    target.pool_ref().close().await;
+    source.close().await;
+    target.close().await;
     result
 }
 
 async fn copy(source: &SqliteStore, target: &PostgresStore) -> Result<CopyReport, StoreError> {
     let err = |e: sqlx::Error| StoreError::Query(e.to_string());
-    let pg = target.pool_ref();
+    let pg = target.writer_pool();
     for (table, _) in TABLES {
-        let any: bool = sqlx::query_scalar(AssertSqlSafe(format!("SELECT EXISTS (SELECT 1 FROM {table})")))
-            .fetch_one(pg)
+        let any = sqlx::query(AssertSqlSafe(format!("SELECT 1 FROM {table} LIMIT 1")))
+            .fetch_optional(pg)
             .await
-            .map_err(err)?;
+            .map_err(err)?
+            .is_some();
         if any {
             return Err(StoreError::Query(format!(
                 "the target store is not empty (table {table} has rows); copy only into a new database"
@@ -97,11 +98,11 @@ async fn copy(source: &SqliteStore, target: &PostgresStore) -> Result<CopyReport
         let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
         let insert = format!("INSERT INTO {table} ({list}) VALUES ({})", placeholders.join(", "));
         for row in &rows {
-            let mut query: Query<'_, Postgres, PgArguments> = sqlx::query(AssertSqlSafe(insert.clone()));
+            let mut query: Query<'_, Any, AnyArguments> = sqlx::query(AssertSqlSafe(insert.clone()));
             for (i, (name, kind)) in columns.iter().enumerate() {
                 query = match kind.as_str() {
                     "bigint" | "integer" => query.bind(row.try_get::<Option<i64>, _>(i).map_err(err)?),
-                    "boolean" => query.bind(row.try_get::<Option<bool>, _>(i).map_err(err)?),
+                    "boolean" => query.bind(opt_flag(row, name).map_err(err)?),
                     "bytea" => query.bind(row.try_get::<Option<Vec<u8>>, _>(i).map_err(err)?),
                     "text" => query.bind(row.try_get::<Option<String>, _>(i).map_err(err)?),
                     other => {

@@ -40,13 +40,9 @@ pub struct ConsumerRecord {
     pub managed_by_config: bool,
 }
 
-/// The admin permission for everything on the admin pages and API except
-/// provider secrets.
-pub const ADMINISTER_OAUTH: &str = "administer oauth";
-/// The admin permission to see raw provider tokens and new client secrets.
-pub const MANAGE_SECRETS: &str = "manage oauth client secrets";
-/// Every admin permission, in the order the pages show them.
-pub const PERMISSIONS: [&str; 2] = [ADMINISTER_OAUTH, MANAGE_SECRETS];
+/// The admin permissions a user record may hold: the names the file's
+/// `server.users[].permissions` uses.
+pub use crate::config::server::{ADMINISTER_OAUTH, MANAGE_SECRETS, PERMISSIONS};
 
 /// A local user, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -27,7 +27,7 @@ use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 
 use super::password;
-use crate::store::{Store, StoreError};
+use crate::store::{StoreBase, StoreError};
 
 /// Prefix of a stored generated secret.
 pub const HMAC_PREFIX: &str = "hmac-sha256:";
@@ -75,7 +75,7 @@ impl Secrets {
     }
 
     /// Loads the server's HMAC key from the store, creating it on first start.
-    pub async fn load(store: &dyn Store) -> Result<Self, StoreError> {
+    pub async fn load(store: &dyn StoreBase) -> Result<Self, StoreError> {
         let mut fresh = [0u8; 32];
         SystemRandom::new()
             .fill(&mut fresh)

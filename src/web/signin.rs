@@ -28,7 +28,7 @@ use crate::clock;
 use crate::config::server::ServerConfig;
 use crate::config::types::{HttpUrl, TrustedProxy};
 use crate::proxy::ConnectionInfo;
-use crate::store::{SessionRecord, Store, StoreError, UserRecord, token_hash};
+use crate::store::{SessionRecord, SignInStore, StoreError, UserRecord, token_hash};
 
 /// Why sign-in could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +72,7 @@ pub(crate) enum SignedIn {
 
 /// Local-user sign-in (see the module docs).
 pub(crate) struct SignIn {
-    store: Arc<dyn Store>,
+    store: Arc<dyn SignInStore>,
     secrets: Secrets,
     pages: Pages,
     throttle: Throttle,
@@ -88,7 +88,7 @@ impl SignIn {
     /// Takes the page templates, throttle and session settings from the
     /// `server:` section when there is one, else its defaults.
     pub(crate) async fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn SignInStore>,
         server: Option<&ServerConfig>,
         public_url: &HttpUrl,
         trusted_proxies: &[TrustedProxy],

@@ -4,7 +4,7 @@
 //! never a secret. PostgreSQL delivers it at commit to every session
 //! listening in the database, whoever made the change (a replica, the CLI).
 //!
-//! The first [`Store::changes`](crate::store::Store::changes) call starts a
+//! The first [`StoreBase::changes`](crate::store::StoreBase::changes) call starts a
 //! [`Feed`]: one task holding one connection of its own (outside the
 //! store's pool; application name `oauth-sidecar listener <process id>` in
 //! `pg_stat_activity`, its backend pid logged) that listens and
@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
-use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -55,12 +55,12 @@ pub(super) struct Feed {
 }
 
 impl Feed {
-    /// Starts listening with the connection settings of `store_pool`;
+    /// Starts listening with the store's connection settings `store`;
     /// `None` outside a Tokio runtime.
-    pub(super) fn start(store_pool: &PgPool) -> Option<Feed> {
+    pub(super) fn start(store: &PgConnectOptions) -> Option<Feed> {
         let runtime = tokio::runtime::Handle::try_current().ok()?;
         let name = format!("{APPLICATION_NAME} {}", std::process::id());
-        let options = (*store_pool.connect_options()).clone().application_name(&name);
+        let options = store.clone().application_name(&name);
         let pool = PgPoolOptions::new()
             .max_connections(1)
             .min_connections(0)
