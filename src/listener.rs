@@ -1,6 +1,12 @@
 //! The public listener: TCP, optionally TLS (rustls), HTTP/1.1 and HTTP/2 on
 //! the same port, and graceful shutdown that stops accepting, lets in-flight
 //! requests finish within the grace time, then returns.
+//!
+//! The request head limit (`proxy.max_header_size`) holds for every request
+//! of a connection: hyper's read buffer bounds only what it reads at once,
+//! and a buffer grown on a kept-alive connection lets a later request's head
+//! through, so each head is measured again before the service sees it
+//! ([`head_size`]; 431 when over).
 
 use std::cell::RefCell;
 use std::convert::Infallible;
@@ -11,7 +17,10 @@ use std::task::{Context, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use futures_util::FutureExt;
+use futures_util::future::{Either, Map, Ready, ready};
+use http::{Request, Response, StatusCode, header};
+use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -121,7 +130,8 @@ pub(crate) async fn serve<S, B>(
         };
         let _ = stream.set_nodelay(true);
         let info = ConnectionInfo { peer, tls: tls.is_some() };
-        let service = PerConnection { service: RefCell::new(for_connection(info)) };
+        let service =
+            PerConnection { service: RefCell::new(for_connection(info)), max_head: max_header_size };
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
@@ -170,22 +180,68 @@ pub(crate) async fn serve<S, B>(
 /// connection calls its service from its own task, one request at a time, so
 /// a `RefCell` bridges the two without cloning the stack for every request
 /// (what `hyper_util::service::TowerToHyperService` does).
+///
+/// It also refuses, with 431, a request whose head is larger than
+/// `max_head` bytes (see the module docs).
 struct PerConnection<S> {
     service: RefCell<S>,
+    max_head: usize,
 }
 
-impl<S> hyper::service::Service<Request<Incoming>> for PerConnection<S>
-where
-    S: Service<Request<Incoming>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
+/// A response of the served stack, or the 431 written here.
+type Answer<B> = Response<http_body_util::Either<B, Empty<Bytes>>>;
 
-    fn call(&self, req: Request<Incoming>) -> S::Future {
+impl<S, B> hyper::service::Service<Request<Incoming>> for PerConnection<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>,
+{
+    type Response = Answer<B>;
+    type Error = Infallible;
+    type Future = Either<
+        Map<S::Future, fn(Result<Response<B>, Infallible>) -> Result<Answer<B>, Infallible>>,
+        Ready<Result<Answer<B>, Infallible>>,
+    >;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        if head_size(&req) > self.max_head {
+            tracing::debug!(limit = self.max_head, "request head too large");
+            let mut res = Response::new(http_body_util::Either::Right(Empty::new()));
+            *res.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+            res.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+            return Either::Right(ready(Ok(res)));
+        }
         let mut service = self.service.borrow_mut();
         let ready = service.poll_ready(&mut Context::from_waker(Waker::noop()));
         debug_assert!(ready.is_ready(), "the served stack must always be ready");
-        service.call(req)
+        Either::Left(service.call(req).map(served as _))
+    }
+}
+
+fn served<B>(res: Result<Response<B>, Infallible>) -> Result<Answer<B>, Infallible> {
+    res.map(|res| res.map(http_body_util::Either::Left))
+}
+
+/// The size of a request head as HTTP/1.1 writes it: the request line,
+/// each header as `name: value` and its line end, and the empty line. Walks
+/// the parsed head without allocating.
+fn head_size<B>(req: &Request<B>) -> usize {
+    let uri = req.uri();
+    let target = uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(1, |p| p.as_str().len());
+    let line = req.method().as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
+    let fields: usize = req.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+    line + fields + 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_size_counts_the_head_as_http1_writes_it() {
+        let req = Request::get("/echo?x=1").header("host", "app.test").body(()).unwrap();
+        let written = "GET /echo?x=1 HTTP/1.1\r\nhost: app.test\r\n\r\n";
+        assert_eq!(head_size(&req), written.len());
     }
 }

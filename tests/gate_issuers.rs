@@ -71,3 +71,52 @@ gate:
         assert_eq!(res.status(), 200);
     }
 }
+
+/// An outside issuer that is not up when the sidecar starts (a common start
+/// order in Compose and Kubernetes) is read within seconds of answering,
+/// not after `jwks_min_interval`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issuer_that_starts_after_the_sidecar_is_used_within_seconds() {
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let upstream = common::spawn_upstream().await;
+    let sidecar = Sidecar::start(&format!(
+        "upstream: http://{upstream}
+gate:
+  default: authenticated
+  jwks_min_interval: 30s
+  issuers:
+    - {{ issuer: \"http://{addr}\", audience: https://api.example.test }}
+"
+    ));
+    let key = gate_common::ed25519_key("late-1");
+    let now = gate_common::now();
+    let token = gate_common::sign(
+        &key,
+        &json!({
+            "iss": format!("http://{addr}"), "sub": "remote-user", "aud": "https://api.example.test",
+            "client_id": "remote-app", "scope": "read", "iat": now, "exp": now + 600,
+        }),
+    );
+    let client = reqwest_client();
+    let get = || client.get(sidecar.url("/api/x")).bearer_auth(&token).send();
+    let res = get().await.unwrap();
+    assert_eq!(res.status(), 503, "the issuer is not up yet");
+
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let issuer = gate_common::spawn_issuer_on(addr).await;
+    issuer.set_keys(&[&key]);
+    let up = std::time::Instant::now();
+    loop {
+        let status = get().await.unwrap().status();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(
+            up.elapsed() < std::time::Duration::from_secs(5),
+            "still 503 five seconds after the issuer came up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    sidecar.wait_for_log(&["refused by the gate", "cached", "s ago"]);
+}

@@ -249,3 +249,48 @@ async fn websocket_upgrade_passes_through() {
     }
     ws.close(None).await.unwrap();
 }
+
+/// Reads one response (head and a `Content-Length` body) from a kept-alive
+/// connection.
+fn read_response(stream: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned())
+                })
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        match stream.read(&mut byte) {
+            Ok(0) | Err(_) => return String::from_utf8_lossy(&buf).into_owned(),
+            Ok(n) => buf.extend_from_slice(&byte[..n]),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_limits_hold_for_every_request_of_a_kept_alive_connection() {
+    use std::io::Write;
+    let upstream = spawn_upstream().await;
+    let sidecar = Sidecar::start(&upstream_line(upstream));
+    let big = "a".repeat(64 << 10);
+    let mut stream = std::net::TcpStream::connect(sidecar.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(b"GET /echo HTTP/1.1\r\nHost: app.test\r\n\r\n").unwrap();
+    let first = read_response(&mut stream);
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    stream
+        .write_all(format!("GET /echo HTTP/1.1\r\nHost: app.test\r\nX-Big: {big}\r\n\r\n").as_bytes())
+        .unwrap();
+    let second = read_response(&mut stream);
+    assert!(second.starts_with("HTTP/1.1 431"), "the second request: {}", &second[..second.len().min(200)]);
+}

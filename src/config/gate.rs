@@ -26,6 +26,17 @@ pub enum DefaultPolicy {
     Authenticated,
 }
 
+/// How rule paths compare with request paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PathCase {
+    /// Exactly, byte for byte after decoding escapes (the default).
+    #[default]
+    Sensitive,
+    /// In any ASCII case: for upstreams that serve `/API` as `/api`.
+    Insensitive,
+}
+
 /// The resource gate; absent means every request is proxied unchecked
 /// (identity headers sent by clients are still removed).
 #[derive(Debug, Clone, Deserialize)]
@@ -35,6 +46,9 @@ pub struct GateConfig {
     pub default: DefaultPolicy,
     /// Ordered route rules; the first match wins.
     pub rules: Vec<RuleConfig>,
+    /// Whether rules match paths in any ASCII case; `insensitive` for
+    /// upstreams that ignore case.
+    pub path_case: PathCase,
     /// Other issuers whose tokens are accepted, checked against their JWKS.
     pub issuers: Vec<IssuerConfig>,
     /// The `aud` expected in tokens of `issuers` that do not name their own
@@ -74,6 +88,7 @@ impl Default for GateConfig {
         GateConfig {
             default: DefaultPolicy::Deny,
             rules: Vec::new(),
+            path_case: PathCase::Sensitive,
             issuers: Vec::new(),
             audience: None,
             algorithms: Vec::new(),
@@ -174,6 +189,10 @@ pub struct IntrospectionConfig {
     /// An answer is kept until the token's `exp`, or at most this long.
     #[serde(default = "default_introspection_ttl")]
     pub max_ttl: Duration,
+    /// The `aud` an answer must name when it names one; default:
+    /// `gate.audience`.
+    #[serde(default)]
+    pub audience: Option<String>,
 }
 
 fn default_introspection_ttl() -> Duration {

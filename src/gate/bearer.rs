@@ -37,7 +37,7 @@ use super::introspect::Introspector;
 use super::jwk::JwsAlg;
 use super::jwks::{IssuerKeys, KeySource, http_client};
 use super::origin::RequestOrigin;
-use super::rules::{Access, CompiledRule, RouteRules};
+use super::rules::{Access, CompiledRule, PathError, RouteRules, canonical_path};
 use super::settings::{GateBuildError, GateSettings, OriginCheck};
 use super::token::{Found, ReplayBody, find_token, read_form_token, token_text};
 use super::verify::{Issuer, LastToken, Quick, Validator, ValidatorParts, short_typ};
@@ -86,7 +86,7 @@ impl BearerGateLayer {
     /// Compiles the rules and sets up the issuers; no key is read yet (see
     /// [`BearerGateLayer::prefetch_keys`]).
     pub fn new(settings: GateSettings) -> Result<Self, GateBuildError> {
-        let rules = RouteRules::compile(&settings.rules, settings.default)?;
+        let rules = RouteRules::compile(&settings.rules, settings.default)?.path_case(settings.path_case);
         let client = http_client(settings.fetch_timeout).map_err(GateBuildError::Client)?;
         let mut issuers: Vec<Issuer> = Vec::with_capacity(settings.issuers.len());
         for i in settings.issuers {
@@ -206,8 +206,15 @@ impl Shared {
         );
     }
 
-    fn find<'r, B>(&'r self, req: &Request<B>) -> Result<&'r CompiledRule, GateError> {
-        self.rules.find(req.method(), req.uri().path()).map_err(|e| GateError::InvalidRequest(format!("{e}")))
+    /// The rule deciding `req`, judged on its canonical path, which then
+    /// becomes the request's path: the upstream gets the path the rules
+    /// judged.
+    fn find<'r, B>(&'r self, req: &mut Request<B>) -> Result<&'r CompiledRule, GateError> {
+        let refused = |e: PathError| GateError::InvalidRequest(format!("{e}"));
+        if let Some(path) = canonical_path(req.uri().path()).map_err(refused)? {
+            set_path(req, &path)?;
+        }
+        self.rules.find(req.method(), req.uri().path()).map_err(refused)
     }
 
     fn decide<B>(&self, req: &mut Request<B>, last: &mut Option<Arc<LastToken>>) -> Decision {
@@ -281,8 +288,8 @@ impl Shared {
     }
 
     /// The async step: form body, verification, revocation answer.
-    async fn authorize<B: ReplayBody>(self: Arc<Self>, req: Request<B>) -> Result<Request<B>, GateError> {
-        let rule = self.find(&req)?;
+    async fn authorize<B: ReplayBody>(self: Arc<Self>, mut req: Request<B>) -> Result<Request<B>, GateError> {
+        let rule = self.find(&mut req)?;
         let found = find_token(&req, rule).map_err(|e| self.refused(rule, e))?;
         let token = match found {
             Found::None => return Err(self.refused(rule, GateError::MissingToken)),
@@ -311,6 +318,20 @@ impl Shared {
         self.refuse(rule.label(), &e, None);
         e
     }
+}
+
+/// Replaces the path of `req`'s URI, keeping its query.
+fn set_path<B>(req: &mut Request<B>, path: &str) -> Result<(), GateError> {
+    let bad = |_| GateError::InvalidRequest("the canonical path is not a valid URI".into());
+    let mut parts = req.uri().clone().into_parts();
+    let path_and_query = match req.uri().query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    parts.path_and_query =
+        Some(path_and_query.parse().map_err(|e: http::uri::InvalidUri| bad(e.to_string()))?);
+    *req.uri_mut() = http::Uri::from_parts(parts).map_err(|e| bad(e.to_string()))?;
+    Ok(())
 }
 
 type Authorizing<B> = Pin<Box<dyn Future<Output = Result<Request<B>, GateError>> + Send>>;

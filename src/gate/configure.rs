@@ -92,10 +92,12 @@ pub fn configure(gate: &GateConfig, loaded: &Loaded, p: &mut Problems<'_>) -> Op
             .map(|s| s.value.clone())
             .unwrap_or_else(|| Secret::new(String::new())),
         max_ttl: i.max_ttl.0,
+        audience: i.audience.clone().unwrap_or_else(|| audience.clone()),
     });
     let settings = GateSettings {
         rules,
         default: gate.default,
+        path_case: gate.path_case,
         issuers,
         algorithms,
         leeway: gate.leeway.0,

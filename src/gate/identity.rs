@@ -2,8 +2,9 @@
 //! [`IdentityHeadersLayer`], which tells the upstream app in plain headers.
 //!
 //! The layer first removes every identity header the client sent, on every
-//! request (a client must never be able to claim an identity by sending
-//! `X-Auth-Subject` itself), then, when the bearer gate put an [`Identity`]
+//! request and in every spelling an upstream may fold into the same name
+//! (`X-Auth_Subject` too: a client must never be able to claim an identity
+//! by sending `X-Auth-Subject` itself), then, when the bearer gate put an [`Identity`]
 //! into the request's extensions, sets them from it. It can also remove the
 //! `Authorization` header, for upstreams that should never see tokens.
 //!
@@ -134,6 +135,25 @@ impl Default for IdentityHeaderNames {
     }
 }
 
+impl IdentityHeaderNames {
+    /// True when `name` is one of the identity headers in any spelling an
+    /// upstream may read as it: case aside (header names arrive in lower
+    /// case), `_` and `-` are the same (CGI, Rack and some WSGI servers
+    /// fold `X-Auth_Subject` into `HTTP_X_AUTH_SUBJECT`).
+    pub fn spells(&self, name: &HeaderName) -> bool {
+        let name = name.as_str().as_bytes();
+        [&self.subject, &self.client, &self.scopes, &self.username]
+            .into_iter()
+            .any(|own| folded_eq(own.as_str().as_bytes(), name))
+    }
+}
+
+/// Header names equal after folding `_` into `-` (both already lower case).
+fn folded_eq(a: &[u8], b: &[u8]) -> bool {
+    let fold = |c: u8| if c == b'_' { b'-' } else { c };
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| fold(*x) == fold(*y))
+}
+
 /// What [`IdentityHeadersLayer`] does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdentitySettings {
@@ -151,17 +171,18 @@ impl Default for IdentitySettings {
 }
 
 impl IdentitySettings {
-    /// Removes client-sent identity headers (and `Authorization` when not
-    /// forwarded), then sets them from `identity`.
+    /// Removes the client's hop-by-hop headers and every header its
+    /// `Connection` names, client-sent identity headers (and `Authorization`
+    /// when not forwarded), then sets them from `identity`.
     pub(crate) fn apply(&self, headers: &mut HeaderMap, identity: Option<&Identity>) {
-        let names = &self.names;
-        // Most requests carry none: one pass over their names is cheaper
-        // than a lookup per identity header.
-        let spoofed = headers
-            .keys()
-            .any(|k| *k == names.subject || *k == names.client || *k == names.scopes || *k == names.username);
-        if spoofed {
-            for name in [&names.subject, &names.client, &names.scopes, &names.username] {
+        // Before any header is set here: a `Connection` naming one must
+        // not make the proxy remove it.
+        crate::proxy::headers::strip_client_hops(headers);
+        // Most requests carry none: one pass over their names, comparing
+        // bytes, is cheaper than a lookup per identity header.
+        if headers.keys().any(|k| self.names.spells(k)) {
+            let spoofed: Vec<HeaderName> = headers.keys().filter(|k| self.names.spells(k)).cloned().collect();
+            for name in spoofed {
                 headers.remove(name);
             }
         }
@@ -169,6 +190,7 @@ impl IdentitySettings {
             headers.remove(AUTHORIZATION);
         }
         let Some(identity) = identity else { return };
+        let names = &self.names;
         let values = &identity.headers;
         headers.insert(names.subject.clone(), values.subject.clone());
         headers.insert(names.scopes.clone(), values.scopes.clone());
@@ -225,5 +247,26 @@ where
         let identity = req.extensions().get::<Arc<Identity>>().cloned();
         self.settings.apply(req.headers_mut(), identity.as_deref());
         self.inner.call(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_spelling_of_an_identity_header_is_removed() {
+        let settings = IdentitySettings::default();
+        let mut headers = HeaderMap::new();
+        for name in ["x-auth_subject", "x_auth_client", "X-AUTH-SCOPES", "x_auth_username", "x-kept"] {
+            headers
+                .append(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_static("admin"));
+        }
+        settings.apply(&mut headers, None);
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert!(headers.contains_key("x-kept"));
+        let names = IdentityHeaderNames::default();
+        assert!(!names.spells(&HeaderName::from_static("x-auth-subjects")));
+        assert!(!names.spells(&HeaderName::from_static("x-auth.subject")));
     }
 }

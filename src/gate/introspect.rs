@@ -5,7 +5,9 @@
 //! 2.3.1). An active answer becomes an [`Identity`] kept in the token cache
 //! until the token's `exp` or `max_ttl`; an inactive one is remembered for
 //! `max_ttl` (at most a minute) so a repeated bad token does not reach the
-//! endpoint again.
+//! endpoint again. An active answer whose `token_type` is not an access
+//! token's (a refresh token is not a bearer token) or whose `aud` does not
+//! name the gate's audience counts as inactive.
 
 use std::time::Duration;
 
@@ -31,13 +33,22 @@ pub struct IntrospectionSettings {
     pub client_secret: Secret,
     /// Answers are kept until the token's `exp`, or at most this long.
     pub max_ttl: Duration,
+    /// The audience an answer's `aud` must name, when it has one.
+    pub audience: String,
 }
+
+/// `token_type` values of an access token in an introspection answer
+/// (RFC 7662 section 2.2 takes them from RFC 6749 section 7.1, RFC 9449 and
+/// RFC 8693); `refresh_token` and anything else is refused.
+const ACCESS_TOKEN_TYPES: [&str; 4] =
+    ["Bearer", "DPoP", "access_token", "urn:ietf:params:oauth:token-type:access_token"];
 
 pub(crate) struct Introspector {
     client: reqwest::Client,
     endpoint: String,
     authorization: String,
     max_ttl: Duration,
+    audience: String,
     inactive: moka::sync::Cache<TokenKey, ()>,
 }
 
@@ -63,6 +74,7 @@ impl Introspector {
             endpoint: settings.endpoint,
             authorization: format!("Basic {}", STANDARD.encode(credentials)),
             max_ttl: settings.max_ttl,
+            audience: settings.audience,
             inactive: moka::sync::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(settings.max_ttl.min(Duration::from_secs(60)))
@@ -96,6 +108,10 @@ impl Introspector {
             self.inactive.insert(*key, ());
             return Err(inactive());
         }
+        if let Err(e) = self.bearer_usable(&answer) {
+            self.inactive.insert(*key, ());
+            return Err(e);
+        }
         let text = |name: &str| answer.get(name).and_then(Value::as_str).map(str::to_owned);
         let now = clock::now();
         let exp = answer.get("exp").and_then(Value::as_i64);
@@ -121,6 +137,30 @@ impl Introspector {
         .map_err(GateError::InvalidToken)?;
         let left = exp.map_or(self.max_ttl, |exp| Duration::from_secs(u64::try_from(exp - now).unwrap_or(0)));
         Ok((identity, left.min(self.max_ttl)))
+    }
+
+    /// Refuses an active answer for a token that is not an access token
+    /// (`token_type`, when given) or not meant for this gate (`aud`, when
+    /// given).
+    fn bearer_usable(&self, answer: &Value) -> Result<(), GateError> {
+        if let Some(kind) = answer.get("token_type") {
+            let access =
+                kind.as_str().is_some_and(|k| ACCESS_TOKEN_TYPES.iter().any(|t| t.eq_ignore_ascii_case(k)));
+            if !access {
+                return Err(GateError::InvalidToken("the token is not an access token".into()));
+            }
+        }
+        if let Some(aud) = answer.get("aud") {
+            let names = |a: &Value| a.as_str() == Some(self.audience.as_str());
+            let ours = match aud {
+                Value::Array(list) => list.iter().any(names),
+                one => names(one),
+            };
+            if !ours {
+                return Err(GateError::InvalidToken("the token is meant for another audience".into()));
+            }
+        }
+        Ok(())
     }
 
     fn unavailable(&self, cause: String) -> GateError {

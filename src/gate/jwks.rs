@@ -14,9 +14,13 @@
 //! read again at once, whatever `min_interval` says, after the store
 //! announces a key change ([`IssuerKeys::forget_reads`]).
 //!
-//! A failed read keeps the keys held so far (they are served stale, with a
-//! warning), and is not retried before `min_interval` has passed. Concurrent
-//! requests that need a read share one.
+//! A failed read (discovery or JWKS) keeps the keys held so far (they are
+//! served stale, with a warning) and is retried on demand with a short
+//! backoff: 1 s after the first failure, doubling with each failure in a
+//! row, at most `min_interval`. An issuer that comes up after the sidecar (a
+//! common start order in Compose and Kubernetes) is thus read within
+//! seconds of answering. Until then a refusal names the cached error with
+//! its age. Concurrent requests that need a read share one.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, RwLock};
@@ -131,6 +135,22 @@ struct State {
     /// Counts reads, so that requests that waited for one do not start another.
     generation: u64,
     last_error: Option<String>,
+    /// Failed reads since the last one that succeeded.
+    failures: u32,
+}
+
+/// The first wait after a failed read; doubled with each further failure.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+
+impl State {
+    /// How long after the last read the next may start: `min_interval`
+    /// after a success, the backoff after failures.
+    fn wait(&self, min_interval: Duration) -> Duration {
+        match self.failures {
+            0 => min_interval,
+            n => FIRST_RETRY.saturating_mul(1 << (n - 1).min(16)).min(min_interval),
+        }
+    }
 }
 
 /// One issuer's keys, kept and refreshed as the module docs describe.
@@ -165,22 +185,41 @@ impl IssuerKeys {
         }
     }
 
-    fn snapshot(&self) -> (Option<Arc<KeySet>>, bool, bool, u64, Option<String>) {
+    fn snapshot(&self) -> (Option<Arc<KeySet>>, bool, bool, u64) {
         let now = Instant::now();
         let state = match self.state.read() {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
         };
         let fresh = state.fetched_at.is_some_and(|t| now.duration_since(t) < self.refresh);
-        let may_read = state.attempted_at.is_none_or(|t| now.duration_since(t) >= self.min_interval);
-        (state.keys.clone(), fresh, may_read, state.generation, state.last_error.clone())
+        let wait = state.wait(self.min_interval);
+        let may_read = state.attempted_at.is_none_or(|t| now.duration_since(t) >= wait);
+        (state.keys.clone(), fresh, may_read, state.generation)
+    }
+
+    /// The last read's error with its age, so that a log line does not
+    /// pass a cached error off as a current answer.
+    fn cached_error(&self) -> Option<String> {
+        let state = match self.state.read() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let error = state.last_error.as_ref()?;
+        let Some(at) = state.attempted_at else { return Some(error.clone()) };
+        let age = at.elapsed();
+        let next = state.wait(self.min_interval).saturating_sub(age);
+        Some(format!(
+            "{error} (cached {:.1}s ago; next read in {:.1}s at the earliest)",
+            age.as_secs_f32(),
+            next.as_secs_f32()
+        ))
     }
 
     /// The key for a token's `kid` (see the module docs for when the keys
     /// are read again). A known key whose set is due for a refresh is
     /// returned at once and the set read in the background.
     pub(crate) async fn key(self: &Arc<Self>, kid: Option<&str>) -> KeyLookup {
-        let (keys, fresh, may_read, generation, _) = self.snapshot();
+        let (keys, fresh, may_read, generation) = self.snapshot();
         if let Some(keys) = &keys
             && let Some(key) = keys.find(kid)
         {
@@ -193,13 +232,15 @@ impl IssuerKeys {
         if may_read {
             self.read(generation).await;
         }
-        let (keys, _, _, _, error) = self.snapshot();
+        let (keys, ..) = self.snapshot();
         match keys {
             Some(keys) => match keys.find(kid) {
                 Some(key) => KeyLookup::Found(key.clone()),
                 None => KeyLookup::Unknown,
             },
-            None => KeyLookup::Unavailable(error.unwrap_or_else(|| "the keys were not read yet".into())),
+            None => KeyLookup::Unavailable(
+                self.cached_error().unwrap_or_else(|| "the keys were not read yet".into()),
+            ),
         }
     }
 
@@ -224,8 +265,10 @@ impl IssuerKeys {
                 state.keys = Some(Arc::new(keys));
                 state.fetched_at = Some(now);
                 state.last_error = None;
+                state.failures = 0;
             }
             Err(e) => {
+                state.failures = state.failures.saturating_add(1);
                 if state.keys.is_some() {
                     tracing::warn!(issuer = %self.issuer, error = %e, "cannot read the issuer's keys; using the ones read before");
                 } else {
@@ -309,5 +352,19 @@ impl IssuerKeys {
             }
         }
         Err(format!("discovery failed: {}", errors.join("; ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_reads_back_off_from_one_second_up_to_min_interval() {
+        let min = Duration::from_secs(30);
+        let wait = |failures| State { failures, ..State::default() }.wait(min).as_secs();
+        assert_eq!([0, 1, 2, 3, 4, 5, 6, 40].map(wait), [30, 1, 2, 4, 8, 16, 30, 30]);
+        let short = State { failures: 3, ..State::default() }.wait(Duration::from_secs(1));
+        assert_eq!(short, Duration::from_secs(1));
     }
 }

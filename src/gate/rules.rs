@@ -6,12 +6,23 @@
 //! last: any tail, also none, so `/api/**` matches `/api` too).
 //!
 //! Patterns are compiled once ([`RouteRules::compile`]); matching walks the
-//! request path in place, without allocating. Before matching, a path is
-//! checked so that the gate and the upstream cannot disagree about what it
-//! names: empty segments are ignored (`//api` is `/api`), percent escapes are
-//! decoded when comparing literals (`/%61pi` is `/api`), and a path with a
-//! `.` or `..` segment, an encoded `/` or `\`, a NUL or a broken escape is
-//! refused ([`PathError`]), since an upstream may resolve it to another path.
+//! request path in place, without allocating. Before matching, a request's
+//! path is made canonical ([`canonical_path`]) so that the gate and the
+//! upstream cannot disagree about what it names, and the upstream is sent
+//! that canonical path, the one the rules judged:
+//!
+//! - empty segments are dropped (`//api` is `/api`) and escapes of
+//!   unreserved characters decoded (`/%61pi` is `/api`);
+//! - `;` starts a segment's parameters (`/api;jsessionid=1/x`): the rules
+//!   judge the segment's name before it, as Tomcat and Jetty resolve it, and
+//!   the parameters are passed on as sent;
+//! - a path with a `.` or `..` segment in any spelling (`%2e`, `%2E`, with
+//!   parameters as in `..;` or `.;x`), a segment with parameters but no name,
+//!   an encoded `/` or `\`, a raw `\`, a NUL or a broken escape is refused
+//!   ([`PathError`], 400), since an upstream may resolve it to another path.
+//!
+//! With `gate.path_case: insensitive` ([`PathCase`]), for upstreams that
+//! ignore case, literals match in any ASCII case (`/API/x` is under `/api/**`).
 //!
 //! ```
 //! use oauth_sidecar::gate::rules::{Access, DefaultPolicy, RouteRule, RouteRules};
@@ -31,13 +42,14 @@
 //! assert_eq!(rules.find(&post, "/api/log/1").unwrap().index(), Some(2));
 //! assert_eq!(rules.find(&get, "/other").unwrap().index(), None); // the default
 //! assert!(rules.find(&get, "/healthcheck/../api").is_err());
+//! assert!(rules.find(&get, "/healthcheck/..;/api").is_err());
 //! ```
 
 use std::fmt;
 
 use http::Method;
 
-pub use crate::config::gate::DefaultPolicy;
+pub use crate::config::gate::{DefaultPolicy, PathCase};
 
 /// What a rule asks of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,6 +171,10 @@ impl PathPattern {
                 return Err(format!(
                     "`{pattern}`: `{part}`: a segment is a literal, a whole `{{name}}` or a final `**`"
                 ));
+            } else if part.contains(';') {
+                return Err(format!(
+                    "`{pattern}`: `{part}`: `;` starts a segment's parameters, which rules do not look at"
+                ));
             } else if *part == "." || *part == ".." {
                 return Err(format!(
                     "`{pattern}`: `.` and `..` segments never match (such paths are refused)"
@@ -177,8 +193,8 @@ impl PathPattern {
     }
 
     /// True when the pattern matches `path`, which [`check_path`] accepted.
-    fn matches(&self, path: &str) -> bool {
-        let mut parts = path.split('/').filter(|s| !s.is_empty());
+    fn matches(&self, path: &str, case: PathCase) -> bool {
+        let mut parts = path.split('/').filter(|s| !s.is_empty()).map(segment_name);
         for segment in self.segments.iter() {
             match segment {
                 Segment::Tail => return true,
@@ -188,7 +204,7 @@ impl PathPattern {
                     }
                 }
                 Segment::Literal(lit) => match parts.next() {
-                    Some(part) if decoded_eq(part, lit) => {}
+                    Some(part) if decoded_eq(part, lit, case) => {}
                     _ => return false,
                 },
             }
@@ -217,49 +233,121 @@ impl PathPattern {
 /// Why a request path is refused before any rule is consulted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
-    /// A `.` or `..` segment, plain or percent-encoded.
-    #[error("the path has a `.` or `..` segment")]
+    /// A `.` or `..` segment, plain, percent-encoded or with parameters.
+    #[error("the path has a `.` or `..` segment (also as `%2e` or with `;` parameters)")]
     DotSegment,
-    /// An encoded `/`, `\` or NUL, or a broken percent escape.
-    #[error("the path has a forbidden or broken percent escape")]
+    /// An encoded `/`, `\` or NUL, a raw `\`, or a broken percent escape.
+    #[error("the path has a backslash or a forbidden or broken percent escape")]
     BadEscape,
+    /// A segment with `;` parameters but no name (`/;x/api`).
+    #[error("the path has a segment with `;` parameters but no name")]
+    NamelessParams,
+}
+
+/// The part of a segment the rules judge: before its `;` parameters.
+fn segment_name(part: &str) -> &str {
+    part.split_once(';').map_or(part, |(name, _)| name)
+}
+
+/// True for the characters RFC 3986 calls unreserved: their escapes are
+/// decoded in the canonical path.
+fn unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Checks one non-empty segment; true when it has an escape the canonical
+/// path decodes.
+fn check_segment(part: &str) -> Result<bool, PathError> {
+    if part.contains('\\') {
+        return Err(PathError::BadEscape);
+    }
+    let name_len = segment_name(part).len();
+    if name_len == 0 {
+        return Err(PathError::NamelessParams);
+    }
+    let mut decodable = false;
+    let (mut dots, mut len) = (0usize, 0usize);
+    let bytes = part.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let in_name = i < name_len;
+        let b = if bytes[i] == b'%' {
+            let byte = hex_pair(bytes.get(i + 1..i + 3)).ok_or(PathError::BadEscape)?;
+            if matches!(byte, b'/' | b'\\' | 0) {
+                return Err(PathError::BadEscape);
+            }
+            decodable |= unreserved(byte);
+            i += 3;
+            byte
+        } else {
+            i += 1;
+            bytes[i - 1]
+        };
+        if in_name {
+            len += 1;
+            dots += usize::from(b == b'.');
+        }
+    }
+    if len == dots && len <= 2 {
+        return Err(PathError::DotSegment);
+    }
+    Ok(decodable)
+}
+
+/// Checks a path; true when its canonical form differs from it.
+fn scan(path: &str) -> Result<bool, PathError> {
+    let mut rewrite = false;
+    let count = path.split('/').count();
+    for (i, part) in path.split('/').enumerate() {
+        if part.is_empty() {
+            // Only the leading `/` and a trailing one are kept.
+            rewrite |= i != 0 && i + 1 != count;
+            continue;
+        }
+        rewrite |= check_segment(part)?;
+    }
+    Ok(rewrite && path.starts_with('/'))
 }
 
 /// Checks a request path (see the module docs), without allocating.
 pub fn check_path(path: &str) -> Result<(), PathError> {
-    for part in path.split('/') {
-        if part.is_empty() {
-            continue;
-        }
-        if part.contains('\\') {
-            return Err(PathError::BadEscape);
-        }
-        let mut dots = 0usize;
-        let mut len = 0usize;
+    scan(path).map(drop)
+}
+
+/// The canonical form of a request path (see the module docs): `None` when
+/// the path already is (most paths: then nothing is allocated), else the
+/// path to judge and to send on; refused as [`check_path`] refuses.
+pub fn canonical_path(path: &str) -> Result<Option<String>, PathError> {
+    if !scan(path)? {
+        return Ok(None);
+    }
+    let mut out = String::with_capacity(path.len());
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        out.push('/');
         let bytes = part.as_bytes();
         let mut i = 0;
         while i < bytes.len() {
-            let b = if bytes[i] == b'%' {
-                let byte = hex_pair(bytes.get(i + 1..i + 3)).ok_or(PathError::BadEscape)?;
-                if matches!(byte, b'/' | b'\\' | 0) {
-                    return Err(PathError::BadEscape);
+            match hex_pair(bytes.get(i + 1..i + 3)).filter(|b| bytes[i] == b'%' && unreserved(*b)) {
+                Some(b) => {
+                    out.push(char::from(b));
+                    i += 3;
                 }
-                i += 3;
-                byte
-            } else {
-                i += 1;
-                bytes[i - 1]
-            };
-            len += 1;
-            if b == b'.' {
-                dots += 1;
+                None => {
+                    let len = if bytes[i] == b'%' { 3 } else { 1 };
+                    // Escapes and ASCII stay as written; a UTF-8 sequence is
+                    // copied whole.
+                    let end =
+                        (i + len..=bytes.len()).find(|&e| part.is_char_boundary(e)).unwrap_or(bytes.len());
+                    out.push_str(&part[i..end]);
+                    i = end;
+                }
             }
         }
-        if len == dots && len <= 2 {
-            return Err(PathError::DotSegment);
-        }
     }
-    Ok(())
+    if out.is_empty() || path.ends_with('/') {
+        out.push('/');
+    }
+    Ok(Some(out))
 }
 
 fn hex_pair(pair: Option<&[u8]>) -> Option<u8> {
@@ -293,10 +381,15 @@ fn decode_segment(part: &str, out: &mut Vec<u8>) -> bool {
     true
 }
 
-/// Compares a raw path segment, decoding escapes on the fly, with a literal.
-fn decoded_eq(raw: &str, literal: &str) -> bool {
+/// Compares a raw path segment, decoding escapes on the fly, with a literal;
+/// in any ASCII case when `case` says so.
+fn decoded_eq(raw: &str, literal: &str, case: PathCase) -> bool {
+    let same = |a: u8, b: u8| match case {
+        PathCase::Sensitive => a == b,
+        PathCase::Insensitive => a.eq_ignore_ascii_case(&b),
+    };
     if !raw.contains('%') {
-        return raw == literal;
+        return raw.len() == literal.len() && raw.bytes().zip(literal.bytes()).all(|(a, b)| same(a, b));
     }
     let raw = raw.as_bytes();
     let lit = literal.as_bytes();
@@ -314,7 +407,7 @@ fn decoded_eq(raw: &str, literal: &str) -> bool {
             i += 1;
             raw[i - 1]
         };
-        if lit.get(j) != Some(&b) {
+        if !lit.get(j).is_some_and(|l| same(b, *l)) {
             return false;
         }
         j += 1;
@@ -352,14 +445,14 @@ impl CompiledRule {
         &self.label
     }
 
-    fn matches(&self, method: &Method, path: &str) -> bool {
+    fn matches(&self, method: &Method, path: &str, case: PathCase) -> bool {
         if let Some(methods) = &self.methods {
             let head_as_get = *method == Method::HEAD;
             if !methods.iter().any(|m| m == method || (head_as_get && *m == Method::GET)) {
                 return false;
             }
         }
-        self.pattern.as_ref().is_none_or(|p| p.matches(path))
+        self.pattern.as_ref().is_none_or(|p| p.matches(path, case))
     }
 
     /// True when `scopes` (sorted) satisfy the rule.
@@ -385,6 +478,7 @@ impl fmt::Display for CompiledRule {
 pub struct RouteRules {
     rules: Box<[CompiledRule]>,
     default: CompiledRule,
+    case: PathCase,
 }
 
 impl RouteRules {
@@ -445,14 +539,22 @@ impl RouteRules {
             scope_param: "".into(),
             label: name.into(),
         };
-        Ok(RouteRules { rules: compiled.into_boxed_slice(), default })
+        Ok(RouteRules { rules: compiled.into_boxed_slice(), default, case: PathCase::Sensitive })
+    }
+
+    /// The same rules, matching literals in any ASCII case when `case` is
+    /// [`PathCase::Insensitive`].
+    pub fn path_case(mut self, case: PathCase) -> Self {
+        self.case = case;
+        self
     }
 
     /// The rule deciding a request: the first that matches, else the
-    /// default. Refuses paths the module docs describe.
+    /// default. Refuses paths the module docs describe; `path` is judged as
+    /// its canonical form.
     pub fn find(&self, method: &Method, path: &str) -> Result<&CompiledRule, PathError> {
         check_path(path)?;
-        Ok(self.rules.iter().find(|r| r.matches(method, path)).unwrap_or(&self.default))
+        Ok(self.rules.iter().find(|r| r.matches(method, path, self.case)).unwrap_or(&self.default))
     }
 }
 
@@ -494,22 +596,23 @@ mod tests {
 
     #[test]
     fn patterns_match_literals_params_and_tails() {
-        assert!(p("/api/items").matches("/api/items"));
-        assert!(p("/api/items").matches("/api/items/"));
-        assert!(p("/api/items").matches("//api//items"));
-        assert!(!p("/api/items").matches("/api/items/1"));
-        assert!(p("/api/{id}").matches("/api/7"));
-        assert!(!p("/api/{id}").matches("/api"));
-        assert!(!p("/api/{id}").matches("/api/7/8"));
-        assert!(p("/api/**").matches("/api"));
-        assert!(p("/api/**").matches("/api/a/b/c"));
-        assert!(!p("/api/**").matches("/apix"));
-        assert!(p("/**").matches("/"));
-        assert!(p("/").matches("/"));
-        assert!(!p("/").matches("/a"));
-        assert!(p("/api/%7Ex").matches("/api/~x"));
-        assert!(p("/api/items").matches("/%61pi/items"));
-        assert!(!p("/api/items").matches("/%61pi/itemz"));
+        let s = PathCase::Sensitive;
+        assert!(p("/api/items").matches("/api/items", s));
+        assert!(p("/api/items").matches("/api/items/", s));
+        assert!(p("/api/items").matches("//api//items", s));
+        assert!(!p("/api/items").matches("/api/items/1", s));
+        assert!(p("/api/{id}").matches("/api/7", s));
+        assert!(!p("/api/{id}").matches("/api", s));
+        assert!(!p("/api/{id}").matches("/api/7/8", s));
+        assert!(p("/api/**").matches("/api", s));
+        assert!(p("/api/**").matches("/api/a/b/c", s));
+        assert!(!p("/api/**").matches("/apix", s));
+        assert!(p("/**").matches("/", s));
+        assert!(p("/").matches("/", s));
+        assert!(!p("/").matches("/a", s));
+        assert!(p("/api/%7Ex").matches("/api/~x", s));
+        assert!(p("/api/items").matches("/%61pi/items", s));
+        assert!(!p("/api/items").matches("/%61pi/itemz", s));
     }
 
     #[test]
@@ -537,6 +640,35 @@ mod tests {
         for good in ["/", "/a/b", "/a/...", "/a/.well", "/a%20b", "//a"] {
             assert!(check_path(good).is_ok(), "{good}");
         }
+    }
+
+    #[test]
+    fn matrix_parameters_and_case() {
+        let s = PathCase::Sensitive;
+        assert!(p("/api/items").matches("/api;jsessionid=1/items;v=2", s));
+        assert!(!p("/api/items").matches("/API/Items", s));
+        assert!(p("/api/items").matches("/API/%49tems", PathCase::Insensitive));
+        for bad in ["/open/..;/api/x", "/open/.;x/api", "/open/%2e%2E;/api", "/;x/api", "/a/;"] {
+            assert!(check_path(bad).is_err(), "{bad}");
+        }
+        assert_eq!(check_path("/open/..;/api"), Err(PathError::DotSegment));
+        assert!(check_path("/a/..x;y/b").is_ok());
+        assert!(check_path("/a/b;../c").is_ok(), "parameters are not segments");
+    }
+
+    #[test]
+    fn canonical_paths_merge_slashes_and_decode_unreserved_escapes() {
+        let c = |path: &str| canonical_path(path).unwrap();
+        assert_eq!(c("/api/x"), None);
+        assert_eq!(c("/api/x/"), None);
+        assert_eq!(c("/"), None);
+        assert_eq!(c("/a%20b;p=%3D"), None, "only unreserved escapes are decoded");
+        assert_eq!(c("//api//x"), Some("/api/x".into()));
+        assert_eq!(c("/api//x/"), Some("/api/x/".into()));
+        assert_eq!(c("//"), Some("/".into()));
+        assert_eq!(c("/%61pi/%7e%20é"), Some("/api/~%20é".into()));
+        assert!(canonical_path("/open/%2e%2e/api/x").is_err());
+        assert!(canonical_path("/open/..%2fapi/x").is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::introspect::IntrospectionSettings;
 use super::jwk::JwsAlg;
 use super::jwks::KeySource;
 use super::origin::{Origin, OriginIndex};
-use super::rules::{DefaultPolicy, RouteRule, RuleError};
+use super::rules::{DefaultPolicy, PathCase, RouteRule, RuleError};
 use super::verify::RevocationList;
 
 /// An issuer whose access tokens the gate accepts.
@@ -100,6 +100,9 @@ pub struct GateSettings {
     pub rules: Vec<RouteRule>,
     /// What happens to requests no rule matches.
     pub default: DefaultPolicy,
+    /// Whether rule literals match in any ASCII case (for upstreams that
+    /// ignore case).
+    pub path_case: PathCase,
     /// The trusted issuers.
     pub issuers: Vec<IssuerSettings>,
     /// Accepted algorithms; empty: every one of [`JwsAlg::ALL`].
@@ -132,6 +135,7 @@ impl Default for GateSettings {
         GateSettings {
             rules: Vec::new(),
             default: DefaultPolicy::Deny,
+            path_case: PathCase::Sensitive,
             issuers: Vec::new(),
             algorithms: Vec::new(),
             leeway: Duration::from_secs(30),

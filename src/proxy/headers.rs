@@ -63,6 +63,17 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> 
     upgrade.filter(|_| upgrade_requested)
 }
 
+/// [`remove_hop_by_hop`] for a client's request before any layer adds a
+/// header of its own: a `Connection` header naming one (such as an identity
+/// header) must not remove it later. A requested upgrade stays, as a bare
+/// `Connection: upgrade` and its `Upgrade`, for the proxy to act on.
+pub(crate) fn strip_client_hops(headers: &mut HeaderMap) {
+    if let Some(proto) = remove_hop_by_hop(headers) {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, proto);
+    }
+}
+
 /// What the sidecar knows about the hop it received a request on.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Hop<'a> {
@@ -276,6 +287,16 @@ mod tests {
         let mut h = map(&[("content-type", "text/plain"), ("x-kept", "yes")]);
         assert_eq!(remove_hop_by_hop(&mut h), None);
         assert_eq!(h.len(), 2, "{h:?}");
+    }
+
+    #[test]
+    fn client_hops_go_but_an_upgrade_stays() {
+        let mut h = map(&[("connection", "x-auth-subject, upgrade"), ("upgrade", "websocket"), ("te", "x")]);
+        strip_client_hops(&mut h);
+        assert_eq!(h.len(), 2, "{h:?}");
+        h.insert("x-auth-subject", HeaderValue::from_static("set later"));
+        assert_eq!(remove_hop_by_hop(&mut h).unwrap(), "websocket");
+        assert_eq!(h["x-auth-subject"], "set later");
     }
 
     #[test]

@@ -144,7 +144,12 @@ impl TestIssuer {
 }
 
 pub async fn spawn_issuer() -> TestIssuer {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    spawn_issuer_on("127.0.0.1:0".parse().unwrap()).await
+}
+
+/// [`spawn_issuer`] on a given address (an issuer that starts late).
+pub async fn spawn_issuer_on(addr: SocketAddr) -> TestIssuer {
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let issuer = TestIssuer {
         addr,
