@@ -23,18 +23,18 @@ use futures_util::FutureExt;
 use futures_util::future::{Either, Map};
 use http::{Request, Response};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use tower::{Layer, Service};
 
 use crate::gate::{
     BearerGate, BearerGateLayer, ConsumerCors, ConsumerCorsLayer, IdentityHeaders, IdentityHeadersLayer,
 };
+use crate::listener::ClientBody;
 use crate::mount::{Mount, OwnedPaths};
 use crate::proxy::{self, ConnectionInfo, ResponseBody, ReverseProxy};
 
 /// The request body on the way to the upstream: hyper's, or the copy the
 /// gate put back after reading a form body for its token.
-pub(crate) type ProxyBody = http_body_util::Either<Incoming, Full<Bytes>>;
+pub(crate) type ProxyBody = http_body_util::Either<ClientBody, Full<Bytes>>;
 
 /// The router's response, in the proxy's body type.
 type Routed = Map<
@@ -123,7 +123,7 @@ impl Dispatch {
 
 type GatedFuture = <Gated as Service<Request<ProxyBody>>>::Future;
 
-impl Service<Request<Incoming>> for Dispatch {
+impl Service<Request<ClientBody>> for Dispatch {
     type Response = Response<ResponseBody>;
     type Error = Infallible;
     type Future = Either<Routed, Either<proxy::ResponseFuture, GatedFuture>>;
@@ -132,7 +132,7 @@ impl Service<Request<Incoming>> for Dispatch {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, mut req: Request<ClientBody>) -> Self::Future {
         if self.owned.contains(req.uri().path()) {
             req.extensions_mut().insert(self.conn);
             return Either::Left(self.router.call(req).map(local as _));

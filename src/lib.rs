@@ -59,7 +59,7 @@ pub mod demo;
 mod dispatch;
 #[cfg(feature = "gate")]
 pub mod gate;
-#[cfg(feature = "sidecar")]
+#[cfg(any(feature = "sidecar", feature = "client"))]
 mod listener;
 pub mod mount;
 pub mod ops;

@@ -183,7 +183,7 @@ impl Sidecar {
         listener::serve(
             listener,
             |conn| observe.layer(dispatch.for_connection(conn)),
-            config.proxy.max_header_size.0 as usize,
+            listener::Limits::from_config(config),
             shutdown,
             config.shutdown_grace.0,
         )

@@ -37,6 +37,7 @@ use super::inject::{InjectError, InjectTarget, InjectToken, InjectTokenLayer, To
 use super::tokens::{TokenError, Tokens};
 use crate::config::Secret;
 use crate::config::client::EgressConfig;
+use crate::listener::{self, Limits, Listener};
 
 type Outbound = HttpClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
@@ -63,8 +64,10 @@ fn sha256(v: &[u8]) -> [u8; 32] {
 
 /// The egress listener, bound and ready to serve.
 pub struct EgressListener {
-    listener: tokio::net::TcpListener,
+    listener: Listener,
     router: Router,
+    limits: Limits,
+    grace: Duration,
 }
 
 impl std::fmt::Debug for EgressListener {
@@ -114,22 +117,34 @@ impl EgressListener {
             .route("/oauth/tokens/{client}/{tag}", axum::routing::get(vend))
             .fallback(forward)
             .with_state(state);
-        let listener = tokio::net::TcpListener::bind(config.listen)
+        let listener = Listener::bind_plain(config.listen)
             .await
             .map_err(|e| format!("cannot listen on {} (egress.listen): {e}", config.listen))?;
-        Ok(EgressListener { listener, router })
+        let defaults = crate::config::Config::default();
+        Ok(EgressListener {
+            listener,
+            router,
+            limits: Limits::from_config(&defaults),
+            grace: defaults.shutdown_grace.0,
+        })
+    }
+
+    /// Holds the listener to the `listener:` limits of `config` (the same as
+    /// the public listener's) and drains for its `shutdown_grace`.
+    pub(crate) fn limited_by(self, config: &crate::config::Config) -> Self {
+        EgressListener { limits: Limits::from_config(config), grace: config.shutdown_grace.0, ..self }
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+        self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` completes, then lets open requests finish.
+    /// Serves until `shutdown` completes, then lets open requests finish:
+    /// the same listener as the public one, with the same limits.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
-        if let Err(e) = axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await {
-            tracing::error!(error = %e, "the egress listener failed");
-        }
+        let router = self.router;
+        listener::serve(self.listener, |_| router.clone(), self.limits, shutdown, self.grace).await;
     }
 }
 

@@ -215,7 +215,7 @@ impl ClientRole {
                 )
                 .await
                 .map_err(ClientStartError::Http)?;
-                Some(listener)
+                Some(listener.limited_by(&loaded.config))
             }
             None => None,
         };

@@ -24,7 +24,7 @@ use std::path::Path;
 
 use serde_saphyr::Location;
 
-pub use schema::{Config, LogConfig, LogFormat, OpsConfig, ProxyConfig, TlsConfig};
+pub use schema::{Config, ListenerConfig, LogConfig, LogFormat, OpsConfig, ProxyConfig, TlsConfig};
 pub use types::{ByteSize, Duration, HttpUrl, StoreUrl, TrustedProxy, Upstream};
 pub use validate::{Problems, SectionCheck};
 

@@ -33,6 +33,8 @@ pub struct Config {
     pub store_pool_size: At<u32>,
     /// Log level, format and access log.
     pub log: LogConfig,
+    /// Connection limits of the public and the egress listener.
+    pub listener: ListenerConfig,
     /// Reverse-proxy behaviour and limits.
     pub proxy: ProxyConfig,
     /// Paths of the operations endpoints.
@@ -87,6 +89,7 @@ impl Default for Config {
             store_file: None,
             store_pool_size: At::default_value(10),
             log: LogConfig::default(),
+            listener: ListenerConfig::default(),
             proxy: ProxyConfig::default(),
             ops: OpsConfig::default(),
             shutdown_grace: Duration::secs(30),
@@ -138,6 +141,35 @@ pub enum LogFormat {
     Json,
 }
 
+/// Connection limits, the same on the public and the egress listener, for
+/// HTTP/1.1 and HTTP/2.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Open connections at most; at the cap a new connection closes the
+    /// longest-idle one, or is closed itself when none is idle.
+    pub max_connections: At<usize>,
+    /// Time a client gets to send a request head (then the connection is
+    /// closed). On HTTP/1.1 the wait for the next head of a kept-alive
+    /// connection counts too.
+    pub header_timeout: At<Duration>,
+    /// Longest pause while a request body arrives (then 408).
+    pub body_timeout: At<Duration>,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: At<Duration>,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        ListenerConfig {
+            max_connections: At::default_value(10_000),
+            header_timeout: At::default_value(Duration::secs(30)),
+            body_timeout: At::default_value(Duration::secs(30)),
+            idle_timeout: At::default_value(Duration::secs(60)),
+        }
+    }
+}
+
 /// Reverse-proxy settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -157,6 +189,8 @@ pub struct ProxyConfig {
     pub pool_max_idle: usize,
     /// Largest request head accepted (then 431).
     pub max_header_size: At<ByteSize>,
+    /// Most header fields in a request head (then 431).
+    pub max_headers: At<usize>,
     /// Largest request body accepted, counted while streaming (then 413).
     pub max_body_size: ByteSize,
 }
@@ -171,6 +205,7 @@ impl Default for ProxyConfig {
             pool_idle_timeout: Duration::secs(90),
             pool_max_idle: 256,
             max_header_size: At::default_value(ByteSize(64 << 10)),
+            max_headers: At::default_value(100),
             max_body_size: ByteSize(100 << 20),
         }
     }

@@ -97,6 +97,26 @@ pub(super) fn validate(
             format!("{} is below the smallest allowed, {MIN_HEADER_SIZE}", *proxy.max_header_size),
         );
     }
+    if *proxy.max_headers == 0 {
+        p.error(
+            proxy.max_headers.location,
+            "proxy.max_headers",
+            "a request needs at least one header (Host)",
+        );
+    }
+    let listener = &config.listener;
+    if *listener.max_connections == 0 {
+        p.error(listener.max_connections.location, "listener.max_connections", "at least one connection");
+    }
+    for (value, path) in [
+        (&listener.header_timeout, "listener.header_timeout"),
+        (&listener.body_timeout, "listener.body_timeout"),
+        (&listener.idle_timeout, "listener.idle_timeout"),
+    ] {
+        if value.value.0.is_zero() {
+            p.error(value.location, path, "a timeout of 0 would close every connection at once");
+        }
+    }
     if *proxy.connect_timeout > *proxy.timeout {
         let (at, path) = if proxy.connect_timeout.location == Location::UNKNOWN {
             (proxy.timeout.location, "proxy.timeout")

@@ -20,7 +20,7 @@ use crate::store::StoreBase;
 
 pub use metrics::spawn_upkeep;
 pub use metrics::{Metrics, prometheus};
-pub use observe::{Observe, ObserveFuture, ObserveLayer, X_REQUEST_ID};
+pub use observe::{Observe, ObserveFuture, ObserveLayer, X_REQUEST_ID, request_id};
 
 /// What `/readyz` checks.
 #[derive(Clone)]

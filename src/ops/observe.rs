@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
 use http::{Method, Request, Response};
 use pin_project_lite::pin_project;
@@ -66,14 +67,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let id = match req.headers().get(&X_REQUEST_ID) {
-            Some(v) if usable_id(v) => v.clone(),
-            _ => {
-                let id = RequestId::next();
-                req.headers_mut().insert(X_REQUEST_ID.clone(), id.header_value());
-                id.header_value()
-            }
-        };
+        let id = request_id(req.headers_mut());
         let span = tracing::info_span!(
             "request",
             id = id.to_str().unwrap_or_default(),
@@ -91,6 +85,21 @@ where
             inner: future,
             guard: InFlight { metrics: self.metrics.clone(), id: Some(id), access },
             span,
+        }
+    }
+}
+
+/// The request's id: the one the client sent when usable, else a new one,
+/// written into `headers` (the upstream sees it) and returned (the client
+/// gets it back). Every answer, the listener's own refusals too, takes its
+/// id from here.
+pub fn request_id(headers: &mut HeaderMap) -> HeaderValue {
+    match headers.get(&X_REQUEST_ID) {
+        Some(v) if usable_id(v) => v.clone(),
+        _ => {
+            let id = RequestId::next().header_value();
+            headers.insert(X_REQUEST_ID.clone(), id.clone());
+            id
         }
     }
 }

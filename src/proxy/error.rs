@@ -10,6 +10,7 @@ use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::LengthLimitError;
 
+use super::BodyTimeout;
 use crate::ops::Metrics;
 
 /// Why a request could not be forwarded.
@@ -33,6 +34,13 @@ pub enum ProxyError {
         /// The configured limit in bytes.
         limit: u64,
     },
+    /// The client stopped sending the request body for longer than
+    /// `listener.body_timeout` (408).
+    #[error("the client paused the request body for longer than {pause:?}")]
+    BodyTimeout {
+        /// The configured `listener.body_timeout`.
+        pause: Duration,
+    },
     /// The upstream switched protocols without being asked to (502).
     #[error("the upstream switched protocols without an upgrade request")]
     BadUpgrade,
@@ -49,6 +57,9 @@ impl ProxyError {
         while let Some(e) = source {
             if e.is::<LengthLimitError>() {
                 return ProxyError::BodyTooLarge { limit };
+            }
+            if let Some(timeout) = e.downcast_ref::<BodyTimeout>() {
+                return ProxyError::BodyTimeout { pause: timeout.pause };
             }
             source = e.source();
         }
@@ -67,6 +78,7 @@ impl ProxyError {
             }
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -87,6 +99,9 @@ impl ProxyError {
                 tracing::warn!(error = %self, "502: upstream failed");
             }
             ProxyError::BodyTooLarge { .. } => tracing::info!(error = %self, "413: request body too large"),
+            ProxyError::BodyTimeout { .. } => {
+                tracing::info!(error = %self, "408: request body stopped arriving")
+            }
             ProxyError::BadRequest(_) => tracing::info!(error = %self, "400: request not forwardable"),
         }
     }
@@ -99,12 +114,13 @@ impl ProxyError {
             ProxyError::Upstream(_) | ProxyError::BadUpgrade => "502 Bad Gateway: the upstream app failed\n",
             ProxyError::Timeout { .. } => "504 Gateway Timeout: the upstream app did not answer in time\n",
             ProxyError::BodyTooLarge { .. } => "413 Content Too Large: the request body is over the limit\n",
+            ProxyError::BodyTimeout { .. } => "408 Request Timeout: the request body stopped arriving\n",
             ProxyError::BadRequest(_) => "400 Bad Request: the request cannot be forwarded\n",
         };
         let mut res = Response::new(Body::from(text));
         *res.status_mut() = status;
         res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
+        if matches!(status, StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT) {
             // The rest of the body is not read: do not reuse the connection.
             res.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }

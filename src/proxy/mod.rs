@@ -6,8 +6,9 @@
 //! kept alive in a pool, hop-by-hop headers are dropped and the forwarding
 //! headers set ([`headers`]), and `Upgrade` requests (WebSocket) become a
 //! byte tunnel ([`upgrade`]). Failures become short plain responses: 502 when
-//! the upstream cannot be reached, 504 when it does not answer in time, 413
-//! when the body is too large.
+//! the upstream cannot be reached, 504 when it does not answer in time, 408
+//! when the client stops sending the body (the listener's [`ReadTimeout`]),
+//! 413 when the body is too large.
 //!
 //! ```no_run
 //! use oauth_sidecar::proxy::{ProxySettings, ReverseProxy};
@@ -19,6 +20,7 @@
 //! # drop(proxy);
 //! ```
 
+mod body_timeout;
 mod error;
 pub(crate) mod headers;
 mod upgrade;
@@ -48,6 +50,7 @@ use tokio::time::Sleep;
 use crate::config::{ProxyConfig, TrustedProxy};
 use crate::ops::Metrics;
 
+pub use body_timeout::{BodyTimeout, ReadTimeout};
 pub use error::ProxyError;
 
 /// Facts about the connection a request arrived on, put into the request's
