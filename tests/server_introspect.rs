@@ -570,7 +570,7 @@ async fn reuse_after_the_grace_window_revokes_the_family() {
 
 #[tokio::test]
 async fn without_a_grace_window_a_retry_revokes_the_family() {
-    let sidecar = Sidecar::start(SERVER);
+    let sidecar = Sidecar::start(&with_grace("0s"));
     let first = refresh_token(&alice(&sidecar, LEGACY).await);
     let pair = refresh(&sidecar, &first).await.expect("refresh");
     let err = refresh(&sidecar, &first).await.unwrap_err();

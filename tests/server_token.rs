@@ -230,7 +230,8 @@ async fn password_grant_with_refresh_rotation() {
 
 #[tokio::test]
 async fn refresh_token_reuse_revokes_family() {
-    let sidecar = Sidecar::start(SERVER);
+    // Without the grace window (on by default), any reuse revokes at once.
+    let sidecar = Sidecar::start(&format!("{SERVER}  refresh_reuse_grace: 0s\n"));
     let c = client(&sidecar, "legacy", Some("legacy-secret-0123456789"));
     let token = c
         .exchange_password(
