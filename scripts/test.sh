@@ -155,6 +155,9 @@ else
     cargo test --doc --locked
 fi
 
+echo "==> kill -9 durability (tests/kill9.sh: answered writes survive SIGKILL on SQLite)"
+bash tests/kill9.sh
+
 echo "==> config/ files pass check-config"
 for f in config/*.yaml; do
     cargo run --quiet --locked -- check-config "$f" >/dev/null
