@@ -66,15 +66,54 @@ impl World {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    fn start(&self) -> Child {
-        Command::new(&self.bin)
+    /// Starts the sidecar and waits for its `listening` line, so that the
+    /// process answering on the port is this one (not another that took
+    /// the port between a kill and the restart).
+    fn start(&self) -> Running {
+        let mut child = Command::new(&self.bin)
             .args(["serve", "--config"])
             .arg(self.config())
             .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("start the sidecar")
+            .expect("start the sidecar");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut running = Running(child);
+        let lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in lines.map_while(Result::ok) {
+                if line.contains("\"listening\"")
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        if rx.recv_timeout(Duration::from_secs(30)).is_err() {
+            running.kill();
+            panic!("the sidecar did not start listening on 127.0.0.1:{}", self.port);
+        }
+        running
+    }
+}
+
+/// The sidecar process; killed (SIGKILL) when dropped, also when a check
+/// fails.
+struct Running(Child);
+
+impl Running {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -356,7 +395,7 @@ async fn main() {
         r#"listen: 127.0.0.1:{port}
 public_url: http://127.0.0.1:{port}
 store: sqlite://{db}
-log: {{ level: warn, format: json, access: false }}
+log: {{ level: info, format: json, access: false }}
 server:
   roles:
     viewer: {{ label: Viewer, description: Reads }}
@@ -406,8 +445,7 @@ server:
         )));
         tokio::time::sleep(load).await;
         // SIGKILL while the clients are sending.
-        child.kill().expect("kill -9");
-        child.wait().expect("reap");
+        child.kill();
         stop.store(true, Ordering::Relaxed);
         for client in clients {
             client.await.expect("a client panicked");
@@ -422,8 +460,7 @@ server:
     let mut child = world.start();
     wait_ready(&world).await;
     checked += verify(&world, &answered).await;
-    child.kill().expect("stop");
-    child.wait().expect("reap");
+    child.kill();
     let a = answered.lock().unwrap();
     let writes = a.redeemed + a.rotated + a.created;
     println!(
