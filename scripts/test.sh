@@ -155,6 +155,9 @@ else
     cargo test --doc --locked
 fi
 
+echo "==> property tests (src/proptests.rs), ${PROPTEST_CASES:-256} cases per property"
+PROPTEST_CASES="${PROPTEST_CASES:-256}" cargo test --lib --locked proptests -- --nocapture --test-threads 1
+
 echo "==> kill -9 durability (tests/kill9.sh: answered writes survive SIGKILL on SQLite)"
 bash tests/kill9.sh
 

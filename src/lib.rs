@@ -63,6 +63,8 @@ pub mod gate;
 mod listener;
 pub mod mount;
 pub mod ops;
+#[cfg(all(test, feature = "sidecar"))]
+mod proptests;
 pub mod proxy;
 #[cfg(feature = "server")]
 pub mod server;

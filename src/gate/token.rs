@@ -134,7 +134,7 @@ fn check_b64token(token: &str) -> Result<(), GateError> {
 }
 
 /// The `access_token` query parameter (RFC 6750 section 2.3).
-fn query_token(query: &str) -> Result<Option<Cow<'_, str>>, GateError> {
+pub(crate) fn query_token(query: &str) -> Result<Option<Cow<'_, str>>, GateError> {
     let mut found = None;
     for pair in query.split('&') {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
