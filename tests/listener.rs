@@ -10,40 +10,13 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use common::{Sidecar, spawn_upstream};
+use common::{Sidecar, read_response, spawn_upstream};
 
 const TOKEN_KEY: &str = "3q2+7wABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhs=";
 
 async fn start(extra: &str) -> Sidecar {
     let upstream = spawn_upstream().await;
     Sidecar::start(&format!("upstream: http://{upstream}\n{extra}"))
-}
-
-/// Reads one HTTP/1.1 response with a `Content-Length` body from `stream`.
-fn read_response(stream: &mut TcpStream) -> String {
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let text = String::from_utf8_lossy(&out).into_owned();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let length = text[..end]
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned())
-                })
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(0);
-            if out.len() >= end + 4 + length {
-                return text;
-            }
-        }
-        match stream.read(&mut buf) {
-            Ok(0) => return String::from_utf8_lossy(&out).into_owned(),
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) => panic!("reading a response: {e}; so far: {}", String::from_utf8_lossy(&out)),
-        }
-    }
 }
 
 /// True when the peer closed `stream` (read returns end of stream) before

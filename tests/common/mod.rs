@@ -206,6 +206,33 @@ pub fn raw(addr: SocketAddr, request: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Reads one response (head and a `Content-Length` body) from a kept-alive
+/// connection; what came when the peer closes or sends nothing for 10 s.
+pub fn read_response(stream: &mut TcpStream) -> String {
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned())
+                })
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        match stream.read(&mut byte) {
+            Ok(0) | Err(_) => return String::from_utf8_lossy(&buf).into_owned(),
+            Ok(n) => buf.extend_from_slice(&byte[..n]),
+        }
+    }
+}
+
 /// POSTs a form to `url` with HTTP Basic `(id, secret)`, as OAuth clients
 /// call the token, revoke and introspect endpoints; the status and the
 /// JSON body (`null` when it is not JSON).
