@@ -65,7 +65,7 @@ async fn hop_by_hop_headers_are_removed_both_ways() {
     let response = raw(
         sidecar.addr,
         b"GET /echo HTTP/1.1\r\nHost: app.test\r\nConnection: close, X-Client-Hop\r\n\
-          X-Client-Hop: 1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nProxy-Connection: keep-alive\r\n\
+          X-Client-Hop: 1\r\nKeep-Alive: timeout=5\r\nTE: gzip\r\nProxy-Connection: keep-alive\r\n\
           Proxy-Authorization: Basic eDp5\r\nX-Kept: yes\r\n\r\n",
     );
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");

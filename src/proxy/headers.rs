@@ -12,12 +12,14 @@ use crate::config::TrustedProxy;
 
 /// Headers that describe one connection, never forwarded (RFC 9110 section
 /// 7.6.1, plus the non-standard `Proxy-Connection` and `Keep-Alive`).
-const HOP_BY_HOP: [HeaderName; 7] = [
+/// `Trailer` is not among them: it names the trailer fields that follow the
+/// body, end to end (RFC 9110 section 6.6.2), and without it hyper sends
+/// no trailers on.
+const HOP_BY_HOP: [HeaderName; 6] = [
     header::CONNECTION,
     HeaderName::from_static("proxy-connection"),
     HeaderName::from_static("keep-alive"),
     header::TE,
-    header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
 ];
@@ -29,12 +31,20 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 /// Removes the hop-by-hop headers and every header the `Connection` header
 /// names. Returns the `Upgrade` value when the message asked for a protocol
 /// upgrade (`Connection: upgrade`), so the caller can put it back.
+///
+/// `TE: trailers` stays (as just that): it says the client accepts trailer
+/// fields, which the proxy relays end to end, and an upstream sends them
+/// only when asked this way (RFC 9110 section 10.1.4).
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
     // Most messages carry none: one pass over their few names is cheaper
     // than a hash lookup for each hop-by-hop name.
     if !headers.keys().any(|name| HOP_BY_HOP.contains(name) || name == header::PROXY_AUTHORIZATION) {
         return None;
     }
+    let trailers =
+        headers.get_all(header::TE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(
+            |coding| coding.split(';').next().is_some_and(|c| c.trim().eq_ignore_ascii_case("trailers")),
+        );
     let mut upgrade_requested = false;
     let upgrade = headers.get(header::UPGRADE).cloned();
     if headers.contains_key(header::CONNECTION) {
@@ -60,6 +70,9 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> 
         headers.remove(name);
     }
     headers.remove(header::PROXY_AUTHORIZATION);
+    if trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     upgrade.filter(|_| upgrade_requested)
 }
 
@@ -264,13 +277,17 @@ mod tests {
             ("connection", "keep-alive, X-Secret-Hop"),
             ("x-secret-hop", "1"),
             ("keep-alive", "timeout=5"),
-            ("te", "trailers"),
+            ("te", "gzip, trailers;q=0.5"),
             ("proxy-authorization", "Basic eA=="),
             ("x-kept", "yes"),
         ]);
         assert_eq!(remove_hop_by_hop(&mut h), None);
-        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h.len(), 2, "{h:?}");
         assert_eq!(h["x-kept"], "yes");
+        assert_eq!(h["te"], "trailers", "only `trailers` of TE goes on");
+        let mut h = map(&[("te", "gzip"), ("x-kept", "yes")]);
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
     }
 
     #[test]
