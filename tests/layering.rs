@@ -69,8 +69,10 @@ fn allowed(from: &str, to: &str) -> bool {
         return from != "config";
     }
     match from {
-        // The assembly and the command line stand above everything.
-        "lib" | "main" | "sidecar" | "dispatch" | "cli" => true,
+        // The assembly and the command line stand above everything, and so
+        // do the property tests (compiled for tests only), which reach every
+        // parser.
+        "lib" | "main" | "sidecar" | "dispatch" | "cli" | "proptests" => true,
         // The admin pages stand above the roles they administer.
         "admin" => true,
         // A role imports no other role, and nothing below imports a role.
