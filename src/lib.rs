@@ -29,7 +29,10 @@
 //!   `/oauth/start` and the admin pages alike), [`mount`] (what each role
 //!   hands the sidecar: its routes, the paths they own and its background
 //!   tasks), [`proxy`] (the streaming reverse proxy), [`ops`] (`/healthz`,
-//!   `/readyz`, `/metrics`, request ids, spans), [`demo`] (the demo upstream).
+//!   `/readyz`, `/metrics`, request ids, spans), [`demo`] (the demo upstream),
+//!   and the listener (crate-private, one for the public and the egress
+//!   side: TLS, HTTP/1.1 and HTTP/2, the connection cap and the header,
+//!   body and idle timeouts of the `listener:` section).
 //! - [`store`]: role-sized store traits ([`store::GateStore`],
 //!   [`store::ServerStore`], [`store::ClientStore`], ...; [`store::Store`] is
 //!   their union) and one SQL implementation for SQLite (embedded default)
