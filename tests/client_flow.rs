@@ -21,7 +21,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use oauth_sidecar::store::{ClientStore, SqliteStore, StoreBase};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const TOKEN_KEY: &str = "3q2+7wABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhs=";
 const VENDING: &str = "vending-secret-0123456789";
@@ -323,10 +323,22 @@ async fn full_flow_against_a_second_sidecar_stores_refreshes_injects_and_revokes
     let stored = w.a.wait_for_log(&["provider token stored", "alice-box"]);
     assert!(stored.contains("alice"), "the owner from the verified ID token or userinfo: {stored}");
 
-    let (ok, list, _) = cli(&w.a.dir, &["token", "list"], None);
+    let (ok, list, _) = cli(&w.a.dir, &["token", "list", "--json"], None);
     assert!(ok);
-    assert!(list.contains("mail\talice-box\tauthorization_code\talice"), "{list}");
-    let id = list.lines().nth(1).unwrap().split('\t').next().unwrap().to_owned();
+    let rows: Value = serde_json::from_str(&list).unwrap();
+    let row = &rows[0];
+    assert_eq!(
+        (&row["client"], &row["tag"], &row["grant"], &row["status"]),
+        (&json!("mail"), &json!("alice-box"), &json!("authorization_code"), &json!("ok")),
+        "{list}"
+    );
+    assert!(row["owner"].as_str().unwrap().contains("alice"), "{list}");
+    assert!(row["expires_at"].as_i64().unwrap() > 1_700_000_000, "a Unix time: {list}");
+    let id = row["id"].to_string();
+    let (_, table, _) = cli(&w.a.dir, &["token", "list"], None);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["ID", "CLIENT", "TAG", "GRANT", "OWNER", "EXPIRES", "AT", "STATUS"], "{table}");
+    assert!(table.lines().nth(1).unwrap().contains(" UTC "), "a readable expiry: {table}");
     let (ok, inspect, _) = cli(&w.a.dir, &["token", "inspect", &id], None);
     assert!(ok);
     let inspected: Value = serde_json::from_str(&inspect).unwrap();
@@ -515,8 +527,8 @@ async fn a_refresh_refused_with_invalid_grant_marks_the_token_and_is_not_retried
     let to_p = start(&w, &mut browser, "/oauth/start/mail?tag=alice-box").await;
     let back = at_provider(&w, &mut browser, &to_p, true).await;
     assert_eq!(browser.get(back.location().as_str()).await.status, 200);
-    let (_, list, _) = cli(&w.a.dir, &["token", "list"], None);
-    let id = list.lines().nth(1).unwrap().split('\t').next().unwrap().to_owned();
+    let (_, list, _) = cli(&w.a.dir, &["token", "list", "--json"], None);
+    let id = serde_json::from_str::<Value>(&list).unwrap()[0]["id"].to_string();
     let held: Value = serde_json::from_str(&cli(&w.a.dir, &["token", "inspect", &id], None).1).unwrap();
     // Someone uses A's refresh token at P behind A's back: P rotates it, so
     // A's copy is a reused token and P refuses it (revoking the family).

@@ -14,6 +14,10 @@ use super::types::{At, Duration, HttpUrl};
 pub const ADMINISTER_OAUTH: &str = "administer oauth";
 /// The admin permission to see raw provider tokens and new client secrets.
 pub const MANAGE_SECRETS: &str = "manage oauth client secrets";
+
+/// The shortest client secret an operator may choose (in the file or with
+/// `consumer create --secret-file`); generated secrets are longer.
+pub const MIN_CLIENT_SECRET_LEN: usize = 16;
 /// Every admin permission, in the order the pages show them.
 pub const PERMISSIONS: [&str; 2] = [ADMINISTER_OAUTH, MANAGE_SECRETS];
 
@@ -244,9 +248,10 @@ pub(super) fn validate(server: &mut ServerConfig, p: &mut super::validate::Probl
         }
         secret_from_file(&mut c.secret, &c.secret_file, &at("secret"), &at("secret_file"), p);
         if let Some(secret) = &c.secret
-            && secret.value.expose().len() < 16
+            && secret.value.expose().len() < MIN_CLIENT_SECRET_LEN
         {
-            p.error(secret.location, &at("secret"), "a client secret needs at least 16 characters");
+            let message = format!("a client secret needs at least {MIN_CLIENT_SECRET_LEN} characters");
+            p.error(secret.location, &at("secret"), message);
         }
         let has_secret = c.secret.is_some() || c.secret_file.is_some();
         if c.confidential && !has_secret {

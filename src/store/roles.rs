@@ -93,6 +93,9 @@ pub trait ServerStore: GateStore + SignInStore {
     async fn put_user(&self, user: &UserRecord) -> Result<(), StoreError>;
     /// Every user, ordered by username.
     async fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
+    /// Deletes a user with their login sessions, authorization codes and
+    /// refresh tokens; false when there was no such user.
+    async fn delete_user(&self, username: &str) -> Result<bool, StoreError>;
 
     /// Adds a signing key.
     async fn add_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;
