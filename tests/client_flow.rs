@@ -429,6 +429,47 @@ async fn full_flow_against_a_second_sidecar_stores_refreshes_injects_and_revokes
 }
 
 #[tokio::test]
+async fn the_start_sign_in_allows_the_providers_origin_and_other_loopback_names_go_to_the_public_url() {
+    let w = world("1h").await;
+    let a_port = w.a.addr.port();
+    // Signed out: the sign-in page, whose post ends (after /oauth/start's
+    // redirect) at P, another origin: Chromium checks form-action there.
+    let mut browser = Browser::new();
+    let page = browser.get(&w.a.url("/oauth/start/mail?tag=x")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.ends_with(&format!("form-action 'self' {}", w.p.url(""))), "{csp}");
+    // An unknown client names no other origin.
+    let page = browser.get(&w.a.url("/oauth/start/nope")).await;
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.ends_with("form-action 'self'"), "{csp}");
+
+    // The same listener under another loopback name: sent to the public
+    // URL first, same path and query (cookies are kept per host name).
+    common::install_crypto();
+    let raw = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let res = raw
+        .get(w.a.url("/oauth/start/mail?tag=a%20b"))
+        .header("host", format!("localhost:{a_port}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 307);
+    assert_eq!(res.headers()["location"], w.a.url("/oauth/start/mail?tag=a%20b"));
+    let res = raw
+        .get(w.a.url("/admin/clients/mail"))
+        .header("host", format!("localhost:{a_port}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 307, "the admin pages too");
+    assert_eq!(res.headers()["location"], w.a.url("/admin/clients/mail"));
+    // A name for another port (a proxy may be in front) is left alone.
+    let res = raw.get(w.a.url("/oauth/start/mail")).header("host", "localhost:1").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
 async fn returns_with_unknown_reused_expired_or_foreign_state_are_refused() {
     let w = world("1h").await;
     let mut browser = Browser::new();
@@ -443,7 +484,13 @@ async fn returns_with_unknown_reused_expired_or_foreign_state_are_refused() {
     let mut other = Browser::new();
     let page = other.get(&w.a.url(&format!("/oauth/return?state={state}&code=x"))).await;
     assert_eq!(page.status, 400);
-    assert!(page.body.contains("another browser"), "{}", page.body);
+    assert!(page.body.contains("no record of starting this authorization"), "{}", page.body);
+    assert!(page.body.contains("another browser, or at another address of this site"), "{}", page.body);
+    assert!(
+        page.body.contains(&w.a.url("/oauth/start/mail").replace('/', "&#x2f;")),
+        "where to start: {}",
+        page.body
+    );
 
     // Expired (state_ttl: 2s).
     let to_p = start(&w, &mut browser, "/oauth/start/mail").await;

@@ -167,18 +167,50 @@ pub(crate) fn environment(
 /// The headers of every page. `form_target` is the origin (or `scheme:` of
 /// a private-use URI) a form post may end up at after a redirect.
 pub(crate) fn page_headers(headers: &mut HeaderMap, form_target: Option<&str>) {
-    let mut csp = String::from(
-        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; \
-         frame-ancestors 'none'; form-action 'self'",
+    headers.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; \
+             frame-ancestors 'none'; form-action 'self'",
+        ),
     );
-    if let Some(target) = form_target.filter(|t| t.bytes().all(|b| b.is_ascii_graphic() && b != b';')) {
-        csp.push(' ');
-        csp.push_str(target);
-    }
-    if let Ok(value) = HeaderValue::from_str(&csp) {
-        headers.insert(CONTENT_SECURITY_POLICY, value);
+    if let Some(target) = form_target {
+        allow_form_target(headers, target);
     }
     framing_and_caching_headers(headers);
+}
+
+/// Where a redirect to `uri` lands, as a CSP source: the origin of an http(s)
+/// URI, or the scheme of a private-use one (`com.example.app:`).
+///
+/// Chromium applies `form-action` to every redirect that follows a form
+/// post, so a page whose form ends (after redirects) at another site must
+/// name that site: the consent page its consumer's redirect URI, the
+/// sign-in before `/oauth/start` the provider's authorization endpoint.
+pub(crate) fn form_target(uri: &str) -> Option<String> {
+    let url = url::Url::parse(uri).ok()?;
+    match url.scheme() {
+        "http" | "https" => Some(url.origin().ascii_serialization()),
+        scheme => Some(format!("{scheme}:")),
+    }
+}
+
+/// Adds `target` (from [`form_target`]) to the `form-action` directive of
+/// the page's Content Security Policy, which every page of ours ends with.
+/// A value that could add a directive of its own is left out.
+pub(crate) fn allow_form_target(headers: &mut HeaderMap, target: &str) {
+    if target.is_empty() || !target.bytes().all(|b| b.is_ascii_graphic() && b != b';' && b != b',') {
+        return;
+    }
+    let Some(csp) = headers.get(CONTENT_SECURITY_POLICY).and_then(|v| v.to_str().ok()) else { return };
+    let ends_with_form_action =
+        csp.rsplit(';').next().is_some_and(|d| d.trim_start().starts_with("form-action "));
+    if !ends_with_form_action {
+        return;
+    }
+    if let Ok(value) = HeaderValue::from_str(&format!("{csp} {target}")) {
+        headers.insert(CONTENT_SECURITY_POLICY, value);
+    }
 }
 
 /// The headers every HTML page of ours carries besides its CSP: no
@@ -238,5 +270,31 @@ mod tests {
         page_headers(&mut headers, Some("https://a.example; script-src *"));
         let csp = headers[CONTENT_SECURITY_POLICY].to_str().unwrap();
         assert!(!csp.contains("script-src"), "{csp}");
+        assert!(csp.ends_with("form-action 'self'"), "{csp}");
+    }
+
+    #[test]
+    fn form_targets_are_origins_or_schemes() {
+        assert_eq!(
+            form_target("https://app.example:8443/cb?x=1").as_deref(),
+            Some("https://app.example:8443")
+        );
+        assert_eq!(form_target("http://127.0.0.1:5000/cb").as_deref(), Some("http://127.0.0.1:5000"));
+        assert_eq!(form_target("com.example.app:/oauth").as_deref(), Some("com.example.app:"));
+        assert_eq!(form_target("not a uri"), None);
+    }
+
+    #[test]
+    fn a_form_target_is_added_to_form_action_of_any_page() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("style-src 'self'; form-action 'self'"),
+        );
+        allow_form_target(&mut headers, "http://127.0.0.1:9000");
+        assert_eq!(
+            headers[CONTENT_SECURITY_POLICY],
+            "style-src 'self'; form-action 'self' http://127.0.0.1:9000"
+        );
     }
 }

@@ -13,13 +13,14 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use http::header::SET_COOKIE;
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, Method, StatusCode, Uri};
 use serde::Deserialize;
 
 use super::Site;
 use super::auth::{self, Viewer, see_other};
 use crate::proxy::ConnectionInfo;
 use crate::store::ADMINISTER_OAUTH;
+use crate::web::origin::public_address;
 use crate::web::signin::LoginForm;
 
 /// What the sign-in page shows as the site asking.
@@ -62,8 +63,12 @@ fn login_action(site: &Site, next: Option<&str>) -> String {
 pub(crate) async fn login_page(
     State(site): State<Arc<Site>>,
     headers: HeaderMap,
+    uri: Uri,
     Query(q): Query<Next>,
 ) -> Response {
+    if let Some(moved) = public_address(&site.public_url, &Method::GET, &headers, &uri) {
+        return moved;
+    }
     match site.signin.current_user(&headers).await {
         Ok(Some(user)) if user.may(ADMINISTER_OAUTH) => {
             let next = auth::safe_next(&site, q.next.as_deref());
