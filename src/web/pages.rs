@@ -11,8 +11,10 @@
 //!
 //! Every page is sent with a Content Security Policy that allows no script,
 //! no framing (`frame-ancestors 'none'`, clickjacking) and form posts only to
-//! the server itself and to the client's redirect URI (a consent post ends in
-//! a redirect there), plus `Cache-Control: no-store`.
+//! the server itself and to where the form's redirects end: the client's
+//! redirect URI after a consent post, the provider's authorization endpoint
+//! after the sign-in before `/oauth/start` ([`form_target`],
+//! [`allow_form_target`]); plus `Cache-Control: no-store`.
 //!
 //! The templates see these values:
 //!
@@ -144,6 +146,7 @@ pub(crate) fn environment(
     let mut env = Environment::new();
     // Missing values read as empty, also through `a.b` (pages share templates).
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+    env.add_filter("code", code_spans);
     for (name, source) in built_in {
         let source = match dir.map(|d| d.join(name)).filter(|p| p.exists()) {
             Some(path) => std::fs::read_to_string(&path).map_err(|e| TemplateError::Read {
@@ -162,6 +165,27 @@ pub(crate) fn environment(
             .map_err(|e| TemplateError::Syntax { name: (*name).to_owned(), reason: e.to_string() })?;
     }
     Ok(env)
+}
+
+/// The `code` filter: the text HTML-escaped, with each `` `span` `` as
+/// `<code>span</code>`, so a message naming a field or value reads as it
+/// does in the docs (a lone backtick stays as it is).
+fn code_spans(text: Option<String>) -> minijinja::Value {
+    let text = text.unwrap_or_default();
+    let parts: Vec<&str> = text.split('`').collect();
+    let mut html = String::with_capacity(text.len() + 16);
+    for (i, part) in parts.iter().enumerate() {
+        let escaped = minijinja::HtmlEscape(part).to_string();
+        if i % 2 == 0 {
+            html.push_str(&escaped);
+        } else if i + 1 < parts.len() || parts.len() % 2 == 1 {
+            html.push_str(&format!("<code>{escaped}</code>"));
+        } else {
+            html.push('`');
+            html.push_str(&escaped);
+        }
+    }
+    minijinja::Value::from_safe_string(html)
 }
 
 /// The headers of every page. `form_target` is the origin (or `scheme:` of
@@ -282,6 +306,18 @@ mod tests {
         assert_eq!(form_target("http://127.0.0.1:5000/cb").as_deref(), Some("http://127.0.0.1:5000"));
         assert_eq!(form_target("com.example.app:/oauth").as_deref(), Some("com.example.app:"));
         assert_eq!(form_target("not a uri"), None);
+    }
+
+    #[test]
+    fn backticks_become_code_and_the_rest_is_escaped() {
+        let html = |s: &str| code_spans(Some(s.to_owned())).to_string();
+        assert_eq!(
+            html("unknown field `tag`, expected `name`"),
+            "unknown field <code>tag</code>, expected <code>name</code>"
+        );
+        assert_eq!(html("`<b>` & `x"), "<code>&lt;b&gt;</code> &amp; `x");
+        assert_eq!(html("plain"), "plain");
+        assert_eq!(code_spans(None).to_string(), "");
     }
 
     #[test]
