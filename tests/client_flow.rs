@@ -320,6 +320,14 @@ async fn full_flow_against_a_second_sidecar_stores_refreshes_injects_and_revokes
     let landing = browser.get(back.location().as_str()).await;
     assert_eq!(landing.status, 200, "{}", landing.body);
     assert!(landing.body.contains("Connected"), "{}", landing.body);
+    // The landing page names the client and the tag, and links back.
+    assert!(
+        landing.body.contains("with tag &quot;alice-box&quot; (client mail, provider"),
+        "{}",
+        landing.body
+    );
+    assert!(!landing.body.contains(": token "), "no internal token number: {}", landing.body);
+    assert!(landing.body.contains("href=\"&#x2f;admin&#x2f;clients&#x2f;mail\""), "{}", landing.body);
     let stored = w.a.wait_for_log(&["provider token stored", "alice-box"]);
     assert!(stored.contains("alice"), "the owner from the verified ID token or userinfo: {stored}");
 

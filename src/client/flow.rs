@@ -343,12 +343,19 @@ pub(crate) async fn finish(
         return res;
     }
     let who = owner.email.or(owner.name).or(owner.id).unwrap_or_else(|| "the account".into());
-    pages.message(
-        StatusCode::OK,
-        "Connected",
-        &format!(
-            "{} is connected for {who}: token {id}, tag \"{tag}\". You can close this page.",
-            if reg.label.is_empty() { &reg.name } else { &reg.label }
-        ),
-    )
+    let label = if reg.label.is_empty() { &reg.name } else { &reg.label };
+    let message = format!(
+        "{label} is connected for {who} with tag \"{tag}\" (client {}, provider {}). \
+         The app behind this sidecar can now use the token through the egress routes of this client and tag.",
+        reg.name, reg.provider.title
+    );
+    let client_path: String = url::form_urlencoded::byte_serialize(reg.name.as_bytes()).collect();
+    let again = format!("/oauth/start/{client_path}");
+    let mut links = Vec::new();
+    let manage = inner.admin_path.as_ref().map(|admin| format!("{admin}/clients/{client_path}"));
+    if let Some(manage) = &manage {
+        links.push(("Back to this client's tokens", manage.as_str()));
+    }
+    links.push(("Connect another account", again.as_str()));
+    pages.message(StatusCode::OK, "Connected", &message, &links)
 }

@@ -24,7 +24,7 @@
 //! | `login.html` | `client_label`, `action`, `csrf_token`, `username`, `error` |
 //! | `consent.html` | `client_label`, `username`, `action`, `csrf_token`, `choice`, `scopes` (each `name`, `label`, `description`) |
 //! | `error.html` | `message` |
-//! | `message.html` | `message` (the OAuth client's landing page) |
+//! | `message.html` | `message`, `links` (each `label`, `href`): the OAuth client's landing page |
 
 use std::path::Path;
 
@@ -102,9 +102,20 @@ impl Pages {
         self.render("error.html", title, &minijinja::context! { message }, status, None)
     }
 
-    /// A page that reports how something ended (the OAuth client's landing page).
-    pub fn message(&self, status: StatusCode, title: &str, message: &str) -> Response {
-        self.render("message.html", title, &minijinja::context! { message }, status, None)
+    /// A page that reports how something ended (the OAuth client's landing
+    /// page), with links to go on from there (`(label, href)`).
+    pub fn message(
+        &self,
+        status: StatusCode,
+        title: &str,
+        message: &str,
+        links: &[(&str, &str)],
+    ) -> Response {
+        let links: Vec<_> = links
+            .iter()
+            .map(|(label, href)| minijinja::context! { label => *label, href => *href })
+            .collect();
+        self.render("message.html", title, &minijinja::context! { message, links }, status, None)
     }
 
     /// Renders the template `name` with `title` and `view`'s values, with
