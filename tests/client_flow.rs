@@ -423,6 +423,10 @@ async fn full_flow_against_a_second_sidecar_stores_refreshes_injects_and_revokes
         let (status, body) = egress_get(&w, "/egress/api/v1/me").await;
         if status == 503 {
             assert!(body.contains("no_token"), "{body}");
+            assert!(
+                body.contains("authorize it at /oauth/start/mail?tag=alice-box"),
+                "the hint names the tag: {body}"
+            );
             break;
         }
         assert!(std::time::Instant::now() < deadline, "still injecting a deleted token");

@@ -65,7 +65,10 @@ impl std::fmt::Debug for LiveToken {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TokenError {
     /// No token for this client and tag.
-    #[error("no token for client `{client}` and tag `{tag}`: authorize it at /oauth/start/{client}")]
+    #[error(
+        "no token for client `{client}` and tag `{tag}`: authorize it at /oauth/start/{client}?tag={}",
+        url::form_urlencoded::byte_serialize(.tag.as_bytes()).collect::<String>()
+    )]
     NotFound {
         /// The client.
         client: String,
