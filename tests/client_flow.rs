@@ -460,24 +460,15 @@ async fn the_start_sign_in_allows_the_providers_origin_and_other_loopback_names_
     // URL first, same path and query (cookies are kept per host name).
     common::install_crypto();
     let raw = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let res = raw
-        .get(w.a.url("/oauth/start/mail?tag=a%20b"))
-        .header("host", format!("localhost:{a_port}"))
-        .send()
-        .await
-        .unwrap();
+    let get_as = |host: String, path: &str| raw.get(w.a.url(path)).header("host", host).send();
+    let res = get_as(format!("localhost:{a_port}"), "/oauth/start/mail?tag=a%20b").await.unwrap();
     assert_eq!(res.status(), 307);
     assert_eq!(res.headers()["location"], w.a.url("/oauth/start/mail?tag=a%20b"));
-    let res = raw
-        .get(w.a.url("/admin/clients/mail"))
-        .header("host", format!("localhost:{a_port}"))
-        .send()
-        .await
-        .unwrap();
+    let res = get_as(format!("localhost:{a_port}"), "/admin/clients/mail").await.unwrap();
     assert_eq!(res.status(), 307, "the admin pages too");
     assert_eq!(res.headers()["location"], w.a.url("/admin/clients/mail"));
     // A name for another port (a proxy may be in front) is left alone.
-    let res = raw.get(w.a.url("/oauth/start/mail")).header("host", "localhost:1").send().await.unwrap();
+    let res = get_as("localhost:1".to_owned(), "/oauth/start/mail").await.unwrap();
     assert_eq!(res.status(), 200);
 }
 

@@ -11,7 +11,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 
-import { browserTest, freePort, repoRoot, secret, visit } from './harness.mjs';
+import { browserTest, freePort, repoRoot, secret, signIn, visit } from './harness.mjs';
 
 /** The example with the recipe's step 1 done and its ports moved. */
 async function exampleAsInstructed(port, egressPort) {
@@ -63,9 +63,7 @@ test('the demo recipe in config/sidecar.example.yaml works as written', async (t
     await visit(page, startUrl);
     await page.getByRole('heading', { name: 'Sign in' }).waitFor();
     await shot(page, 'sign-in');
-    await page.getByLabel('Username').fill('admin');
-    await page.getByLabel('Password').fill(password);
-    await page.getByRole('button', { name: 'Sign in' }).click();
+    await signIn(page, 'admin', password);
     await page.getByRole('heading', { name: 'Allow access?' }).waitFor();
     assert.match(await page.locator('body').innerText(), /Demo mailbox/, 'the consent names the consumer');
     await shot(page, 'consent');

@@ -326,6 +326,18 @@ export async function visit(page, url) {
 }
 
 /**
+ * Signs in on the sidecar's sign-in page (the one of /oauth/authorize,
+ * /oauth/start and the admin pages): waits for it, fills in `username` and
+ * `password` and presses "Sign in".
+ */
+export async function signIn(page, username, password) {
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+}
+
+/**
  * A `shot(page, step)` for the test `test`: saves a full-page screenshot as
  * target/e2e/screenshots/<test>-<NN>-<step>.png, NN counting the test's
  * pages in order. The test's screenshots from an earlier run are removed

@@ -16,7 +16,7 @@ import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 
-import { freePort, openBrowserEnv, secret, visit } from './harness.mjs';
+import { freePort, openBrowserEnv, secret, signIn, visit } from './harness.mjs';
 import { emailOf, startOidcProvider } from './oidc_provider.mjs';
 
 /** An API on loopback that answers each request with the Authorization header it got. */
@@ -87,14 +87,6 @@ ${routes.join('\n')}
     await echo?.close();
   });
 
-  /** Signs in on the sidecar's sign-in page (already showing). */
-  async function sidecarSignIn(page) {
-    await page.getByRole('heading', { name: 'Sign in' }).waitFor();
-    await page.getByLabel('Username').fill('root');
-    await page.getByLabel('Password').fill(admin);
-    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
-  }
-
   /** Signs in at the provider as `login` and approves the sidecar. */
   async function atProvider(page, login) {
     const signIn = page.locator('input[name="login"]');
@@ -137,7 +129,7 @@ ${routes.join('\n')}
         await page.getByRole('heading', { name: 'Sign in' }).waitFor();
         assert.equal(new URL(page.url()).origin, sc.origin, 'the sign-in page is at the public URL');
         await env.shot(page, `${tag}-sign-in`);
-        await sidecarSignIn(page);
+        await signIn(page, 'root', admin);
 
         const login = `${tag}-owner`;
         await atProvider(page, login);
@@ -172,7 +164,7 @@ ${routes.join('\n')}
         await visit(page, `http://${host}:${sc.port}/admin/clients/outside`);
         await page.getByRole('heading', { name: 'Sign in' }).waitFor();
         assert.equal(new URL(page.url()).origin, sc.origin, 'the admin sign-in is at the public URL');
-        await sidecarSignIn(page);
+        await signIn(page, 'root', admin);
         await page.waitForURL((u) => u.pathname === '/admin/clients/outside');
         await page.locator('#ac-tag').fill(tag);
         await env.shot(page, `${tag}-client`);
@@ -199,7 +191,7 @@ ${routes.join('\n')}
         const start = new URL(page.url());
         assert.equal(start.searchParams.get('tag'), tag, 'the tag field goes to /oauth/start');
         assert.equal(start.searchParams.get('return_to'), '/admin/clients/outside');
-        await sidecarSignIn(page);
+        await signIn(page, 'root', admin);
 
         const login = `${tag}-owner`;
         await atProvider(page, login);
