@@ -13,8 +13,8 @@
 //! no framing (`frame-ancestors 'none'`, clickjacking) and form posts only to
 //! the server itself and to where the form's redirects end: the client's
 //! redirect URI after a consent post, the provider's authorization endpoint
-//! after the sign-in before `/oauth/start` ([`form_target`],
-//! [`allow_form_target`]); plus `Cache-Control: no-store`.
+//! after the sign-in before `/oauth/start` (`form_target`,
+//! `allow_form_target`); plus `Cache-Control: no-store`.
 //!
 //! The templates see these values:
 //!
