@@ -202,7 +202,10 @@ ${routes.join('\n')}
         if (await goOn.isVisible()) await goOn.click();
         const row = page.locator('tr[data-token-id]', { hasText: tag });
         await row.waitFor();
-        assert.match(await row.innerText(), new RegExp(emailOf(login).replace('.', '\\.')), 'the resource owner');
+        const rowText = await row.innerText();
+        assert.match(rowText, new RegExp(emailOf(login).replace('.', '\\.')), 'the resource owner');
+        // The provider's 1 h token, in the admin pages' one time format.
+        assert.match(rowText, /UTC \(in (59|60) min\)/, `the expiry reads in whole minutes: ${rowText}`);
         await env.shot(page, `${tag}-token`);
 
         const owner = await callThroughEgress(tag);
