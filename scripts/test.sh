@@ -13,8 +13,10 @@
 # server (a database its user may create schemas in), and nothing is installed.
 #
 # Then the browser tests (tests/e2e): chromium, and node with npm when node
-# is missing (node 18 or newer; Debian 12's is 18), from apt; playwright-core
-# with `npm ci`; `node --test` on the built binary.
+# is missing, from apt (node 20 or newer, which oidc-provider needs: this
+# machine image ships it; Debian 12's own is 18); playwright-core and
+# oidc-provider (the outside provider on another origin) with `npm ci`;
+# `node --test` on the built binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -165,8 +167,8 @@ python3 scripts/docker-context.py
 
 echo "==> browser tests (tests/e2e: playwright-core driving /usr/bin/chromium)"
 node_major=$(node -p 'process.versions.node.split(".")[0]')
-if [ "$node_major" -lt 18 ]; then
-    echo "the browser tests need node 18 or newer; $(command -v node) is $(node --version)" >&2
+if [ "$node_major" -lt 20 ]; then
+    echo "the browser tests need node 20 or newer (oidc-provider); $(command -v node) is $(node --version)" >&2
     exit 1
 fi
 # The binary under test: the debug build in cargo's target folder.

@@ -164,7 +164,7 @@ async fn without_a_client_section_the_provider_pages_say_how_to_turn_the_oauth_c
     for path in ["/admin/providers", "/admin/providers/demo", "/admin/clients/mail"] {
         let page = b.get(&s.url(path)).await;
         assert_eq!(page.status, 200, "{path}");
-        assert!(page.body.contains("add a `client:` section"), "{path}: {}", page.body);
+        assert!(page.body.contains("add a <code>client:</code> section"), "{path}: {}", page.body);
     }
 }
 

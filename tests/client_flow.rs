@@ -320,6 +320,14 @@ async fn full_flow_against_a_second_sidecar_stores_refreshes_injects_and_revokes
     let landing = browser.get(back.location().as_str()).await;
     assert_eq!(landing.status, 200, "{}", landing.body);
     assert!(landing.body.contains("Connected"), "{}", landing.body);
+    // The landing page names the client and the tag, and links back.
+    assert!(
+        landing.body.contains("with tag &quot;alice-box&quot; (client mail, provider"),
+        "{}",
+        landing.body
+    );
+    assert!(!landing.body.contains(": token "), "no internal token number: {}", landing.body);
+    assert!(landing.body.contains("href=\"&#x2f;admin&#x2f;clients&#x2f;mail\""), "{}", landing.body);
     let stored = w.a.wait_for_log(&["provider token stored", "alice-box"]);
     assert!(stored.contains("alice"), "the owner from the verified ID token or userinfo: {stored}");
 
@@ -427,6 +435,10 @@ async fn full_flow_against_a_second_sidecar_stores_refreshes_injects_and_revokes
         let (status, body) = egress_get(&w, "/egress/api/v1/me").await;
         if status == 503 {
             assert!(body.contains("no_token"), "{body}");
+            assert!(
+                body.contains("authorize it at /oauth/start/mail?tag=alice-box"),
+                "the hint names the tag: {body}"
+            );
             break;
         }
         assert!(std::time::Instant::now() < deadline, "still injecting a deleted token");
@@ -438,6 +450,38 @@ async fn full_flow_against_a_second_sidecar_stores_refreshes_injects_and_revokes
             "a token in a log line: {line}"
         );
     }
+}
+
+#[tokio::test]
+async fn the_start_sign_in_allows_the_providers_origin_and_other_loopback_names_go_to_the_public_url() {
+    let w = world("1h").await;
+    let a_port = w.a.addr.port();
+    // Signed out: the sign-in page, whose post ends (after /oauth/start's
+    // redirect) at P, another origin: Chromium checks form-action there.
+    let mut browser = Browser::new();
+    let page = browser.get(&w.a.url("/oauth/start/mail?tag=x")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.ends_with(&format!("form-action 'self' {}", w.p.url(""))), "{csp}");
+    // An unknown client names no other origin.
+    let page = browser.get(&w.a.url("/oauth/start/nope")).await;
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.ends_with("form-action 'self'"), "{csp}");
+
+    // The same listener under another loopback name: sent to the public
+    // URL first, same path and query (cookies are kept per host name).
+    common::install_crypto();
+    let raw = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let get_as = |host: String, path: &str| raw.get(w.a.url(path)).header("host", host).send();
+    let res = get_as(format!("localhost:{a_port}"), "/oauth/start/mail?tag=a%20b").await.unwrap();
+    assert_eq!(res.status(), 307);
+    assert_eq!(res.headers()["location"], w.a.url("/oauth/start/mail?tag=a%20b"));
+    let res = get_as(format!("localhost:{a_port}"), "/admin/clients/mail").await.unwrap();
+    assert_eq!(res.status(), 307, "the admin pages too");
+    assert_eq!(res.headers()["location"], w.a.url("/admin/clients/mail"));
+    // A name for another port (a proxy may be in front) is left alone.
+    let res = get_as("localhost:1".to_owned(), "/oauth/start/mail").await.unwrap();
+    assert_eq!(res.status(), 200);
 }
 
 #[tokio::test]
@@ -455,7 +499,13 @@ async fn returns_with_unknown_reused_expired_or_foreign_state_are_refused() {
     let mut other = Browser::new();
     let page = other.get(&w.a.url(&format!("/oauth/return?state={state}&code=x"))).await;
     assert_eq!(page.status, 400);
-    assert!(page.body.contains("another browser"), "{}", page.body);
+    assert!(page.body.contains("no record of starting this authorization"), "{}", page.body);
+    assert!(page.body.contains("another browser, or at another address of this site"), "{}", page.body);
+    assert!(
+        page.body.contains(&w.a.url("/oauth/start/mail").replace('/', "&#x2f;")),
+        "where to start: {}",
+        page.body
+    );
 
     // Expired (state_ttl: 2s).
     let to_p = start(&w, &mut browser, "/oauth/start/mail").await;

@@ -72,6 +72,9 @@ pub(crate) struct Site {
     pub(crate) templates: AdminTemplates,
     /// The admin path without a trailing `/`, such as `/admin`.
     pub(crate) base: String,
+    /// `public_url`: a page asked for under another loopback name is sent
+    /// there first ([`crate::web::origin`]).
+    pub(crate) public_url: String,
     /// Roles and defaults of the authorization server (its defaults without `server:`).
     pub(crate) server: ServerConfig,
     /// The OAuth client role's token store, with a `client:` section.
@@ -114,7 +117,8 @@ impl AdminSite {
             AdminTemplates::load(server.templates_dir.as_ref().map(|d| d.value.join("admin")).as_deref())?
                 .at(&base);
         let redirect = crate::client::admin::redirect_url(loaded).ok();
-        let site = Site { store, signin, templates, base, server, tokens, redirect };
+        let public_url = loaded.public_url.base();
+        let site = Site { store, signin, templates, base, public_url, server, tokens, redirect };
         Ok(Some(AdminSite { site: Arc::new(site) }))
     }
 

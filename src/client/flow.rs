@@ -30,6 +30,7 @@ use crate::clock::now;
 use crate::proxy::ConnectionInfo;
 use crate::store::{ClientStateRecord, token_hash};
 use crate::web::cookie::{cookie, set_cookie};
+use crate::web::origin::public_address;
 use crate::web::secrets::{is_token, random_token};
 use crate::web::signin::LoginForm;
 
@@ -65,12 +66,22 @@ pub(crate) async fn start(
     body: Bytes,
 ) -> Response {
     let pages = inner.signin.pages();
+    if let Some(moved) = public_address(&inner.redirect_url, &method, &headers, &uri) {
+        return moved;
+    }
     let action = match uri.query() {
         Some(q) => format!("{}?{q}", uri.path()),
         None => uri.path().to_owned(),
     };
     let label = format!("Connect {client} (oauth-sidecar administration)");
-    let form = LoginForm { action: &action, label: &label, form_target: None };
+    // The sign-in's post ends, through this page's redirect, at the
+    // provider: the sign-in page's CSP must allow its origin.
+    let reg = inner.tokens.registry().get(&client).await;
+    let form_target = match &reg {
+        Ok(Some(reg)) => inner.tokens.authorize_target(reg).await,
+        _ => None,
+    };
+    let form = LoginForm { action: &action, label: &label, form_target: form_target.as_deref() };
     if method == Method::POST {
         let conn = conn.map(|Extension(c)| c);
         return inner.signin.post_form(&headers, conn.as_ref(), &body, &form).await;
@@ -88,7 +99,7 @@ pub(crate) async fn start(
             "Only an administrator can connect a provider account.",
         );
     }
-    let reg = match inner.tokens.registry().get(&client).await {
+    let reg = match reg {
         Ok(Some(reg)) => reg,
         Ok(None) => {
             return pages.error(
@@ -230,11 +241,16 @@ pub(crate) async fn finish(
     }
     let same_browser = cookie(&headers, BROWSER_COOKIE).is_some_and(|v| token_hash(v) == record.browser_hash);
     if !same_browser {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "Different browser",
-            "This authorization was started in another browser. Start again in this one.",
+        // The cookie is kept per host name: a start at another address of
+        // this site (127.0.0.1 for localhost) looks like another browser.
+        let start = url::Url::parse(&inner.redirect_url)
+            .map(|u| format!("{}/oauth/start/{}", u.origin().ascii_serialization(), record.client));
+        let message = format!(
+            "This browser has no record of starting this authorization: it was started in another browser, \
+             or at another address of this site. Start again in this browser at {}.",
+            start.as_deref().unwrap_or("/oauth/start")
         );
+        return refuse(StatusCode::BAD_REQUEST, "Authorization not started here", &message);
     }
     if let Some(error) = param(&q, "error") {
         let description = param(&q, "error_description").unwrap_or_default();
@@ -327,12 +343,19 @@ pub(crate) async fn finish(
         return res;
     }
     let who = owner.email.or(owner.name).or(owner.id).unwrap_or_else(|| "the account".into());
-    pages.message(
-        StatusCode::OK,
-        "Connected",
-        &format!(
-            "{} is connected for {who}: token {id}, tag \"{tag}\". You can close this page.",
-            if reg.label.is_empty() { &reg.name } else { &reg.label }
-        ),
-    )
+    let label = if reg.label.is_empty() { &reg.name } else { &reg.label };
+    let message = format!(
+        "{label} is connected for {who} with tag \"{tag}\" (client {}, provider {}). \
+         The app behind this sidecar can now use the token through the egress routes of this client and tag.",
+        reg.name, reg.provider.title
+    );
+    let client_path: String = url::form_urlencoded::byte_serialize(reg.name.as_bytes()).collect();
+    let again = format!("/oauth/start/{client_path}");
+    let mut links = Vec::new();
+    let manage = inner.admin_path.as_ref().map(|admin| format!("{admin}/clients/{client_path}"));
+    if let Some(manage) = &manage {
+        links.push(("Back to this client's tokens", manage.as_str()));
+    }
+    links.push(("Connect another account", again.as_str()));
+    pages.message(StatusCode::OK, "Connected", &message, &links)
 }

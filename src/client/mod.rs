@@ -127,6 +127,8 @@ pub(crate) struct Inner {
     return_path: String,
     state_ttl: i64,
     secure: bool,
+    /// The admin pages' path when they are on, for the landing page's link back.
+    admin_path: Option<String>,
 }
 
 /// The OAuth client role, ready to serve.
@@ -164,6 +166,8 @@ impl OAuthClient {
             return_path: config.return_path.0.clone(),
             state_ttl: i64::try_from(config.state_ttl.0.as_secs()).unwrap_or(600),
             secure: loaded.public_url.is_https(),
+            admin_path: (cfg!(feature = "admin") && loaded.config.admin.enabled)
+                .then(|| loaded.config.admin.path.value.0.trim_end_matches('/').to_owned()),
         };
         Ok(OAuthClient { inner: Arc::new(inner) })
     }

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import { test } from 'node:test';
 
-import { browserTest, secret } from './harness.mjs';
+import { browserTest, secret, signIn } from './harness.mjs';
 
 /** The payload of a JWT, parsed. */
 function jwtClaims(jwt) {
@@ -163,10 +163,7 @@ client:
     assert.equal(first.status(), 200, '/oauth/start asks a signed-out browser to sign in');
     await page.getByRole('heading', { name: 'Sign in' }).waitFor();
     await shot(page, 'sign-in');
-
-    await page.getByLabel('Username').fill('admin');
-    await page.getByLabel('Password').fill(password);
-    await page.getByRole('button', { name: 'Sign in' }).click();
+    await signIn(page, 'admin', password);
 
     // The demo provider is this sidecar's authorization server: the same
     // sign-in counts there, so its consent page comes next.
