@@ -211,14 +211,9 @@ impl ClientRole {
             Some(e) => {
                 let extra_ca = config.extra_ca_file.as_ref().map(|f| f.value.as_path());
                 let tls = protocol::tls_config(extra_ca).map_err(ClientStartError::Http)?;
-                let listener = egress::EgressListener::bind(
-                    e,
-                    loaded.client.vending_secret.as_ref(),
-                    client.tokens(),
-                    tls,
-                )
-                .await
-                .map_err(ClientStartError::Http)?;
+                let listener = egress::EgressListener::bind(e, &loaded.client, client.tokens(), tls)
+                    .await
+                    .map_err(ClientStartError::Http)?;
                 Some(listener)
             }
             None => None,
