@@ -510,3 +510,51 @@ async fn the_admin_pages_can_move_or_be_turned_off() {
     let page = Browser::new().get(&off.url("/admin/login")).await;
     assert!(!page.body.contains("name=\"password\""), "proxied to the app: {}", page.body);
 }
+
+#[tokio::test]
+async fn an_administer_only_admin_grants_nothing_they_lack_nor_resets_who_holds_more() {
+    let s = start();
+    let mut b = Browser::new();
+    sign_in(&mut b, &s, "clerk", "clerk-password-1").await;
+    let token = csrf(&mut b, &s, "/admin/users/new").await;
+    let t = token.as_str();
+    let secrets = "manage oauth client secrets";
+    let attempts: [(&str, Vec<(&str, &str)>); 5] = [
+        (
+            "/admin/users/clerk",
+            vec![("admin", "1"), ("permissions", "administer oauth"), ("permissions", secrets)],
+        ),
+        ("/admin/users/alice", vec![("admin", "1"), ("permissions", secrets)]),
+        (
+            "/admin/users",
+            vec![("username", "mallory"), ("password", "mallory-pw-1"), ("permissions", secrets)],
+        ),
+        (
+            "/admin/users/root",
+            vec![("admin", "1"), ("permissions", "administer oauth"), ("new_password", "taken-over-pw-1")],
+        ),
+        ("/admin/users/keeper", vec![("admin", "1"), ("permissions", secrets), ("disabled", "1")]),
+    ];
+    for (path, fields) in attempts {
+        let mut form = vec![("csrf_token", t)];
+        form.extend(fields);
+        let page = b.post(&s, path, &form).await;
+        assert_eq!(page.status, 403, "{path}: {}", page.body);
+        assert!(page.body.contains("do not hold"), "the page says why: {}", page.body);
+    }
+    // Nothing changed: root signs in with the old password and sees the users as they were.
+    let mut root = Browser::new();
+    sign_in(&mut root, &s, "root", "root-password-1").await;
+    let users = root.get(&s.url("/admin/users")).await;
+    assert_eq!(users.status, 200, "{}", users.body);
+    assert!(!users.body.contains("mallory"), "{}", users.body);
+    for name in ["clerk", "alice"] {
+        let row = &users.body[users.body.find(&format!("data-username=\"{name}\"")).unwrap()..];
+        let row = &row[..row.find("</tr>").unwrap()];
+        assert!(!row.contains(secrets), "{name}: {row}");
+    }
+    let logs = s.logs();
+    let refusals = logs.iter().filter(|l| l.contains("user change refused") && l.contains("clerk")).count();
+    assert_eq!(refusals, 5, "{logs:#?}");
+    assert!(logs.iter().all(|l| !l.contains("taken-over-pw-1") && !l.contains("mallory-pw-1")));
+}

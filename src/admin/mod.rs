@@ -20,6 +20,7 @@
 mod api;
 mod auth;
 mod forms;
+mod privilege;
 mod records;
 mod view;
 mod web;
