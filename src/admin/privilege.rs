@@ -42,7 +42,7 @@ pub(crate) fn check_user_change(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::{ADMINISTER_OAUTH, MANAGE_SECRETS};
 
@@ -60,7 +60,8 @@ mod tests {
         }
     }
 
-    fn user(permissions: &[&str]) -> UserRecord {
+    /// An enabled user who is an admin when given permissions, for tests.
+    pub(crate) fn user(permissions: &[&str]) -> UserRecord {
         UserRecord {
             username: "ann".into(),
             password_hash: String::new(),

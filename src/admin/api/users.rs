@@ -125,17 +125,7 @@ pub(crate) async fn update_user(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn admin(permissions: &[&str]) -> UserRecord {
-        UserRecord {
-            username: "ann".into(),
-            password_hash: String::new(),
-            roles: vec![],
-            admin: !permissions.is_empty(),
-            permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
-            disabled: false,
-        }
-    }
+    use crate::admin::privilege::tests::user as admin;
 
     fn body(admin: Option<bool>, permissions: Option<&[&str]>) -> UserBody {
         UserBody {
