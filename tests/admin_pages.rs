@@ -174,8 +174,68 @@ async fn the_cookie_is_secure_when_the_public_url_is_https() {
     let mut b = Browser::new();
     let login = b.get(&s.url("/admin/login")).await;
     let done = b.sign_in(&s, &login, "root", "root-password-1").await;
-    let cookie = done.set_cookies().into_iter().find(|c| c.starts_with("oauth_sidecar_admin=")).unwrap();
-    assert!(cookie.ends_with("; Secure"), "{cookie}");
+    // `__Host-` names: set only by this host, over https, for the path `/`.
+    let cookie =
+        done.set_cookies().into_iter().find(|c| c.starts_with("__Host-oauth_sidecar_admin=")).unwrap();
+    assert!(cookie.ends_with("; Secure") && cookie.contains("; Path=/;"), "{cookie}");
+    let csrf = login.set_cookies().into_iter().find(|c| c.starts_with("__Host-oauth_sidecar_admin_csrf="));
+    assert!(csrf.is_some_and(|c| c.ends_with("; Secure") && c.contains("; Path=/;")), "{:?}", login.headers);
+}
+
+/// The value of the cookie `name` the browser keeps.
+fn cookie_value(b: &Browser, name: &str) -> String {
+    let header = b.cookie_header();
+    let found = header.split("; ").find_map(|pair| pair.strip_prefix(&format!("{name}=")));
+    found.unwrap_or_else(|| panic!("no cookie {name} in {header}")).to_owned()
+}
+
+#[tokio::test]
+async fn an_admin_session_is_no_oauth_session_and_the_other_way_round() {
+    let config = CONFIG.replace(
+        "  consumers:\n",
+        "  consumers:\n    - { client_id: web, confidential: false, third_party: false, redirect_uris: [\"http://127.0.0.1:9/cb\"], scopes: [farm_viewer], grant_types: [authorization_code] }\n",
+    );
+    let s = Sidecar::start(&config);
+    let authorize = "/oauth/authorize?response_type=code&client_id=web&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb\
+                     &state=st&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256";
+    common::install_crypto();
+    let raw = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let get = |path: &str, cookie: String| raw.get(s.url(path)).header("cookie", cookie).send();
+
+    // root signs in at the admin pages, and in another browser at /oauth/authorize.
+    let mut admin = Browser::new();
+    let login = admin.get(&s.url("/admin/login")).await;
+    let before = login.input("csrf_token");
+    sign_in(&mut admin, &s, "root", "root-password-1").await;
+    let admin_value = cookie_value(&admin, "oauth_sidecar_admin");
+    let mut user = Browser::new();
+    let page = user.get(&s.url(authorize)).await;
+    let back = user.sign_in(&s, &page, "root", "root-password-1").await;
+    assert_eq!(back.status, 303, "{}", back.body);
+    assert!(back.location().as_str().starts_with("http://127.0.0.1:9/cb?code="), "{:?}", back.headers);
+    let oauth_value = cookie_value(&user, "oauth_sidecar_session");
+
+    // Each value opens its own side.
+    let res = get("/admin/users", format!("oauth_sidecar_admin={admin_value}")).await.unwrap();
+    assert_eq!(res.status(), 200, "the admin session at the admin pages");
+    let res = get(authorize, format!("oauth_sidecar_session={oauth_value}")).await.unwrap();
+    assert_eq!(res.status(), 302, "the /oauth/ session at /oauth/authorize");
+    assert!(res.headers()["location"].to_str().unwrap().starts_with("http://127.0.0.1:9/cb?code="));
+
+    // And is refused on the other.
+    let res = get(authorize, format!("oauth_sidecar_session={admin_value}")).await.unwrap();
+    assert_eq!(res.status(), 200, "the sign-in page, not a code");
+    assert!(res.text().await.unwrap().contains("name=\"password\""));
+    let res = get("/admin/users", format!("oauth_sidecar_admin={oauth_value}")).await.unwrap();
+    assert_eq!(res.status(), 303, "to the admin sign-in");
+    assert_eq!(res.headers()["location"], "/admin/login?next=%2Fadmin%2Fusers");
+
+    // A CSRF token from before the sign-in does not hold for the session.
+    let refused = admin.post(&s, "/admin/logout", &[("csrf_token", &before)]).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let now = csrf(&mut admin, &s, "/admin/users").await;
+    assert_ne!(now, before);
+    assert_eq!(admin.post(&s, "/admin/logout", &[("csrf_token", &now)]).await.status, 303);
 }
 
 /// Every page, and every form target, of the admin pages.

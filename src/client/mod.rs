@@ -157,7 +157,7 @@ impl OAuthClient {
             loaded.config.server.as_ref(),
             &loaded.public_url,
             &loaded.config.proxy.trusted_proxies,
-            CookieScope::oauth(),
+            CookieScope::oauth(loaded.public_url.is_https()),
         )
         .await?;
         let inner = Inner {
