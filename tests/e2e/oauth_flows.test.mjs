@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import { test } from 'node:test';
 
-import { browserTest, secret, signIn } from './harness.mjs';
+import { browserTest, confirmStart, secret, signIn } from './harness.mjs';
 
 /** The payload of a JWT, parsed. */
 function jwtClaims(jwt) {
@@ -164,6 +164,13 @@ client:
     await page.getByRole('heading', { name: 'Sign in' }).waitFor();
     await shot(page, 'sign-in');
     await signIn(page, 'admin', password);
+
+    // A GET of /oauth/start only confirms: client, provider, tag, scopes.
+    await page.getByRole('heading', { name: 'Connect an account?' }).waitFor();
+    await shot(page, 'confirm');
+    const confirmation = await confirmStart(page);
+    assert.match(confirmation, /Local Demo/, 'the confirmation names the provider');
+    assert.match(confirmation, /\be2e\b/, 'and the tag');
 
     // The demo provider is this sidecar's authorization server: the same
     // sign-in counts there, so its consent page comes next.
