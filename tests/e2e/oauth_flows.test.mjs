@@ -195,6 +195,6 @@ client:
     const stored = sc.findLog('provider token stored');
     assert.ok(stored, 'the sidecar logs the stored token');
     const list = await sc.cli(['token', 'list']);
-    assert.match(list, /\tmail\te2e\tauthorization_code\tadmin\b/, `token list shows the new token:\n${list}`);
+    assert.match(list, /^\d+\s+mail\s+e2e\s+authorization_code\s+admin\s/m, `token list shows the new token:\n${list}`);
   });
 });
