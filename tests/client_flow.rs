@@ -249,9 +249,19 @@ async fn world(ttl: &str) -> World {
     World { a, p, api, egress }
 }
 
-/// Signs in at A as the admin and starts an authorization; returns the
-/// redirect to the provider.
+/// Signs in at A as the admin, opens an authorization start and confirms
+/// it; returns the redirect to the provider.
 async fn start(w: &World, browser: &mut Browser, path: &str) -> url::Url {
+    let page = confirmation(w, browser, path).await;
+    let csrf = page.input("csrf_token");
+    let to_p = browser.post(&w.a, &page.form_action(), &[("csrf_token", &csrf), ("step", "start")]).await;
+    assert_eq!(to_p.status, 303, "{}", to_p.body);
+    to_p.location()
+}
+
+/// The confirmation page `path` (an `/oauth/start` URL) shows at A, after
+/// signing in as the admin when asked.
+async fn confirmation(w: &World, browser: &mut Browser, path: &str) -> Page {
     let mut page = browser.get(&w.a.url(path)).await;
     if page.status == 200 && page.body.contains("name=\"password\"") {
         let back = browser.sign_in(&w.a, &page, "admin", "admin-password").await;
@@ -260,8 +270,9 @@ async fn start(w: &World, browser: &mut Browser, path: &str) -> url::Url {
         assert_eq!(location, path, "back to the start after signing in");
         page = browser.get(&w.a.url(&location)).await;
     }
-    assert_eq!(page.status, 302, "{}", page.body);
-    page.location()
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("name=\"step\" value=\"start\""), "a confirmation: {}", page.body);
+    page
 }
 
 /// At P: signs in as alice when asked, then allows or denies on the consent page.
@@ -611,4 +622,35 @@ async fn a_refresh_refused_with_invalid_grant_marks_the_token_and_is_not_retried
     let attempts = w.a.logs().iter().filter(|l| l.contains("the provider refused the refresh")).count();
     assert_eq!(attempts, 1, "no retry loop");
     let _ = &w.p;
+}
+
+#[tokio::test]
+async fn a_start_is_confirmed_by_a_posted_form_never_by_a_get() {
+    let w = world("1h").await;
+    let mut browser = Browser::new();
+    // A GET with a valid session: the confirmation page, no redirect, no state.
+    let page = confirmation(&w, &mut browser, "/oauth/start/mail?tag=alice-box").await;
+    assert!(page.headers.get("location").is_none());
+    for shown in ["mail", "Local Demo", "alice-box", "read_mail openid", "No token with this tag"] {
+        assert!(page.body.contains(shown), "{shown}: {}", page.body);
+    }
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.ends_with(&format!("form-action 'self' {}", w.p.url(""))), "the post ends at P: {csp}");
+    assert!(w.a.logs().iter().all(|l| !l.contains("redirecting to the provider")));
+
+    // The post without the CSRF token, or with another, is refused.
+    let action = page.form_action();
+    let refused = browser.post(&w.a, &action, &[("step", "start")]).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let forged = browser.post(&w.a, &action, &[("step", "start"), ("csrf_token", "forged")]).await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert!(refused.headers.get("location").is_none() && forged.headers.get("location").is_none());
+
+    // The confirmed start goes to P; once the token is stored, the page says it is replaced.
+    let to_p = start(&w, &mut browser, "/oauth/start/mail?tag=alice-box").await;
+    let back = at_provider(&w, &mut browser, &to_p, true).await;
+    assert_eq!(browser.get(back.location().as_str()).await.status, 200);
+    let again = confirmation(&w, &mut browser, "/oauth/start/mail?tag=alice-box").await;
+    assert!(again.body.contains("id=\"start-replaces\""), "{}", again.body);
+    assert!(again.body.contains("continuing replaces it"), "{}", again.body);
 }

@@ -29,6 +29,19 @@ impl Viewer {
     }
 }
 
+impl super::privilege::Admin for Viewer {
+    fn may(&self, permission: &str) -> bool {
+        self.user.may(permission)
+    }
+}
+
+/// `admin NAME`, for the logs.
+impl std::fmt::Display for Viewer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "admin {}", self.user.username)
+    }
+}
+
 /// The largest admin form body read.
 const FORM_LIMIT: usize = 256 * 1024;
 

@@ -1,10 +1,5 @@
-//! The authorization code flow toward a provider, for a signed-in admin.
-//!
-//! `GET /oauth/start/{client}` (`tag`, `scope`, `return_to` optional) makes
-//! a random state (256 bits), a PKCE S256 verifier and an OpenID nonce,
-//! stores them for `client.state_ttl` (default 10 minutes) bound to this
-//! browser by the `oauth_sidecar_client` cookie (`HttpOnly`, `SameSite=Lax`,
-//! limited to the return path), and redirects to the provider.
+//! The authorization code flow toward a provider, for a signed-in admin:
+//! its start, `/oauth/start/{client}`, is the `start` module's; its end is here.
 //!
 //! `GET {return_path}` takes the state once, and refuses it when unknown,
 //! used, expired or started in another browser; shows the provider's
@@ -15,189 +10,38 @@
 
 use std::sync::Arc;
 
-use axum::Extension;
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
-use http::header::{LOCATION, SET_COOKIE};
-use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
-use oauth2::PkceCodeChallenge;
+use http::header::LOCATION;
+use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::Inner;
 use super::protocol::Owner;
 use super::tokens::NewToken;
 use crate::clock::now;
-use crate::proxy::ConnectionInfo;
-use crate::store::{ClientStateRecord, token_hash};
-use crate::web::cookie::{cookie, set_cookie};
-use crate::web::origin::public_address;
-use crate::web::secrets::{is_token, random_token};
-use crate::web::signin::LoginForm;
+use crate::store::token_hash;
+use crate::web::cookie::cookie;
 
 /// The cookie that binds a started authorization to its browser.
 pub const BROWSER_COOKIE: &str = "oauth_sidecar_client";
 
-fn params(query: Option<&str>) -> Vec<(String, String)> {
+pub(super) fn params(query: Option<&str>) -> Vec<(String, String)> {
     url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .into_owned()
         .filter(|(_, v)| !v.is_empty())
         .collect()
 }
 
-fn param<'a>(list: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(super) fn param<'a>(list: &'a [(String, String)], name: &str) -> Option<&'a str> {
     list.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
 /// A `return_to` that stays on this site: a path, not `//host` or `/\host`.
-fn local_path(v: &str) -> bool {
+pub(super) fn local_path(v: &str) -> bool {
     v.starts_with('/') && !v.starts_with("//") && !v.starts_with("/\\") && !v.chars().any(|c| c.is_control())
 }
 
-/// `GET|POST /oauth/start/{client}`.
-#[allow(clippy::too_many_arguments)] // one argument per axum extractor
-pub(crate) async fn start(
-    State(inner): State<Arc<Inner>>,
-    Path(client): Path<String>,
-    method: Method,
-    uri: Uri,
-    conn: Option<Extension<ConnectionInfo>>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    body: Bytes,
-) -> Response {
-    let pages = inner.signin.pages();
-    if let Some(moved) = public_address(&inner.redirect_url, &method, &headers, &uri) {
-        return moved;
-    }
-    let action = match uri.query() {
-        Some(q) => format!("{}?{q}", uri.path()),
-        None => uri.path().to_owned(),
-    };
-    let label = format!("Connect {client} (oauth-sidecar administration)");
-    // The sign-in's post ends, through this page's redirect, at the
-    // provider: the sign-in page's CSP must allow its origin.
-    let reg = inner.tokens.registry().get(&client).await;
-    let form_target = match &reg {
-        Ok(Some(reg)) => inner.tokens.authorize_target(reg).await,
-        _ => None,
-    };
-    let form = LoginForm { action: &action, label: &label, form_target: form_target.as_deref() };
-    if method == Method::POST {
-        let conn = conn.map(|Extension(c)| c);
-        return inner.signin.post_form(&headers, conn.as_ref(), &body, &form).await;
-    }
-    let user = match inner.signin.current_user(&headers).await {
-        Ok(Some(user)) => user,
-        Ok(None) => return inner.signin.login_page(&headers, &form, "", None, StatusCode::OK),
-        Err(e) => return server_error(&inner, &e.to_string()),
-    };
-    if !user.may(crate::store::ADMINISTER_OAUTH) {
-        tracing::warn!(username = %user.username, client = %client, "a user who is not an admin tried to start an authorization");
-        return pages.error(
-            StatusCode::FORBIDDEN,
-            "Not allowed",
-            "Only an administrator can connect a provider account.",
-        );
-    }
-    let reg = match reg {
-        Ok(Some(reg)) => reg,
-        Ok(None) => {
-            return pages.error(
-                StatusCode::NOT_FOUND,
-                "Unknown client",
-                "No OAuth client by that name is registered.",
-            );
-        }
-        Err(e) => return server_error(&inner, &e.to_string()),
-    };
-    let q = params(query.as_deref());
-    let return_to = param(&q, "return_to");
-    if return_to.is_some_and(|r| !local_path(r)) {
-        return pages.error(
-            StatusCode::BAD_REQUEST,
-            "Invalid request",
-            "return_to must be a path on this site.",
-        );
-    }
-    let tag = param(&q, "tag");
-    if tag.is_some_and(|t| t.len() > 200 || t.chars().any(char::is_control)) {
-        return pages.error(
-            StatusCode::BAD_REQUEST,
-            "Invalid request",
-            "The tag is too long or has control characters.",
-        );
-    }
-    let scopes: Vec<String> = match param(&q, "scope") {
-        Some(s) => s.split(' ').filter(|x| !x.is_empty()).map(str::to_owned).collect(),
-        None => reg.scopes.clone(),
-    };
-    let ep = match inner.tokens.http().endpoints(&reg.provider, reg.tenant.as_deref()).await {
-        Ok(ep) => ep,
-        Err(e) => {
-            tracing::warn!(client = %client, error = %e, "cannot start an authorization");
-            return pages.error(
-                StatusCode::BAD_GATEWAY,
-                "Provider unavailable",
-                &format!("The provider's settings could not be read: {e}"),
-            );
-        }
-    };
-    let state = random_token();
-    let nonce = random_token();
-    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let url = match inner.tokens.http().authorize_url(
-        &ep,
-        &reg.creds,
-        &inner.redirect_url,
-        &scopes,
-        &reg.provider.auth_params,
-        &state,
-        challenge,
-        &nonce,
-    ) {
-        Ok(url) => url,
-        Err(e) => return pages.error(StatusCode::BAD_GATEWAY, "Provider misconfigured", &e.to_string()),
-    };
-    let (browser, new_cookie) = match cookie(&headers, BROWSER_COOKIE).filter(|v| is_token(v)) {
-        Some(v) => (v.to_owned(), false),
-        None => (random_token(), true),
-    };
-    let state_hash = token_hash(&state);
-    let record = ClientStateRecord {
-        verifier: inner.tokens.cipher().seal(&format!("state:{state_hash}"), verifier.secret().as_bytes()),
-        state_hash,
-        client: reg.name.clone(),
-        browser_hash: token_hash(&browser),
-        nonce,
-        tag: tag.map(str::to_owned),
-        scopes,
-        return_to: return_to.map(str::to_owned),
-        expires_at: now().saturating_add(inner.state_ttl),
-    };
-    if let Err(e) = inner.store.add_client_state(&record).await {
-        return server_error(&inner, &e.to_string());
-    }
-    tracing::info!(client = %reg.name, username = %user.username, "authorization started; redirecting to the provider");
-    let mut res = StatusCode::FOUND.into_response();
-    match HeaderValue::from_str(url.as_str()) {
-        Ok(v) => res.headers_mut().insert(LOCATION, v),
-        Err(_) => {
-            return pages.error(
-                StatusCode::BAD_GATEWAY,
-                "Provider misconfigured",
-                "The authorization URL is not valid.",
-            );
-        }
-    };
-    res.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if new_cookie {
-        let cookie = set_cookie(&inner.return_path, BROWSER_COOKIE, &browser, None, "Lax", inner.secure);
-        res.headers_mut().append(SET_COOKIE, cookie);
-    }
-    res
-}
-
-fn server_error(inner: &Inner, e: &str) -> Response {
+pub(super) fn server_error(inner: &Inner, e: &str) -> Response {
     tracing::error!(error = %e, "the OAuth client failed");
     inner.signin.pages().error(
         StatusCode::INTERNAL_SERVER_ERROR,

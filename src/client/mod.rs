@@ -6,8 +6,9 @@
 //!   and `client.providers` overrides.
 //! - [`registry`]: client registrations (file and CLI).
 //! - [`protocol`]: the exchanges, through the `oauth2` and `openidconnect` crates.
-//! - [`flow`]: `/oauth/start/{client}` (signed-in admins only, through
-//!   [`crate::web::signin`]) and the return path.
+//! - `start`: `/oauth/start/{client}` (signed-in admins only, through
+//!   [`crate::web::signin`]): a confirmation page whose button goes on to the provider.
+//! - [`flow`]: the return path.
 //! - [`tokens`]: the token store in use: encrypted at rest ([`crypto`]),
 //!   refresh before use and in the background, single flight.
 //! - [`inject`]: [`InjectTokenLayer`], for any outbound HTTP client service.
@@ -22,6 +23,7 @@ pub mod inject;
 pub mod protocol;
 pub mod provider;
 pub mod registry;
+mod start;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -155,7 +157,7 @@ impl OAuthClient {
             loaded.config.server.as_ref(),
             &loaded.public_url,
             &loaded.config.proxy.trusted_proxies,
-            CookieScope::oauth(),
+            CookieScope::oauth(loaded.public_url.is_https()),
         )
         .await?;
         let inner = Inner {
@@ -180,7 +182,7 @@ impl OAuthClient {
     /// The routes, owning `/oauth/start/` and the return path.
     pub fn mount(&self) -> Mount {
         Mount::new()
-            .route("/oauth/start/{client}", get(flow::start).post(flow::start))
+            .route("/oauth/start/{client}", get(start::start).post(start::start))
             .route(&self.inner.return_path, get(flow::finish))
             .with_state(self.inner.clone())
     }

@@ -5,7 +5,7 @@
 //! The pages are minijinja templates, built in from the crate's `templates/`
 //! folder. An operator restyles them by setting `server.templates_dir` to a
 //! folder holding any of `base.html`, `login.html`, `consent.html`,
-//! `error.html` and `message.html`; a file found there replaces the built-in one. Templates are
+//! `error.html`, `message.html` and `start.html`; a file found there replaces the built-in one. Templates are
 //! compiled at start, so a syntax error stops the start with its file and line.
 //! Values are HTML-escaped.
 //!
@@ -13,7 +13,7 @@
 //! no framing (`frame-ancestors 'none'`, clickjacking) and form posts only to
 //! the server itself and to where the form's redirects end: the client's
 //! redirect URI after a consent post, the provider's authorization endpoint
-//! after the sign-in before `/oauth/start` (`form_target`,
+//! after the sign-in before `/oauth/start` and after its confirmation (`form_target`,
 //! `allow_form_target`); plus `Cache-Control: no-store`.
 //!
 //! The templates see these values:
@@ -25,6 +25,7 @@
 //! | `consent.html` | `client_label`, `username`, `action`, `csrf_token`, `choice`, `scopes` (each `name`, `label`, `description`) |
 //! | `error.html` | `message` |
 //! | `message.html` | `message`, `links` (each `label`, `href`): the OAuth client's landing page |
+//! | `start.html` | `username`, `client`, `client_label`, `provider`, `tag`, `scopes`, `replaces`, `replaces_owner`, `action`, `csrf_token`: the confirmation before `/oauth/start` goes to the provider |
 
 use std::path::Path;
 
@@ -35,12 +36,13 @@ use minijinja::Environment;
 use serde::Serialize;
 
 /// The page templates, by name, as built in.
-const BUILT_IN: [(&str, &str); 5] = [
+const BUILT_IN: [(&str, &str); 6] = [
     ("base.html", include_str!("../../templates/base.html")),
     ("login.html", include_str!("../../templates/login.html")),
     ("consent.html", include_str!("../../templates/consent.html")),
     ("error.html", include_str!("../../templates/error.html")),
     ("message.html", include_str!("../../templates/message.html")),
+    ("start.html", include_str!("../../templates/start.html")),
 ];
 
 /// Why the templates could not be loaded.

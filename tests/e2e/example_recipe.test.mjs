@@ -11,7 +11,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 
-import { browserTest, freePort, repoRoot, secret, signIn, visit } from './harness.mjs';
+import { browserTest, confirmStart, freePort, repoRoot, secret, signIn, visit } from './harness.mjs';
 
 /** The example with the recipe's step 1 done and its ports moved. */
 async function exampleAsInstructed(port, egressPort) {
@@ -64,6 +64,9 @@ test('the demo recipe in config/sidecar.example.yaml works as written', async (t
     await page.getByRole('heading', { name: 'Sign in' }).waitFor();
     await shot(page, 'sign-in');
     await signIn(page, 'admin', password);
+    await page.getByRole('heading', { name: 'Connect an account?' }).waitFor();
+    await shot(page, 'confirm');
+    assert.match(await confirmStart(page), /demo-mail/, 'the confirmation names the client');
     await page.getByRole('heading', { name: 'Allow access?' }).waitFor();
     assert.match(await page.locator('body').innerText(), /Demo mailbox/, 'the consent names the consumer');
     await shot(page, 'consent');

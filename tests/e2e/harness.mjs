@@ -338,6 +338,17 @@ export async function signIn(page, username, password) {
 }
 
 /**
+ * Clicks through /oauth/start's confirmation page (a GET only shows it; its
+ * button posts the start, which goes on to the provider); the page's text.
+ */
+export async function confirmStart(page) {
+  await page.getByRole('heading', { name: 'Connect an account?' }).waitFor();
+  const text = await page.locator('body').innerText();
+  await page.getByRole('button', { name: /^Continue to / }).click();
+  return text;
+}
+
+/**
  * A `shot(page, step)` for the test `test`: saves a full-page screenshot as
  * target/e2e/screenshots/<test>-<NN>-<step>.png, NN counting the test's
  * pages in order. The test's screenshots from an earlier run are removed

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import { test } from 'node:test';
 
-import { browserTest, secret, signIn } from './harness.mjs';
+import { browserTest, confirmStart, secret, signIn } from './harness.mjs';
 
 /** The payload of a JWT, parsed. */
 function jwtClaims(jwt) {
@@ -165,6 +165,13 @@ client:
     await shot(page, 'sign-in');
     await signIn(page, 'admin', password);
 
+    // A GET of /oauth/start only confirms: client, provider, tag, scopes.
+    await page.getByRole('heading', { name: 'Connect an account?' }).waitFor();
+    await shot(page, 'confirm');
+    const confirmation = await confirmStart(page);
+    assert.match(confirmation, /Local Demo/, 'the confirmation names the provider');
+    assert.match(confirmation, /\be2e\b/, 'and the tag');
+
     // The demo provider is this sidecar's authorization server: the same
     // sign-in counts there, so its consent page comes next.
     await page.getByRole('heading', { name: 'Allow access?' }).waitFor();
@@ -188,6 +195,6 @@ client:
     const stored = sc.findLog('provider token stored');
     assert.ok(stored, 'the sidecar logs the stored token');
     const list = await sc.cli(['token', 'list']);
-    assert.match(list, /\tmail\te2e\tauthorization_code\tadmin\b/, `token list shows the new token:\n${list}`);
+    assert.match(list, /^\d+\s+mail\s+e2e\s+authorization_code\s+admin\s/m, `token list shows the new token:\n${list}`);
   });
 });

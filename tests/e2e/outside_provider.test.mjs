@@ -8,7 +8,7 @@
 // the provider's access token, which the provider's userinfo accepts.
 //
 // Chromium applies a page's CSP `form-action` to the redirects after a form
-// post: the sign-in before /oauth/start (and the admin page's form) must
+// post: the confirmation of /oauth/start (and the sign-in before it) must
 // allow the provider's origin, or the browser stops on the sign-in page.
 
 import assert from 'node:assert/strict';
@@ -16,7 +16,7 @@ import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 
-import { freePort, openBrowserEnv, secret, signIn, visit } from './harness.mjs';
+import { confirmStart, freePort, openBrowserEnv, secret, signIn, visit } from './harness.mjs';
 import { emailOf, startOidcProvider } from './oidc_provider.mjs';
 
 /** An API on loopback that answers each request with the Authorization header it got. */
@@ -130,6 +130,11 @@ ${routes.join('\n')}
         assert.equal(new URL(page.url()).origin, sc.origin, 'the sign-in page is at the public URL');
         await env.shot(page, `${tag}-sign-in`);
         await signIn(page, 'root', admin);
+        await page.getByRole('heading', { name: 'Connect an account?' }).waitFor();
+        await env.shot(page, `${tag}-confirm`);
+        const confirmation = await confirmStart(page);
+        assert.match(confirmation, new RegExp(`Tag\\s+${tag}`), 'the confirmation names the tag');
+        assert.match(confirmation, /No token with this tag is stored yet/);
 
         const login = `${tag}-owner`;
         await atProvider(page, login);
@@ -192,6 +197,8 @@ ${routes.join('\n')}
         assert.equal(start.searchParams.get('tag'), tag, 'the tag field goes to /oauth/start');
         assert.equal(start.searchParams.get('return_to'), '/admin/clients/outside');
         await signIn(page, 'root', admin);
+        // A GET of /oauth/start only confirms; its button goes to the provider.
+        await confirmStart(page);
 
         const login = `${tag}-owner`;
         await atProvider(page, login);

@@ -109,6 +109,12 @@ impl Caller {
     }
 }
 
+impl crate::admin::privilege::Admin for Caller {
+    fn may(&self, permission: &str) -> bool {
+        Caller::may(self, permission)
+    }
+}
+
 /// The token's id or `session of NAME`, for the logs (never the token).
 impl std::fmt::Display for Caller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -209,14 +209,9 @@ pub(crate) async fn client(
         return_to => format!("{}/clients/{}", site.base, reg.name),
         client_credentials, password,
     };
-    let mut page =
-        site.templates.page(&viewer, "client.html", &format!("Client {}", reg.name), "providers", ctx);
-    // "Add (Auth Code)" is a form whose GET ends, through /oauth/start, at
-    // the provider: the page's CSP must allow its origin.
-    if let Some(target) = tokens.authorize_target(&reg).await {
-        crate::web::pages::allow_form_target(page.headers_mut(), &target);
-    }
-    page
+    // "Add (Auth Code)" is a form whose GET shows /oauth/start's
+    // confirmation page, on this site: the page's CSP names no other origin.
+    site.templates.page(&viewer, "client.html", &format!("Client {}", reg.name), "providers", ctx)
 }
 
 /// `POST {base}/clients/{client}/delete`: the registration and its tokens.
