@@ -53,7 +53,7 @@
 #   MAX_OTHER_CPUS [0.5]  a row during which other processes used more CPUs
 #                         than this (or with socket errors) marks the verdicts
 #                         suspect
-#   OIDC_PROVIDER_VERSION [9.13.3]  the npm version installed
+#   OIDC_PROVIDER_VERSION [tests/e2e/package.json's]  the npm version installed
 #   NPM_DIR      [${XDG_CACHE_HOME:-~/.cache}/oauth-sidecar-bench/oidc-provider-VERSION]
 #                         where oidc-provider is installed (kept between runs)
 #   SKIP_BUILD   [0]      1 = use the existing release binary as it is
@@ -75,7 +75,11 @@ ROUNDS="${ROUNDS:-1}"
 TARGET_RPS="${TARGET_RPS:-10000}"
 TARGET_RATIO="${TARGET_RATIO:-10}"
 MAX_OTHER_CPUS="${MAX_OTHER_CPUS:-0.5}"
-OIDC_PROVIDER_VERSION="${OIDC_PROVIDER_VERSION:-9.13.3}"
+# The version the browser tests pin (tests/e2e/package.json), so the
+# benchmark's reference and the tests' outside provider are the same.
+E2E_PACKAGE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/e2e/package.json"
+OIDC_PROVIDER_VERSION="${OIDC_PROVIDER_VERSION:-$(sed -n 's/.*"oidc-provider": *"\([^"]*\)".*/\1/p' "$E2E_PACKAGE")}"
+[[ -n "$OIDC_PROVIDER_VERSION" ]] || { echo "token.sh: no oidc-provider version in $E2E_PACKAGE" >&2; exit 2; }
 NPM_DIR="${NPM_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/oauth-sidecar-bench/oidc-provider-$OIDC_PROVIDER_VERSION}"
 SKIP_BUILD="${SKIP_BUILD:-0}"
 SIDECAR_BIN="${SIDECAR_BIN:-}"

@@ -13,8 +13,11 @@
 # server (a database its user may create schemas in), and nothing is installed.
 #
 # Then the browser tests (tests/e2e): chromium, and node with npm when node
-# is missing (node 18 or newer; Debian 12's is 18), from apt; playwright-core
-# with `npm ci`; `node --test` on the built binary.
+# is missing, from apt (node 20 or newer, which oidc-provider needs: this
+# machine image ships it; Debian 12's own is 18); playwright-core and
+# oidc-provider (the outside provider on another origin) with `npm ci`;
+# `node --test` on the built binary. Last, the README's blocks marked
+# runnable, word for word, against that binary (scripts/readme.py; curl).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +26,8 @@ APT_PACKAGES=()
 if [ -z "${OAUTH_SIDECAR_TEST_POSTGRES:-}" ]; then
     APT_PACKAGES+=(postgresql)
 fi
+# The README's runnable blocks call curl.
+command -v curl >/dev/null 2>&1 || APT_PACKAGES+=(curl)
 # The browser tests launch /usr/bin/chromium from node.
 [ -x /usr/bin/chromium ] || APT_PACKAGES+=(chromium)
 if ! command -v node >/dev/null 2>&1; then
@@ -171,8 +176,8 @@ python3 scripts/docker-context.py
 
 echo "==> browser tests (tests/e2e: playwright-core driving /usr/bin/chromium)"
 node_major=$(node -p 'process.versions.node.split(".")[0]')
-if [ "$node_major" -lt 18 ]; then
-    echo "the browser tests need node 18 or newer; $(command -v node) is $(node --version)" >&2
+if [ "$node_major" -lt 20 ]; then
+    echo "the browser tests need node 20 or newer (oidc-provider); $(command -v node) is $(node --version)" >&2
     exit 1
 fi
 # The binary under test: the debug build in cargo's target folder.
@@ -183,4 +188,7 @@ export OAUTH_SIDECAR_BIN="$target_dir/debug/oauth-sidecar"
 (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 node --test tests/e2e/*.test.mjs
 echo "    screenshots in target/e2e/screenshots, sidecar logs in target/e2e/logs"
+
+echo "==> the README's runnable blocks, word for word (scripts/readme.py)"
+python3 scripts/readme.py "$OAUTH_SIDECAR_BIN"
 echo "all checks passed"

@@ -116,7 +116,8 @@ fn config_files_never_panic_and_errors_say_where() {
             text.push('\n');
         }
         if let Err(errors) = crate::config::parse(&text, "p.yaml") {
-            for e in &errors.0 {
+            // The note that parsing stopped early has no single place.
+            for e in errors.0.iter().filter(|e| !e.message.starts_with("more problems may follow")) {
                 prop_assert!(e.line > 0 && e.column > 0, "no line:column in `{e}` for\n{text}");
                 let place = format!("p.yaml:{}:{}: ", e.line, e.column);
                 prop_assert!(e.to_string().starts_with(&place), "`{e}` starts with {place}");

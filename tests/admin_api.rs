@@ -607,3 +607,53 @@ async fn the_session_cookie_reads_for_admins_and_never_changes() {
     assert_eq!(consumers, json!([]), "nothing was made");
     assert_no_token_logged(&sidecar, &tokens.all());
 }
+
+#[tokio::test]
+async fn an_administer_only_token_grants_nothing_it_lacks_nor_changes_who_holds_more() {
+    let (sidecar, tokens) = world();
+    let both = json!([ADMINISTER, SECRETS]);
+    let refused = [
+        ("PUT", "/users/alice", json!({ "permissions": both })),
+        ("PUT", "/users/alice", json!({ "admin": true, "permissions": [SECRETS] })),
+        ("POST", "/users", json!({ "username": "mallory", "password": "mallory-pw-1", "permissions": both })),
+        ("PUT", "/users/keeper", json!({ "password": "taken-over-pw-1" })),
+        ("PUT", "/users/keeper", json!({ "disabled": true })),
+        ("PUT", "/users/keeper", json!({ "admin": false })),
+    ];
+    for (method, path, body) in refused {
+        let a = api(&sidecar, method, path, Some(&tokens.admin), Some(body.clone())).await;
+        assert_eq!(a.status, 403, "{method} {path} {body}: {}", a.body);
+        assert_eq!(a.body["error"], "forbidden");
+    }
+    // Nothing changed: alice holds no permission, mallory does not exist,
+    // keeper signs in with the old password.
+    let alice = expect(&sidecar, 200, "GET", "/users/alice", &tokens.full, None).await;
+    assert_eq!(alice["permissions"], json!([]), "{alice}");
+    expect(&sidecar, 404, "GET", "/users/mallory", &tokens.full, None).await;
+    let keeper = expect(&sidecar, 200, "GET", "/users/keeper", &tokens.full, None).await;
+    assert_eq!(keeper["disabled"], false, "{keeper}");
+    let login = signed_in(&sidecar, "keeper", "keeper-password").await;
+    drop(login);
+    // What the token holds it may give, and a token holding both may do all of the above.
+    let a = api(&sidecar, "PUT", "/users/alice", Some(&tokens.admin), Some(json!({ "admin": true }))).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let a =
+        api(&sidecar, "PUT", "/users/alice", Some(&tokens.full), Some(json!({ "permissions": both }))).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let a = api(
+        &sidecar,
+        "PUT",
+        "/users/keeper",
+        Some(&tokens.full),
+        Some(json!({ "password": "new-keeper-pw" })),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    // Each refusal is logged with the caller, never the password sent.
+    let logs = sidecar.logs();
+    let refusals: Vec<_> = logs.iter().filter(|l| l.contains("user change refused")).collect();
+    assert_eq!(refusals.len(), 6, "{logs:#?}");
+    assert!(refusals.iter().all(|l| l.contains(&tokens.admin_id)), "{refusals:#?}");
+    assert!(logs.iter().all(|l| !l.contains("taken-over-pw-1") && !l.contains("mallory-pw-1")));
+    assert_no_token_logged(&sidecar, &tokens.all());
+}

@@ -164,7 +164,7 @@ async fn without_a_client_section_the_provider_pages_say_how_to_turn_the_oauth_c
     for path in ["/admin/providers", "/admin/providers/demo", "/admin/clients/mail"] {
         let page = b.get(&s.url(path)).await;
         assert_eq!(page.status, 200, "{path}");
-        assert!(page.body.contains("add a `client:` section"), "{path}: {}", page.body);
+        assert!(page.body.contains("add a <code>client:</code> section"), "{path}: {}", page.body);
     }
 }
 
@@ -174,8 +174,68 @@ async fn the_cookie_is_secure_when_the_public_url_is_https() {
     let mut b = Browser::new();
     let login = b.get(&s.url("/admin/login")).await;
     let done = b.sign_in(&s, &login, "root", "root-password-1").await;
-    let cookie = done.set_cookies().into_iter().find(|c| c.starts_with("oauth_sidecar_admin=")).unwrap();
-    assert!(cookie.ends_with("; Secure"), "{cookie}");
+    // `__Host-` names: set only by this host, over https, for the path `/`.
+    let cookie =
+        done.set_cookies().into_iter().find(|c| c.starts_with("__Host-oauth_sidecar_admin=")).unwrap();
+    assert!(cookie.ends_with("; Secure") && cookie.contains("; Path=/;"), "{cookie}");
+    let csrf = login.set_cookies().into_iter().find(|c| c.starts_with("__Host-oauth_sidecar_admin_csrf="));
+    assert!(csrf.is_some_and(|c| c.ends_with("; Secure") && c.contains("; Path=/;")), "{:?}", login.headers);
+}
+
+/// The value of the cookie `name` the browser keeps.
+fn cookie_value(b: &Browser, name: &str) -> String {
+    let header = b.cookie_header();
+    let found = header.split("; ").find_map(|pair| pair.strip_prefix(&format!("{name}=")));
+    found.unwrap_or_else(|| panic!("no cookie {name} in {header}")).to_owned()
+}
+
+#[tokio::test]
+async fn an_admin_session_is_no_oauth_session_and_the_other_way_round() {
+    let config = CONFIG.replace(
+        "  consumers:\n",
+        "  consumers:\n    - { client_id: web, confidential: false, third_party: false, redirect_uris: [\"http://127.0.0.1:9/cb\"], scopes: [farm_viewer], grant_types: [authorization_code] }\n",
+    );
+    let s = Sidecar::start(&config);
+    let authorize = "/oauth/authorize?response_type=code&client_id=web&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb\
+                     &state=st&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256";
+    common::install_crypto();
+    let raw = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let get = |path: &str, cookie: String| raw.get(s.url(path)).header("cookie", cookie).send();
+
+    // root signs in at the admin pages, and in another browser at /oauth/authorize.
+    let mut admin = Browser::new();
+    let login = admin.get(&s.url("/admin/login")).await;
+    let before = login.input("csrf_token");
+    sign_in(&mut admin, &s, "root", "root-password-1").await;
+    let admin_value = cookie_value(&admin, "oauth_sidecar_admin");
+    let mut user = Browser::new();
+    let page = user.get(&s.url(authorize)).await;
+    let back = user.sign_in(&s, &page, "root", "root-password-1").await;
+    assert_eq!(back.status, 303, "{}", back.body);
+    assert!(back.location().as_str().starts_with("http://127.0.0.1:9/cb?code="), "{:?}", back.headers);
+    let oauth_value = cookie_value(&user, "oauth_sidecar_session");
+
+    // Each value opens its own side.
+    let res = get("/admin/users", format!("oauth_sidecar_admin={admin_value}")).await.unwrap();
+    assert_eq!(res.status(), 200, "the admin session at the admin pages");
+    let res = get(authorize, format!("oauth_sidecar_session={oauth_value}")).await.unwrap();
+    assert_eq!(res.status(), 302, "the /oauth/ session at /oauth/authorize");
+    assert!(res.headers()["location"].to_str().unwrap().starts_with("http://127.0.0.1:9/cb?code="));
+
+    // And is refused on the other.
+    let res = get(authorize, format!("oauth_sidecar_session={admin_value}")).await.unwrap();
+    assert_eq!(res.status(), 200, "the sign-in page, not a code");
+    assert!(res.text().await.unwrap().contains("name=\"password\""));
+    let res = get("/admin/users", format!("oauth_sidecar_admin={oauth_value}")).await.unwrap();
+    assert_eq!(res.status(), 303, "to the admin sign-in");
+    assert_eq!(res.headers()["location"], "/admin/login?next=%2Fadmin%2Fusers");
+
+    // A CSRF token from before the sign-in does not hold for the session.
+    let refused = admin.post(&s, "/admin/logout", &[("csrf_token", &before)]).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let now = csrf(&mut admin, &s, "/admin/users").await;
+    assert_ne!(now, before);
+    assert_eq!(admin.post(&s, "/admin/logout", &[("csrf_token", &now)]).await.status, 303);
 }
 
 /// Every page, and every form target, of the admin pages.
@@ -509,4 +569,52 @@ async fn the_admin_pages_can_move_or_be_turned_off() {
     let off = Sidecar::start(&format!("{CONFIG}  enabled: false\n"));
     let page = Browser::new().get(&off.url("/admin/login")).await;
     assert!(!page.body.contains("name=\"password\""), "proxied to the app: {}", page.body);
+}
+
+#[tokio::test]
+async fn an_administer_only_admin_grants_nothing_they_lack_nor_resets_who_holds_more() {
+    let s = start();
+    let mut b = Browser::new();
+    sign_in(&mut b, &s, "clerk", "clerk-password-1").await;
+    let token = csrf(&mut b, &s, "/admin/users/new").await;
+    let t = token.as_str();
+    let secrets = "manage oauth client secrets";
+    let attempts: [(&str, Vec<(&str, &str)>); 5] = [
+        (
+            "/admin/users/clerk",
+            vec![("admin", "1"), ("permissions", "administer oauth"), ("permissions", secrets)],
+        ),
+        ("/admin/users/alice", vec![("admin", "1"), ("permissions", secrets)]),
+        (
+            "/admin/users",
+            vec![("username", "mallory"), ("password", "mallory-pw-1"), ("permissions", secrets)],
+        ),
+        (
+            "/admin/users/root",
+            vec![("admin", "1"), ("permissions", "administer oauth"), ("new_password", "taken-over-pw-1")],
+        ),
+        ("/admin/users/keeper", vec![("admin", "1"), ("permissions", secrets), ("disabled", "1")]),
+    ];
+    for (path, fields) in attempts {
+        let mut form = vec![("csrf_token", t)];
+        form.extend(fields);
+        let page = b.post(&s, path, &form).await;
+        assert_eq!(page.status, 403, "{path}: {}", page.body);
+        assert!(page.body.contains("do not hold"), "the page says why: {}", page.body);
+    }
+    // Nothing changed: root signs in with the old password and sees the users as they were.
+    let mut root = Browser::new();
+    sign_in(&mut root, &s, "root", "root-password-1").await;
+    let users = root.get(&s.url("/admin/users")).await;
+    assert_eq!(users.status, 200, "{}", users.body);
+    assert!(!users.body.contains("mallory"), "{}", users.body);
+    for name in ["clerk", "alice"] {
+        let row = &users.body[users.body.find(&format!("data-username=\"{name}\"")).unwrap()..];
+        let row = &row[..row.find("</tr>").unwrap()];
+        assert!(!row.contains(secrets), "{name}: {row}");
+    }
+    let logs = s.logs();
+    let refusals = logs.iter().filter(|l| l.contains("user change refused") && l.contains("clerk")).count();
+    assert_eq!(refusals, 5, "{logs:#?}");
+    assert!(logs.iter().all(|l| !l.contains("taken-over-pw-1") && !l.contains("mallory-pw-1")));
 }

@@ -44,12 +44,18 @@ fn assert_error(out: &Output, at: &str, path: &str, fragment: &str) {
     assert!(found, "expected a line `{prefix}...{fragment}...` in stderr:\n{err}");
 }
 
-/// Asserts a parse error: exactly one error line, as [`assert_error`].
+/// The last line of a refusal that stopped parsing a section.
+const MORE_MAY_FOLLOW: &str = "sidecar.yaml: more problems may follow";
+
+/// Asserts exactly one error line, as [`assert_error`] (after a parse error,
+/// the note that reading stopped there may follow it).
 #[track_caller]
 fn assert_only_error(yaml: &str, at: &str, path: &str, fragment: &str) {
     let out = check(yaml);
     assert_error(&out, at, path, fragment);
-    assert_eq!(stderr(&out).lines().count(), 1, "one error line:\n{}", stderr(&out));
+    let err = stderr(&out);
+    let problems = err.lines().filter(|l| !l.starts_with(MORE_MAY_FOLLOW)).count();
+    assert_eq!(problems, 1, "one error line:\n{err}");
 }
 
 // --- good files --------------------------------------------------------------
@@ -152,6 +158,20 @@ fn config_env_var_is_the_default_file() {
 }
 
 // --- bad files: parse errors, one per file -------------------------------------
+
+#[test]
+fn parse_errors_in_several_sections_are_all_reported_in_one_run() {
+    let yaml = "---\n# three sections, each with one mistake\nlisten: nowhere\nproxy:\n  timeout: soon\n  preserve_host: true\nupstream: http://127.0.0.1:9000\nadmin:\n  idle_timeout: 30\n  enabledd: true\n";
+    let out = check(yaml);
+    assert_error(&out, "3:9", "listen", "");
+    assert_error(&out, "5:12", "proxy.timeout", "`soon` is not a duration");
+    assert_error(&out, "9:17", "admin.idle_timeout", "");
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 4, "three problems in file order, then the note:\n{err}");
+    assert!(lines[0].starts_with("sidecar.yaml:3:") && lines[2].starts_with("sidecar.yaml:9:"), "{err}");
+    assert!(lines[3].starts_with(MORE_MAY_FOLLOW), "{err}");
+}
 
 #[test]
 fn unknown_field_names_file_line_and_column() {

@@ -9,7 +9,7 @@ use std::process::Output;
 
 use common::{Sidecar, cli};
 use oauth_sidecar::store::{AdminStore, SqliteStore, StoreBase};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const SERVER: &str = r#"
 server:
@@ -28,6 +28,17 @@ server:
 fn stdout(out: &Output) -> String {
     assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout.clone()).expect("utf-8")
+}
+
+/// The rows of a list command run with `--json`.
+fn rows(dir: &Path, args: &[&str]) -> Vec<Value> {
+    let out = stdout(&cli(dir, &[args, &["--json"]].concat(), ""));
+    serde_json::from_str::<Value>(&out).expect("a JSON array").as_array().expect("an array").clone()
+}
+
+/// The row of `rows` whose `key` is `value`.
+fn row<'a>(rows: &'a [Value], key: &str, value: &str) -> &'a Value {
+    rows.iter().find(|r| r[key] == value).unwrap_or_else(|| panic!("no {key} = {value} in {rows:?}"))
 }
 
 async fn token(sidecar: &Sidecar, form: &[(&str, &str)]) -> (u16, Value) {
@@ -139,7 +150,8 @@ async fn config_managed_consumers_cannot_be_deleted_or_updated() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("managed by the configuration file"), "{err}");
     }
-    assert!(stdout(&cli(dir.path(), &["consumer", "list"], "")).contains("farm\tpublic\tconfig"));
+    let farm = row(&rows(dir.path(), &["consumer", "list"]), "client_id", "farm").clone();
+    assert_eq!((&farm["kind"], &farm["source"]), (&json!("public"), &json!("config")), "{farm}");
 }
 
 #[tokio::test]
@@ -161,7 +173,7 @@ async fn a_disabled_user_gets_no_password_grant() {
     let dir = common::write_config(SERVER, "listen: 127.0.0.1:0\n");
     let secret = create_reporting(dir.path());
     stdout(&cli(dir.path(), &["user", "disable", "reporter"], ""));
-    assert!(stdout(&cli(dir.path(), &["user", "list"], "")).contains("disabled"));
+    assert_eq!(row(&rows(dir.path(), &["user", "list"]), "username", "reporter")["disabled"], true);
     let sidecar = Sidecar::start_in(dir);
     let (status, body) = password_grant(&sidecar, &secret).await;
     assert_eq!(status, 400, "{body}");
@@ -180,8 +192,12 @@ async fn keys_rotate_adds_a_kid_published_after_restart() {
     let dir = sidecar.stop();
     let kid = stdout(&cli(dir.path(), &["keys", "rotate"], "")).trim().to_owned();
     assert!(!before.to_string().contains(&kid));
+    assert_eq!(row(&rows(dir.path(), &["keys", "list"]), "kid", &kid)["alg"], "EdDSA");
     let listed = stdout(&cli(dir.path(), &["keys", "list"], ""));
-    assert!(listed.contains(&format!("{kid}\tEdDSA")), "{listed}");
+    let header: Vec<&str> = listed.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["KID", "ALG", "CREATED", "AT", "STATE"], "{listed}");
+    let line = listed.lines().find(|l| l.starts_with(&kid)).expect("the new key's row");
+    assert!(line.contains(" UTC ") && line.ends_with("active"), "a readable time and the state: {listed}");
     let sidecar = Sidecar::start_in(dir);
     let after = jwks(&sidecar).await;
     let kids: Vec<&str> =
@@ -199,15 +215,20 @@ fn consumers_are_third_party_unless_made_first_party() {
         &[&["consumer", "create", "--client-id", "outside"][..], &redirect].concat(),
         "",
     ));
-    let show = |id: &str| stdout(&cli(dir.path(), &["consumer", "show", id], ""));
-    assert!(show("outside").contains("third_party: true"), "the file's default too");
+    let third_party = |id: &str| {
+        let shown = stdout(&cli(dir.path(), &["consumer", "show", id, "--json"], ""));
+        serde_json::from_str::<Value>(&shown).unwrap()["third_party"].as_bool().expect("a boolean")
+    };
+    assert!(third_party("outside"), "the file's default too");
+    let text = stdout(&cli(dir.path(), &["consumer", "show", "outside"], ""));
+    assert!(text.lines().any(|l| l.starts_with("third_party:") && l.ends_with(" yes")), "{text}");
     let args = [&["consumer", "create", "--client-id", "own", "--first-party"][..], &redirect].concat();
     stdout(&cli(dir.path(), &args, ""));
-    assert!(show("own").contains("third_party: false"));
+    assert!(!third_party("own"));
     stdout(&cli(dir.path(), &["consumer", "update", "own", "--third-party"], ""));
-    assert!(show("own").contains("third_party: true"));
+    assert!(third_party("own"));
     stdout(&cli(dir.path(), &["consumer", "update", "own", "--first-party"], ""));
-    assert!(show("own").contains("third_party: false"));
+    assert!(!third_party("own"));
 }
 
 #[tokio::test]
@@ -240,9 +261,17 @@ async fn admin_tokens_are_printed_once_stored_hashed_listed_and_deleted() {
     assert_eq!(first[0].permissions, ["administer oauth"], "the default permission");
     assert_eq!(other[0].permissions, ["administer oauth", "manage oauth client secrets"]);
 
+    let listed = rows(dir.path(), &["admin", "token", "list"]);
+    let deploy = row(&listed, "id", &id);
+    assert_eq!(
+        (&deploy["label"], &deploy["permissions"]),
+        (&json!("deploy bot"), &json!(["administer oauth"]))
+    );
+    assert!(deploy["created_at"].as_i64().unwrap() > 1_700_000_000, "{deploy}");
+    let vault = row(&listed, "label", "vault");
+    assert_eq!(vault["permissions"], json!(["administer oauth", "manage oauth client secrets"]));
     let listed = stdout(&cli(dir.path(), &["admin", "token", "list"], ""));
-    assert!(listed.contains(&format!("{id}\tdeploy bot\tadminister oauth\t")), "{listed}");
-    assert!(listed.contains("\tvault\tadminister oauth,manage oauth client secrets\t"), "{listed}");
+    assert!(listed.starts_with("ID "), "{listed}");
     assert!(!listed.contains(&token) && !listed.contains(&hash) && !listed.contains("osa_"), "{listed}");
 
     assert!(stdout(&cli(dir.path(), &["admin", "token", "delete", &id], "")).contains(&id));
@@ -264,17 +293,99 @@ fn user_admin_permissions_are_given_replaced_and_checked() {
     stdout(&cli(dir.path(), &["user", "add", "root", "--admin"], "root-password\n"));
     let args = ["user", "add", "keeper", "--permission", "manage oauth client secrets"];
     stdout(&cli(dir.path(), &args, "keeper-password\n"));
-    let listed = stdout(&cli(dir.path(), &["user", "list"], ""));
-    assert!(listed.contains("root\t\tadmin,administer oauth"), "--admin alone: {listed}");
-    assert!(
-        listed.contains("keeper\t\tadmin,manage oauth client secrets"),
-        "a permission makes an admin: {listed}"
+    let listed = rows(dir.path(), &["user", "list"]);
+    assert_eq!(
+        row(&listed, "username", "root")["admin_permissions"],
+        json!(["administer oauth"]),
+        "--admin alone"
+    );
+    assert_eq!(
+        row(&listed, "username", "keeper")["admin_permissions"],
+        json!(["manage oauth client secrets"]),
+        "a permission makes an admin"
     );
 
     let unknown = cli(dir.path(), &["user", "permissions", "keeper", "root"], "");
     assert_eq!(unknown.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown permission \"root\""));
-    stdout(&cli(dir.path(), &["user", "permissions", "keeper"], ""));
-    let listed = stdout(&cli(dir.path(), &["user", "list"], ""));
-    assert!(listed.lines().any(|l| l == "keeper\t\t"), "no permission: no longer an admin: {listed}");
+    let said = stdout(&cli(dir.path(), &["user", "permissions", "keeper"], ""));
+    assert_eq!(said.trim(), "keeper now has the admin permissions: none");
+    let listed = rows(dir.path(), &["user", "list"]);
+    assert_eq!(row(&listed, "username", "keeper")["admin_permissions"], json!([]), "no longer an admin");
+    let said = stdout(&cli(dir.path(), &["user", "roles", "keeper"], ""));
+    assert_eq!(said.trim(), "keeper now has the roles: none");
+}
+
+#[tokio::test]
+async fn a_deleted_user_loses_their_refresh_tokens_and_a_consumer_keeps_its_user() {
+    let dir = common::write_config(SERVER, "listen: 127.0.0.1:0\n");
+    let secret = create_reporting(dir.path());
+    let grants = ["client_credentials", "password", "refresh_token"].map(|g| ["--grant-type", g]).concat();
+    stdout(&cli(dir.path(), &[&["consumer", "update", "reporting"][..], &grants].concat(), ""));
+    stdout(&cli(dir.path(), &["user", "add", "visitor", "--role", "farm_viewer"], "visitor-password\n"));
+    let said = stdout(&cli(dir.path(), &["user", "roles", "visitor", "farm_viewer", "farm_manager"], ""));
+    assert_eq!(said.trim(), "visitor now has the roles: farm_viewer, farm_manager");
+    let sidecar = Sidecar::start_in(dir);
+    let form = [
+        ("grant_type", "password"),
+        ("client_id", "reporting"),
+        ("client_secret", secret.as_str()),
+        ("username", "visitor"),
+        ("password", "visitor-password"),
+    ];
+    let (status, body) = token(&sidecar, &form).await;
+    assert_eq!(status, 200, "{body}");
+    let refresh = body["refresh_token"].as_str().expect("a refresh token").to_owned();
+
+    let dir = sidecar.dir.path();
+    let out = cli(dir, &["user", "delete", "reporter"], "");
+    assert_eq!(out.status.code(), Some(2), "reporting acts as reporter");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("consumer reporting acts as reporter"));
+    assert_eq!(stdout(&cli(dir, &["user", "delete", "visitor"], "")).trim(), "deleted user visitor");
+    assert!(rows(dir, &["user", "list"]).iter().all(|u| u["username"] != "visitor"));
+    assert_eq!(cli(dir, &["user", "delete", "visitor"], "").status.code(), Some(1), "no such user");
+
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("client_id", "reporting"),
+        ("client_secret", secret.as_str()),
+        ("refresh_token", refresh.as_str()),
+    ];
+    let (status, body) = token(&sidecar, &form).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+}
+
+#[tokio::test]
+async fn a_consumer_can_be_given_a_chosen_secret_from_a_file() {
+    let dir = common::write_config(SERVER, "listen: 127.0.0.1:0\n");
+    let file = dir.path().join("reporting.secret");
+    std::fs::write(&file, "short\n").unwrap();
+    let file = file.to_str().unwrap();
+    let args =
+        ["consumer", "create", "--client-id", "reporting", "--user-id", "reporter", "--scope", "farm_viewer"];
+    let grant = ["--grant-type", "client_credentials", "--secret-file", file];
+    let out = cli(dir.path(), &[&args[..], &grant].concat(), "");
+    assert_eq!(out.status.code(), Some(2), "too short");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 16 characters"));
+
+    std::fs::write(file, "a-chosen-secret-of-some-length\n").unwrap();
+    let made = stdout(&cli(dir.path(), &[&args[..], &grant].concat(), ""));
+    assert!(!made.contains("client_secret") && !made.contains("a-chosen-secret"), "nothing to show: {made}");
+    let shown = stdout(&cli(dir.path(), &["consumer", "show", "reporting", "--json"], ""));
+    assert_eq!(
+        serde_json::from_str::<Value>(&shown).unwrap()["secret"],
+        "set by hand (stored as an argon2 hash)"
+    );
+    stdout(&cli(dir.path(), &["user", "add", "reporter", "--role", "farm_viewer"], "reporter-password\n"));
+    let public = cli(dir.path(), &["consumer", "create", "--public", "--secret-file", file], "");
+    assert_eq!(public.status.code(), Some(2), "a public consumer takes no secret");
+
+    let sidecar = Sidecar::start_in(dir);
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", "reporting"),
+        ("client_secret", "a-chosen-secret-of-some-length"),
+    ];
+    let (status, body) = token(&sidecar, &form).await;
+    assert_eq!(status, 200, "{body}");
 }

@@ -21,7 +21,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use oauth_sidecar::store::{ClientStore, SqliteStore, StoreBase};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const TOKEN_KEY: &str = "3q2+7wABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhs=";
 const VENDING: &str = "vending-secret-0123456789";
@@ -33,9 +33,12 @@ fn free_port() -> u16 {
 /// The provider: an authorization server with a `mailapp` consumer whose
 /// redirect URI is A's return path, and the user alice.
 fn provider(port: u16, a_port: u16, ttl: &str) -> Sidecar {
+    // No refresh grace window: a refresh token used behind the client's back
+    // makes the client's own copy a reuse at once.
     let config = format!(
         r#"
 server:
+  refresh_reuse_grace: 0s
   roles:
     read_mail: {{ label: Read mail, description: Read your mailbox }}
   consumers:
@@ -249,9 +252,19 @@ async fn world(ttl: &str) -> World {
     World { a, p, api, egress }
 }
 
-/// Signs in at A as the admin and starts an authorization; returns the
-/// redirect to the provider.
+/// Signs in at A as the admin, opens an authorization start and confirms
+/// it; returns the redirect to the provider.
 async fn start(w: &World, browser: &mut Browser, path: &str) -> url::Url {
+    let page = confirmation(w, browser, path).await;
+    let csrf = page.input("csrf_token");
+    let to_p = browser.post(&w.a, &page.form_action(), &[("csrf_token", &csrf), ("step", "start")]).await;
+    assert_eq!(to_p.status, 303, "{}", to_p.body);
+    to_p.location()
+}
+
+/// The confirmation page `path` (an `/oauth/start` URL) shows at A, after
+/// signing in as the admin when asked.
+async fn confirmation(w: &World, browser: &mut Browser, path: &str) -> Page {
     let mut page = browser.get(&w.a.url(path)).await;
     if page.status == 200 && page.body.contains("name=\"password\"") {
         let back = browser.sign_in(&w.a, &page, "admin", "admin-password").await;
@@ -260,8 +273,9 @@ async fn start(w: &World, browser: &mut Browser, path: &str) -> url::Url {
         assert_eq!(location, path, "back to the start after signing in");
         page = browser.get(&w.a.url(&location)).await;
     }
-    assert_eq!(page.status, 302, "{}", page.body);
-    page.location()
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("name=\"step\" value=\"start\""), "a confirmation: {}", page.body);
+    page
 }
 
 /// At P: signs in as alice when asked, then allows or denies on the consent page.
@@ -320,13 +334,33 @@ async fn full_flow_against_a_second_sidecar_stores_refreshes_injects_and_revokes
     let landing = browser.get(back.location().as_str()).await;
     assert_eq!(landing.status, 200, "{}", landing.body);
     assert!(landing.body.contains("Connected"), "{}", landing.body);
+    // The landing page names the client and the tag, and links back.
+    assert!(
+        landing.body.contains("with tag &quot;alice-box&quot; (client mail, provider"),
+        "{}",
+        landing.body
+    );
+    assert!(!landing.body.contains(": token "), "no internal token number: {}", landing.body);
+    assert!(landing.body.contains("href=\"&#x2f;admin&#x2f;clients&#x2f;mail\""), "{}", landing.body);
     let stored = w.a.wait_for_log(&["provider token stored", "alice-box"]);
     assert!(stored.contains("alice"), "the owner from the verified ID token or userinfo: {stored}");
 
-    let (ok, list, _) = cli(&w.a.dir, &["token", "list"], None);
+    let (ok, list, _) = cli(&w.a.dir, &["token", "list", "--json"], None);
     assert!(ok);
-    assert!(list.contains("mail\talice-box\tauthorization_code\talice"), "{list}");
-    let id = list.lines().nth(1).unwrap().split('\t').next().unwrap().to_owned();
+    let rows: Value = serde_json::from_str(&list).unwrap();
+    let row = &rows[0];
+    assert_eq!(
+        (&row["client"], &row["tag"], &row["grant"], &row["status"]),
+        (&json!("mail"), &json!("alice-box"), &json!("authorization_code"), &json!("ok")),
+        "{list}"
+    );
+    assert!(row["owner"].as_str().unwrap().contains("alice"), "{list}");
+    assert!(row["expires_at"].as_i64().unwrap() > 1_700_000_000, "a Unix time: {list}");
+    let id = row["id"].to_string();
+    let (_, table, _) = cli(&w.a.dir, &["token", "list"], None);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["ID", "CLIENT", "TAG", "GRANT", "OWNER", "EXPIRES", "AT", "STATUS"], "{table}");
+    assert!(table.lines().nth(1).unwrap().contains(" UTC "), "a readable expiry: {table}");
     let (ok, inspect, _) = cli(&w.a.dir, &["token", "inspect", &id], None);
     assert!(ok);
     let inspected: Value = serde_json::from_str(&inspect).unwrap();
@@ -415,6 +449,10 @@ async fn full_flow_against_a_second_sidecar_stores_refreshes_injects_and_revokes
         let (status, body) = egress_get(&w, "/egress/api/v1/me").await;
         if status == 503 {
             assert!(body.contains("no_token"), "{body}");
+            assert!(
+                body.contains("authorize it at /oauth/start/mail?tag=alice-box"),
+                "the hint names the tag: {body}"
+            );
             break;
         }
         assert!(std::time::Instant::now() < deadline, "still injecting a deleted token");
@@ -426,6 +464,38 @@ async fn full_flow_against_a_second_sidecar_stores_refreshes_injects_and_revokes
             "a token in a log line: {line}"
         );
     }
+}
+
+#[tokio::test]
+async fn the_start_sign_in_allows_the_providers_origin_and_other_loopback_names_go_to_the_public_url() {
+    let w = world("1h").await;
+    let a_port = w.a.addr.port();
+    // Signed out: the sign-in page, whose post ends (after /oauth/start's
+    // redirect) at P, another origin: Chromium checks form-action there.
+    let mut browser = Browser::new();
+    let page = browser.get(&w.a.url("/oauth/start/mail?tag=x")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.ends_with(&format!("form-action 'self' {}", w.p.url(""))), "{csp}");
+    // An unknown client names no other origin.
+    let page = browser.get(&w.a.url("/oauth/start/nope")).await;
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.ends_with("form-action 'self'"), "{csp}");
+
+    // The same listener under another loopback name: sent to the public
+    // URL first, same path and query (cookies are kept per host name).
+    common::install_crypto();
+    let raw = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let get_as = |host: String, path: &str| raw.get(w.a.url(path)).header("host", host).send();
+    let res = get_as(format!("localhost:{a_port}"), "/oauth/start/mail?tag=a%20b").await.unwrap();
+    assert_eq!(res.status(), 307);
+    assert_eq!(res.headers()["location"], w.a.url("/oauth/start/mail?tag=a%20b"));
+    let res = get_as(format!("localhost:{a_port}"), "/admin/clients/mail").await.unwrap();
+    assert_eq!(res.status(), 307, "the admin pages too");
+    assert_eq!(res.headers()["location"], w.a.url("/admin/clients/mail"));
+    // A name for another port (a proxy may be in front) is left alone.
+    let res = get_as("localhost:1".to_owned(), "/oauth/start/mail").await.unwrap();
+    assert_eq!(res.status(), 200);
 }
 
 #[tokio::test]
@@ -443,7 +513,13 @@ async fn returns_with_unknown_reused_expired_or_foreign_state_are_refused() {
     let mut other = Browser::new();
     let page = other.get(&w.a.url(&format!("/oauth/return?state={state}&code=x"))).await;
     assert_eq!(page.status, 400);
-    assert!(page.body.contains("another browser"), "{}", page.body);
+    assert!(page.body.contains("no record of starting this authorization"), "{}", page.body);
+    assert!(page.body.contains("another browser, or at another address of this site"), "{}", page.body);
+    assert!(
+        page.body.contains(&w.a.url("/oauth/start/mail").replace('/', "&#x2f;")),
+        "where to start: {}",
+        page.body
+    );
 
     // Expired (state_ttl: 2s).
     let to_p = start(&w, &mut browser, "/oauth/start/mail").await;
@@ -515,8 +591,8 @@ async fn a_refresh_refused_with_invalid_grant_marks_the_token_and_is_not_retried
     let to_p = start(&w, &mut browser, "/oauth/start/mail?tag=alice-box").await;
     let back = at_provider(&w, &mut browser, &to_p, true).await;
     assert_eq!(browser.get(back.location().as_str()).await.status, 200);
-    let (_, list, _) = cli(&w.a.dir, &["token", "list"], None);
-    let id = list.lines().nth(1).unwrap().split('\t').next().unwrap().to_owned();
+    let (_, list, _) = cli(&w.a.dir, &["token", "list", "--json"], None);
+    let id = serde_json::from_str::<Value>(&list).unwrap()[0]["id"].to_string();
     let held: Value = serde_json::from_str(&cli(&w.a.dir, &["token", "inspect", &id], None).1).unwrap();
     // Someone uses A's refresh token at P behind A's back: P rotates it, so
     // A's copy is a reused token and P refuses it (revoking the family).
@@ -549,4 +625,35 @@ async fn a_refresh_refused_with_invalid_grant_marks_the_token_and_is_not_retried
     let attempts = w.a.logs().iter().filter(|l| l.contains("the provider refused the refresh")).count();
     assert_eq!(attempts, 1, "no retry loop");
     let _ = &w.p;
+}
+
+#[tokio::test]
+async fn a_start_is_confirmed_by_a_posted_form_never_by_a_get() {
+    let w = world("1h").await;
+    let mut browser = Browser::new();
+    // A GET with a valid session: the confirmation page, no redirect, no state.
+    let page = confirmation(&w, &mut browser, "/oauth/start/mail?tag=alice-box").await;
+    assert!(page.headers.get("location").is_none());
+    for shown in ["mail", "Local Demo", "alice-box", "read_mail openid", "No token with this tag"] {
+        assert!(page.body.contains(shown), "{shown}: {}", page.body);
+    }
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.ends_with(&format!("form-action 'self' {}", w.p.url(""))), "the post ends at P: {csp}");
+    assert!(w.a.logs().iter().all(|l| !l.contains("redirecting to the provider")));
+
+    // The post without the CSRF token, or with another, is refused.
+    let action = page.form_action();
+    let refused = browser.post(&w.a, &action, &[("step", "start")]).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let forged = browser.post(&w.a, &action, &[("step", "start"), ("csrf_token", "forged")]).await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert!(refused.headers.get("location").is_none() && forged.headers.get("location").is_none());
+
+    // The confirmed start goes to P; once the token is stored, the page says it is replaced.
+    let to_p = start(&w, &mut browser, "/oauth/start/mail?tag=alice-box").await;
+    let back = at_provider(&w, &mut browser, &to_p, true).await;
+    assert_eq!(browser.get(back.location().as_str()).await.status, 200);
+    let again = confirmation(&w, &mut browser, "/oauth/start/mail?tag=alice-box").await;
+    assert!(again.body.contains("id=\"start-replaces\""), "{}", again.body);
+    assert!(again.body.contains("continuing replaces it"), "{}", again.body);
 }

@@ -161,19 +161,31 @@ fn provider_list_shows_the_seed_presets() {
     let out = Command::new(env!("CARGO_BIN_EXE_oauth-sidecar")).args(["provider", "list"]).output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('|').map(str::trim).collect()).collect();
-    assert_eq!(rows[0], ["name", "title"]);
+    let rows: Vec<Vec<String>> = text
+        .lines()
+        .map(|l| l.split("  ").map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect())
+        .collect();
+    assert_eq!(rows[0], ["NAME", "TITLE"], "a header line: {text}");
     for row in
         [["gmail", "Google Mail"], ["ms-exchange", "Microsoft Exchange Online"], ["demo", "Local Demo"]]
     {
-        assert!(rows.contains(&row.to_vec()), "{row:?} in {text}");
+        assert!(rows.contains(&row.map(str::to_owned).to_vec()), "{row:?} in {text}");
     }
-    let show = Command::new(env!("CARGO_BIN_EXE_oauth-sidecar"))
-        .args(["provider", "show", "demo"])
-        .output()
-        .unwrap();
-    let json: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    let title_at = text.lines().next().unwrap().find("TITLE").unwrap();
+    assert!(
+        text.lines().all(|l| l.char_indices().nth(title_at).is_some_and(|(_, c)| c != ' ')),
+        "aligned: {text}"
+    );
+    let show = |json: bool| {
+        let mut args = vec!["provider", "show", "demo"];
+        args.extend(json.then_some("--json"));
+        let out = Command::new(env!("CARGO_BIN_EXE_oauth-sidecar")).args(args).output().unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let json: serde_json::Value = serde_json::from_str(&show(true)).unwrap();
     assert_eq!(json["options"]["scopes"], serde_json::json!(["read_mail", "openid"]));
+    let text = show(false);
+    assert!(text.lines().any(|l| l.starts_with("scopes:") && l.ends_with("read_mail, openid")), "{text}");
 }
 
 #[test]

@@ -182,7 +182,7 @@ egress:
     assert_431(&read_response(&mut stream), "more than 100");
 
     let mut stream = TcpStream::connect(egress).unwrap();
-    write!(stream, "GET /nowhere HTTP/1.1\r\nHost: egress.test\r\n\r\n").unwrap();
+    write!(stream, "GET /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
     let response = read_response(&mut stream);
     assert_eq!(status(&response), 404, "{response}");
     assert!(closed_by_peer(&mut stream), "the idle egress connection was closed");

@@ -84,6 +84,24 @@ async fn hop_by_hop_headers_are_removed_both_ways() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sidecars_own_cookies_never_reach_the_upstream() {
+    let upstream = spawn_upstream().await;
+    let sidecar = Sidecar::start(&upstream_line(upstream));
+    // On https the session and CSRF cookies are `__Host-` cookies on `/`:
+    // the browser sends them with every request to the app too.
+    let response = raw(
+        sidecar.addr,
+        b"GET /echo HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\
+          Cookie: app_session=a1; __Host-oauth_sidecar_session=s; __Host-oauth_sidecar_admin=x\r\n\
+          Cookie: __Host-oauth_sidecar_csrf=c\r\nCookie: theme=dark\r\n\r\n",
+    );
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let seen = &json_of(&response)["headers"];
+    let cookies: Vec<&str> = seen["cookie"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    assert_eq!(cookies, ["app_session=a1", "theme=dark"], "{seen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_headers_from_an_untrusted_peer_are_replaced() {
     let upstream = spawn_upstream().await;
     let sidecar = Sidecar::start(&upstream_line(upstream));

@@ -252,11 +252,14 @@ async fn concurrent_rotation_of_one_refresh_token_across_replicas_has_one_winner
             other => panic!("unexpected {other}: {body}"),
         }
     }
-    assert_eq!(winners.len(), 1, "exactly one rotation wins");
-    // The losers presented a rotated token: reuse detection revoked the family.
+    // Within the refresh grace window (on by default) every request gets
+    // the pair of the one rotation that won, on either replica.
+    assert_eq!(winners.len(), 20, "all get the pair");
+    assert!(winners.iter().all(|w| *w == winners[0]), "exactly one rotation wins: {winners:?}");
+    // The family stays valid: the pair works on the other replica.
     let form = [("grant_type", "refresh_token"), ("refresh_token", winners[0].as_str())];
     let (status, body) = post(&b, "/oauth/token", LEGACY, &form).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(status, 200, "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

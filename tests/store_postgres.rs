@@ -214,3 +214,18 @@ async fn connections_use_tls_when_the_url_asks_for_it() {
     tls.close().await;
     plain.close().await;
 }
+
+/// A server that is not there is named by the cause: the refused address,
+/// after the store waited its acquire timeout for it to come up, not the
+/// pool's "timed out". Needs no server: a loopback port nobody listens on.
+#[tokio::test]
+async fn an_unreachable_server_is_reported_as_connection_refused_at_its_address() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("postgres://sidecar:hunter2@127.0.0.1:{port}/sidecar");
+    let options = PostgresOptions { acquire_timeout: Duration::from_secs(1), ..PostgresOptions::default() };
+    let Err(err) = PostgresStore::open(&url, options).await else { panic!("nothing listens there") };
+    let err = err.to_string();
+    assert!(err.contains(&format!("connection refused at 127.0.0.1:{port}")), "{err}");
+    assert!(err.contains("(tried for "), "it waited for the server to come up: {err}");
+    assert!(!err.contains("hunter2") && !err.contains("timed out"), "{err}");
+}

@@ -67,7 +67,13 @@ fn refresh(token_hash: &str, family_id: &str, client_id: &str, expires_at: i64) 
 }
 
 fn session(id_hash: &str, expires_at: i64) -> SessionRecord {
-    SessionRecord { id_hash: id_hash.to_owned(), username: "alice".into(), auth_time: NOW, expires_at }
+    SessionRecord {
+        id_hash: id_hash.to_owned(),
+        kind: "oauth".into(),
+        username: "alice".into(),
+        auth_time: NOW,
+        expires_at,
+    }
 }
 
 async fn consumers_round_trip_and_put_replaces(backend: Backend) {
@@ -194,11 +200,12 @@ async fn sessions_round_trip_until_they_expire_or_end(backend: Backend) {
     let (store, _place) = backend.open().await;
     let live = session("s1", NOW + 600);
     store.add_session(&live).await.unwrap();
-    assert_eq!(store.session("s1", NOW).await.unwrap(), Some(live));
-    assert_eq!(store.session("s1", NOW + 600).await.unwrap(), None, "expired at expires_at");
-    assert_eq!(store.session("unknown", NOW).await.unwrap(), None);
+    assert_eq!(store.session("s1", "oauth", NOW).await.unwrap(), Some(live));
+    assert_eq!(store.session("s1", "oauth", NOW + 600).await.unwrap(), None, "expired at expires_at");
+    assert_eq!(store.session("unknown", "oauth", NOW).await.unwrap(), None);
+    assert_eq!(store.session("s1", "admin", NOW).await.unwrap(), None, "a session of another kind");
     store.delete_session("s1").await.unwrap();
-    assert_eq!(store.session("s1", NOW).await.unwrap(), None);
+    assert_eq!(store.session("s1", "oauth", NOW).await.unwrap(), None);
     store.delete_session("s1").await.unwrap();
     store.close().await;
 }
@@ -207,9 +214,9 @@ async fn a_touched_session_lasts_until_its_new_end(backend: Backend) {
     let (store, _place) = backend.open().await;
     store.add_session(&session("s1", NOW + 60)).await.unwrap();
     store.touch_session("s1", NOW + 600).await.unwrap();
-    assert_eq!(store.session("s1", NOW + 300).await.unwrap().map(|s| s.expires_at), Some(NOW + 600));
+    assert_eq!(store.session("s1", "oauth", NOW + 300).await.unwrap().map(|s| s.expires_at), Some(NOW + 600));
     store.touch_session("s1", NOW).await.unwrap();
-    assert_eq!(store.session("s1", NOW).await.unwrap(), None, "moved back: ended");
+    assert_eq!(store.session("s1", "oauth", NOW).await.unwrap(), None, "moved back: ended");
     store.close().await;
 }
 
@@ -480,8 +487,8 @@ async fn purge_expired_removes_expired_rows_and_keeps_live_ones(backend: Backend
         RefreshRotation::Invalid
     );
     assert!(store.refresh_token("rt-live", NOW).await.unwrap().is_some());
-    assert_eq!(store.session("s-old", NOW - 20).await.unwrap(), None);
-    assert!(store.session("s-live", NOW).await.unwrap().is_some());
+    assert_eq!(store.session("s-old", "oauth", NOW - 20).await.unwrap(), None);
+    assert!(store.session("s-live", "oauth", NOW).await.unwrap().is_some());
     assert!(!store.is_access_token_revoked("jti-old").await.unwrap());
     assert!(store.is_access_token_revoked("jti-live").await.unwrap());
     store.close().await;

@@ -12,6 +12,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use super::Site;
 use super::forms::Form;
 use crate::store::{ADMINISTER_OAUTH, UserRecord};
+use crate::web::origin::public_address;
 
 /// A signed-in admin on a page: the user, and the CSRF token for the
 /// page's forms (with the cookie to set when the browser has none yet).
@@ -28,6 +29,19 @@ impl Viewer {
     }
 }
 
+impl super::privilege::Admin for Viewer {
+    fn may(&self, permission: &str) -> bool {
+        self.user.may(permission)
+    }
+}
+
+/// `admin NAME`, for the logs.
+impl std::fmt::Display for Viewer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "admin {}", self.user.username)
+    }
+}
+
 /// The largest admin form body read.
 const FORM_LIMIT: usize = 256 * 1024;
 
@@ -37,6 +51,9 @@ impl FromRequestParts<Arc<Site>> for Viewer {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, site: &Arc<Site>) -> Result<Self, Response> {
+        if let Some(moved) = public_address(&site.public_url, &parts.method, &parts.headers, &parts.uri) {
+            return Err(moved);
+        }
         viewer(site, &parts.headers, &parts.uri, ADMINISTER_OAUTH).await
     }
 }

@@ -6,11 +6,15 @@
 //! Access: a local user with the `admin` flag signs in at `{path}/login`
 //! (the one sign-in of [`crate::web::signin`]: its page, throttle and argon2
 //! check); `administer oauth` opens every page, `manage oauth client
-//! secrets` also shows raw provider tokens and new client secrets. The session
-//! cookie (`oauth_sidecar_admin`) is `HttpOnly`, `SameSite=Strict`, scoped
-//! to the admin path, `Secure` on https, and ends after `admin.idle_timeout`
-//! without a request or `admin.session_ttl` after sign-in. Every form
-//! carries a CSRF token. A signed-in user who may not use the pages gets 403
+//! secrets` also shows raw provider tokens and new client secrets; nobody
+//! grants a permission they do not hold, or changes a user who holds one
+//! they lack (`privilege`). The session cookie (`oauth_sidecar_admin`) is
+//! `HttpOnly`, `SameSite=Strict`, scoped to the admin path, and ends after
+//! `admin.idle_timeout` without a request or `admin.session_ttl` after
+//! sign-in; on https it is `__Host-oauth_sidecar_admin`, `Secure`, on `/`.
+//! Its sessions are admin sessions: the value of an `/oauth/` session
+//! cookie is refused here, and this one's there. Every form carries a CSRF
+//! token bound to the session. A signed-in user who may not use the pages gets 403
 //! on every admin URL but sign-out.
 //!
 //! The pages are minijinja templates built in from `templates/admin/`,
@@ -20,6 +24,7 @@
 mod api;
 mod auth;
 mod forms;
+mod privilege;
 mod records;
 mod view;
 mod web;
@@ -39,8 +44,11 @@ use crate::web::signin::{SignIn, SignInError};
 pub use api::{NewAdminToken, TOKEN_PREFIX, create_token, delete_token, list_tokens};
 pub use view::AdminTemplates;
 
-/// The admin session cookie's name.
+/// The admin session cookie's name (`__Host-` before it when `public_url` is https).
 pub const SESSION_COOKIE: &str = "oauth_sidecar_admin";
+
+/// The admin pages' CSRF cookie's name (`__Host-` before it when `public_url` is https).
+const CSRF_COOKIE: &str = "oauth_sidecar_admin_csrf";
 
 /// Why the admin pages could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +80,9 @@ pub(crate) struct Site {
     pub(crate) templates: AdminTemplates,
     /// The admin path without a trailing `/`, such as `/admin`.
     pub(crate) base: String,
+    /// `public_url`: a page asked for under another loopback name is sent
+    /// there first ([`crate::web::origin`]).
+    pub(crate) public_url: String,
     /// Roles and defaults of the authorization server (its defaults without `server:`).
     pub(crate) server: ServerConfig,
     /// The OAuth client role's token store, with a `client:` section.
@@ -95,11 +106,15 @@ impl AdminSite {
         let base = config.path.value.0.trim_end_matches('/').to_owned();
         let secs = |d: &crate::config::types::Duration| i64::try_from(d.0.as_secs()).unwrap_or(i64::MAX);
         let scope = CookieScope {
-            name: SESSION_COOKIE,
-            path: format!("{base}/"),
-            same_site: "Strict",
             idle: Some(secs(&config.idle_timeout)),
             ttl: Some(secs(&config.session_ttl)),
+            ..CookieScope::new(
+                "admin",
+                (SESSION_COOKIE, CSRF_COOKIE),
+                format!("{base}/"),
+                "Strict",
+                loaded.public_url.is_https(),
+            )
         };
         let server = loaded.config.server.clone().unwrap_or_default();
         let signin = SignIn::new(
@@ -114,7 +129,8 @@ impl AdminSite {
             AdminTemplates::load(server.templates_dir.as_ref().map(|d| d.value.join("admin")).as_deref())?
                 .at(&base);
         let redirect = crate::client::admin::redirect_url(loaded).ok();
-        let site = Site { store, signin, templates, base, server, tokens, redirect };
+        let public_url = loaded.public_url.base();
+        let site = Site { store, signin, templates, base, public_url, server, tokens, redirect };
         Ok(Some(AdminSite { site: Arc::new(site) }))
     }
 

@@ -4,6 +4,7 @@ use clap::Subcommand;
 
 use super::Lines;
 use super::context::{ConfigArg, with_store};
+use super::table::{Cell, Format, Table};
 
 #[derive(Subcommand)]
 pub(super) enum AdminCommand {
@@ -25,10 +26,16 @@ pub(super) enum AdminTokenCommand {
         #[arg(long = "permission", value_name = "PERMISSION")]
         permissions: Vec<String>,
     },
-    /// List tokens: id, label, permissions, created (Unix time); never a token or its hash.
-    List,
+    /// List tokens: id, label, permissions, created; never a token or its hash.
+    List {
+        #[command(flatten)]
+        format: Format,
+    },
     /// Delete a token by id: it stops working at once.
-    Delete { id: String },
+    Delete {
+        /// The token's id, as `admin token list` shows it.
+        id: String,
+    },
 }
 
 /// Runs an `admin token` command on the store of `config` (no `server:`
@@ -46,7 +53,18 @@ pub(super) async fn run(config: &ConfigArg, AdminCommand::Token { command }: Adm
                     "(the token is shown only now; it is stored as a hash)".into(),
                 ]
             }
-            AdminTokenCommand::List => crate::admin::list_tokens(store).await?,
+            AdminTokenCommand::List { format } => {
+                let mut table = Table::new(&["id", "label", "permissions", "created_at"]);
+                for t in crate::admin::list_tokens(store).await? {
+                    table.push(vec![
+                        Cell::Text(t.id),
+                        Cell::Text(t.label),
+                        Cell::List(t.permissions),
+                        Cell::Time(Some(t.created_at)),
+                    ]);
+                }
+                return table.print(format);
+            }
             AdminTokenCommand::Delete { id } => {
                 crate::admin::delete_token(store, &id).await?;
                 vec![format!("deleted admin token {id}")]

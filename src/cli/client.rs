@@ -6,6 +6,7 @@ use clap::Subcommand;
 
 use super::Lines;
 use super::context::{ConfigArg, with_tokens};
+use super::table::{Cell, Format, Table};
 use crate::client::{ClientError, admin};
 use crate::config::{Secret, read_secret_file};
 
@@ -16,13 +17,16 @@ pub(super) enum ClientCommand {
         /// A machine name for /oauth/start/NAME; default: the provider's name.
         #[arg(long)]
         name: Option<String>,
+        /// The provider: a preset (gmail, ms-exchange, demo) or a name of client.providers.
         #[arg(long)]
         provider: String,
+        /// The client ID the provider issued.
         #[arg(long)]
         client_id: String,
         /// The client secret (or --secret-file; none for a public client).
         #[arg(long, conflicts_with = "secret_file")]
         secret: Option<String>,
+        /// Read the client secret from this file (first line), keeping it out of the shell's history.
         #[arg(long, value_name = "FILE")]
         secret_file: Option<PathBuf>,
         /// The tenant (ms-exchange).
@@ -31,13 +35,20 @@ pub(super) enum ClientCommand {
         /// A scope instead of the provider's defaults (repeat for more).
         #[arg(long = "scope", value_name = "SCOPE")]
         scopes: Vec<String>,
+        /// A label for the admin pages and lists.
         #[arg(long, default_value = "")]
         label: String,
     },
     /// List clients: name, provider, client ID, source (config or cli), label.
-    List,
+    List {
+        #[command(flatten)]
+        format: Format,
+    },
     /// Delete a client made with the CLI, with its tokens.
-    Delete { name: String },
+    Delete {
+        /// The client's name, as `client list` shows it.
+        name: String,
+    },
     /// Print the Redirect URL to copy to the provider (warns when providers will refuse it).
     RedirectUrl,
 }
@@ -81,7 +92,19 @@ pub(super) async fn run(config: &ConfigArg, command: ClientCommand) -> Lines {
                     .await?;
                 vec![format!("created client {name} (provider {provider}); start it at /oauth/start/{name}")]
             }
-            ClientCommand::List => admin::client_list(&tokens).await?,
+            ClientCommand::List { format } => {
+                let mut table = Table::new(&["name", "provider", "client_id", "source", "label"]);
+                for r in tokens.registry().list().await? {
+                    table.push(vec![
+                        Cell::text(&r.name),
+                        Cell::text(&r.provider.name),
+                        Cell::text(&r.creds.client_id),
+                        Cell::text(r.source),
+                        Cell::text(&r.label),
+                    ]);
+                }
+                return table.print(format);
+            }
             ClientCommand::Delete { name } => {
                 tokens.registry().delete(&name).await?;
                 vec![format!("deleted client {name}")]

@@ -1,14 +1,18 @@
 //! `consumer`: consumers (OAuth clients) in the store.
 
+use std::path::PathBuf;
+
 use clap::{Args, Subcommand};
 
 use super::Lines;
 use super::context::{ConfigArg, server_section, with_store};
-use crate::server::admin::{self, ConsumerSpec, CreatedConsumer};
+use super::table::{Cell, Format, Table, record};
+use crate::config::read_secret_file;
+use crate::server::admin::{self, AdminError, ConsumerSpec, ConsumerView, CreatedConsumer};
 
 #[derive(Subcommand)]
 pub(super) enum ConsumerCommand {
-    /// Create a consumer; a confidential one gets a generated secret, printed once.
+    /// Create a consumer; a confidential one gets a generated secret, printed once, unless --secret-file gives one.
     Create {
         /// A machine name; default: a UUID v4.
         #[arg(long)]
@@ -16,17 +20,26 @@ pub(super) enum ConsumerCommand {
         #[command(flatten)]
         fields: ConsumerFields,
     },
-    /// List consumers: client_id, kind, source (config or cli), label.
-    List,
+    /// List consumers: client_id, kind, source (config or cli), label, scopes.
+    List {
+        #[command(flatten)]
+        format: Format,
+    },
     /// Show a consumer (never its secret).
-    Show { client_id: String },
+    Show {
+        /// The consumer's client_id.
+        client_id: String,
+        #[command(flatten)]
+        format: Format,
+    },
     /// Change a consumer made with the CLI; list flags replace the whole list.
     Update {
+        /// The consumer's client_id.
         client_id: String,
         #[command(flatten)]
         fields: ConsumerFields,
         /// Generate a new secret (printed once); the old one stops working.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "secret_file")]
         new_secret: bool,
         /// Make the consumer confidential again (it gets a new secret).
         #[arg(long, conflicts_with = "public")]
@@ -36,7 +49,10 @@ pub(super) enum ConsumerCommand {
         third_party: bool,
     },
     /// Delete a consumer made with the CLI, with its tokens.
-    Delete { client_id: String },
+    Delete {
+        /// The consumer's client_id.
+        client_id: String,
+    },
 }
 
 #[derive(Args)]
@@ -74,14 +90,24 @@ pub(super) struct ConsumerFields {
     /// farmOS: never grant more than the user has.
     #[arg(long)]
     limit_user_access: bool,
+    /// Use the secret in this file (first line; 16 characters or more, kept as an argon2 hash) instead of a generated one.
+    #[arg(long, value_name = "FILE")]
+    secret_file: Option<PathBuf>,
 }
 
 impl ConsumerFields {
     /// Flags given become `Some`; absent flags leave the field alone.
-    fn spec(self) -> ConsumerSpec {
+    fn spec(self) -> Result<ConsumerSpec, AdminError> {
         let list = |v: Vec<String>| (!v.is_empty()).then_some(v);
         let flag = |b: bool| b.then_some(true);
-        ConsumerSpec {
+        let secret = match &self.secret_file {
+            Some(file) => Some(
+                read_secret_file(file)
+                    .map_err(|e| AdminError::Usage(format!("cannot read {}: {e}", file.display())))?,
+            ),
+            None => None,
+        };
+        Ok(ConsumerSpec {
             label: self.label,
             public: flag(self.public),
             third_party: self.first_party.then_some(false),
@@ -93,7 +119,8 @@ impl ConsumerFields {
             grant_user_access: flag(self.grant_user_access),
             limit_requested_access: flag(self.limit_requested_access),
             limit_user_access: flag(self.limit_user_access),
-        }
+            secret,
+        })
     }
 }
 
@@ -115,14 +142,26 @@ pub(super) async fn run(config: &ConfigArg, command: ConsumerCommand) -> Lines {
         let store = store.as_ref();
         Ok(match command {
             ConsumerCommand::Create { client_id, fields } => {
-                created(admin::create_consumer(store, &server, client_id, &fields.spec()).await?)
+                created(admin::create_consumer(store, &server, client_id, &fields.spec()?).await?)
             }
-            ConsumerCommand::List => admin::list_consumers(store).await?.iter().map(|c| c.line()).collect(),
-            ConsumerCommand::Show { client_id } => {
-                vec![admin::show_consumer(store, &client_id).await?.to_string()]
+            ConsumerCommand::List { format } => {
+                let mut table = Table::new(&["client_id", "kind", "source", "label", "scopes"]);
+                for ConsumerView(c) in admin::list_consumers(store).await? {
+                    table.push(vec![
+                        Cell::Text(c.client_id),
+                        Cell::text(if c.confidential { "confidential" } else { "public" }),
+                        Cell::text(if c.managed_by_config { "config" } else { "cli" }),
+                        Cell::Text(c.label),
+                        Cell::List(c.scopes),
+                    ]);
+                }
+                return table.print(format);
+            }
+            ConsumerCommand::Show { client_id, format } => {
+                return show(&admin::show_consumer(store, &client_id).await?, format);
             }
             ConsumerCommand::Update { client_id, fields, new_secret, confidential, third_party } => {
-                let mut spec = fields.spec();
+                let mut spec = fields.spec()?;
                 if confidential {
                     spec.public = Some(false);
                 }
@@ -138,4 +177,31 @@ pub(super) async fn run(config: &ConfigArg, command: ConsumerCommand) -> Lines {
         })
     })
     .await
+}
+
+/// Every field of a consumer but its secret, which is only described.
+fn show(view: &ConsumerView, format: Format) -> Lines {
+    let c = &view.0;
+    let ttl = |t: Option<u64>| t.map_or(Cell::text("server default"), |s| Cell::Number(s as i64));
+    record(
+        vec![
+            ("client_id", Cell::text(&c.client_id)),
+            ("label", Cell::text(&c.label)),
+            ("confidential", Cell::Flag(c.confidential)),
+            ("secret", Cell::text(view.secret_kind())),
+            ("managed_by_config", Cell::Flag(c.managed_by_config)),
+            ("user_id", Cell::text(c.user_id.clone().unwrap_or_default())),
+            ("third_party", Cell::Flag(c.third_party)),
+            ("scopes", Cell::List(c.scopes.clone())),
+            ("grant_types", Cell::List(c.grant_types.clone())),
+            ("redirect_uris", Cell::List(c.redirect_uris.clone())),
+            ("allowed_origins", Cell::List(c.allowed_origins.clone())),
+            ("access_token_ttl", ttl(c.access_token_ttl)),
+            ("refresh_token_ttl", ttl(c.refresh_token_ttl)),
+            ("grant_user_access", Cell::Flag(c.grant_user_access)),
+            ("limit_requested_access", Cell::Flag(c.limit_requested_access)),
+            ("limit_user_access", Cell::Flag(c.limit_user_access)),
+        ],
+        format,
+    )
 }

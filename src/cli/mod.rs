@@ -28,6 +28,7 @@ mod keys;
 mod provider;
 mod serve;
 mod store;
+mod table;
 mod token;
 mod user;
 
@@ -185,5 +186,38 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => e.exit(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Collects, for `cmd` and its subcommands, arguments without a help
+    /// line and `list`/`show` commands without `--json`.
+    fn lacking(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            if arg.get_help().is_none() {
+                out.push(format!("{path}: <{}> has no help line", arg.get_id()));
+            }
+        }
+        if ["list", "show"].contains(&cmd.get_name()) && !cmd.get_arguments().any(|a| a.get_id() == "json") {
+            out.push(format!("{path}: no --json"));
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_about().is_none() {
+                out.push(format!("{path} {}: no description", sub.get_name()));
+            }
+            lacking(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_argument_has_a_help_line_and_every_list_and_show_takes_json() {
+        let mut out = Vec::new();
+        lacking(&Cli::command(), "oauth-sidecar", &mut out);
+        assert!(out.is_empty(), "{out:#?}");
     }
 }

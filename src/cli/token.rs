@@ -6,23 +6,38 @@ use clap::Subcommand;
 
 use super::Lines;
 use super::context::{ConfigArg, with_tokens};
+use super::table::{Cell, Format, Table};
 use crate::client::ClientError;
 use crate::client::admin::{self, FetchGrant};
 
 #[derive(Subcommand)]
 pub(super) enum TokenCommand {
     /// List tokens (no secrets): id, client, tag, grant, owner, expiry, status.
-    List,
+    List {
+        #[command(flatten)]
+        format: Format,
+    },
     /// Print a token in clear: raw response, and a JWT's header and claims (unverified).
-    Inspect { id: i64 },
+    Inspect {
+        /// The token's id, as `token list` shows it.
+        id: i64,
+    },
     /// Revoke a token at the provider (when it has an endpoint) and delete it.
-    Delete { id: i64 },
+    Delete {
+        /// The token's id, as `token list` shows it.
+        id: i64,
+    },
     /// Refresh a token now.
-    Refresh { id: i64 },
+    Refresh {
+        /// The token's id, as `token list` shows it.
+        id: i64,
+    },
     /// Get a token with the client_credentials or password grant and store it.
     Fetch {
+        /// The client (as `client list` shows it) to ask with.
         #[arg(long)]
         client: String,
+        /// The grant to use.
         #[arg(long, value_parser = ["client_credentials", "password"])]
         grant: String,
         /// The tag to store it under; default `default` (client_credentials) or the username.
@@ -34,6 +49,7 @@ pub(super) enum TokenCommand {
         /// For the password grant; the password is the first line of standard input or --password-file.
         #[arg(long)]
         username: Option<String>,
+        /// Read the password from this file instead of standard input.
         #[arg(long, value_name = "FILE")]
         password_file: Option<PathBuf>,
     },
@@ -44,7 +60,22 @@ pub(super) async fn run(config: &ConfigArg, command: TokenCommand) -> Lines {
     let loaded = config.load()?;
     with_tokens(&loaded, async |tokens, store| {
         Ok(match command {
-            TokenCommand::List => admin::token_list(&tokens, store).await?,
+            TokenCommand::List { format } => {
+                let mut table =
+                    Table::new(&["id", "client", "tag", "grant", "owner", "expires_at", "status"]);
+                for t in admin::token_list(store).await? {
+                    table.push(vec![
+                        Cell::Number(t.id),
+                        Cell::Text(t.client),
+                        Cell::Text(t.tag),
+                        Cell::Text(t.grant),
+                        Cell::Text(t.owner.unwrap_or_default()),
+                        Cell::Time(t.expires_at),
+                        Cell::Text(t.status),
+                    ]);
+                }
+                return table.print(format);
+            }
             TokenCommand::Inspect { id } => admin::token_inspect(&tokens, store, id).await?,
             TokenCommand::Delete { id } => admin::token_delete(&tokens, store, id).await?,
             TokenCommand::Refresh { id } => admin::token_refresh(&tokens, store, id).await?,

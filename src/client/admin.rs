@@ -14,21 +14,12 @@ use crate::clock::now;
 use crate::config::Secret;
 use crate::config::client::{redirect_url_is_safe, redirect_url_warning};
 
-/// `provider list`: `name | title`, presets first.
-pub fn provider_list(providers: &[Provider]) -> Vec<String> {
-    let width = providers.iter().map(|p| p.name.len()).max().unwrap_or(4).max(4);
-    let mut out = vec![format!("{:width$} | title", "name")];
-    out.extend(providers.iter().map(|p| format!("{:width$} | {}", p.name, p.title)));
-    out
-}
-
-/// `provider show NAME`: its options, scopes included, as JSON.
-pub fn provider_show(providers: &[Provider], name: &str) -> Result<Vec<String>, ClientError> {
-    let p = providers
+/// `provider show NAME`: the provider of that name and its options, scopes included.
+pub fn provider_show<'a>(providers: &'a [Provider], name: &str) -> Result<&'a Provider, ClientError> {
+    providers
         .iter()
         .find(|p| p.name == name)
-        .ok_or_else(|| ClientError::NotFound(format!("no provider `{name}`")))?;
-    Ok(vec![serde_json::to_string_pretty(&p.options_json()).unwrap_or_default()])
+        .ok_or_else(|| ClientError::NotFound(format!("no provider `{name}`")))
 }
 
 /// `client redirect-url`: the URL, and a warning when providers will refuse it.
@@ -40,45 +31,50 @@ pub fn redirect_url(loaded: &crate::config::Loaded) -> Result<(String, Option<St
     Ok((url.clone(), (!safe).then(|| redirect_url_warning(&url))))
 }
 
-/// `client list`: name, provider, client ID, source, label.
-pub async fn client_list(tokens: &Tokens) -> Result<Vec<String>, ClientError> {
-    Ok(tokens
-        .registry()
-        .list()
-        .await?
-        .iter()
-        .map(|r| format!("{}\t{}\t{}\t{}\t{}", r.name, r.provider.name, r.creds.client_id, r.source, r.label))
-        .collect())
+/// A provider token as `token list` shows it: no token, no secret.
+#[derive(Debug)]
+pub struct TokenSummary {
+    /// The token's id, for `token inspect|refresh|delete ID`.
+    pub id: i64,
+    /// The client it was issued to.
+    pub client: String,
+    /// Its tag.
+    pub tag: String,
+    /// The grant that got it.
+    pub grant: String,
+    /// The owner's e-mail or id at the provider, when known.
+    pub owner: Option<String>,
+    /// When the access token expires (Unix time), when known.
+    pub expires_at: Option<i64>,
+    /// `ok`, or what went wrong with its last refresh.
+    pub status: String,
 }
 
-/// `token list`: one line per token, no secrets.
-pub async fn token_list(
-    tokens: &Tokens,
-    store: &dyn crate::store::ClientStore,
-) -> Result<Vec<String>, ClientError> {
-    let now = now();
-    let mut out = vec!["id\tclient\ttag\tgrant\towner\texpires\tstatus".to_owned()];
-    for t in store.provider_tokens().await? {
-        let expires = match t.expires_at {
-            Some(e) if e > now => format!("in {}s", e - now),
-            Some(e) => format!("expired {}s ago", now - e),
-            None => "unknown".into(),
-        };
-        let owner = t.owner_email.clone().or(t.owner_id.clone()).unwrap_or_else(|| "-".into());
-        let status = if t.status == STATUS_REAUTH {
-            format!("NEEDS RE-AUTHORIZATION: {}", t.last_error.as_deref().unwrap_or_default())
-        } else if let Some(e) = &t.last_error {
-            format!("ok (last refresh failed: {e})")
-        } else {
-            "ok".into()
-        };
-        out.push(format!(
-            "{}\t{}\t{}\t{}\t{owner}\t{expires}\t{status}",
-            t.id, t.client, t.tag, t.grant_type
-        ));
-    }
-    let _ = tokens;
-    Ok(out)
+/// `token list`: every provider token, without tokens or secrets.
+pub async fn token_list(store: &dyn crate::store::ClientStore) -> Result<Vec<TokenSummary>, ClientError> {
+    Ok(store
+        .provider_tokens()
+        .await?
+        .into_iter()
+        .map(|t| {
+            let status = if t.status == STATUS_REAUTH {
+                format!("NEEDS RE-AUTHORIZATION: {}", t.last_error.as_deref().unwrap_or_default())
+            } else if let Some(e) = &t.last_error {
+                format!("ok (last refresh failed: {e})")
+            } else {
+                "ok".into()
+            };
+            TokenSummary {
+                id: t.id,
+                owner: t.owner_email.or(t.owner_id),
+                client: t.client,
+                tag: t.tag,
+                grant: t.grant_type,
+                expires_at: t.expires_at,
+                status,
+            }
+        })
+        .collect())
 }
 
 /// Decodes a JWT's header and claims without checking anything.

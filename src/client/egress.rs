@@ -12,7 +12,12 @@
 //!   SASL XOAUTH2 string for IMAP and SMTP.
 //!
 //! The listener binds loopback by default (`127.0.0.1:8081`): only the app
-//! beside the sidecar should reach it. Refusals are JSON
+//! beside the sidecar should reach it. A request whose `Host` names another
+//! host than a loopback name or one of `egress.hosts` is refused with 421,
+//! so a web page cannot reach the listener through a DNS name it controls.
+//! A listener on another address (`egress.allow_remote`) asks every request
+//! for `Proxy-Authorization: Bearer` with `egress.remote_secret` (407
+//! without), and the header goes no further. Refusals are JSON
 //! `{"error": ..., "message": ...}`: 404 no route, 413 body too large, 503 no
 //! usable token, 502 the API could not be reached, 504 it timed out.
 
@@ -23,6 +28,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
@@ -35,8 +41,7 @@ use tower::{Layer, ServiceExt};
 
 use super::inject::{InjectError, InjectTarget, InjectToken, InjectTokenLayer, TokenSource};
 use super::tokens::{TokenError, Tokens};
-use crate::config::Secret;
-use crate::config::client::EgressConfig;
+use crate::config::client::{ClientSecrets, EgressConfig};
 use crate::listener::{self, Limits, Listener};
 
 type Outbound = HttpClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -77,10 +82,11 @@ impl std::fmt::Debug for EgressListener {
 }
 
 impl EgressListener {
-    /// Binds `config.listen` and builds the routes.
+    /// Binds `config.listen` and builds the routes; `secrets` holds the
+    /// vending and remote secrets the configuration read.
     pub async fn bind(
         config: &EgressConfig,
-        vending_secret: Option<&Secret>,
+        secrets: &ClientSecrets,
         tokens: Arc<Tokens>,
         tls: rustls::ClientConfig,
     ) -> Result<Self, String> {
@@ -109,14 +115,16 @@ impl EgressListener {
         let state = Arc::new(Egress {
             routes,
             tokens,
-            vending_hash: vending_secret.map(|s| sha256(s.expose().as_bytes())),
+            vending_hash: secrets.vending_secret.as_ref().map(|s| sha256(s.expose().as_bytes())),
             timeout: config.timeout.0,
             max_body: usize::try_from(config.max_body_size.0).unwrap_or(usize::MAX),
         });
+        let reach = Arc::new(Reach::new(config, secrets));
         let router = Router::new()
             .route("/oauth/tokens/{client}/{tag}", axum::routing::get(vend))
             .fallback(forward)
-            .with_state(state);
+            .with_state(state)
+            .layer(middleware::from_fn_with_state(reach, guard));
         let listener = Listener::bind_plain(config.listen)
             .await
             .map_err(|e| format!("cannot listen on {} (egress.listen): {e}", config.listen))?;
@@ -146,6 +154,73 @@ impl EgressListener {
         let router = self.router;
         listener::serve(self.listener, |_| router.clone(), self.limits, shutdown, self.grace).await;
     }
+}
+
+/// Who may use the listener: which `Host` names it answers to, and the
+/// secret remote callers send.
+struct Reach {
+    /// `egress.hosts`, lower-cased.
+    hosts: Vec<String>,
+    /// Whether `Host` is checked: always on a loopback listener; on a remote
+    /// one only when `egress.hosts` names the hosts (its callers use names
+    /// the sidecar cannot know, and must send the secret anyway).
+    check_host: bool,
+    /// SHA-256 of `egress.remote_secret`.
+    secret_hash: Option<[u8; 32]>,
+}
+
+impl Reach {
+    fn new(config: &EgressConfig, secrets: &ClientSecrets) -> Self {
+        Reach {
+            hosts: config.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            check_host: !config.allow_remote || !config.hosts.is_empty(),
+            secret_hash: secrets.remote_secret.as_ref().map(|s| sha256(s.expose().as_bytes())),
+        }
+    }
+
+    /// True when `host` (a `Host` value, port optional) names this listener.
+    fn answers_to(&self, host: &str) -> bool {
+        let Ok(authority) = host.parse::<http::uri::Authority>() else { return false };
+        let name = authority.host().to_ascii_lowercase();
+        let ip = name.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>();
+        name == "localhost" || ip.is_ok_and(|ip| ip.is_loopback()) || self.hosts.contains(&name)
+    }
+}
+
+/// Refuses requests that name another host (421) or lack the remote secret
+/// (407), and removes the secret before anything else sees the request.
+async fn guard(State(reach): State<Arc<Reach>>, mut req: Request<Body>, next: Next) -> Response {
+    let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok());
+    let host = host.or_else(|| req.uri().authority().map(|a| a.as_str()));
+    if reach.check_host && !host.is_some_and(|h| reach.answers_to(h)) {
+        tracing::warn!(host = host.unwrap_or("(none)"), "egress request for another host refused");
+        return refuse(
+            StatusCode::MISDIRECTED_REQUEST,
+            "misdirected",
+            "this listener answers only to its own address (a loopback name or egress.hosts) in Host",
+        );
+    }
+    if let Some(expected) = reach.secret_hash {
+        let presented = req
+            .headers()
+            .get(http::header::PROXY_AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|s| sha256(s.trim().as_bytes()));
+        if presented != Some(expected) {
+            tracing::warn!("egress request without the remote secret refused");
+            let mut res = refuse(
+                StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+                "proxy_authentication_required",
+                "send egress.remote_secret as Proxy-Authorization: Bearer",
+            );
+            res.headers_mut()
+                .insert(http::header::PROXY_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+            return res;
+        }
+    }
+    req.headers_mut().remove(http::header::PROXY_AUTHORIZATION);
+    next.run(req).await
 }
 
 fn refuse(status: StatusCode, error: &str, message: &str) -> Response {
@@ -293,4 +368,34 @@ async fn vend(
     let mut res = axum::Json(body).into_response();
     res.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a route behind the guard sees of a request with the right secret.
+    #[tokio::test]
+    async fn the_remote_secret_goes_no_further_than_the_guard() {
+        let reach = Arc::new(Reach {
+            hosts: vec![],
+            check_host: false,
+            secret_hash: Some(sha256(b"remote-secret-0123456789")),
+        });
+        let router = Router::new()
+            .fallback(|headers: HeaderMap| async move {
+                format!("{:?}", headers.get(http::header::PROXY_AUTHORIZATION))
+            })
+            .layer(middleware::from_fn_with_state(reach, guard));
+        let req = Request::builder()
+            .uri("/api/x")
+            .header(http::header::HOST, "sidecar.internal")
+            .header(http::header::PROXY_AUTHORIZATION, "Bearer remote-secret-0123456789")
+            .body(Body::empty())
+            .unwrap();
+        let res = router.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"None");
+    }
 }

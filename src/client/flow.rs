@@ -1,10 +1,5 @@
-//! The authorization code flow toward a provider, for a signed-in admin.
-//!
-//! `GET /oauth/start/{client}` (`tag`, `scope`, `return_to` optional) makes
-//! a random state (256 bits), a PKCE S256 verifier and an OpenID nonce,
-//! stores them for `client.state_ttl` (default 10 minutes) bound to this
-//! browser by the `oauth_sidecar_client` cookie (`HttpOnly`, `SameSite=Lax`,
-//! limited to the return path), and redirects to the provider.
+//! The authorization code flow toward a provider, for a signed-in admin:
+//! its start, `/oauth/start/{client}`, is the `start` module's; its end is here.
 //!
 //! `GET {return_path}` takes the state once, and refuses it when unknown,
 //! used, expired or started in another browser; shows the provider's
@@ -15,178 +10,38 @@
 
 use std::sync::Arc;
 
-use axum::Extension;
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
-use http::header::{LOCATION, SET_COOKIE};
-use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
-use oauth2::PkceCodeChallenge;
+use http::header::LOCATION;
+use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::Inner;
 use super::protocol::Owner;
 use super::tokens::NewToken;
 use crate::clock::now;
-use crate::proxy::ConnectionInfo;
-use crate::store::{ClientStateRecord, token_hash};
-use crate::web::cookie::{cookie, set_cookie};
-use crate::web::secrets::{is_token, random_token};
-use crate::web::signin::LoginForm;
+use crate::store::token_hash;
+use crate::web::cookie::cookie;
 
 /// The cookie that binds a started authorization to its browser.
 pub const BROWSER_COOKIE: &str = "oauth_sidecar_client";
 
-fn params(query: Option<&str>) -> Vec<(String, String)> {
+pub(super) fn params(query: Option<&str>) -> Vec<(String, String)> {
     url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .into_owned()
         .filter(|(_, v)| !v.is_empty())
         .collect()
 }
 
-fn param<'a>(list: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(super) fn param<'a>(list: &'a [(String, String)], name: &str) -> Option<&'a str> {
     list.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
 /// A `return_to` that stays on this site: a path, not `//host` or `/\host`.
-fn local_path(v: &str) -> bool {
+pub(super) fn local_path(v: &str) -> bool {
     v.starts_with('/') && !v.starts_with("//") && !v.starts_with("/\\") && !v.chars().any(|c| c.is_control())
 }
 
-/// `GET|POST /oauth/start/{client}`.
-#[allow(clippy::too_many_arguments)] // one argument per axum extractor
-pub(crate) async fn start(
-    State(inner): State<Arc<Inner>>,
-    Path(client): Path<String>,
-    method: Method,
-    uri: Uri,
-    conn: Option<Extension<ConnectionInfo>>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    body: Bytes,
-) -> Response {
-    let pages = inner.signin.pages();
-    let action = match uri.query() {
-        Some(q) => format!("{}?{q}", uri.path()),
-        None => uri.path().to_owned(),
-    };
-    let label = format!("Connect {client} (oauth-sidecar administration)");
-    let form = LoginForm { action: &action, label: &label, form_target: None };
-    if method == Method::POST {
-        let conn = conn.map(|Extension(c)| c);
-        return inner.signin.post_form(&headers, conn.as_ref(), &body, &form).await;
-    }
-    let user = match inner.signin.current_user(&headers).await {
-        Ok(Some(user)) => user,
-        Ok(None) => return inner.signin.login_page(&headers, &form, "", None, StatusCode::OK),
-        Err(e) => return server_error(&inner, &e.to_string()),
-    };
-    if !user.may(crate::store::ADMINISTER_OAUTH) {
-        tracing::warn!(username = %user.username, client = %client, "a user who is not an admin tried to start an authorization");
-        return pages.error(
-            StatusCode::FORBIDDEN,
-            "Not allowed",
-            "Only an administrator can connect a provider account.",
-        );
-    }
-    let reg = match inner.tokens.registry().get(&client).await {
-        Ok(Some(reg)) => reg,
-        Ok(None) => {
-            return pages.error(
-                StatusCode::NOT_FOUND,
-                "Unknown client",
-                "No OAuth client by that name is registered.",
-            );
-        }
-        Err(e) => return server_error(&inner, &e.to_string()),
-    };
-    let q = params(query.as_deref());
-    let return_to = param(&q, "return_to");
-    if return_to.is_some_and(|r| !local_path(r)) {
-        return pages.error(
-            StatusCode::BAD_REQUEST,
-            "Invalid request",
-            "return_to must be a path on this site.",
-        );
-    }
-    let tag = param(&q, "tag");
-    if tag.is_some_and(|t| t.len() > 200 || t.chars().any(char::is_control)) {
-        return pages.error(
-            StatusCode::BAD_REQUEST,
-            "Invalid request",
-            "The tag is too long or has control characters.",
-        );
-    }
-    let scopes: Vec<String> = match param(&q, "scope") {
-        Some(s) => s.split(' ').filter(|x| !x.is_empty()).map(str::to_owned).collect(),
-        None => reg.scopes.clone(),
-    };
-    let ep = match inner.tokens.http().endpoints(&reg.provider, reg.tenant.as_deref()).await {
-        Ok(ep) => ep,
-        Err(e) => {
-            tracing::warn!(client = %client, error = %e, "cannot start an authorization");
-            return pages.error(
-                StatusCode::BAD_GATEWAY,
-                "Provider unavailable",
-                &format!("The provider's settings could not be read: {e}"),
-            );
-        }
-    };
-    let state = random_token();
-    let nonce = random_token();
-    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let url = match inner.tokens.http().authorize_url(
-        &ep,
-        &reg.creds,
-        &inner.redirect_url,
-        &scopes,
-        &reg.provider.auth_params,
-        &state,
-        challenge,
-        &nonce,
-    ) {
-        Ok(url) => url,
-        Err(e) => return pages.error(StatusCode::BAD_GATEWAY, "Provider misconfigured", &e.to_string()),
-    };
-    let (browser, new_cookie) = match cookie(&headers, BROWSER_COOKIE).filter(|v| is_token(v)) {
-        Some(v) => (v.to_owned(), false),
-        None => (random_token(), true),
-    };
-    let state_hash = token_hash(&state);
-    let record = ClientStateRecord {
-        verifier: inner.tokens.cipher().seal(&format!("state:{state_hash}"), verifier.secret().as_bytes()),
-        state_hash,
-        client: reg.name.clone(),
-        browser_hash: token_hash(&browser),
-        nonce,
-        tag: tag.map(str::to_owned),
-        scopes,
-        return_to: return_to.map(str::to_owned),
-        expires_at: now().saturating_add(inner.state_ttl),
-    };
-    if let Err(e) = inner.store.add_client_state(&record).await {
-        return server_error(&inner, &e.to_string());
-    }
-    tracing::info!(client = %reg.name, username = %user.username, "authorization started; redirecting to the provider");
-    let mut res = StatusCode::FOUND.into_response();
-    match HeaderValue::from_str(url.as_str()) {
-        Ok(v) => res.headers_mut().insert(LOCATION, v),
-        Err(_) => {
-            return pages.error(
-                StatusCode::BAD_GATEWAY,
-                "Provider misconfigured",
-                "The authorization URL is not valid.",
-            );
-        }
-    };
-    res.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if new_cookie {
-        let cookie = set_cookie(&inner.return_path, BROWSER_COOKIE, &browser, None, "Lax", inner.secure);
-        res.headers_mut().append(SET_COOKIE, cookie);
-    }
-    res
-}
-
-fn server_error(inner: &Inner, e: &str) -> Response {
+pub(super) fn server_error(inner: &Inner, e: &str) -> Response {
     tracing::error!(error = %e, "the OAuth client failed");
     inner.signin.pages().error(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -230,11 +85,16 @@ pub(crate) async fn finish(
     }
     let same_browser = cookie(&headers, BROWSER_COOKIE).is_some_and(|v| token_hash(v) == record.browser_hash);
     if !same_browser {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "Different browser",
-            "This authorization was started in another browser. Start again in this one.",
+        // The cookie is kept per host name: a start at another address of
+        // this site (127.0.0.1 for localhost) looks like another browser.
+        let start = url::Url::parse(&inner.redirect_url)
+            .map(|u| format!("{}/oauth/start/{}", u.origin().ascii_serialization(), record.client));
+        let message = format!(
+            "This browser has no record of starting this authorization: it was started in another browser, \
+             or at another address of this site. Start again in this browser at {}.",
+            start.as_deref().unwrap_or("/oauth/start")
         );
+        return refuse(StatusCode::BAD_REQUEST, "Authorization not started here", &message);
     }
     if let Some(error) = param(&q, "error") {
         let description = param(&q, "error_description").unwrap_or_default();
@@ -327,12 +187,19 @@ pub(crate) async fn finish(
         return res;
     }
     let who = owner.email.or(owner.name).or(owner.id).unwrap_or_else(|| "the account".into());
-    pages.message(
-        StatusCode::OK,
-        "Connected",
-        &format!(
-            "{} is connected for {who}: token {id}, tag \"{tag}\". You can close this page.",
-            if reg.label.is_empty() { &reg.name } else { &reg.label }
-        ),
-    )
+    let label = if reg.label.is_empty() { &reg.name } else { &reg.label };
+    let message = format!(
+        "{label} is connected for {who} with tag \"{tag}\" (client {}, provider {}). \
+         The app behind this sidecar can now use the token through the egress routes of this client and tag.",
+        reg.name, reg.provider.title
+    );
+    let client_path: String = url::form_urlencoded::byte_serialize(reg.name.as_bytes()).collect();
+    let again = format!("/oauth/start/{client_path}");
+    let mut links = Vec::new();
+    let manage = inner.admin_path.as_ref().map(|admin| format!("{admin}/clients/{client_path}"));
+    if let Some(manage) = &manage {
+        links.push(("Back to this client's tokens", manage.as_str()));
+    }
+    links.push(("Connect another account", again.as_str()));
+    pages.message(StatusCode::OK, "Connected", &message, &links)
 }

@@ -6,8 +6,9 @@
 //!   and `client.providers` overrides.
 //! - [`registry`]: client registrations (file and CLI).
 //! - [`protocol`]: the exchanges, through the `oauth2` and `openidconnect` crates.
-//! - [`flow`]: `/oauth/start/{client}` (signed-in admins only, through
-//!   [`crate::web::signin`]) and the return path.
+//! - `start`: `/oauth/start/{client}` (signed-in admins only, through
+//!   [`crate::web::signin`]): a confirmation page whose button goes on to the provider.
+//! - [`flow`]: the return path.
 //! - [`tokens`]: the token store in use: encrypted at rest ([`crypto`]),
 //!   refresh before use and in the background, single flight.
 //! - [`inject`]: [`InjectTokenLayer`], for any outbound HTTP client service.
@@ -22,6 +23,7 @@ pub mod inject;
 pub mod protocol;
 pub mod provider;
 pub mod registry;
+mod start;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -127,6 +129,8 @@ pub(crate) struct Inner {
     return_path: String,
     state_ttl: i64,
     secure: bool,
+    /// The admin pages' path when they are on, for the landing page's link back.
+    admin_path: Option<String>,
 }
 
 /// The OAuth client role, ready to serve.
@@ -153,7 +157,7 @@ impl OAuthClient {
             loaded.config.server.as_ref(),
             &loaded.public_url,
             &loaded.config.proxy.trusted_proxies,
-            CookieScope::oauth(),
+            CookieScope::oauth(loaded.public_url.is_https()),
         )
         .await?;
         let inner = Inner {
@@ -164,6 +168,8 @@ impl OAuthClient {
             return_path: config.return_path.0.clone(),
             state_ttl: i64::try_from(config.state_ttl.0.as_secs()).unwrap_or(600),
             secure: loaded.public_url.is_https(),
+            admin_path: (cfg!(feature = "admin") && loaded.config.admin.enabled)
+                .then(|| loaded.config.admin.path.value.0.trim_end_matches('/').to_owned()),
         };
         Ok(OAuthClient { inner: Arc::new(inner) })
     }
@@ -176,7 +182,7 @@ impl OAuthClient {
     /// The routes, owning `/oauth/start/` and the return path.
     pub fn mount(&self) -> Mount {
         Mount::new()
-            .route("/oauth/start/{client}", get(flow::start).post(flow::start))
+            .route("/oauth/start/{client}", get(start::start).post(start::start))
             .route(&self.inner.return_path, get(flow::finish))
             .with_state(self.inner.clone())
     }
@@ -207,14 +213,9 @@ impl ClientRole {
             Some(e) => {
                 let extra_ca = config.extra_ca_file.as_ref().map(|f| f.value.as_path());
                 let tls = protocol::tls_config(extra_ca).map_err(ClientStartError::Http)?;
-                let listener = egress::EgressListener::bind(
-                    e,
-                    loaded.client.vending_secret.as_ref(),
-                    client.tokens(),
-                    tls,
-                )
-                .await
-                .map_err(ClientStartError::Http)?;
+                let listener = egress::EgressListener::bind(e, &loaded.client, client.tokens(), tls)
+                    .await
+                    .map_err(ClientStartError::Http)?;
                 Some(listener.limited_by(&loaded.config))
             }
             None => None,

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use super::ClientError;
 use super::crypto::{CryptoError, TokenCipher, token_place};
 use super::protocol::{Grant, Http, Owner};
-use super::registry::Registry;
+use super::registry::{Registration, Registry};
 use crate::clock::now;
 use crate::config::Secret;
 use crate::store::{ClientStore, ProviderTokenRecord, StoreError};
@@ -65,7 +65,10 @@ impl std::fmt::Debug for LiveToken {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TokenError {
     /// No token for this client and tag.
-    #[error("no token for client `{client}` and tag `{tag}`: authorize it at /oauth/start/{client}")]
+    #[error(
+        "no token for client `{client}` and tag `{tag}`: authorize it at /oauth/start/{client}?tag={}",
+        url::form_urlencoded::byte_serialize(.tag.as_bytes()).collect::<String>()
+    )]
     NotFound {
         /// The client.
         client: String,
@@ -213,6 +216,15 @@ impl Tokens {
     /// The cipher for secrets at rest.
     pub fn cipher(&self) -> &TokenCipher {
         &self.cipher
+    }
+
+    /// The origin of `reg`'s authorization endpoint, as a CSP source
+    /// ([`crate::web::pages::form_target`]): a page whose form leads, through
+    /// `/oauth/start`, to the provider names it in its `form-action`. `None`
+    /// when the endpoints cannot be had (the start then says why).
+    pub(crate) async fn authorize_target(&self, reg: &Registration) -> Option<String> {
+        let ep = self.http.endpoints(&reg.provider, reg.tenant.as_deref()).await.ok()?;
+        crate::web::pages::form_target(ep.authorize.as_deref()?)
     }
 
     /// Encrypts and stores a new token (replacing the client's token with

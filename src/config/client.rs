@@ -159,6 +159,19 @@ pub struct EgressConfig {
     pub timeout: Duration,
     /// Largest request body (buffered, so it can be replayed after a 401).
     pub max_body_size: super::types::ByteSize,
+    /// Lets `listen` be an address other hosts reach (another container,
+    /// the pod network); every request must then carry `remote_secret` as
+    /// `Proxy-Authorization: Bearer SECRET`. Off: loopback only.
+    pub allow_remote: bool,
+    /// The credential callers of a remote listener send (16 characters or more).
+    pub remote_secret: Option<At<Secret>>,
+    /// A file holding `remote_secret`.
+    pub remote_secret_file: Option<At<PathBuf>>,
+    /// Host names the listener answers to besides the loopback names
+    /// (`localhost`, `127.0.0.1`, `[::1]`): a request naming another host
+    /// in `Host` is refused with 421, so a web page cannot reach the
+    /// listener through a name it controls (DNS rebinding).
+    pub hosts: Vec<String>,
 }
 
 impl Default for EgressConfig {
@@ -170,6 +183,10 @@ impl Default for EgressConfig {
             vending_secret_file: None,
             timeout: Duration::secs(60),
             max_body_size: super::types::ByteSize(10 << 20),
+            allow_remote: false,
+            remote_secret: None,
+            remote_secret_file: None,
+            hosts: Vec::new(),
         }
     }
 }
@@ -204,6 +221,8 @@ pub struct ClientSecrets {
     pub client_secrets: BTreeMap<String, Secret>,
     /// The egress vending secret.
     pub vending_secret: Option<Secret>,
+    /// The credential callers of a remote egress listener send.
+    pub remote_secret: Option<Secret>,
 }
 
 fn secret_or_file(
@@ -401,6 +420,7 @@ pub(super) fn validate(
         {
             p.error(serde_saphyr::Location::UNKNOWN, "egress.vending_secret", "at least 16 characters");
         }
+        check_egress_reach(egress, &mut out, p);
         for (i, r) in egress.routes.iter().enumerate() {
             let path = format!("egress.routes[{i}]");
             if !r.prefix.starts_with('/') || !r.prefix.ends_with('/') {
@@ -430,6 +450,36 @@ pub(super) fn validate(
         }
     }
     out
+}
+
+/// Who may reach the egress listener: loopback, or a remote address only
+/// with `allow_remote` and the secret its callers must send.
+fn check_egress_reach(egress: &EgressConfig, out: &mut ClientSecrets, p: &mut Problems<'_>) {
+    let remote_secret =
+        secret_or_file(&egress.remote_secret, &egress.remote_secret_file, "egress.remote_secret", p);
+    let location = egress.remote_secret.as_ref().map_or(serde_saphyr::Location::UNKNOWN, |s| s.location);
+    if remote_secret.as_ref().is_some_and(|s| s.expose().len() < 16) {
+        p.error(location, "egress.remote_secret", "at least 16 characters");
+    }
+    if egress.allow_remote && remote_secret.is_none() {
+        p.error(
+            location,
+            "egress.remote_secret",
+            "`allow_remote: true` needs `remote_secret` (or `remote_secret_file`), which every caller sends",
+        );
+    }
+    if !egress.listen.ip().is_loopback() && !egress.allow_remote {
+        p.error(
+            serde_saphyr::Location::UNKNOWN,
+            "egress.listen",
+            format!(
+                "`{}` is not a loopback address: whoever reaches it has requests sent with the stored \
+                 provider tokens; keep 127.0.0.1, or set `allow_remote: true` with `remote_secret`",
+                egress.listen
+            ),
+        );
+    }
+    out.remote_secret = remote_secret;
 }
 
 /// True for a redirect URL providers accept over plain http: https, or a

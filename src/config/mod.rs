@@ -187,6 +187,16 @@ fn deserialize(text: &str, file: &str, env: &HashMap<String, String>) -> Result<
     if text.trim().is_empty() {
         return Ok(Config::default());
     }
+    parse_document(text, file, env)
+        .map_err(|first| ConfigErrors(every_section_problem(text, file, env, first.0)))
+}
+
+/// Why a parse stopped, and whether the cause is an alias to an anchor the
+/// parsed text does not hold.
+struct Stopped(ConfigError, bool);
+
+/// One parse of the whole text: the settings, or the first problem.
+fn parse_document(text: &str, file: &str, env: &HashMap<String, String>) -> Result<Config, Stopped> {
     let options = serde_saphyr::options! {}.with_properties(env.clone());
     let mut path = None;
     let result = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
@@ -195,7 +205,68 @@ fn deserialize(text: &str, file: &str, env: &HashMap<String, String>) -> Result<
             e.into_inner()
         })
     });
-    result.map_err(|err| ConfigErrors(vec![yaml_error::to_config_error(file, text, path.as_ref(), &err)]))
+    result.map_err(|err| {
+        let unknown_anchor = matches!(err.without_snippet(), serde_saphyr::Error::UnknownAnchor { .. });
+        Stopped(yaml_error::to_config_error(file, text, path.as_ref(), &err), unknown_anchor)
+    })
+}
+
+/// Every problem a parse can find after `first`: a parse stops at its first
+/// problem, so each top-level section is parsed again on its own (the other
+/// lines blanked, so lines and columns stay true). Ends with a note that
+/// more may follow, since each section is read only up to its first problem
+/// and the checks across sections wait for a file that parses.
+fn every_section_problem(
+    text: &str,
+    file: &str,
+    env: &HashMap<String, String>,
+    first: ConfigError,
+) -> Vec<ConfigError> {
+    let mut errors = vec![first];
+    for section in top_level_sections(text) {
+        // An alias whose anchor is in another section is fine in the whole file.
+        let Err(Stopped(error, false)) = parse_document(&section, file, env) else { continue };
+        if !errors.contains(&error) {
+            errors.push(error);
+        }
+    }
+    errors.sort_by_key(|e| (e.line, e.column));
+    errors.push(ConfigError {
+        file: file.to_owned(),
+        line: 0,
+        column: 0,
+        path: String::new(),
+        message: "more problems may follow: each section is read up to its first problem, \
+                  and the checks across sections run once the file parses"
+            .to_owned(),
+    });
+    errors
+}
+
+/// The text once for each top-level key, with every line outside that key's
+/// block blank (the lines before the first key, such as `---`, are kept).
+fn top_level_sections(text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let starts: Vec<usize> = (0..lines.len())
+        .filter(|&i| {
+            let line = lines[i];
+            let first = line.chars().next();
+            first.is_some_and(|c| !c.is_whitespace() && c != '#' && c != '-' && c != '.' && c != '%')
+        })
+        .collect();
+    let Some(&head_end) = starts.first() else { return Vec::new() };
+    starts
+        .iter()
+        .enumerate()
+        .map(|(n, &start)| {
+            let end = starts.get(n + 1).copied().unwrap_or(lines.len());
+            let kept = |i: usize| i < head_end || (start..end).contains(&i);
+            let mut section: String =
+                (0..lines.len()).map(|i| if kept(i) { lines[i] } else { "" }).collect::<Vec<_>>().join("\n");
+            section.push('\n');
+            section
+        })
+        .collect()
 }
 
 /// Reads a secret from a `*_file` path, trimming one trailing newline (as

@@ -14,6 +14,10 @@ use super::types::{At, Duration, HttpUrl};
 pub const ADMINISTER_OAUTH: &str = "administer oauth";
 /// The admin permission to see raw provider tokens and new client secrets.
 pub const MANAGE_SECRETS: &str = "manage oauth client secrets";
+
+/// The shortest client secret an operator may choose (in the file or with
+/// `consumer create --secret-file`); generated secrets are longer.
+pub const MIN_CLIENT_SECRET_LEN: usize = 16;
 /// Every admin permission, in the order the pages show them.
 pub const PERMISSIONS: [&str; 2] = [ADMINISTER_OAUTH, MANAGE_SECRETS];
 
@@ -27,6 +31,13 @@ pub const NON_ROLE_SCOPES: [&str; 4] = ["openid", "offline_access", "profile", "
 /// comes within seconds, and a long window only widens a stolen token's use.
 pub const REFRESH_REUSE_GRACE_MAX: Duration = Duration::secs(300);
 
+/// The default `refresh_reuse_grace`: long enough for two tabs refreshing
+/// at once and for a client's retry after a lost response (both come within
+/// a few seconds, and a token request is answered well within one), short
+/// enough that a stolen, already rotated token is of use only in the
+/// seconds after the rotation, and only until the new pair is used.
+pub const REFRESH_REUSE_GRACE_DEFAULT: Duration = Duration::secs(10);
+
 /// The authorization server; absent means the sidecar issues no tokens.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -39,7 +50,8 @@ pub struct ServerConfig {
     pub refresh_token_ttl: At<Duration>,
     /// How long after a refresh token's rotation a retry with that same token
     /// (its response was lost) gets the same new pair instead of revoking the
-    /// family (RFC 9700 section 4.14.2); `0s`, the default, turns it off.
+    /// family (RFC 9700 section 4.14.2); default [`REFRESH_REUSE_GRACE_DEFAULT`],
+    /// `0s` turns it off.
     pub refresh_reuse_grace: At<Duration>,
     /// Authorization code lifetime; at most 10 minutes (RFC 6749 section 4.1.2).
     pub code_ttl: At<Duration>,
@@ -79,7 +91,7 @@ impl Default for ServerConfig {
             issuer: None,
             access_token_ttl: At::default_value(Duration::secs(3600)),
             refresh_token_ttl: At::default_value(Duration::secs(14 * 86_400)),
-            refresh_reuse_grace: At::default_value(Duration::secs(0)),
+            refresh_reuse_grace: At::default_value(REFRESH_REUSE_GRACE_DEFAULT),
             code_ttl: At::default_value(Duration::secs(60)),
             session_ttl: Duration::secs(8 * 3600),
             access_token_alg: At::default_value("EdDSA".to_owned()),
@@ -244,9 +256,10 @@ pub(super) fn validate(server: &mut ServerConfig, p: &mut super::validate::Probl
         }
         secret_from_file(&mut c.secret, &c.secret_file, &at("secret"), &at("secret_file"), p);
         if let Some(secret) = &c.secret
-            && secret.value.expose().len() < 16
+            && secret.value.expose().len() < MIN_CLIENT_SECRET_LEN
         {
-            p.error(secret.location, &at("secret"), "a client secret needs at least 16 characters");
+            let message = format!("a client secret needs at least {MIN_CLIENT_SECRET_LEN} characters");
+            p.error(secret.location, &at("secret"), message);
         }
         let has_secret = c.secret.is_some() || c.secret_file.is_some();
         if c.confidential && !has_secret {

@@ -1,6 +1,7 @@
 //! Header rewriting on the way to the upstream and back: hop-by-hop removal
 //! (RFC 9110 section 7.6.1) and the forwarding headers `X-Forwarded-For`,
-//! `X-Forwarded-Proto`, `X-Forwarded-Host` and `Forwarded` (RFC 7239).
+//! `X-Forwarded-Proto`, `X-Forwarded-Host` and `Forwarded` (RFC 7239);
+//! and our own cookies, which are not the upstream app's.
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -84,6 +85,38 @@ pub(crate) fn strip_client_hops(headers: &mut HeaderMap) {
     if let Some(proto) = remove_hop_by_hop(headers) {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, proto);
+    }
+}
+
+/// What the names of all the sidecar's cookies start with, after any `__Host-`.
+const OWN_PREFIX: &str = "oauth_sidecar_";
+
+/// Takes our session and CSRF cookies (any name starting `oauth_sidecar_`
+/// or `__Host-oauth_sidecar_`) out of a request's `Cookie` headers, for a
+/// request forwarded to the upstream app; a header left empty is removed.
+pub(crate) fn strip_own_cookies(headers: &mut HeaderMap) {
+    let own = |pair: &str| {
+        let name = pair.trim_start().split('=').next().unwrap_or_default();
+        name.strip_prefix("__Host-").unwrap_or(name).starts_with(OWN_PREFIX)
+    };
+    if !headers.get_all(header::COOKIE).iter().any(|v| v.to_str().is_ok_and(|v| v.split(';').any(own))) {
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| match v.to_str() {
+            Ok(text) => {
+                let rest: Vec<&str> =
+                    text.split(';').map(str::trim).filter(|p| !p.is_empty() && !own(p)).collect();
+                (!rest.is_empty()).then(|| HeaderValue::from_str(&rest.join("; ")).ok()).flatten()
+            }
+            Err(_) => Some(v.clone()),
+        })
+        .collect();
+    headers.remove(header::COOKIE);
+    for v in kept {
+        headers.append(header::COOKIE, v);
     }
 }
 
@@ -262,6 +295,24 @@ fn insert(headers: &mut HeaderMap, name: &HeaderName, value: Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn our_cookies_are_taken_out_and_the_apps_kept() {
+        let mut h = cookie_headers(&[
+            ("cookie", "app=1; __Host-oauth_sidecar_session=s; theme=dark"),
+            ("cookie", "oauth_sidecar_csrf=c"),
+        ]);
+        strip_own_cookies(&mut h);
+        let left: Vec<_> = h.get_all(header::COOKIE).iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+        assert_eq!(left, ["app=1; theme=dark"]);
+        let mut none = cookie_headers(&[("cookie", "__Host-oauth_sidecar_admin=a")]);
+        strip_own_cookies(&mut none);
+        assert!(none.get(header::COOKIE).is_none());
+    }
+
+    fn cookie_headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        pairs.iter().map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_str(v).unwrap())).collect()
+    }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -222,6 +222,7 @@ where
         let (mut parts, body) = req.into_parts();
 
         let upgrade = headers::remove_hop_by_hop(&mut parts.headers);
+        headers::strip_own_cookies(&mut parts.headers);
         let client_upgrade = match (&upgrade, parts.version) {
             (Some(_), Version::HTTP_11) => parts.extensions.remove::<OnUpgrade>(),
             _ => None,

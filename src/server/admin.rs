@@ -14,7 +14,6 @@
 //! assert!(matches!(err, AdminError::Usage(_)));
 //! ```
 
-use std::fmt;
 use std::io::BufRead;
 use std::path::Path;
 use std::time::Duration;
@@ -22,7 +21,7 @@ use std::time::Duration;
 use super::keys::{Alg, KeyError, KeyRing};
 use crate::clock;
 use crate::config::Secret;
-use crate::config::server::{GRANT_TYPES, ServerConfig, check_redirect_uri};
+use crate::config::server::{GRANT_TYPES, MIN_CLIENT_SECRET_LEN, ServerConfig, check_redirect_uri};
 use crate::store::{ADMINISTER_OAUTH, ConsumerRecord, PERMISSIONS, ServerStore, StoreError, UserRecord};
 use crate::web::password;
 use crate::web::secrets::{HMAC_PREFIX, Secrets};
@@ -81,6 +80,9 @@ pub struct ConsumerSpec {
     pub limit_requested_access: Option<bool>,
     /// farmOS `limit_user_access`.
     pub limit_user_access: Option<bool>,
+    /// A secret the operator chose (kept as an argon2 hash, never shown
+    /// again) instead of a generated one; confidential consumers only.
+    pub secret: Option<Secret>,
 }
 
 impl ConsumerSpec {
@@ -205,13 +207,7 @@ pub async fn create_consumer(
     };
     spec.apply(&mut consumer);
     check_record(&consumer)?;
-    let secret = if consumer.confidential {
-        let (secret, hash) = Secrets::load(store).await?.generate();
-        consumer.secret_hash = Some(hash);
-        Some(Secret::new(secret))
-    } else {
-        None
-    };
+    let secret = set_secret(store, &mut consumer, spec.secret.as_ref(), true).await?;
     store.put_consumer(&consumer).await?;
     Ok(CreatedConsumer { consumer, secret })
 }
@@ -229,16 +225,41 @@ pub async fn update_consumer(
     let mut consumer = editable(store, client_id).await?;
     spec.apply(&mut consumer);
     check_record(&consumer)?;
-    let mut secret = None;
-    if consumer.confidential && (new_secret || consumer.secret_hash.is_none()) {
-        let (clear, hash) = Secrets::load(store).await?.generate();
-        consumer.secret_hash = Some(hash);
-        secret = Some(Secret::new(clear));
-    } else if new_secret {
+    if new_secret && !consumer.confidential {
         return Err(AdminError::Usage("a public consumer has no secret to renew".into()));
     }
+    let generate = new_secret || consumer.secret_hash.is_none();
+    let secret = set_secret(store, &mut consumer, spec.secret.as_ref(), generate).await?;
     store.put_consumer(&consumer).await?;
     Ok(CreatedConsumer { consumer, secret })
+}
+
+/// Gives a confidential consumer its secret: the one `chosen` (stored as an
+/// argon2 hash, not returned) or, when `generate`, a new one, returned to be
+/// shown once. A public consumer takes none.
+async fn set_secret(
+    store: &dyn ServerStore,
+    consumer: &mut ConsumerRecord,
+    chosen: Option<&Secret>,
+    generate: bool,
+) -> Result<Option<Secret>, AdminError> {
+    if let Some(chosen) = chosen {
+        if !consumer.confidential {
+            return Err(AdminError::Usage("a public consumer takes no secret".into()));
+        }
+        if chosen.expose().len() < MIN_CLIENT_SECRET_LEN {
+            let message = format!("a client secret needs at least {MIN_CLIENT_SECRET_LEN} characters");
+            return Err(AdminError::Usage(message));
+        }
+        consumer.secret_hash = Some(hash(chosen).await?);
+        return Ok(None);
+    }
+    if !(consumer.confidential && generate) {
+        return Ok(None);
+    }
+    let (clear, hash) = Secrets::load(store).await?.generate();
+    consumer.secret_hash = Some(hash);
+    Ok(Some(Secret::new(clear)))
 }
 
 /// Deletes a CLI-made consumer and its tokens.
@@ -274,44 +295,14 @@ pub async fn list_consumers(store: &dyn ServerStore) -> Result<Vec<ConsumerView>
 }
 
 impl ConsumerView {
-    /// One line: `client_id  kind  source  label`.
-    pub fn line(&self) -> String {
-        let c = &self.0;
-        format!(
-            "{}\t{}\t{}\t{}",
-            c.client_id,
-            if c.confidential { "confidential" } else { "public" },
-            if c.managed_by_config { "config" } else { "cli" },
-            c.label
-        )
-    }
-}
-
-impl fmt::Display for ConsumerView {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let c = &self.0;
-        let secret = match c.secret_hash.as_deref() {
+    /// How the consumer's secret is kept: none, generated (a keyed hash) or
+    /// set by hand (an argon2 hash). Never the secret or its hash.
+    pub fn secret_kind(&self) -> &'static str {
+        match self.0.secret_hash.as_deref() {
             None => "none",
             Some(h) if h.starts_with(HMAC_PREFIX) => "generated (stored as a keyed hash)",
             Some(_) => "set by hand (stored as an argon2 hash)",
-        };
-        let ttl = |t: Option<u64>| t.map_or_else(|| "server default".to_owned(), |s| format!("{s}s"));
-        writeln!(f, "client_id: {}", c.client_id)?;
-        writeln!(f, "label: {}", c.label)?;
-        writeln!(f, "confidential: {}", c.confidential)?;
-        writeln!(f, "secret: {secret}")?;
-        writeln!(f, "managed_by_config: {}", c.managed_by_config)?;
-        writeln!(f, "user_id: {}", c.user_id.as_deref().unwrap_or(""))?;
-        writeln!(f, "third_party: {}", c.third_party)?;
-        writeln!(f, "scopes: {}", c.scopes.join(" "))?;
-        writeln!(f, "grant_types: {}", c.grant_types.join(" "))?;
-        writeln!(f, "redirect_uris: {}", c.redirect_uris.join(" "))?;
-        writeln!(f, "allowed_origins: {}", c.allowed_origins.join(" "))?;
-        writeln!(f, "access_token_ttl: {}", ttl(c.access_token_ttl))?;
-        writeln!(f, "refresh_token_ttl: {}", ttl(c.refresh_token_ttl))?;
-        writeln!(f, "grant_user_access: {}", c.grant_user_access)?;
-        writeln!(f, "limit_requested_access: {}", c.limit_requested_access)?;
-        write!(f, "limit_user_access: {}", c.limit_user_access)
+        }
     }
 }
 
@@ -434,24 +425,31 @@ pub async fn change_user(
     Ok(store.put_user(&u).await?)
 }
 
-/// Every user as one line: `username  roles  flags` (never the hash).
-pub async fn list_users(store: &dyn ServerStore) -> Result<Vec<String>, AdminError> {
-    Ok(store
-        .users()
+/// Every user, by username (the CLI never prints their password hash).
+pub async fn list_users(store: &dyn ServerStore) -> Result<Vec<UserRecord>, AdminError> {
+    Ok(store.users().await?)
+}
+
+/// Deletes a user with their sessions, codes and refresh tokens. A user
+/// that a consumer's `client_credentials` acts as (`user_id`) is kept until
+/// that consumer is changed, so no consumer is left acting as nobody.
+pub async fn delete_user(store: &dyn ServerStore, username: &str) -> Result<(), AdminError> {
+    user(store, username).await?;
+    let acting: Vec<String> = store
+        .consumers()
         .await?
         .into_iter()
-        .map(|u| {
-            let mut flags = vec![];
-            if u.admin {
-                flags.push("admin");
-            }
-            flags.extend(u.permissions.iter().map(String::as_str));
-            if u.disabled {
-                flags.push("disabled");
-            }
-            format!("{}\t{}\t{}", u.username, u.roles.join(","), flags.join(","))
-        })
-        .collect())
+        .filter(|c| c.user_id.as_deref() == Some(username))
+        .map(|c| c.client_id)
+        .collect();
+    if !acting.is_empty() {
+        return Err(AdminError::Usage(format!(
+            "consumer {} acts as {username} (user_id): change or delete it first",
+            acting.join(", ")
+        )));
+    }
+    store.delete_user(username).await?;
+    Ok(())
 }
 
 // --- signing keys ---
@@ -464,10 +462,25 @@ pub async fn rotate_key(store: &dyn ServerStore, alg: &str) -> Result<String, Ad
     Ok(KeyRing::rotate(store, alg).await?)
 }
 
-/// Every signing key as one line: `kid  alg  created  state`, where state is
-/// `active`, `published` (verifying tokens signed before a rotation) or
-/// `retired`.
-pub async fn list_keys(store: &dyn ServerStore, server: &ServerConfig) -> Result<Vec<String>, AdminError> {
+/// A signing key as `keys list` shows it (never its private part).
+#[derive(Debug)]
+pub struct KeySummary {
+    /// The key id tokens name in their header.
+    pub kid: String,
+    /// `EdDSA` or `RS256`.
+    pub alg: &'static str,
+    /// When it was made (Unix time).
+    pub created_at: i64,
+    /// `active` (signing), `published` (verifying tokens signed before a
+    /// rotation) or `retired`.
+    pub state: &'static str,
+}
+
+/// Every signing key, oldest first, with its state.
+pub async fn list_keys(
+    store: &dyn ServerStore,
+    server: &ServerConfig,
+) -> Result<Vec<KeySummary>, AdminError> {
     let ring = KeyRing::load(store, Duration::from_secs(longest_ttl(server))).await?;
     let now = clock::now();
     Ok(ring
@@ -481,7 +494,7 @@ pub async fn list_keys(store: &dyn ServerStore, server: &ServerConfig) -> Result
             } else {
                 "retired"
             };
-            format!("{}\t{}\t{}\t{state}", k.kid(), k.alg().as_str(), k.created_at())
+            KeySummary { kid: k.kid().to_owned(), alg: k.alg().as_str(), created_at: k.created_at(), state }
         })
         .collect())
 }

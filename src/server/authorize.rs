@@ -320,7 +320,7 @@ fn validate(
                 Some(q) => format!("{}?{q}", uri.path()),
                 None => uri.path().to_owned(),
             };
-            let form_target = form_target(&redirect_uri);
+            let form_target = crate::web::pages::form_target(&redirect_uri);
             Ok(AuthRequest {
                 consumer,
                 redirect_uri,
@@ -340,16 +340,6 @@ fn validate(
 /// An S256 `code_challenge`: a base64url SHA-256, 43 characters.
 fn is_s256_challenge(c: &str) -> bool {
     is_token(c)
-}
-
-/// Where a redirect to `uri` lands, as a CSP source: the origin of an http(s)
-/// URI, or the scheme of a private-use one (`com.example.app:`).
-fn form_target(uri: &str) -> Option<String> {
-    let url = url::Url::parse(uri).ok()?;
-    match url.scheme() {
-        "http" | "https" => Some(url.origin().ascii_serialization()),
-        scheme => Some(format!("{scheme}:")),
-    }
 }
 
 /// The sign-in page, posting back to the request's own URL.
@@ -495,15 +485,5 @@ mod tests {
         assert_eq!(p.one("b").ok().flatten(), None);
         assert_eq!(p.one("c").ok().flatten(), Some("x y"));
         assert_eq!(p.all("a").collect::<Vec<_>>(), ["1", "2"]);
-    }
-
-    #[test]
-    fn form_targets_are_origins_or_schemes() {
-        assert_eq!(
-            form_target("https://app.example:8443/cb?x=1").as_deref(),
-            Some("https://app.example:8443")
-        );
-        assert_eq!(form_target("http://127.0.0.1:5000/cb").as_deref(), Some("http://127.0.0.1:5000"));
-        assert_eq!(form_target("com.example.app:/oauth").as_deref(), Some("com.example.app:"));
     }
 }

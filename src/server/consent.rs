@@ -65,7 +65,7 @@ pub(super) async fn proceed(
     if request.prompt.none {
         return Ok(Step::Refuse(refuse("consent_required", "the user has not approved this client")));
     }
-    let (csrf_token, new_csrf) = server.signin.csrf_token(headers);
+    let (csrf_token, new_csrf) = server.signin.csrf_token_for(headers, cookie.as_ref());
     let scopes = granted
         .iter()
         .filter_map(|name| {

@@ -144,9 +144,14 @@ impl AuthorizationServer {
         public_url: &HttpUrl,
         trusted_proxies: &[TrustedProxy],
     ) -> Result<Self, ServerStartError> {
-        let signin =
-            SignIn::new(store.clone(), Some(config), public_url, trusted_proxies, CookieScope::oauth())
-                .await?;
+        let signin = SignIn::new(
+            store.clone(),
+            Some(config),
+            public_url,
+            trusted_proxies,
+            CookieScope::oauth(public_url.is_https()),
+        )
+        .await?;
         let secrets = signin.secrets().clone();
         let report = consumer::sync_consumers(store.as_ref(), &secrets, &config.consumers).await?;
         for gone in &report.deleted {

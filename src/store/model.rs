@@ -206,6 +206,9 @@ impl std::fmt::Debug for RefreshGrace {
 pub struct SessionRecord {
     /// SHA-256 of the session cookie's value.
     pub id_hash: String,
+    /// The sign-in that made it, where alone it counts: `oauth` (the
+    /// `/oauth/` pages) or `admin` (the admin pages).
+    pub kind: String,
     /// The logged-in user.
     pub username: String,
     /// When the user authenticated.

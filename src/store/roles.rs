@@ -70,8 +70,10 @@ pub trait SignInStore: StoreBase {
     async fn user(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
     /// Stores a login session under the hash of its cookie value.
     async fn add_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
-    /// The session with this hash, if it has not expired at `now`.
-    async fn session(&self, id_hash: &str, now: i64) -> Result<Option<SessionRecord>, StoreError>;
+    /// The session of `kind` with this hash, if it has not expired at `now`
+    /// (a session of another kind is not found).
+    async fn session(&self, id_hash: &str, kind: &str, now: i64)
+    -> Result<Option<SessionRecord>, StoreError>;
     /// Ends a session.
     async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError>;
     /// Moves a session's end to `expires_at` (idle timeouts slide it).
@@ -93,6 +95,9 @@ pub trait ServerStore: GateStore + SignInStore {
     async fn put_user(&self, user: &UserRecord) -> Result<(), StoreError>;
     /// Every user, ordered by username.
     async fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
+    /// Deletes a user with their login sessions, authorization codes and
+    /// refresh tokens; false when there was no such user.
+    async fn delete_user(&self, username: &str) -> Result<bool, StoreError>;
 
     /// Adds a signing key.
     async fn add_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;

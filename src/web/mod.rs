@@ -10,6 +10,8 @@
 //! - `cookie`: reading and setting our cookies, and each sign-in's cookie scope.
 //! - `csrf`: the CSRF cookie and the keyed token in every form.
 //! - `throttle`: failed sign-ins counted per account and per address.
+//! - `origin`: a sign-in page opened under another loopback name than the
+//!   public URL's is sent there first (cookies are kept per host name).
 //! - [`password`]: argon2id hashing and checking.
 //! - [`secrets`]: random tokens and the server's keyed secrets.
 //! - [`pages`]: the templates of the sign-in, error and message pages, and
@@ -20,6 +22,7 @@
 
 pub(crate) mod cookie;
 pub(crate) mod csrf;
+pub(crate) mod origin;
 pub mod pages;
 pub mod password;
 pub mod secrets;

@@ -5,14 +5,16 @@
 //! The pages are minijinja templates, built in from the crate's `templates/`
 //! folder. An operator restyles them by setting `server.templates_dir` to a
 //! folder holding any of `base.html`, `login.html`, `consent.html`,
-//! `error.html` and `message.html`; a file found there replaces the built-in one. Templates are
+//! `error.html`, `message.html` and `start.html`; a file found there replaces the built-in one. Templates are
 //! compiled at start, so a syntax error stops the start with its file and line.
 //! Values are HTML-escaped.
 //!
 //! Every page is sent with a Content Security Policy that allows no script,
 //! no framing (`frame-ancestors 'none'`, clickjacking) and form posts only to
-//! the server itself and to the client's redirect URI (a consent post ends in
-//! a redirect there), plus `Cache-Control: no-store`.
+//! the server itself and to where the form's redirects end: the client's
+//! redirect URI after a consent post, the provider's authorization endpoint
+//! after the sign-in before `/oauth/start` and after its confirmation (`form_target`,
+//! `allow_form_target`); plus `Cache-Control: no-store`.
 //!
 //! The templates see these values:
 //!
@@ -22,7 +24,8 @@
 //! | `login.html` | `client_label`, `action`, `csrf_token`, `username`, `error` |
 //! | `consent.html` | `client_label`, `username`, `action`, `csrf_token`, `choice`, `scopes` (each `name`, `label`, `description`) |
 //! | `error.html` | `message` |
-//! | `message.html` | `message` (the OAuth client's landing page) |
+//! | `message.html` | `message`, `links` (each `label`, `href`): the OAuth client's landing page |
+//! | `start.html` | `username`, `client`, `client_label`, `provider`, `tag`, `scopes`, `replaces`, `replaces_owner`, `action`, `csrf_token`: the confirmation before `/oauth/start` goes to the provider |
 
 use std::path::Path;
 
@@ -33,12 +36,13 @@ use minijinja::Environment;
 use serde::Serialize;
 
 /// The page templates, by name, as built in.
-const BUILT_IN: [(&str, &str); 5] = [
+const BUILT_IN: [(&str, &str); 6] = [
     ("base.html", include_str!("../../templates/base.html")),
     ("login.html", include_str!("../../templates/login.html")),
     ("consent.html", include_str!("../../templates/consent.html")),
     ("error.html", include_str!("../../templates/error.html")),
     ("message.html", include_str!("../../templates/message.html")),
+    ("start.html", include_str!("../../templates/start.html")),
 ];
 
 /// Why the templates could not be loaded.
@@ -100,9 +104,20 @@ impl Pages {
         self.render("error.html", title, &minijinja::context! { message }, status, None)
     }
 
-    /// A page that reports how something ended (the OAuth client's landing page).
-    pub fn message(&self, status: StatusCode, title: &str, message: &str) -> Response {
-        self.render("message.html", title, &minijinja::context! { message }, status, None)
+    /// A page that reports how something ended (the OAuth client's landing
+    /// page), with links to go on from there (`(label, href)`).
+    pub fn message(
+        &self,
+        status: StatusCode,
+        title: &str,
+        message: &str,
+        links: &[(&str, &str)],
+    ) -> Response {
+        let links: Vec<_> = links
+            .iter()
+            .map(|(label, href)| minijinja::context! { label => *label, href => *href })
+            .collect();
+        self.render("message.html", title, &minijinja::context! { message, links }, status, None)
     }
 
     /// Renders the template `name` with `title` and `view`'s values, with
@@ -144,6 +159,7 @@ pub(crate) fn environment(
     let mut env = Environment::new();
     // Missing values read as empty, also through `a.b` (pages share templates).
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+    env.add_filter("code", code_spans);
     for (name, source) in built_in {
         let source = match dir.map(|d| d.join(name)).filter(|p| p.exists()) {
             Some(path) => std::fs::read_to_string(&path).map_err(|e| TemplateError::Read {
@@ -164,21 +180,74 @@ pub(crate) fn environment(
     Ok(env)
 }
 
+/// The `code` filter: the text HTML-escaped, with each `` `span` `` as
+/// `<code>span</code>`, so a message naming a field or value reads as it
+/// does in the docs (a lone backtick stays as it is).
+fn code_spans(text: Option<String>) -> minijinja::Value {
+    let text = text.unwrap_or_default();
+    let parts: Vec<&str> = text.split('`').collect();
+    let mut html = String::with_capacity(text.len() + 16);
+    for (i, part) in parts.iter().enumerate() {
+        let escaped = minijinja::HtmlEscape(part).to_string();
+        if i % 2 == 0 {
+            html.push_str(&escaped);
+        } else if i + 1 < parts.len() || parts.len() % 2 == 1 {
+            html.push_str(&format!("<code>{escaped}</code>"));
+        } else {
+            html.push('`');
+            html.push_str(&escaped);
+        }
+    }
+    minijinja::Value::from_safe_string(html)
+}
+
 /// The headers of every page. `form_target` is the origin (or `scheme:` of
 /// a private-use URI) a form post may end up at after a redirect.
 pub(crate) fn page_headers(headers: &mut HeaderMap, form_target: Option<&str>) {
-    let mut csp = String::from(
-        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; \
-         frame-ancestors 'none'; form-action 'self'",
+    headers.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; \
+             frame-ancestors 'none'; form-action 'self'",
+        ),
     );
-    if let Some(target) = form_target.filter(|t| t.bytes().all(|b| b.is_ascii_graphic() && b != b';')) {
-        csp.push(' ');
-        csp.push_str(target);
-    }
-    if let Ok(value) = HeaderValue::from_str(&csp) {
-        headers.insert(CONTENT_SECURITY_POLICY, value);
+    if let Some(target) = form_target {
+        allow_form_target(headers, target);
     }
     framing_and_caching_headers(headers);
+}
+
+/// Where a redirect to `uri` lands, as a CSP source: the origin of an http(s)
+/// URI, or the scheme of a private-use one (`com.example.app:`).
+///
+/// Chromium applies `form-action` to every redirect that follows a form
+/// post, so a page whose form ends (after redirects) at another site must
+/// name that site: the consent page its consumer's redirect URI, the
+/// sign-in before `/oauth/start` the provider's authorization endpoint.
+pub(crate) fn form_target(uri: &str) -> Option<String> {
+    let url = url::Url::parse(uri).ok()?;
+    match url.scheme() {
+        "http" | "https" => Some(url.origin().ascii_serialization()),
+        scheme => Some(format!("{scheme}:")),
+    }
+}
+
+/// Adds `target` (from [`form_target`]) to the `form-action` directive of
+/// the page's Content Security Policy, which every page of ours ends with.
+/// A value that could add a directive of its own is left out.
+pub(crate) fn allow_form_target(headers: &mut HeaderMap, target: &str) {
+    if target.is_empty() || !target.bytes().all(|b| b.is_ascii_graphic() && b != b';' && b != b',') {
+        return;
+    }
+    let Some(csp) = headers.get(CONTENT_SECURITY_POLICY).and_then(|v| v.to_str().ok()) else { return };
+    let ends_with_form_action =
+        csp.rsplit(';').next().is_some_and(|d| d.trim_start().starts_with("form-action "));
+    if !ends_with_form_action {
+        return;
+    }
+    if let Ok(value) = HeaderValue::from_str(&format!("{csp} {target}")) {
+        headers.insert(CONTENT_SECURITY_POLICY, value);
+    }
 }
 
 /// The headers every HTML page of ours carries besides its CSP: no
@@ -238,5 +307,43 @@ mod tests {
         page_headers(&mut headers, Some("https://a.example; script-src *"));
         let csp = headers[CONTENT_SECURITY_POLICY].to_str().unwrap();
         assert!(!csp.contains("script-src"), "{csp}");
+        assert!(csp.ends_with("form-action 'self'"), "{csp}");
+    }
+
+    #[test]
+    fn form_targets_are_origins_or_schemes() {
+        assert_eq!(
+            form_target("https://app.example:8443/cb?x=1").as_deref(),
+            Some("https://app.example:8443")
+        );
+        assert_eq!(form_target("http://127.0.0.1:5000/cb").as_deref(), Some("http://127.0.0.1:5000"));
+        assert_eq!(form_target("com.example.app:/oauth").as_deref(), Some("com.example.app:"));
+        assert_eq!(form_target("not a uri"), None);
+    }
+
+    #[test]
+    fn backticks_become_code_and_the_rest_is_escaped() {
+        let html = |s: &str| code_spans(Some(s.to_owned())).to_string();
+        assert_eq!(
+            html("unknown field `tag`, expected `name`"),
+            "unknown field <code>tag</code>, expected <code>name</code>"
+        );
+        assert_eq!(html("`<b>` & `x"), "<code>&lt;b&gt;</code> &amp; `x");
+        assert_eq!(html("plain"), "plain");
+        assert_eq!(code_spans(None).to_string(), "");
+    }
+
+    #[test]
+    fn a_form_target_is_added_to_form_action_of_any_page() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("style-src 'self'; form-action 'self'"),
+        );
+        allow_form_target(&mut headers, "http://127.0.0.1:9000");
+        assert_eq!(
+            headers[CONTENT_SECURITY_POLICY],
+            "style-src 'self'; form-action 'self' http://127.0.0.1:9000"
+        );
     }
 }

@@ -19,7 +19,7 @@ use http::header::{LOCATION, SET_COOKIE};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::cookie::{self, CookieScope};
-use super::csrf::{self, CSRF_COOKIE, CSRF_FIELD};
+use super::csrf::{self, CSRF_FIELD};
 use super::pages::{LoginView, Pages, TemplateError};
 use super::password;
 use super::secrets::{Secrets, is_token, random_token};
@@ -142,12 +142,12 @@ impl SignIn {
         &self,
         headers: &HeaderMap,
     ) -> Result<Option<(UserRecord, i64)>, StoreError> {
-        let Some(value) = cookie::cookie(headers, self.scope.name).filter(|v| is_token(v)) else {
+        let Some(value) = self.session_value(headers) else {
             return Ok(None);
         };
         let now = clock::now();
         let id_hash = token_hash(value);
-        let Some(found) = self.store.session(&id_hash, now).await? else {
+        let Some(found) = self.store.session(&id_hash, self.scope.kind, now).await? else {
             return Ok(None);
         };
         let user = match self.store.user(&found.username).await? {
@@ -170,26 +170,50 @@ impl SignIn {
 
     /// Ends the browser's session; the `Set-Cookie` that clears it.
     pub(crate) async fn sign_out(&self, headers: &HeaderMap) -> Result<HeaderValue, StoreError> {
-        if let Some(value) = cookie::cookie(headers, self.scope.name).filter(|v| is_token(v)) {
+        if let Some(value) = self.session_value(headers) {
             self.store.delete_session(&token_hash(value)).await?;
         }
-        Ok(self.set_cookie(self.scope.name, "", Some(0), self.scope.same_site))
+        Ok(self.set_cookie(&self.scope.name, "", Some(0), self.scope.same_site))
+    }
+
+    /// The value of this sign-in's session cookie in the request, if sent.
+    fn session_value<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
+        cookie::cookie(headers, &self.scope.name).filter(|v| is_token(v))
     }
 
     fn set_cookie(&self, name: &str, value: &str, max_age: Option<u64>, same_site: &str) -> HeaderValue {
         cookie::set_cookie(&self.scope.path, name, value, max_age, same_site, self.secure)
     }
 
-    /// The CSRF token for a form on a page, and the `Set-Cookie` the page
-    /// needs when the browser has no CSRF cookie yet.
+    /// The CSRF token for a form on a page, bound to the browser's session,
+    /// and the `Set-Cookie` the page needs when the browser has no CSRF
+    /// cookie yet.
     pub(crate) fn csrf_token(&self, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
-        let (token, new_cookie) = csrf::csrf_token(&self.secrets, headers);
-        (token, new_cookie.map(|value| self.set_cookie(CSRF_COOKIE, &value, None, "Strict")))
+        self.csrf_token_for(headers, None)
     }
 
-    /// True when a posted form's CSRF token matches the browser's cookie.
+    /// [`Self::csrf_token`] for a page answering a sign-in: bound to the
+    /// session of `new_session`, the `Set-Cookie` of [`SignedIn::Yes`],
+    /// when given, which the browser sends with the page's form.
+    pub(crate) fn csrf_token_for(
+        &self,
+        headers: &HeaderMap,
+        new_session: Option<&HeaderValue>,
+    ) -> (String, Option<HeaderValue>) {
+        let made = new_session
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next()?.split_once('='))
+            .map(|(_, value)| value);
+        let session = made.or_else(|| self.session_value(headers));
+        let (token, new_cookie) = csrf::csrf_token(&self.secrets, headers, &self.scope.csrf_name, session);
+        (token, new_cookie.map(|value| self.set_cookie(&self.scope.csrf_name, &value, None, "Strict")))
+    }
+
+    /// True when a posted form's CSRF token matches the browser's CSRF
+    /// cookie and session.
     pub(crate) fn csrf_ok(&self, headers: &HeaderMap, presented: Option<&str>) -> bool {
-        csrf::csrf_ok(&self.secrets, headers, presented)
+        let session = self.session_value(headers);
+        csrf::csrf_ok(&self.secrets, headers, &self.scope.csrf_name, session, presented)
     }
 
     /// The sign-in page for `form`, with the username typed before and why
@@ -269,6 +293,7 @@ impl SignIn {
         let id = random_token();
         let record = SessionRecord {
             id_hash: token_hash(&id),
+            kind: self.scope.kind.to_owned(),
             username: user.username.clone(),
             auth_time: now,
             expires_at: now
@@ -276,7 +301,7 @@ impl SignIn {
         };
         self.store.add_session(&record).await?;
         tracing::info!(username = %user.username, "signed in");
-        let cookie = self.set_cookie(self.scope.name, &id, None, self.scope.same_site);
+        let cookie = self.set_cookie(&self.scope.name, &id, None, self.scope.same_site);
         Ok(SignedIn::Yes { user, auth_time: now, cookie })
     }
 

@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
-import { openBrowserEnv, secret, visit } from './harness.mjs';
+import { confirmStart, openBrowserEnv, secret, visit } from './harness.mjs';
 
 const ADMINISTER = 'administer oauth';
 const SECRETS = 'manage oauth client secrets';
@@ -190,15 +190,20 @@ client:
       // /oauth/start may ask to sign in (its session is not the admin one);
       // the demo provider is this sidecar, where that sign-in counts too.
       const signInHeading = page.getByRole('heading', { name: 'Sign in' });
+      const confirmHeading = page.getByRole('heading', { name: 'Connect an account?' });
       const consentHeading = page.getByRole('heading', { name: 'Allow access?' });
-      await signInHeading.or(consentHeading).waitFor();
+      await signInHeading.or(confirmHeading).waitFor();
       if (await signInHeading.isVisible()) {
         await env.shot(page, 'provider-sign-in');
         await field(page, 'Username').fill('root');
         await field(page, 'Password').fill(password.root);
         await page.getByRole('button', { name: 'Sign in', exact: true }).click();
-        await consentHeading.waitFor();
       }
+      // A GET of /oauth/start only confirms; its button goes to the provider.
+      await confirmHeading.waitFor();
+      await env.shot(page, 'start-confirm');
+      await confirmStart(page);
+      await consentHeading.waitFor();
       const consent = await page.locator('body').innerText();
       assert.match(consent, /Signed in as root/);
       assert.match(consent, /Mail connector/, 'the consent page names the consumer made in the admin page');

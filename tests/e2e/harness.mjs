@@ -1,6 +1,7 @@
 // Harness for the browser end-to-end tests: runs the real oauth-sidecar
 // binary on a config in a temporary folder, drives Debian's chromium with
-// playwright-core, and saves a screenshot of each page visited.
+// playwright-core, and saves a screenshot of each page visited
+// (oidc_provider.mjs beside it runs an outside provider on another port).
 //
 // It builds nothing: the binary comes from OAUTH_SIDECAR_BIN, else
 // target/debug/oauth-sidecar under the repository root. Screenshots go to
@@ -83,9 +84,33 @@ export class Sidecar {
    * public URL on it, `upstream: demo`, a SQLite store in the temp folder,
    * JSON logs, a short shutdown grace, then the YAML `configure` returns.
    * `configure` gets `{ port, origin, dir, tokenKey }`; `tokenKey` is a
-   * fresh 32-byte key for `client.token_key`.
+   * fresh 32-byte key for `client.token_key`. `host` is the public URL's
+   * host name (the listener is on 127.0.0.1 either way).
    */
-  static async create(name, configure = () => '') {
+  static async create(name, configure = () => '', { host = '127.0.0.1' } = {}) {
+    const port = await freePort();
+    const origin = `http://${host}:${port}`;
+    return Sidecar.fromYaml(name, port, origin, (dir) => {
+      const tokenKey = randomBytes(32).toString('base64');
+      return [
+        `listen: 127.0.0.1:${port}`,
+        `public_url: ${origin}`,
+        'upstream: demo',
+        `store: sqlite://${path.join(dir, 'data/sidecar.db')}`,
+        'log: { level: info, format: json }',
+        'shutdown_grace: 2s',
+        configure({ port, origin, dir, tokenKey }),
+      ].join('\n');
+    });
+  }
+
+  /**
+   * A sidecar on the whole YAML `yaml(dir)` returns, written to
+   * sidecar.yaml in a new temp folder `dir`, which is also the working
+   * directory of every command (relative paths in the file start there).
+   * `port` is its listener's, `origin` its public URL's origin.
+   */
+  static async fromYaml(name, port, origin, yaml) {
     if (!existsSync(binary)) {
       throw new Error(
         `no oauth-sidecar binary at ${binary}: build it (cargo build --bin oauth-sidecar) ` +
@@ -93,20 +118,8 @@ export class Sidecar {
       );
     }
     const dir = await mkdtemp(path.join(os.tmpdir(), `oauth-sidecar-e2e-${name}-`));
-    const port = await freePort();
-    const origin = `http://127.0.0.1:${port}`;
-    const tokenKey = randomBytes(32).toString('base64');
-    const yaml = [
-      `listen: 127.0.0.1:${port}`,
-      `public_url: ${origin}`,
-      'upstream: demo',
-      `store: sqlite://${path.join(dir, 'data/sidecar.db')}`,
-      'log: { level: info, format: json }',
-      'shutdown_grace: 2s',
-      configure({ port, origin, dir, tokenKey }),
-    ].join('\n');
     const config = path.join(dir, 'sidecar.yaml');
-    await writeFile(config, `${yaml}\n`);
+    await writeFile(config, `${yaml(dir)}\n`);
     await mkdir(path.join(outDir, 'logs'), { recursive: true });
     await writeFile(logFile(name), '');
     return new Sidecar(name, dir, config, port, origin);
@@ -128,6 +141,11 @@ export class Sidecar {
     return `${this.origin}${pathAndQuery}`;
   }
 
+  /** `http://127.0.0.1:<port>` + path: the listener, whatever the public URL's host. */
+  loopbackUrl(pathAndQuery = '/') {
+    return `http://127.0.0.1:${this.port}${pathAndQuery}`;
+  }
+
   /**
    * Runs `oauth-sidecar ARGS --config sidecar.yaml` with `input` on
    * standard input; resolves to `{ code, stdout, stderr }`.
@@ -135,6 +153,7 @@ export class Sidecar {
   cliStatus(args, { input = '' } = {}) {
     return new Promise((resolve, reject) => {
       const child = spawn(binary, [...args, '--config', this.config], {
+        cwd: this.dir,
         env: withoutRustLog(),
         stdio: ['pipe', 'pipe', 'pipe'],
       });
@@ -172,6 +191,7 @@ export class Sidecar {
     if (this.child) throw new Error(`sidecar ${this.name} is already running`);
     const log = createWriteStream(logFile(this.name), { flags: 'a' });
     const child = spawn(binary, ['serve', '--config', this.config], {
+      cwd: this.dir,
       env: withoutRustLog(),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -214,7 +234,7 @@ export class Sidecar {
         );
       }
       try {
-        const res = await fetch(this.url('/readyz'), { signal: AbortSignal.timeout(2000) });
+        const res = await fetch(this.loopbackUrl('/readyz'), { signal: AbortSignal.timeout(2000) });
         if (res.status === 200) return;
       } catch {
         // not listening yet
@@ -306,6 +326,29 @@ export async function visit(page, url) {
 }
 
 /**
+ * Signs in on the sidecar's sign-in page (the one of /oauth/authorize,
+ * /oauth/start and the admin pages): waits for it, fills in `username` and
+ * `password` and presses "Sign in".
+ */
+export async function signIn(page, username, password) {
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+}
+
+/**
+ * Clicks through /oauth/start's confirmation page (a GET only shows it; its
+ * button posts the start, which goes on to the provider); the page's text.
+ */
+export async function confirmStart(page) {
+  await page.getByRole('heading', { name: 'Connect an account?' }).waitFor();
+  const text = await page.locator('body').innerText();
+  await page.getByRole('button', { name: /^Continue to / }).click();
+  return text;
+}
+
+/**
  * A `shot(page, step)` for the test `test`: saves a full-page screenshot as
  * target/e2e/screenshots/<test>-<NN>-<step>.png, NN counting the test's
  * pages in order. The test's screenshots from an earlier run are removed
@@ -340,9 +383,18 @@ export async function openBrowserEnv(test) {
   const browser = await launchBrowser();
   return {
     shot,
-    /** Creates a sidecar (not started) that `close()` stops and removes. */
-    async sidecar(configure, suffix = '') {
-      const s = await Sidecar.create(`${test}${suffix}`, configure);
+    /**
+     * Creates a sidecar (not started) that `close()` stops and removes;
+     * `options` as for `Sidecar.create`.
+     */
+    async sidecar(configure, suffix = '', options = {}) {
+      const s = await Sidecar.create(`${test}${suffix}`, configure, options);
+      sidecars.push(s);
+      return s;
+    },
+    /** `Sidecar.fromYaml`, stopped and removed by `close()` like the others. */
+    async sidecarFromYaml(port, origin, yaml, suffix = '') {
+      const s = await Sidecar.fromYaml(`${test}${suffix}`, port, origin, yaml);
       sidecars.push(s);
       return s;
     },

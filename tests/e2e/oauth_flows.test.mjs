@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import { test } from 'node:test';
 
-import { browserTest, secret } from './harness.mjs';
+import { browserTest, confirmStart, secret, signIn } from './harness.mjs';
 
 /** The payload of a JWT, parsed. */
 function jwtClaims(jwt) {
@@ -163,10 +163,14 @@ client:
     assert.equal(first.status(), 200, '/oauth/start asks a signed-out browser to sign in');
     await page.getByRole('heading', { name: 'Sign in' }).waitFor();
     await shot(page, 'sign-in');
+    await signIn(page, 'admin', password);
 
-    await page.getByLabel('Username').fill('admin');
-    await page.getByLabel('Password').fill(password);
-    await page.getByRole('button', { name: 'Sign in' }).click();
+    // A GET of /oauth/start only confirms: client, provider, tag, scopes.
+    await page.getByRole('heading', { name: 'Connect an account?' }).waitFor();
+    await shot(page, 'confirm');
+    const confirmation = await confirmStart(page);
+    assert.match(confirmation, /Local Demo/, 'the confirmation names the provider');
+    assert.match(confirmation, /\be2e\b/, 'and the tag');
 
     // The demo provider is this sidecar's authorization server: the same
     // sign-in counts there, so its consent page comes next.
@@ -191,6 +195,6 @@ client:
     const stored = sc.findLog('provider token stored');
     assert.ok(stored, 'the sidecar logs the stored token');
     const list = await sc.cli(['token', 'list']);
-    assert.match(list, /\tmail\te2e\tauthorization_code\tadmin\b/, `token list shows the new token:\n${list}`);
+    assert.match(list, /^\d+\s+mail\s+e2e\s+authorization_code\s+admin\s/m, `token list shows the new token:\n${list}`);
   });
 });

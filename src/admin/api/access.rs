@@ -61,15 +61,10 @@ pub async fn create_token(
     Ok(NewAdminToken { id, token: Secret::new(token) })
 }
 
-/// Every admin API token as one line: `id  label  permissions  created`
-/// (Unix time), never the token or its hash.
-pub async fn list_tokens(store: &dyn Store) -> Result<Vec<String>, AdminError> {
-    Ok(store
-        .admin_tokens()
-        .await?
-        .iter()
-        .map(|t| format!("{}\t{}\t{}\t{}", t.id, t.label, t.permissions.join(","), t.created_at))
-        .collect())
+/// Every admin API token; the CLI shows each one's id, label, permissions
+/// and creation time, never the token hash.
+pub async fn list_tokens(store: &dyn Store) -> Result<Vec<AdminTokenRecord>, AdminError> {
+    Ok(store.admin_tokens().await?)
 }
 
 /// Deletes the admin API token with this id: it stops working at once.
@@ -111,6 +106,12 @@ impl Caller {
             Caller::Token { permissions, .. } => permissions.iter().any(|p| p == permission),
             Caller::Session(user) => user.may(permission),
         }
+    }
+}
+
+impl crate::admin::privilege::Admin for Caller {
+    fn may(&self, permission: &str) -> bool {
+        Caller::may(self, permission)
     }
 }
 

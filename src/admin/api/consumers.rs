@@ -49,6 +49,7 @@ impl ConsumerBody {
             grant_user_access: self.grant_user_access,
             limit_requested_access: self.limit_requested_access,
             limit_user_access: self.limit_user_access,
+            secret: None,
         }
     }
 }

@@ -68,6 +68,12 @@ pub(crate) enum ApiError {
     Server,
 }
 
+impl From<crate::admin::privilege::Outranked> for ApiError {
+    fn from(e: crate::admin::privilege::Outranked) -> Self {
+        ApiError::Forbidden(e.to_string())
+    }
+}
+
 impl ApiError {
     /// The 500 for `e`, which is logged (the answer says nothing of it).
     pub(crate) fn server(e: &dyn std::fmt::Display) -> Self {

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::{ApiError, Body, Caller, reply};
 use crate::admin::Site;
+use crate::admin::privilege::check_user_change;
 use crate::admin::records;
 use crate::config::Secret;
 use crate::server::admin as ops;
@@ -62,8 +63,10 @@ pub(crate) async fn create_user(
         return Err(ApiError::BadRequest("a user needs a password".into()));
     }
     let store = site.store.as_ref();
+    let permissions = ops::permissions_for(body.admin, body.permissions);
+    check_user_change(&caller, &body.username, None, Some(&permissions))?;
     let password = Secret::new(body.password);
-    ops::add_user(store, &site.server, &body.username, &password, body.roles, body.admin, body.permissions)
+    ops::add_user(store, &site.server, &body.username, &password, body.roles, body.admin, permissions)
         .await?;
     tracing::info!(admin_token = %caller, username = %body.username, "user added");
     Ok(reply(StatusCode::CREATED, records::user(&found(store, &body.username).await?)))
@@ -106,8 +109,10 @@ pub(crate) async fn update_user(
     if body.password.as_ref().is_some_and(String::is_empty) {
         return Err(ApiError::BadRequest("the new password is empty".into()));
     }
+    let permissions = new_permissions(&current, &mut body)?;
+    check_user_change(&caller, &username, Some(&current), permissions.as_deref())?;
     let change = ops::UserChange {
-        permissions: new_permissions(&current, &mut body)?,
+        permissions,
         roles: body.roles,
         disabled: body.disabled,
         password: body.password.map(Secret::new),
@@ -120,17 +125,7 @@ pub(crate) async fn update_user(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn admin(permissions: &[&str]) -> UserRecord {
-        UserRecord {
-            username: "ann".into(),
-            password_hash: String::new(),
-            roles: vec![],
-            admin: !permissions.is_empty(),
-            permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
-            disabled: false,
-        }
-    }
+    use crate::admin::privilege::tests::user as admin;
 
     fn body(admin: Option<bool>, permissions: Option<&[&str]>) -> UserBody {
         UserBody {

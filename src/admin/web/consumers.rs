@@ -73,6 +73,7 @@ fn spec(form: &Form) -> ConsumerSpec {
         grant_user_access: Some(form.checked("grant_user_access")),
         limit_requested_access: Some(form.checked("limit_requested_access")),
         limit_user_access: Some(form.checked("limit_user_access")),
+        secret: None,
     }
 }
 

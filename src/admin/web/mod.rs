@@ -13,13 +13,14 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use http::header::SET_COOKIE;
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, Method, StatusCode, Uri};
 use serde::Deserialize;
 
 use super::Site;
 use super::auth::{self, Viewer, see_other};
 use crate::proxy::ConnectionInfo;
 use crate::store::ADMINISTER_OAUTH;
+use crate::web::origin::public_address;
 use crate::web::signin::LoginForm;
 
 /// What the sign-in page shows as the site asking.
@@ -62,8 +63,12 @@ fn login_action(site: &Site, next: Option<&str>) -> String {
 pub(crate) async fn login_page(
     State(site): State<Arc<Site>>,
     headers: HeaderMap,
+    uri: Uri,
     Query(q): Query<Next>,
 ) -> Response {
+    if let Some(moved) = public_address(&site.public_url, &Method::GET, &headers, &uri) {
+        return moved;
+    }
     match site.signin.current_user(&headers).await {
         Ok(Some(user)) if user.may(ADMINISTER_OAUTH) => {
             let next = auth::safe_next(&site, q.next.as_deref());
@@ -125,20 +130,23 @@ pub(crate) fn value(v: impl serde::Serialize) -> minijinja::Value {
     minijinja::Value::from(minijinja::value::Serde(v))
 }
 
-/// A Unix time for a table: the UTC date and time, and how far from now.
+/// A Unix time for a table: the UTC date and time, and how far from now,
+/// the one way every admin page says it: under a minute, then whole
+/// minutes, hours, days (never seconds beside minutes).
 pub(crate) fn when(at: i64, now: i64) -> String {
-    let delta = at - now;
+    let delta = at.saturating_sub(now);
     let span = |s: i64| match s {
-        s if s < 120 => format!("{s} s"),
-        s if s < 7200 => format!("{} min", s / 60),
-        s if s < 172_800 => format!("{} h", s / 3600),
-        s => format!("{} days", s / 86_400),
+        s if s < 60 => None,
+        s if s < 2 * 3600 => Some(format!("{} min", s / 60)),
+        s if s < 2 * 86_400 => Some(format!("{} h", s / 3600)),
+        s => Some(format!("{} days", s / 86_400)),
     };
     let stamp = utc(at);
-    if delta >= 0 {
-        format!("{stamp} (in {})", span(delta))
-    } else {
-        format!("{stamp} ({} ago)", span(-delta))
+    match span(delta.saturating_abs()) {
+        None if delta >= 0 => format!("{stamp} (in under a minute)"),
+        None => format!("{stamp} (under a minute ago)"),
+        Some(span) if delta >= 0 => format!("{stamp} (in {span})"),
+        Some(span) => format!("{stamp} ({span} ago)"),
     }
 }
 
@@ -167,7 +175,12 @@ mod tests {
         assert_eq!(utc(0), "1970-01-01 00:00 UTC");
         assert_eq!(utc(951_782_400), "2000-02-29 00:00 UTC");
         assert_eq!(utc(1_700_000_000), "2023-11-14 22:13 UTC");
-        assert_eq!(when(1_700_000_060, 1_700_000_000), "2023-11-14 22:14 UTC (in 60 s)");
+        assert_eq!(when(1_700_000_060, 1_700_000_000), "2023-11-14 22:14 UTC (in 1 min)");
+        assert_eq!(when(1_700_000_000, 1_700_000_118), "2023-11-14 22:13 UTC (1 min ago)");
+        assert_eq!(when(1_700_000_000, 1_700_000_180), "2023-11-14 22:13 UTC (3 min ago)");
+        assert_eq!(when(1_700_000_030, 1_700_000_000), "2023-11-14 22:13 UTC (in under a minute)");
+        assert_eq!(when(1_700_000_000, 1_700_000_059), "2023-11-14 22:13 UTC (under a minute ago)");
+        assert_eq!(when(1_700_000_000 + 3 * 3600, 1_700_000_000), "2023-11-15 01:13 UTC (in 3 h)");
         assert_eq!(when(1_700_000_000, 1_700_000_000 + 3 * 86_400), "2023-11-14 22:13 UTC (3 days ago)");
     }
 }

@@ -197,18 +197,20 @@ pub(crate) async fn client(
     let now = crate::clock::now();
     let rows: Vec<_> = stored.iter().filter(|t| t.client == reg.name).map(|t| token_row(t, now)).collect();
     let (client_credentials, password) = records::other_grants(&reg.provider);
-    let return_to: String =
-        url::form_urlencoded::byte_serialize(format!("{}/clients/{}", site.base, reg.name).as_bytes())
-            .collect();
+    let start_path: String = url::form_urlencoded::byte_serialize(reg.name.as_bytes()).collect();
     let ctx = minijinja::context! {
         client => value(json!({
-            "name": reg.name, "label": reg.label, "client_id": reg.creds.client_id, "source": reg.source,
+            "name": reg.name, "label": reg.label, "client_id": reg.creds.client_id,
+            "from_file": reg.source == "config",
             "provider": reg.provider.name, "provider_title": reg.provider.title, "scopes": reg.scopes.join(" "),
         })),
         tokens => value(rows),
-        start_url => format!("/oauth/start/{}?return_to={return_to}", reg.name),
+        start_url => format!("/oauth/start/{start_path}"),
+        return_to => format!("{}/clients/{}", site.base, reg.name),
         client_credentials, password,
     };
+    // "Add (Auth Code)" is a form whose GET shows /oauth/start's
+    // confirmation page, on this site: the page's CSP names no other origin.
     site.templates.page(&viewer, "client.html", &format!("Client {}", reg.name), "providers", ctx)
 }
 

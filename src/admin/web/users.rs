@@ -12,6 +12,7 @@ use super::value;
 use crate::admin::Site;
 use crate::admin::auth::{Posted, Viewer, see_other};
 use crate::admin::forms::Form;
+use crate::admin::privilege::check_user_change;
 use crate::admin::records;
 use crate::config::Secret;
 use crate::server::admin::{self as ops, AdminError};
@@ -78,6 +79,10 @@ pub(crate) async fn create(State(site): State<Arc<Site>>, Posted { viewer, form 
             Some("Enter a password.".into()),
         );
     };
+    let permissions = ops::permissions_for(form.checked("admin"), form.all("permissions"));
+    if let Err(e) = check_user_change(&viewer, &username, None, Some(&permissions)) {
+        return form_page(&site, &viewer, StatusCode::FORBIDDEN, shown, false, Some(e.to_string()));
+    }
     let added = ops::add_user(
         site.store.as_ref(),
         &site.server,
@@ -85,7 +90,7 @@ pub(crate) async fn create(State(site): State<Arc<Site>>, Posted { viewer, form 
         &Secret::new(password.to_owned()),
         form.all("roles"),
         form.checked("admin"),
-        form.all("permissions"),
+        permissions,
     )
     .await;
     match added {
@@ -125,6 +130,16 @@ pub(crate) async fn update(
         let e = "You cannot disable yourself or take your own “administer oauth” permission away; \
                  ask another admin.";
         return form_page(&site, &viewer, StatusCode::BAD_REQUEST, shown, true, Some(e.into()));
+    }
+    let current = match site.store.user(&username).await {
+        Ok(Some(u)) => u,
+        Ok(None) => {
+            return site.templates.error(StatusCode::NOT_FOUND, "Not found", "There is no such user.");
+        }
+        Err(e) => return site.templates.failure(&e),
+    };
+    if let Err(e) = check_user_change(&viewer, &username, Some(&current), Some(&permissions)) {
+        return form_page(&site, &viewer, StatusCode::FORBIDDEN, shown, true, Some(e.to_string()));
     }
     let change = ops::UserChange {
         roles: Some(form.all("roles")),

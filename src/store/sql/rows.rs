@@ -132,6 +132,7 @@ pub(super) fn refresh_token(row: &AnyRow) -> Result<RefreshTokenRecord, sqlx::Er
 pub(super) fn session(row: &AnyRow) -> Result<SessionRecord, sqlx::Error> {
     Ok(SessionRecord {
         id_hash: row.try_get("id_hash")?,
+        kind: row.try_get("kind")?,
         username: row.try_get("username")?,
         auth_time: row.try_get("auth_time")?,
         expires_at: row.try_get("expires_at")?,

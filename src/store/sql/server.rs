@@ -24,6 +24,26 @@ use crate::store::{
 const INSERT_SIGNING_KEY: &str =
     "INSERT INTO signing_keys (kid, alg, private_der, created_at) VALUES ($1, $2, $3, $4)";
 
+impl<D: Dialect> SqlStore<D> {
+    /// Runs the `cleanup` statements, then `delete`, in one transaction, each
+    /// with `key` as `$1`; true when `delete` removed a row.
+    async fn delete_with(
+        &self,
+        key: &str,
+        cleanup: &[&'static str],
+        delete: &'static str,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        for &sql in cleanup {
+            sqlx::query(sql).bind(key).execute(&mut *tx).await.map_err(query_err)?;
+        }
+        let deleted =
+            sqlx::query(delete).bind(key).execute(&mut *tx).await.map_err(query_err)?.rows_affected();
+        tx.commit().await.map_err(query_err)?;
+        Ok(deleted > 0)
+    }
+}
+
 #[async_trait]
 impl<D: Dialect> ServerStore for SqlStore<D> {
     async fn put_consumer(&self, c: &ConsumerRecord) -> Result<(), StoreError> {
@@ -77,23 +97,24 @@ impl<D: Dialect> ServerStore for SqlStore<D> {
     /// Deletes the consumer with its codes and refresh tokens, in one
     /// transaction.
     async fn delete_consumer(&self, client_id: &str) -> Result<bool, StoreError> {
-        let mut tx = self.begin().await?;
-        for sql in [
+        let cleanup = [
             "DELETE FROM auth_codes WHERE client_id = $1",
             "DELETE FROM refresh_grace WHERE token_hash IN \
              (SELECT token_hash FROM refresh_tokens WHERE client_id = $1)",
             "DELETE FROM refresh_tokens WHERE client_id = $1",
-        ] {
-            sqlx::query(sql).bind(client_id).execute(&mut *tx).await.map_err(query_err)?;
-        }
-        let deleted = sqlx::query("DELETE FROM consumers WHERE client_id = $1")
-            .bind(client_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(query_err)?
-            .rows_affected();
-        tx.commit().await.map_err(query_err)?;
-        Ok(deleted > 0)
+        ];
+        self.delete_with(client_id, &cleanup, "DELETE FROM consumers WHERE client_id = $1").await
+    }
+
+    async fn delete_user(&self, username: &str) -> Result<bool, StoreError> {
+        let cleanup = [
+            "DELETE FROM login_sessions WHERE username = $1",
+            "DELETE FROM auth_codes WHERE username = $1",
+            "DELETE FROM refresh_grace WHERE token_hash IN \
+             (SELECT token_hash FROM refresh_tokens WHERE username = $1)",
+            "DELETE FROM refresh_tokens WHERE username = $1",
+        ];
+        self.delete_with(username, &cleanup, "DELETE FROM users WHERE username = $1").await
     }
 
     async fn put_user(&self, u: &UserRecord) -> Result<(), StoreError> {

@@ -20,9 +20,11 @@ impl<D: Dialect> SignInStore for SqlStore<D> {
 
     async fn add_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO login_sessions (id_hash, username, auth_time, expires_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO login_sessions (id_hash, kind, username, auth_time, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&session.id_hash)
+        .bind(&session.kind)
         .bind(&session.username)
         .bind(session.auth_time)
         .bind(session.expires_at)
@@ -32,12 +34,18 @@ impl<D: Dialect> SignInStore for SqlStore<D> {
         .map_err(query_err)
     }
 
-    async fn session(&self, id_hash: &str, now: i64) -> Result<Option<SessionRecord>, StoreError> {
+    async fn session(
+        &self,
+        id_hash: &str,
+        kind: &str,
+        now: i64,
+    ) -> Result<Option<SessionRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT id_hash, username, auth_time, expires_at FROM login_sessions \
-             WHERE id_hash = $1 AND expires_at > $2",
+            "SELECT id_hash, kind, username, auth_time, expires_at FROM login_sessions \
+             WHERE id_hash = $1 AND kind = $2 AND expires_at > $3",
         )
         .bind(id_hash)
+        .bind(kind)
         .bind(now)
         .fetch_optional(&self.readers)
         .await

@@ -18,10 +18,12 @@ use crate::config::types::redacted_url;
 use crate::store::PostgresOptions;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::any::AnyPoolOptions;
 use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection};
 
 pub use changes::{APPLICATION_NAME as LISTENER_APPLICATION_NAME, CHANNEL as CHANGES_CHANNEL};
 
@@ -103,6 +105,9 @@ impl SqlStore<PostgresDialect> {
         let connect_options = PgConnectOptions::from_str(url)
             .map_err(|e| not_pg(e.to_string()))?
             .application_name(APPLICATION_NAME);
+        first_connection(&connect_options, options.acquire_timeout)
+            .await
+            .map_err(|e| open_err(strip_url(&e, url)))?;
         let pool_options = AnyPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout);
@@ -138,6 +143,49 @@ impl SqlStore<PostgresDialect> {
     /// Where this store lives, without the password (for logs).
     pub fn location(&self) -> &str {
         &self.dialect.location
+    }
+}
+
+/// Waits up to `patience` for the server to take one connection, so that a
+/// database starting after the sidecar (as in Compose) is waited for, and
+/// one that never answers is reported by its cause ("connection refused at
+/// HOST:PORT", a refused password) instead of the pool's timeout. Each
+/// failed try is logged with its cause; errors the server gives for the
+/// credentials or the database are final at once.
+async fn first_connection(options: &PgConnectOptions, patience: Duration) -> Result<(), String> {
+    let started = tokio::time::Instant::now();
+    let at = format!("{}:{}", options.get_host(), options.get_port());
+    let mut pause = Duration::from_millis(200);
+    let mut tries = 0_u32;
+    loop {
+        let error = match options.connect().await {
+            Ok(connection) => {
+                let _ = connection.close().await;
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        let cause = match &error {
+            sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+                format!("connection refused at {at}")
+            }
+            sqlx::Error::Io(io) => format!("cannot reach {at}: {io}"),
+            other => format!("{at} refused the connection: {other}"),
+        };
+        let starting_up =
+            error.as_database_error().and_then(|e| e.code()).is_some_and(|code| code == "57P03");
+        let waited = if tries == 0 { Duration::ZERO } else { started.elapsed() };
+        tries += 1;
+        if !(matches!(error, sqlx::Error::Io(_)) || starting_up) || waited + pause > patience {
+            return Err(if waited.is_zero() {
+                cause
+            } else {
+                format!("{cause} (tried for {:.1} s)", waited.as_secs_f64())
+            });
+        }
+        tracing::warn!("the PostgreSQL store is not answering yet ({cause}); trying again");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
     }
 }
 
