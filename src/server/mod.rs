@@ -59,6 +59,7 @@ use crate::web::pages::TemplateError;
 use crate::web::password;
 use crate::web::secrets::Secrets;
 use crate::web::signin::{SignIn, SignInError};
+use crate::web::throttle::Throttle;
 use consumer::SyncError;
 use key_reload::LiveKeys;
 use keys::{Alg, KeyError, KeyRing};
@@ -119,6 +120,8 @@ pub(crate) struct Inner {
     /// Sign-in at `/oauth/authorize` (and the pages, the throttle, the
     /// equal-cost password check of the password grant).
     signin: SignIn,
+    /// Failed client authentications, per `client_id` and per address.
+    client_throttle: Throttle,
 }
 
 /// The authorization server, ready to serve.
@@ -202,6 +205,11 @@ impl AuthorizationServer {
             roles: config.roles.keys().cloned().collect(),
             role_info: config.roles.clone(),
             signin,
+            client_throttle: Throttle::new(
+                config.login_attempts,
+                config.login_attempts_per_address,
+                config.login_window.0,
+            ),
         };
         Ok(AuthorizationServer { inner: Arc::new(inner) })
     }

@@ -26,7 +26,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 
-use super::password;
+use super::password::{self, Busy};
 use crate::store::{StoreBase, StoreError};
 
 /// Prefix of a stored generated secret.
@@ -109,16 +109,45 @@ impl Secrets {
         format!("{HMAC_PREFIX}{}", URL_SAFE_NO_PAD.encode(hmac::sign(&self.key, secret.as_bytes())))
     }
 
-    /// True when `presented` is the secret behind `stored` (either form).
-    pub async fn verify(&self, client_id: &str, stored: &str, presented: &str) -> bool {
+    /// True when `presented` is the secret behind `stored` (either form);
+    /// [`Busy`] when an argon2 check found no free slot in time.
+    pub async fn verify(&self, client_id: &str, stored: &str, presented: &str) -> Result<bool, Busy> {
+        match self.verify_fast(client_id, stored, presented) {
+            Some(known) => Ok(known),
+            None => self.verify_slow(client_id, stored, presented).await,
+        }
+    }
+
+    /// The answer when it costs no argon2 check: a generated secret (one
+    /// HMAC), an argon2 secret checked successfully within
+    /// [`VERIFIED_TTL`], or a stored form we do not know (never a match).
+    /// `None` when only [`Secrets::verify_slow`] can tell.
+    pub fn verify_fast(&self, client_id: &str, stored: &str, presented: &str) -> Option<bool> {
         if let Some(tag) = stored.strip_prefix(HMAC_PREFIX) {
-            return URL_SAFE_NO_PAD
-                .decode(tag)
-                .is_ok_and(|tag| hmac::verify(&self.key, presented.as_bytes(), &tag).is_ok());
+            return Some(
+                URL_SAFE_NO_PAD
+                    .decode(tag)
+                    .is_ok_and(|tag| hmac::verify(&self.key, presented.as_bytes(), &tag).is_ok()),
+            );
         }
         if !stored.starts_with("$argon2") {
-            return false;
+            return Some(false);
         }
+        self.verified.contains_key(&self.cache_key(client_id, stored, presented)).then_some(true)
+    }
+
+    /// The argon2 check of a secret set by hand (see [`password::verify_blocking`]
+    /// for its bound); a success is remembered for [`VERIFIED_TTL`].
+    pub async fn verify_slow(&self, client_id: &str, stored: &str, presented: &str) -> Result<bool, Busy> {
+        let ok = password::verify_blocking(stored.to_owned(), presented.to_owned()).await?;
+        if ok {
+            self.verified.insert(self.cache_key(client_id, stored, presented), ());
+        }
+        Ok(ok)
+    }
+
+    /// The HMAC of (client id, presented secret, stored hash), framed.
+    fn cache_key(&self, client_id: &str, stored: &str, presented: &str) -> [u8; 32] {
         let mut ctx = hmac::Context::with_key(&self.key);
         for part in [client_id, presented, stored] {
             ctx.update(&(part.len() as u64).to_be_bytes());
@@ -126,14 +155,7 @@ impl Secrets {
         }
         let mut cache_key = [0u8; 32];
         cache_key.copy_from_slice(ctx.sign().as_ref());
-        if self.verified.contains_key(&cache_key) {
-            return true;
-        }
-        let ok = password::verify_blocking(stored.to_owned(), presented.to_owned()).await;
-        if ok {
-            self.verified.insert(cache_key, ());
-        }
-        ok
+        cache_key
     }
 }
 
@@ -157,20 +179,20 @@ mod tests {
         assert_eq!(URL_SAFE_NO_PAD.decode(&secret).unwrap().len(), 32);
         assert!(stored.starts_with(HMAC_PREFIX));
         assert!(!stored.contains(&secret));
-        assert!(secrets.verify("c", &stored, &secret).await);
-        assert!(!secrets.verify("c", &stored, "nope").await);
-        assert!(!Secrets::with_key(b"other").verify("c", &stored, &secret).await, "keyed");
+        assert!(secrets.verify("c", &stored, &secret).await.unwrap());
+        assert!(!secrets.verify("c", &stored, "nope").await.unwrap());
+        assert!(!Secrets::with_key(b"other").verify("c", &stored, &secret).await.unwrap(), "keyed");
     }
 
     #[tokio::test]
     async fn hand_set_secrets_verify_by_argon2_and_are_remembered() {
         let secrets = Secrets::with_key(b"k");
         let stored = password::hash("a secret set by hand").unwrap();
-        assert!(secrets.verify("c", &stored, "a secret set by hand").await);
+        assert!(secrets.verify("c", &stored, "a secret set by hand").await.unwrap());
         assert_eq!(secrets.verified.iter().count(), 1, "a successful check is remembered");
-        assert!(secrets.verify("c", &stored, "a secret set by hand").await);
-        assert!(!secrets.verify("c", &stored, "a secret set by han").await);
-        assert!(!secrets.verify("d", &password::hash("x").unwrap(), "a secret set by hand").await);
-        assert!(!secrets.verify("c", "plain text", "plain text").await, "unknown forms never match");
+        assert!(secrets.verify("c", &stored, "a secret set by hand").await.unwrap());
+        assert!(!secrets.verify("c", &stored, "a secret set by han").await.unwrap());
+        assert!(!secrets.verify("d", &password::hash("x").unwrap(), "a secret set by hand").await.unwrap());
+        assert!(!secrets.verify("c", "plain text", "plain text").await.unwrap(), "unknown forms never match");
     }
 }
