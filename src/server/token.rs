@@ -350,21 +350,13 @@ pub(crate) struct IssuedAccess {
     pub(crate) exp: i64,
 }
 
-/// Signs an access token; returns it with its lifetime in seconds.
-fn access_token(
+/// Signs an access token (RFC 9068) and records it in the store with the
+/// consumer and the `user` it acts for (none for a consumer acting as
+/// itself), so that deleting the one or disabling the other revokes it.
+pub(crate) async fn issue_access(
     server: &Inner,
     consumer: &ConsumerRecord,
-    sub: &str,
-    scope: &str,
-    auth_time: Option<i64>,
-) -> Result<(String, u64), OAuthError> {
-    issue_access(server, consumer, sub, scope, auth_time).map(|i| (i.token, i.expires_in))
-}
-
-/// Signs an access token (RFC 9068).
-pub(crate) fn issue_access(
-    server: &Inner,
-    consumer: &ConsumerRecord,
+    user: Option<&str>,
     sub: &str,
     scope: &str,
     auth_time: Option<i64>,
@@ -383,6 +375,11 @@ pub(crate) fn issue_access(
         auth_time,
     };
     let token = jwt::sign(&server.keys.current(), server.access_alg, ACCESS_TOKEN_TYP, &claims)
+        .map_err(OAuthError::server)?;
+    server
+        .store
+        .record_access_token(&claims.jti, &consumer.client_id, user, claims.exp)
+        .await
         .map_err(OAuthError::server)?;
     Ok(IssuedAccess { token, expires_in: ttl, jti: claims.jti, exp: claims.exp })
 }
@@ -469,7 +466,9 @@ async fn authorization_code(
     }
     let user = acting_user(server, &record.username).await?;
     let scope = record.scope;
-    let access = issue_access(server, consumer, &user.username, &scope, Some(record.auth_time))?;
+    let access =
+        issue_access(server, consumer, Some(&user.username), &user.username, &scope, Some(record.auth_time))
+            .await?;
     let family = if consumer.grant_types.iter().any(|g| g == "refresh_token") {
         let family = uuid::Uuid::new_v4().to_string();
         let (token, refresh) = new_refresh(
@@ -531,7 +530,9 @@ async fn client_credentials(
     };
     let scope = join(&grant(server, consumer, user.as_ref(), &requested));
     let sub = user.as_ref().map_or(consumer.client_id.as_str(), |u| u.username.as_str());
-    let (access_token, expires_in) = access_token(server, consumer, sub, &scope, None)?;
+    let user = user.as_ref().map(|u| u.username.as_str());
+    let IssuedAccess { token: access_token, expires_in, .. } =
+        issue_access(server, consumer, user, sub, &scope, None).await?;
     Ok(TokenResponse {
         access_token,
         token_type: "Bearer",
@@ -568,7 +569,8 @@ async fn password_grant(
     };
     let scope = join(&grant(server, consumer, Some(&user), &requested));
     let auth_time = clock::now();
-    let access = issue_access(server, consumer, &user.username, &scope, Some(auth_time))?;
+    let access =
+        issue_access(server, consumer, Some(&user.username), &user.username, &scope, Some(auth_time)).await?;
     let refresh_token = if consumer.grant_types.iter().any(|g| g == "refresh_token") {
         let family = uuid::Uuid::new_v4().to_string();
         let (token, record) = new_refresh(
@@ -646,7 +648,8 @@ async fn refresh(
     // the rotation, so that the grace window can keep it with the rotation.
     let scope = if requested.is_empty() { current.scope.clone() } else { join(&requested) };
     let sub = current.username.as_deref().unwrap_or(&consumer.client_id);
-    let access = issue_access(server, consumer, sub, &scope, current.auth_time)?;
+    let access =
+        issue_access(server, consumer, current.username.as_deref(), sub, &scope, current.auth_time).await?;
     let (token, next) = new_refresh(
         server,
         consumer,

@@ -25,6 +25,7 @@ macro_rules! embedded {
             (5, "refresh lease"),
             (6, "admin"),
             (7, "change announcements"),
+            (8, "access tokens"),
         ]
         .into_iter()
         .zip([
@@ -59,6 +60,12 @@ macro_rules! embedded {
                 "/migrations/",
                 $folder,
                 "/0007_change_announcements.sql"
+            )),
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/migrations/",
+                $folder,
+                "/0008_access_tokens.sql"
             )),
         ])
         .map(|((version, description), sql)| $crate::store::Migration {

@@ -21,6 +21,13 @@ use crate::store::{
     ServerStore, SigningKeyRecord, StoreError, UserRecord,
 };
 
+/// Puts the recorded access tokens of consumer `$1` on the revocation list.
+const REVOKE_CONSUMER_ACCESS: &str = "INSERT INTO revoked_access_tokens (jti, exp) \
+     SELECT jti, exp FROM access_tokens WHERE client_id = $1 ON CONFLICT (jti) DO NOTHING";
+/// Puts the recorded access tokens of user `$1` on the revocation list.
+const REVOKE_USER_ACCESS: &str = "INSERT INTO revoked_access_tokens (jti, exp) \
+     SELECT jti, exp FROM access_tokens WHERE username = $1 ON CONFLICT (jti) DO NOTHING";
+
 const INSERT_SIGNING_KEY: &str =
     "INSERT INTO signing_keys (kid, alg, private_der, created_at) VALUES ($1, $2, $3, $4)";
 
@@ -94,10 +101,12 @@ impl<D: Dialect> ServerStore for SqlStore<D> {
         row.as_ref().map(rows::consumer).transpose().map_err(query_err)
     }
 
-    /// Deletes the consumer with its codes and refresh tokens, in one
-    /// transaction.
+    /// Deletes the consumer with its codes and refresh tokens, and revokes
+    /// its access tokens, in one transaction.
     async fn delete_consumer(&self, client_id: &str) -> Result<bool, StoreError> {
         let cleanup = [
+            REVOKE_CONSUMER_ACCESS,
+            "DELETE FROM access_tokens WHERE client_id = $1",
             "DELETE FROM auth_codes WHERE client_id = $1",
             "DELETE FROM refresh_grace WHERE token_hash IN \
              (SELECT token_hash FROM refresh_tokens WHERE client_id = $1)",
@@ -108,6 +117,8 @@ impl<D: Dialect> ServerStore for SqlStore<D> {
 
     async fn delete_user(&self, username: &str) -> Result<bool, StoreError> {
         let cleanup = [
+            REVOKE_USER_ACCESS,
+            "DELETE FROM access_tokens WHERE username = $1",
             "DELETE FROM login_sessions WHERE username = $1",
             "DELETE FROM auth_codes WHERE username = $1",
             "DELETE FROM refresh_grace WHERE token_hash IN \
@@ -377,6 +388,41 @@ impl<D: Dialect> ServerStore for SqlStore<D> {
         revoke_family(&mut *self.writer.acquire().await.map_err(query_err)?, family_id).await
     }
 
+    async fn record_access_token(
+        &self,
+        jti: &str,
+        client_id: &str,
+        username: Option<&str>,
+        exp: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO access_tokens (jti, client_id, username, exp) VALUES ($1, $2, $3, $4)")
+            .bind(jti)
+            .bind(client_id)
+            .bind(username)
+            .bind(exp)
+            .execute(&self.writer)
+            .await
+            .map(drop)
+            .map_err(query_err)
+    }
+
+    /// Sessions deleted, families revoked (their grace entries dropped) and
+    /// access tokens revoked, in one transaction.
+    async fn end_user_grants(&self, username: &str) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        for sql in [
+            REVOKE_USER_ACCESS,
+            "DELETE FROM access_tokens WHERE username = $1",
+            "DELETE FROM login_sessions WHERE username = $1",
+            "DELETE FROM refresh_grace WHERE token_hash IN \
+             (SELECT token_hash FROM refresh_tokens WHERE username = $1)",
+            "UPDATE refresh_tokens SET revoked = TRUE WHERE username = $1 AND NOT revoked",
+        ] {
+            sqlx::query(sql).bind(username).execute(&mut *tx).await.map_err(query_err)?;
+        }
+        tx.commit().await.map_err(query_err)
+    }
+
     async fn revoke_access_token(&self, jti: &str, exp: i64) -> Result<(), StoreError> {
         revoke_jti::<D>(&mut *self.writer.acquire().await.map_err(query_err)?, jti, exp).await
     }
@@ -392,6 +438,7 @@ impl<D: Dialect> ServerStore for SqlStore<D> {
             "DELETE FROM refresh_tokens WHERE expires_at <= $1",
             "DELETE FROM login_sessions WHERE expires_at <= $1",
             "DELETE FROM revoked_access_tokens WHERE exp <= $1",
+            "DELETE FROM access_tokens WHERE exp <= $1",
             "DELETE FROM refresh_grace WHERE expires_at <= $1",
         ] {
             purged += sqlx::query(sql).bind(now).execute(&mut *tx).await.map_err(query_err)?.rows_affected();
