@@ -50,10 +50,10 @@ use axum::routing::{get, post};
 use http::header::CACHE_CONTROL;
 use serde_json::{Value, json};
 
-use crate::config::server::{RoleConfig, ServerConfig};
+use crate::config::server::{RequirePkce, RoleConfig, ServerConfig};
 use crate::config::types::{HttpUrl, TrustedProxy};
 use crate::mount::Mount;
-use crate::store::{ServerStore, StoreError, UserRecord};
+use crate::store::{self, ServerStore, StoreError, UserRecord};
 use crate::web::cookie::CookieScope;
 use crate::web::pages::TemplateError;
 use crate::web::password;
@@ -122,6 +122,20 @@ pub(crate) struct Inner {
     signin: SignIn,
     /// Failed client authentications, per `client_id` and per address.
     client_throttle: Throttle,
+    /// `server.require_pkce: all`.
+    pkce_for_all: bool,
+    /// The file's consumers that set `require_pkce` themselves.
+    pkce_overrides: BTreeMap<String, bool>,
+}
+
+impl Inner {
+    /// True when `consumer` must send a PKCE challenge: always when public;
+    /// else as its own `require_pkce` in the file says, or
+    /// `server.require_pkce`.
+    fn requires_pkce(&self, consumer: &store::ConsumerRecord) -> bool {
+        !consumer.confidential
+            || self.pkce_overrides.get(&consumer.client_id).copied().unwrap_or(self.pkce_for_all)
+    }
 }
 
 /// The authorization server, ready to serve.
@@ -210,6 +224,12 @@ impl AuthorizationServer {
                 config.login_attempts_per_address,
                 config.login_window.0,
             ),
+            pkce_for_all: config.require_pkce == RequirePkce::All,
+            pkce_overrides: config
+                .consumers
+                .iter()
+                .filter_map(|c| Some((c.client_id.value.clone(), c.require_pkce?)))
+                .collect(),
         };
         Ok(AuthorizationServer { inner: Arc::new(inner) })
     }
