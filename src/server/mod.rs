@@ -219,8 +219,11 @@ impl AuthorizationServer {
             roles: config.roles.keys().cloned().collect(),
             role_info: config.roles.clone(),
             signin,
+            // Per client_id the address's (higher) limit: a client's burst
+            // of parallel first requests, each an argon2 check counted
+            // before it runs, must not lock out the client itself.
             client_throttle: Throttle::new(
-                config.login_attempts,
+                config.login_attempts_per_address,
                 config.login_attempts_per_address,
                 config.login_window.0,
             ),

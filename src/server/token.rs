@@ -50,7 +50,7 @@ use crate::proxy::ConnectionInfo;
 use crate::store::{
     CodeRedemption, ConsumerRecord, RefreshGrace, RefreshRotation, RefreshTokenRecord, UserRecord, token_hash,
 };
-use crate::web::secrets::random_token;
+use crate::web::secrets::{SlowCheck, random_token};
 use crate::web::signin::Checked;
 
 /// The form parameters of a token request. Unknown parameters are ignored
@@ -233,21 +233,16 @@ async fn check_secret(
     if let Some(known) = server.secrets.verify_fast(client_id, stored, secret) {
         return Ok(known);
     }
-    if let Err(left) = server.client_throttle.attempt(client_id, ip) {
-        tracing::warn!(client_id, ip = ?ip, "client authentication refused: too many failed attempts");
-        return Err(OAuthError::slow_down(
-            "too many failed authentications for this client or from this address",
-            left,
-        ));
-    }
-    match server.secrets.verify_slow(client_id, stored, secret).await {
-        Ok(true) => {
-            server.client_throttle.succeeded(client_id, ip);
-            Ok(true)
+    match server.secrets.verify_slow_throttled(&server.client_throttle, ip, client_id, stored, secret).await {
+        SlowCheck::Checked(ok) => Ok(ok),
+        SlowCheck::Refused(left) => {
+            tracing::warn!(client_id, ip = ?ip, "client authentication refused: too many failed attempts");
+            Err(OAuthError::slow_down(
+                "too many failed authentications for this client or from this address",
+                left,
+            ))
         }
-        Ok(false) => Ok(false),
-        Err(_busy) => {
-            server.client_throttle.not_checked(client_id, ip);
+        SlowCheck::Busy => {
             tracing::warn!(client_id, "client authentication not checked: every argon2 slot is busy");
             Err(OAuthError::busy())
         }

@@ -19,6 +19,8 @@
 //! repeated request with the same secret costs one HMAC. The cache holds no
 //! secret, and a changed stored hash misses it.
 
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -27,6 +29,7 @@ use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 
 use super::password::{self, Busy};
+use super::throttle::Throttle;
 use crate::store::{StoreBase, StoreError};
 
 /// Prefix of a stored generated secret.
@@ -52,11 +55,25 @@ pub(crate) fn is_token(value: &str) -> bool {
     value.len() == 43 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// What a throttled argon2 check of a secret came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SlowCheck {
+    /// Checked: whether the secret matched.
+    Checked(bool),
+    /// Refused without a check by the throttle, for this long.
+    Refused(Duration),
+    /// No argon2 slot freed in time.
+    Busy,
+}
+
 /// Hashes and checks consumer secrets (see the module docs).
 #[derive(Clone)]
 pub struct Secrets {
     key: hmac::Key,
     verified: moka::sync::Cache<[u8; 32], ()>,
+    /// Checks running now, by cache key: concurrent requests with the same
+    /// secret share one argon2 check.
+    running: moka::sync::Cache<[u8; 32], Arc<tokio::sync::OnceCell<SlowCheck>>>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -71,6 +88,7 @@ impl Secrets {
         Secrets {
             key: hmac::Key::new(hmac::HMAC_SHA256, key),
             verified: moka::sync::Cache::builder().max_capacity(10_000).time_to_live(VERIFIED_TTL).build(),
+            running: moka::sync::Cache::builder().max_capacity(10_000).time_to_live(VERIFIED_TTL).build(),
         }
     }
 
@@ -144,6 +162,45 @@ impl Secrets {
             self.verified.insert(self.cache_key(client_id, stored, presented), ());
         }
         Ok(ok)
+    }
+
+    /// The argon2 check as [`Secrets::verify_slow`], counted by `throttle`
+    /// (per `client_id` and `ip`) before it runs; concurrent calls with the
+    /// same client, secret and hash share one check and one count, so a
+    /// client's burst of first requests costs one argon2 check.
+    pub(crate) async fn verify_slow_throttled(
+        &self,
+        throttle: &Throttle,
+        ip: Option<IpAddr>,
+        client_id: &str,
+        stored: &str,
+        presented: &str,
+    ) -> SlowCheck {
+        let key = self.cache_key(client_id, stored, presented);
+        let cell = self.running.get_with(key, || Arc::new(tokio::sync::OnceCell::new()));
+        let outcome = *cell
+            .get_or_init(|| async {
+                if let Err(left) = throttle.attempt(client_id, ip) {
+                    return SlowCheck::Refused(left);
+                }
+                match password::verify_blocking(stored.to_owned(), presented.to_owned()).await {
+                    Ok(true) => {
+                        throttle.succeeded(client_id, ip);
+                        SlowCheck::Checked(true)
+                    }
+                    Ok(false) => SlowCheck::Checked(false),
+                    Err(Busy) => {
+                        throttle.not_checked(client_id, ip);
+                        SlowCheck::Busy
+                    }
+                }
+            })
+            .await;
+        self.running.invalidate(&key);
+        if outcome == SlowCheck::Checked(true) {
+            self.verified.insert(key, ());
+        }
+        outcome
     }
 
     /// The HMAC of (client id, presented secret, stored hash), framed.

@@ -8,8 +8,8 @@
 //! replica, in a map of bounded size.
 //!
 //! The sign-in forms and the `password` grant share one throttle; failed
-//! client authentications at the token endpoint have their own (per
-//! `client_id` and per address, with the same limits).
+//! client authentications at the token endpoint have their own, per
+//! `client_id` and per address, both at `server.login_attempts_per_address`.
 //! The address is the TCP peer's, or the forwarded one behind a trusted proxy.
 
 use std::net::IpAddr;
