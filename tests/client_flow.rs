@@ -84,6 +84,10 @@ client:
       provider: demo-down
       client_id: mailapp
       client_secret: mailapp-secret-0123456789
+    - name: mail-oidc
+      provider: demo-oidc
+      client_id: mailapp
+      client_secret: mailapp-secret-0123456789
 egress:
   listen: 127.0.0.1:0
   vending_secret: {VENDING}
@@ -100,13 +104,14 @@ egress:
     Sidecar::start_in(dir)
 }
 
-/// Custom providers: P's endpoints with foreign signing keys, and a token
-/// endpoint where nothing listens.
+/// Custom providers: P's endpoints with foreign signing keys, a token
+/// endpoint where nothing listens, and P found by OpenID discovery.
 fn extra_providers(p_port: u16, jwks: SocketAddr) -> String {
     let p = format!("http://127.0.0.1:{p_port}");
     format!(
         "    - name: demo-badkeys\n      issuer: {p}\n      authorize_url: {p}/oauth/authorize\n      token_url: {p}/oauth/token\n      jwks_url: http://{jwks}/jwks.json\n      scopes: [read_mail, openid]\n\
-         \x20   - name: demo-down\n      issuer: {p}\n      authorize_url: {p}/oauth/authorize\n      token_url: http://127.0.0.1:1/oauth/token\n      jwks_url: {p}/.well-known/jwks.json\n      scopes: [read_mail, openid]\n"
+         \x20   - name: demo-down\n      issuer: {p}\n      authorize_url: {p}/oauth/authorize\n      token_url: http://127.0.0.1:1/oauth/token\n      jwks_url: {p}/.well-known/jwks.json\n      scopes: [read_mail, openid]\n\
+         \x20   - name: demo-oidc\n      issuer: {p}\n      discovery: true\n      scopes: [read_mail, openid]\n"
     )
 }
 
@@ -537,6 +542,38 @@ async fn returns_with_unknown_reused_expired_or_foreign_state_are_refused() {
     assert_eq!(again.status, 400);
     assert!(again.body.contains("unknown or was already completed"), "{}", again.body);
     assert_eq!(stored_tokens(&w).await, 1, "only the one completed flow stored a token");
+}
+
+#[tokio::test]
+async fn an_authorization_response_naming_another_issuer_or_none_is_refused() {
+    // P announces authorization_response_iss_parameter_supported (RFC 9207)
+    // in its discovery document and sends iss; a response that names
+    // another authorization server (a mix-up) or none is refused before its
+    // code is redeemed.
+    let w = world("1h").await;
+    let mut browser = Browser::new();
+    for iss in [Some("http://127.0.0.1:1"), None] {
+        let to_p = start(&w, &mut browser, "/oauth/start/mail-oidc").await;
+        let back = at_provider(&w, &mut browser, &to_p, true).await;
+        let mut location = back.location();
+        let pairs: Vec<(String, String)> = location.query_pairs().into_owned().collect();
+        assert!(pairs.iter().any(|(k, v)| k == "iss" && *v == w.p.url("")), "P sends its iss: {location}");
+        let kept = pairs.iter().filter(|(k, _)| k != "iss");
+        let mut query = location.query_pairs_mut();
+        query.clear().extend_pairs(kept.map(|(k, v)| (k.as_str(), v.as_str())));
+        if let Some(iss) = iss {
+            query.append_pair("iss", iss);
+        }
+        drop(query);
+        let page = browser.get(location.as_str()).await;
+        assert_eq!(page.status, 400, "iss {iss:?}: {}", page.body);
+        assert!(page.body.contains("iss"), "{}", page.body);
+    }
+    assert_eq!(stored_tokens(&w).await, 0, "no refused response stored a token");
+    // The same flow with P's own iss goes through.
+    let to_p = start(&w, &mut browser, "/oauth/start/mail-oidc").await;
+    let back = at_provider(&w, &mut browser, &to_p, true).await;
+    assert_eq!(browser.get(back.location().as_str()).await.status, 200);
 }
 
 #[tokio::test]

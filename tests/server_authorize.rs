@@ -351,6 +351,38 @@ async fn request_errors_after_the_redirect_is_known_go_back_to_the_client() {
 }
 
 #[tokio::test]
+async fn require_pkce_all_refuses_confidential_consumers_without_pkce_unless_they_opt_out() {
+    let legacy = r#"
+    - client_id: legacy
+      secret: legacy-secret-0123456789
+      require_pkce: false
+      redirect_uris: [https://legacy.example/cb]
+      scopes: [farm_viewer]
+      grant_types: [authorization_code]
+"#;
+    let config =
+        SERVER.replace("  login_attempts: 3\n", "  login_attempts: 3\n  require_pkce: all\n").replace(
+            "      grant_types: [client_credentials]\n",
+            &format!("      grant_types: [client_credentials]\n{}", legacy.trim_start_matches('\n')),
+        );
+    let sidecar = Sidecar::start(&config);
+    let mut browser = Browser::new();
+    let partner = "/oauth/authorize?client_id=partner&response_type=code\
+                   &redirect_uri=https%3A%2F%2Fpartner.example%2Fcb&state=s1";
+    let page = browser.get(&sidecar.url(partner)).await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    let params = query(&page.location());
+    assert_eq!(params["error"], "invalid_request");
+    assert!(params["error_description"].contains("PKCE"), "{}", params["error_description"]);
+
+    // A consumer whose own require_pkce says no may still leave it out.
+    let legacy = "/oauth/authorize?client_id=legacy&response_type=code\
+                  &redirect_uri=https%3A%2F%2Flegacy.example%2Fcb&state=s1";
+    let page = browser.get(&sidecar.url(legacy)).await;
+    assert_eq!(page.status, 200, "the sign-in page: {}", page.body);
+}
+
+#[tokio::test]
 async fn wrong_missing_or_unexpected_code_verifier_is_invalid_grant() {
     let sidecar = Sidecar::start(SERVER);
     let c = client(&sidecar, "farm", None, FARM_REDIRECT);

@@ -279,6 +279,34 @@ async fn revoking_a_family_revokes_the_access_tokens_issued_with_it(backend: Bac
     store.close().await;
 }
 
+async fn recorded_access_tokens_are_revoked_with_their_consumer_or_user(backend: Backend) {
+    let (store, _place) = backend.open().await;
+    for id in ["gone", "kept"] {
+        store.put_consumer(&consumer(id)).await.unwrap();
+    }
+    store.record_access_token("jti-gone", "gone", None, NOW + 3600).await.unwrap();
+    store.record_access_token("jti-bob", "kept", Some("bob"), NOW + 3600).await.unwrap();
+    store.record_access_token("jti-ann", "kept", Some("ann"), NOW + 3600).await.unwrap();
+    let bobs = RefreshTokenRecord {
+        username: Some("bob".into()),
+        ..refresh("rt-bob", "fam-bob", "kept", NOW + 3600)
+    };
+    store.add_refresh_token(&bobs).await.unwrap();
+    store.add_session(&SessionRecord { username: "bob".into(), ..session("s-bob", NOW + 60) }).await.unwrap();
+
+    assert!(store.delete_consumer("gone").await.unwrap());
+    assert!(store.is_access_token_revoked("jti-gone").await.unwrap());
+    assert!(!store.is_access_token_revoked("jti-bob").await.unwrap(), "another consumer's");
+
+    store.end_user_grants("bob").await.unwrap();
+    assert!(store.is_access_token_revoked("jti-bob").await.unwrap());
+    assert!(!store.is_access_token_revoked("jti-ann").await.unwrap(), "another user's");
+    assert_eq!(store.refresh_token("rt-bob", NOW).await.unwrap(), None, "the family is revoked");
+    assert_eq!(store.session("s-bob", NOW).await.unwrap(), None, "the session ended");
+    store.end_user_grants("bob").await.unwrap();
+    store.close().await;
+}
+
 async fn current_refresh_tokens_list_one_live_token_per_grant(backend: Backend) {
     let (store, _place) = backend.open().await;
     store.put_consumer(&consumer("web")).await.unwrap();
@@ -582,6 +610,7 @@ async fn concurrent_rotation_with_grace_has_one_winner_and_the_others_retry(back
 }
 
 on_both_backends!(
+    recorded_access_tokens_are_revoked_with_their_consumer_or_user,
     a_touched_session_lasts_until_its_new_end,
     admin_tokens_are_found_by_hash_listed_and_deleted,
     current_refresh_tokens_list_one_live_token_per_grant,

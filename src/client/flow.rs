@@ -125,6 +125,13 @@ pub(crate) async fn finish(
         Ok(ep) => ep,
         Err(e) => return failed("Provider unavailable", &e),
     };
+    if let Err(e) = ep.check_response_iss(param(&q, "iss")) {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "Authorization response refused",
+            &format!("{e}. Nothing was stored."),
+        );
+    }
     let verifier =
         match inner.tokens.cipher().open_text(&format!("state:{}", record.state_hash), &record.verifier) {
             Ok(v) => v,

@@ -151,6 +151,32 @@ pub struct Endpoints {
     pub check_issuer: bool,
     /// Client authentication by form fields instead of HTTP Basic.
     pub post_auth: bool,
+    /// The provider announced `authorization_response_iss_parameter_supported`
+    /// (RFC 9207): its authorization responses must carry `iss`.
+    pub response_iss: bool,
+}
+
+impl Endpoints {
+    /// RFC 9207 (the mix-up defence of RFC 9700 section 4.4): checks the
+    /// `iss` parameter of an authorization response. When the provider
+    /// announced that it sends one, it must be there; when it is there, it
+    /// must be the provider's issuer (compared as strings, section 2.4),
+    /// unless the provider's issuer varies by tenant (`check_issuer` off).
+    /// A response from another authorization server is refused before its
+    /// code reaches this provider's token endpoint.
+    pub fn check_response_iss(&self, iss: Option<&str>) -> Result<(), ProviderError> {
+        match (iss, self.issuer.as_deref()) {
+            (Some(iss), Some(expected)) if self.check_issuer && iss != expected => {
+                Err(ProviderError::Invalid(format!(
+                    "the authorization response names issuer `{iss}`, not this provider's (`{expected}`)"
+                )))
+            }
+            (None, Some(_)) if self.response_iss => Err(ProviderError::Invalid(
+                "the authorization response carries no `iss`, which this provider announced it sends".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The credentials a client registration holds.
@@ -162,12 +188,15 @@ pub struct Credentials {
     pub client_secret: Option<Secret>,
 }
 
-/// The revocation endpoint in discovery metadata (RFC 8414), which the
-/// OpenID core metadata type leaves out.
+/// The revocation endpoint and the RFC 9207 flag in discovery metadata
+/// (RFC 8414), which the OpenID core metadata type leaves out.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct RevocationMetadata {
     #[serde(default)]
     revocation_endpoint: Option<String>,
+    /// RFC 9207 section 3.
+    #[serde(default)]
+    authorization_response_iss_parameter_supported: Option<bool>,
 }
 impl AdditionalProviderMetadata for RevocationMetadata {}
 
@@ -278,6 +307,7 @@ impl Http {
             issuer: fill(&provider.issuer),
             check_issuer: provider.checks_issuer(tenant),
             post_auth: provider.name == "ms-exchange",
+            response_iss: false,
         };
         if !provider.discovery {
             return Ok(Arc::new(ep));
@@ -305,6 +335,10 @@ impl Http {
                     issuer: Some(meta.issuer().to_string()),
                     check_issuer: true,
                     post_auth: false,
+                    response_iss: meta
+                        .additional_metadata()
+                        .authorization_response_iss_parameter_supported
+                        .unwrap_or(false),
                 }))
             })
             .await
@@ -315,6 +349,7 @@ impl Http {
         ep.userinfo = ep.userinfo.or_else(|| found.userinfo.clone());
         ep.jwks = ep.jwks.or_else(|| found.jwks.clone());
         ep.issuer = found.issuer.clone();
+        ep.response_iss = found.response_iss;
         Ok(Arc::new(ep))
     }
 

@@ -74,6 +74,10 @@ pub struct ServerConfig {
     pub login_attempts_per_address: u32,
     /// The window for the two limits above.
     pub login_window: Duration,
+    /// Which consumers must use PKCE at `/oauth/authorize`: `public` ones
+    /// only (the default, for legacy confidential clients), or `all`
+    /// (OAuth 2.1). A consumer's own `require_pkce` overrides it.
+    pub require_pkce: RequirePkce,
     /// A folder of templates (`login.html`, `consent.html`, `error.html`)
     /// replacing the built-in pages.
     pub templates_dir: Option<At<PathBuf>>,
@@ -101,12 +105,24 @@ impl Default for ServerConfig {
             login_attempts: 5,
             login_attempts_per_address: 50,
             login_window: Duration::secs(900),
+            require_pkce: RequirePkce::Public,
             templates_dir: None,
             roles: BTreeMap::new(),
             consumers: Vec::new(),
             users: Vec::new(),
         }
     }
+}
+
+/// Which consumers must use PKCE (`server.require_pkce`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequirePkce {
+    /// Every consumer, as OAuth 2.1 says.
+    All,
+    /// Public consumers only; confidential ones may leave it out.
+    #[default]
+    Public,
 }
 
 /// A role: a scope a consumer can be granted.
@@ -133,6 +149,9 @@ pub struct ConsumerConfig {
     pub secret_file: Option<At<PathBuf>>,
     /// Whether the secret is validated (farmOS); public clients must use PKCE.
     pub confidential: bool,
+    /// Whether this consumer must use PKCE, overriding `server.require_pkce`
+    /// (`false` is refused for a public consumer).
+    pub require_pkce: Option<bool>,
     /// The user `client_credentials` acts as.
     pub user_id: Option<String>,
     /// Exact redirect URIs for the authorization code grant.
@@ -165,6 +184,7 @@ impl Default for ConsumerConfig {
             secret: None,
             secret_file: None,
             confidential: true,
+            require_pkce: None,
             user_id: None,
             redirect_uris: Vec::new(),
             allowed_origins: Vec::new(),
@@ -268,6 +288,9 @@ pub(super) fn validate(server: &mut ServerConfig, p: &mut super::validate::Probl
                 &at("secret"),
                 "a confidential consumer needs `secret` or `secret_file` (or `confidential: false`)",
             );
+        }
+        if c.require_pkce == Some(false) && !c.confidential {
+            p.error(id.location, &at("require_pkce"), "a public consumer always needs PKCE");
         }
         for scope in &c.scopes {
             if !known_role(&scope.value) {

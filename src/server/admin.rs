@@ -262,7 +262,9 @@ async fn set_secret(
     Ok(Some(Secret::new(clear)))
 }
 
-/// Deletes a CLI-made consumer and its tokens.
+/// Deletes a CLI-made consumer and its tokens: its refresh tokens go, and
+/// its access tokens are revoked (the gate refuses them within
+/// `gate.revocation_interval`).
 pub async fn delete_consumer(store: &dyn ServerStore, client_id: &str) -> Result<(), AdminError> {
     editable(store, client_id).await?;
     store.delete_consumer(client_id).await?;
@@ -396,6 +398,9 @@ pub struct UserChange {
 
 /// Applies `change` to a user in one write; nothing is written when a role
 /// or permission is unknown. `server` is read only for `change.roles`.
+/// Disabling the user or setting a new password also ends their sign-in
+/// sessions and refresh families and revokes their access tokens
+/// ([`ServerStore::end_user_grants`]).
 pub async fn change_user(
     store: &dyn ServerStore,
     server: &ServerConfig,
@@ -422,7 +427,14 @@ pub async fn change_user(
     if let Some(password) = &change.password {
         u.password_hash = hash(password).await?;
     }
-    Ok(store.put_user(&u).await?)
+    store.put_user(&u).await?;
+    // A disabled user, or one whose password was reset (perhaps because it
+    // leaked), keeps nothing issued before: sessions, refresh families and
+    // access tokens end now.
+    if change.disabled == Some(true) || change.password.is_some() {
+        store.end_user_grants(username).await?;
+    }
+    Ok(())
 }
 
 /// Every user, by username (the CLI never prints their password hash).

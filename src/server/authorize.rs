@@ -289,10 +289,10 @@ fn validate(
             }
             (None, None) => None,
         };
-        if code_challenge.is_none() && !consumer.confidential {
+        if code_challenge.is_none() && server.requires_pkce(&consumer) {
             return Err(refuse(
                 "invalid_request",
-                "a public client must use PKCE (code_challenge with method S256)",
+                "this client must use PKCE (code_challenge with method S256)",
             ));
         }
         let requested = requested_scopes(server, one("scope")?).map_err(|e| match e {

@@ -77,7 +77,7 @@ pub async fn sync_consumers(
                 None => None,
                 Some(secret) => {
                     let kept = match existing.as_ref().and_then(|e| e.secret_hash.as_deref()) {
-                        Some(old) if secrets.verify(&c.client_id, old, secret.expose()).await => {
+                        Some(old) if secrets.verify(&c.client_id, old, secret.expose()).await == Ok(true) => {
                             Some(old.to_owned())
                         }
                         _ => None,
@@ -203,7 +203,7 @@ mod tests {
         assert!(a.managed_by_config);
         let hash = a.secret_hash.clone().unwrap();
         assert!(hash.starts_with("$argon2id$"));
-        assert!(secrets.verify("a", &hash, "secret-of-a-0123456789").await);
+        assert!(secrets.verify("a", &hash, "secret-of-a-0123456789").await.unwrap());
 
         // A restart with the same secret keeps the hash; `b` left the file.
         let report = sync_consumers(&store, &secrets, &file[..1]).await.unwrap();

@@ -6,6 +6,19 @@
 //! 5.2), and `server_error`, which is 500 (its cause goes to the log, never
 //! to the client). Every answer carries `Cache-Control: no-store`.
 //!
+//! Two refusals are about load, not about the request, and carry
+//! `Retry-After` (seconds):
+//!
+//! - `slow_down`, 429 (RFC 6585): too many failed attempts for the account,
+//!   the client or the address (the throttle). RFC 6749 has no code for
+//!   this; `slow_down` is the token endpoint's registered code for "ask
+//!   again, later" (RFC 8628 section 3.5). `invalid_grant` would tell the
+//!   user the password is wrong, which it may not be: the right password is
+//!   refused too until the block ends.
+//! - `temporarily_unavailable`, 503: every argon2 slot stayed busy (RFC 6749
+//!   section 4.1.2.1 names the code for the same condition at the
+//!   authorization endpoint).
+//!
 //! ```
 //! use axum::response::IntoResponse;
 //! use oauth_sidecar::server::error::OAuthError;
@@ -17,7 +30,7 @@
 
 use axum::Json;
 use axum::response::{IntoResponse, Response};
-use http::header::{CACHE_CONTROL, PRAGMA, WWW_AUTHENTICATE};
+use http::header::{CACHE_CONTROL, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
 use serde_json::json;
 
@@ -49,6 +62,21 @@ pub enum OAuthError {
     /// A requested scope is unknown, or exceeds what was granted.
     #[error("invalid_scope: {0}")]
     InvalidScope(String),
+    /// Too many failed attempts: answered 429 with `Retry-After`.
+    #[error("slow_down: {description}")]
+    SlowDown {
+        /// Whose attempts ran out, without naming a secret.
+        description: String,
+        /// Seconds until the block ends.
+        retry_after: u64,
+    },
+    /// No capacity to check a password or secret now: answered 503 with
+    /// `Retry-After`.
+    #[error("temporarily_unavailable")]
+    TemporarilyUnavailable {
+        /// Seconds after which a retry may find capacity.
+        retry_after: u64,
+    },
     /// Something failed inside the server; the cause is logged, not sent.
     #[error("server_error")]
     ServerError,
@@ -64,6 +92,8 @@ impl OAuthError {
             OAuthError::UnauthorizedClient(_) => "unauthorized_client",
             OAuthError::UnsupportedGrantType(_) => "unsupported_grant_type",
             OAuthError::InvalidScope(_) => "invalid_scope",
+            OAuthError::SlowDown { .. } => "slow_down",
+            OAuthError::TemporarilyUnavailable { .. } => "temporarily_unavailable",
             OAuthError::ServerError => "server_error",
         }
     }
@@ -73,8 +103,22 @@ impl OAuthError {
         match self {
             OAuthError::InvalidClient { basic: true, .. } => StatusCode::UNAUTHORIZED,
             OAuthError::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            OAuthError::SlowDown { .. } => StatusCode::TOO_MANY_REQUESTS,
+            OAuthError::TemporarilyUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         }
+    }
+
+    /// [`OAuthError::SlowDown`] for a block that ends after `left`.
+    pub fn slow_down(description: &str, left: std::time::Duration) -> Self {
+        let retry_after = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+        OAuthError::SlowDown { description: description.to_owned(), retry_after: retry_after.max(1) }
+    }
+
+    /// [`OAuthError::TemporarilyUnavailable`] after every argon2 slot stayed
+    /// busy for as long as a check may wait.
+    pub fn busy() -> Self {
+        OAuthError::TemporarilyUnavailable { retry_after: crate::web::password::ARGON2_WAIT.as_secs().max(1) }
     }
 
     /// Logs `cause` and returns [`OAuthError::ServerError`].
@@ -90,7 +134,11 @@ impl OAuthError {
             | OAuthError::UnauthorizedClient(d)
             | OAuthError::UnsupportedGrantType(d)
             | OAuthError::InvalidScope(d)
-            | OAuthError::InvalidClient { description: d, .. } => Some(d),
+            | OAuthError::InvalidClient { description: d, .. }
+            | OAuthError::SlowDown { description: d, .. } => Some(d),
+            OAuthError::TemporarilyUnavailable { .. } => {
+                Some("the server is busy checking credentials; retry after the time in Retry-After")
+            }
             OAuthError::ServerError => None,
         }
     }
@@ -112,6 +160,11 @@ impl IntoResponse for OAuthError {
         let headers = res.headers_mut();
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+        if let OAuthError::SlowDown { retry_after, .. } | OAuthError::TemporarilyUnavailable { retry_after } =
+            self
+        {
+            headers.insert(RETRY_AFTER, HeaderValue::from(retry_after));
+        }
         if matches!(self, OAuthError::InvalidClient { basic: true, .. }) {
             headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"oauth\""));
         }
@@ -156,6 +209,19 @@ mod tests {
         let (status, headers, _) = render(post).await;
         assert_eq!(status, 400);
         assert!(headers.get("www-authenticate").is_none());
+    }
+
+    #[tokio::test]
+    async fn load_refusals_carry_retry_after() {
+        let (status, headers, body) =
+            render(OAuthError::slow_down("too many", std::time::Duration::from_millis(1500))).await;
+        assert_eq!(status, 429);
+        assert_eq!(headers["retry-after"], "2");
+        assert_eq!(body["error"], "slow_down");
+        let (status, headers, body) = render(OAuthError::busy()).await;
+        assert_eq!(status, 503);
+        assert!(headers.contains_key("retry-after"));
+        assert_eq!(body["error"], "temporarily_unavailable");
     }
 
     #[tokio::test]

@@ -26,6 +26,7 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Form;
 use axum::Json;
 use axum::extract::State;
@@ -41,6 +42,7 @@ use super::error::OAuthError;
 use super::jwt::{ACCESS_TOKEN_TYP, AccessClaims, Expect};
 use super::token::{TokenRequest, authenticate};
 use crate::clock;
+use crate::proxy::ConnectionInfo;
 use crate::store::{RefreshTokenRecord, token_hash};
 
 /// The form of a revocation or introspection request: the token, and
@@ -110,9 +112,11 @@ pub(crate) async fn find(server: &Inner, token: &str) -> Result<Option<Found>, O
 pub(crate) async fn introspect(
     State(server): State<Arc<Inner>>,
     headers: HeaderMap,
+    conn: Option<Extension<ConnectionInfo>>,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Result<Response, OAuthError> {
     let Form(req) = form.map_err(|e| OAuthError::InvalidRequest(e.body_text()))?;
+    let ip = server.signin.client_ip(&headers, conn.as_deref());
     // RFC 7662 section 2.3: a client that fails to authenticate gets 401.
     let as_401 = |e: OAuthError| match e {
         OAuthError::InvalidClient { description, .. } => {
@@ -120,7 +124,7 @@ pub(crate) async fn introspect(
         }
         other => other,
     };
-    let consumer = authenticate(&server, &headers, &req.client()).await.map_err(as_401)?;
+    let consumer = authenticate(&server, &headers, ip, &req.client()).await.map_err(as_401)?;
     if !consumer.confidential {
         return Err(OAuthError::InvalidClient {
             basic: true,

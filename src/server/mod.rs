@@ -50,15 +50,16 @@ use axum::routing::{get, post};
 use http::header::CACHE_CONTROL;
 use serde_json::{Value, json};
 
-use crate::config::server::{RoleConfig, ServerConfig};
+use crate::config::server::{RequirePkce, RoleConfig, ServerConfig};
 use crate::config::types::{HttpUrl, TrustedProxy};
 use crate::mount::Mount;
-use crate::store::{ServerStore, StoreError, UserRecord};
+use crate::store::{self, ServerStore, StoreError, UserRecord};
 use crate::web::cookie::CookieScope;
 use crate::web::pages::TemplateError;
 use crate::web::password;
 use crate::web::secrets::Secrets;
 use crate::web::signin::{SignIn, SignInError};
+use crate::web::throttle::Throttle;
 use consumer::SyncError;
 use key_reload::LiveKeys;
 use keys::{Alg, KeyError, KeyRing};
@@ -119,6 +120,22 @@ pub(crate) struct Inner {
     /// Sign-in at `/oauth/authorize` (and the pages, the throttle, the
     /// equal-cost password check of the password grant).
     signin: SignIn,
+    /// Failed client authentications, per `client_id` and per address.
+    client_throttle: Throttle,
+    /// `server.require_pkce: all`.
+    pkce_for_all: bool,
+    /// The file's consumers that set `require_pkce` themselves.
+    pkce_overrides: BTreeMap<String, bool>,
+}
+
+impl Inner {
+    /// True when `consumer` must send a PKCE challenge: always when public;
+    /// else as its own `require_pkce` in the file says, or
+    /// `server.require_pkce`.
+    fn requires_pkce(&self, consumer: &store::ConsumerRecord) -> bool {
+        !consumer.confidential
+            || self.pkce_overrides.get(&consumer.client_id).copied().unwrap_or(self.pkce_for_all)
+    }
 }
 
 /// The authorization server, ready to serve.
@@ -207,6 +224,20 @@ impl AuthorizationServer {
             roles: config.roles.keys().cloned().collect(),
             role_info: config.roles.clone(),
             signin,
+            // Per client_id the address's (higher) limit: a client's burst
+            // of parallel first requests, each an argon2 check counted
+            // before it runs, must not lock out the client itself.
+            client_throttle: Throttle::new(
+                config.login_attempts_per_address,
+                config.login_attempts_per_address,
+                config.login_window.0,
+            ),
+            pkce_for_all: config.require_pkce == RequirePkce::All,
+            pkce_overrides: config
+                .consumers
+                .iter()
+                .filter_map(|c| Some((c.client_id.value.clone(), c.require_pkce?)))
+                .collect(),
         };
         Ok(AuthorizationServer { inner: Arc::new(inner) })
     }

@@ -23,6 +23,7 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Form;
 use axum::extract::State;
 use axum::extract::rejection::FormRejection;
@@ -34,15 +35,18 @@ use super::Inner;
 use super::error::OAuthError;
 use super::introspect::{Found, TokenForm, find};
 use super::token::authenticate;
+use crate::proxy::ConnectionInfo;
 
 /// The revocation endpoint (see the module docs).
 pub(crate) async fn revoke(
     State(server): State<Arc<Inner>>,
     headers: HeaderMap,
+    conn: Option<Extension<ConnectionInfo>>,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Result<Response, OAuthError> {
     let Form(req) = form.map_err(|e| OAuthError::InvalidRequest(e.body_text()))?;
-    let consumer = authenticate(&server, &headers, &req.client()).await?;
+    let ip = server.signin.client_ip(&headers, conn.as_deref());
+    let consumer = authenticate(&server, &headers, ip, &req.client()).await?;
     let token = req.token()?;
     match find(&server, token).await? {
         Some(Found::Refresh(record)) if record.client_id == consumer.client_id => {

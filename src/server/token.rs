@@ -23,8 +23,10 @@
 //! `offline_access`, `profile`, `email` is refused with `invalid_scope`.
 //! Disabled users get `invalid_grant`.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Form;
 use axum::Json;
 use axum::extract::State;
@@ -44,10 +46,12 @@ use super::oidc::{self, IdTokenInput};
 use super::policy::{ConsumerPolicy, Roles, granted_roles};
 use crate::clock;
 use crate::config::server::NON_ROLE_SCOPES;
+use crate::proxy::ConnectionInfo;
 use crate::store::{
     CodeRedemption, ConsumerRecord, RefreshGrace, RefreshRotation, RefreshTokenRecord, UserRecord, token_hash,
 };
-use crate::web::secrets::random_token;
+use crate::web::secrets::{SlowCheck, random_token};
+use crate::web::signin::Checked;
 
 /// The form parameters of a token request. Unknown parameters are ignored
 /// (RFC 6749 section 3.2); a repeated one is an error.
@@ -88,10 +92,12 @@ impl IntoResponse for TokenResponse {
 pub(crate) async fn token(
     State(server): State<Arc<Inner>>,
     headers: HeaderMap,
+    conn: Option<Extension<ConnectionInfo>>,
     form: Result<Form<TokenRequest>, FormRejection>,
 ) -> Result<Response, OAuthError> {
     let Form(req) = form.map_err(|e| OAuthError::InvalidRequest(e.body_text()))?;
-    let consumer = authenticate(&server, &headers, &req).await?;
+    let ip = server.signin.client_ip(&headers, conn.as_deref());
+    let consumer = authenticate(&server, &headers, ip, &req).await?;
     let grant_type = req.grant_type.as_deref().ok_or_else(|| missing("grant_type"))?;
     let allowed = |g: &str| consumer.grant_types.iter().any(|t| t == g);
     let response = match grant_type {
@@ -105,7 +111,7 @@ pub(crate) async fn token(
             if !allowed(grant_type) {
                 return Err(not_allowed(&consumer, grant_type));
             }
-            password_grant(&server, &consumer, &req).await?
+            password_grant(&server, &consumer, ip, &req).await?
         }
         "refresh_token" => {
             if !allowed(grant_type) {
@@ -138,10 +144,12 @@ fn not_allowed(consumer: &ConsumerRecord, grant: &str) -> OAuthError {
 }
 
 /// Finds and authenticates the consumer (see the module docs); the revocation
-/// and introspection endpoints authenticate clients the same way.
+/// and introspection endpoints authenticate clients the same way. `ip` is
+/// the client's address, for the throttle.
 pub(crate) async fn authenticate(
     server: &Inner,
     headers: &HeaderMap,
+    ip: Option<IpAddr>,
     req: &TokenRequest,
 ) -> Result<ConsumerRecord, OAuthError> {
     let basic = match headers.get(AUTHORIZATION) {
@@ -192,7 +200,7 @@ pub(crate) async fn authenticate(
     let (Some(secret), Some(stored)) = (secret, consumer.secret_hash.as_deref()) else {
         return Err(refused("the client must authenticate with its secret"));
     };
-    if server.secrets.verify(&consumer.client_id, stored, &secret).await {
+    if check_secret(server, ip, &consumer.client_id, stored, &secret).await? {
         return Ok(consumer);
     }
     // The cached record may predate a secret rotation: check the store's once.
@@ -201,11 +209,44 @@ pub(crate) async fn authenticate(
         && fresh.confidential
         && fresh.secret_hash != consumer.secret_hash
         && let Some(stored) = fresh.secret_hash.as_deref()
-        && server.secrets.verify(&fresh.client_id, stored, &secret).await
+        && check_secret(server, ip, &fresh.client_id, stored, &secret).await?
     {
         return Ok(fresh);
     }
+    tracing::warn!(client_id = %client_id, ip = ?ip, "client authentication failed");
     Err(refused("client authentication failed"))
+}
+
+/// Checks a client secret. What costs an argon2 check (a secret set by
+/// hand, not checked successfully within the last minute) is counted by the
+/// client throttle first, per `client_id` and per address, and refused
+/// without a check once either used up its attempts (429); it then waits
+/// for an argon2 slot (503 when none frees in time). A generated secret
+/// costs one HMAC and cannot be guessed, so it is never throttled.
+async fn check_secret(
+    server: &Inner,
+    ip: Option<IpAddr>,
+    client_id: &str,
+    stored: &str,
+    secret: &str,
+) -> Result<bool, OAuthError> {
+    if let Some(known) = server.secrets.verify_fast(client_id, stored, secret) {
+        return Ok(known);
+    }
+    match server.secrets.verify_slow_throttled(&server.client_throttle, ip, client_id, stored, secret).await {
+        SlowCheck::Checked(ok) => Ok(ok),
+        SlowCheck::Refused(left) => {
+            tracing::warn!(client_id, ip = ?ip, "client authentication refused: too many failed attempts");
+            Err(OAuthError::slow_down(
+                "too many failed authentications for this client or from this address",
+                left,
+            ))
+        }
+        SlowCheck::Busy => {
+            tracing::warn!(client_id, "client authentication not checked: every argon2 slot is busy");
+            Err(OAuthError::busy())
+        }
+    }
 }
 
 /// `Basic base64(urlencode(id):urlencode(secret))`; `None` for another scheme.
@@ -304,21 +345,13 @@ pub(crate) struct IssuedAccess {
     pub(crate) exp: i64,
 }
 
-/// Signs an access token; returns it with its lifetime in seconds.
-fn access_token(
+/// Signs an access token (RFC 9068) and records it in the store with the
+/// consumer and the `user` it acts for (none for a consumer acting as
+/// itself), so that deleting the one or disabling the other revokes it.
+pub(crate) async fn issue_access(
     server: &Inner,
     consumer: &ConsumerRecord,
-    sub: &str,
-    scope: &str,
-    auth_time: Option<i64>,
-) -> Result<(String, u64), OAuthError> {
-    issue_access(server, consumer, sub, scope, auth_time).map(|i| (i.token, i.expires_in))
-}
-
-/// Signs an access token (RFC 9068).
-pub(crate) fn issue_access(
-    server: &Inner,
-    consumer: &ConsumerRecord,
+    user: Option<&str>,
     sub: &str,
     scope: &str,
     auth_time: Option<i64>,
@@ -337,6 +370,11 @@ pub(crate) fn issue_access(
         auth_time,
     };
     let token = jwt::sign(&server.keys.current(), server.access_alg, ACCESS_TOKEN_TYP, &claims)
+        .map_err(OAuthError::server)?;
+    server
+        .store
+        .record_access_token(&claims.jti, &consumer.client_id, user, claims.exp)
+        .await
         .map_err(OAuthError::server)?;
     Ok(IssuedAccess { token, expires_in: ttl, jti: claims.jti, exp: claims.exp })
 }
@@ -423,7 +461,9 @@ async fn authorization_code(
     }
     let user = acting_user(server, &record.username).await?;
     let scope = record.scope;
-    let access = issue_access(server, consumer, &user.username, &scope, Some(record.auth_time))?;
+    let access =
+        issue_access(server, consumer, Some(&user.username), &user.username, &scope, Some(record.auth_time))
+            .await?;
     let family = if consumer.grant_types.iter().any(|g| g == "refresh_token") {
         let family = uuid::Uuid::new_v4().to_string();
         let (token, refresh) = new_refresh(
@@ -485,7 +525,9 @@ async fn client_credentials(
     };
     let scope = join(&grant(server, consumer, user.as_ref(), &requested));
     let sub = user.as_ref().map_or(consumer.client_id.as_str(), |u| u.username.as_str());
-    let (access_token, expires_in) = access_token(server, consumer, sub, &scope, None)?;
+    let user = user.as_ref().map(|u| u.username.as_str());
+    let IssuedAccess { token: access_token, expires_in, .. } =
+        issue_access(server, consumer, user, sub, &scope, None).await?;
     Ok(TokenResponse {
         access_token,
         token_type: "Bearer",
@@ -499,24 +541,31 @@ async fn client_credentials(
 async fn password_grant(
     server: &Inner,
     consumer: &ConsumerRecord,
+    ip: Option<IpAddr>,
     req: &TokenRequest,
 ) -> Result<TokenResponse, OAuthError> {
     let username = req.username.as_deref().ok_or_else(|| missing("username"))?;
-    let presented = req.password.clone().ok_or_else(|| missing("password"))?;
+    let presented = req.password.as_deref().ok_or_else(|| missing("password"))?;
     let requested = requested_scopes(server, req.scope.as_deref())?;
-    let stored = server.store.user(username).await.map_err(OAuthError::server)?;
-    // An unknown user costs the same argon2 check as a known one.
-    let matches = server.signin.check_password(stored.as_ref(), &presented).await;
-    let user = match stored {
-        Some(user) if matches => user,
-        _ => return Err(OAuthError::InvalidGrant("wrong username or password".into())),
+    // The sign-in forms' throttle and check: counted before the check.
+    let checked =
+        server.signin.check_credentials(username, presented, ip).await.map_err(OAuthError::server)?;
+    let user = match checked {
+        Checked::Yes(user) => user,
+        Checked::Disabled(_) => return Err(OAuthError::InvalidGrant("the user is disabled".into())),
+        Checked::No => return Err(OAuthError::InvalidGrant("wrong username or password".into())),
+        Checked::Throttled(left) => {
+            return Err(OAuthError::slow_down(
+                "too many failed sign-in attempts for this user or from this address",
+                left,
+            ));
+        }
+        Checked::Busy => return Err(OAuthError::busy()),
     };
-    if user.disabled {
-        return Err(OAuthError::InvalidGrant("the user is disabled".into()));
-    }
     let scope = join(&grant(server, consumer, Some(&user), &requested));
     let auth_time = clock::now();
-    let access = issue_access(server, consumer, &user.username, &scope, Some(auth_time))?;
+    let access =
+        issue_access(server, consumer, Some(&user.username), &user.username, &scope, Some(auth_time)).await?;
     let refresh_token = if consumer.grant_types.iter().any(|g| g == "refresh_token") {
         let family = uuid::Uuid::new_v4().to_string();
         let (token, record) = new_refresh(
@@ -594,7 +643,8 @@ async fn refresh(
     // the rotation, so that the grace window can keep it with the rotation.
     let scope = if requested.is_empty() { current.scope.clone() } else { join(&requested) };
     let sub = current.username.as_deref().unwrap_or(&consumer.client_id);
-    let access = issue_access(server, consumer, sub, &scope, current.auth_time)?;
+    let access =
+        issue_access(server, consumer, current.username.as_deref(), sub, &scope, current.auth_time).await?;
     let (token, next) = new_refresh(
         server,
         consumer,

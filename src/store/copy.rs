@@ -30,6 +30,7 @@ const TABLES: &[(&str, &str)] = &[
     ("refresh_grace", "token_hash"),
     ("login_sessions", "id_hash"),
     ("revoked_access_tokens", "jti"),
+    ("access_tokens", "jti"),
     ("client_registrations", "name"),
     ("provider_tokens", "id"),
     ("client_states", "state_hash"),

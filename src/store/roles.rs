@@ -88,7 +88,8 @@ pub trait ServerStore: GateStore + SignInStore {
     async fn put_consumer(&self, consumer: &ConsumerRecord) -> Result<(), StoreError>;
     /// The consumer with this `client_id`.
     async fn consumer(&self, client_id: &str) -> Result<Option<ConsumerRecord>, StoreError>;
-    /// Deletes a consumer and its codes and refresh tokens; false when absent.
+    /// Deletes a consumer and its codes and refresh tokens, and revokes its
+    /// access tokens; false when absent.
     async fn delete_consumer(&self, client_id: &str) -> Result<bool, StoreError>;
 
     /// Creates the user, or replaces the one with the same username.
@@ -96,7 +97,8 @@ pub trait ServerStore: GateStore + SignInStore {
     /// Every user, ordered by username.
     async fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
     /// Deletes a user with their login sessions, authorization codes and
-    /// refresh tokens; false when there was no such user.
+    /// refresh tokens, and revokes their access tokens; false when there was
+    /// no such user.
     async fn delete_user(&self, username: &str) -> Result<bool, StoreError>;
 
     /// Adds a signing key.
@@ -161,6 +163,22 @@ pub trait ServerStore: GateStore + SignInStore {
     ) -> Result<Option<RefreshTokenRecord>, StoreError>;
     /// Revokes every token of a family (and drops their grace entries).
     async fn revoke_refresh_family(&self, family_id: &str) -> Result<(), StoreError>;
+
+    /// Records an issued access token (its `jti` and `exp`, the consumer it
+    /// was issued to and the user it acts for) until it expires, so that
+    /// [`ServerStore::delete_consumer`] and [`ServerStore::end_user_grants`]
+    /// can revoke it.
+    async fn record_access_token(
+        &self,
+        jti: &str,
+        client_id: &str,
+        username: Option<&str>,
+        exp: i64,
+    ) -> Result<(), StoreError>;
+    /// Ends everything a user was granted, in one transaction: their sign-in
+    /// sessions, their refresh-token families, and their access tokens (on
+    /// the revocation list); for a disabled user or a new password.
+    async fn end_user_grants(&self, username: &str) -> Result<(), StoreError>;
 
     /// Adds an access token id to the revocation list until its `exp`.
     async fn revoke_access_token(&self, jti: &str, exp: i64) -> Result<(), StoreError>;

@@ -12,7 +12,9 @@
 //! of a user found disabled (or deleted) is deleted on the spot, so enabling
 //! the user again does not bring it back.
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::response::{IntoResponse, Response};
 use http::header::{LOCATION, SET_COOKIE};
@@ -68,6 +70,22 @@ pub(crate) enum SignedIn {
     },
     /// Refused: the page to send (the sign-in page with its message).
     No(Response),
+}
+
+/// What checking a username and password came to
+/// ([`SignIn::check_credentials`]).
+pub(crate) enum Checked {
+    /// The password matched an enabled user.
+    Yes(UserRecord),
+    /// The password matched, but the user is disabled.
+    Disabled(UserRecord),
+    /// Wrong username or password; the attempt stays counted.
+    No,
+    /// Too many attempts for the account or the address: refused without a
+    /// check; the block ends after this long at most.
+    Throttled(Duration),
+    /// Every argon2 slot stayed busy: not checked, not counted.
+    Busy,
 }
 
 /// Local-user sign-in (see the module docs).
@@ -242,12 +260,50 @@ impl SignIn {
         page
     }
 
-    /// True when `presented` is the password of `stored`. An unknown user
-    /// costs the same argon2 check as a known one, so the time taken does
-    /// not tell which usernames exist.
-    pub(crate) async fn check_password(&self, stored: Option<&UserRecord>, presented: &str) -> bool {
-        let phc = stored.map_or_else(|| self.dummy_hash.clone(), |u| u.password_hash.clone());
-        password::verify_blocking(phc, presented.to_owned()).await
+    /// The client's address, as the throttle counts it.
+    pub(crate) fn client_ip(&self, headers: &HeaderMap, conn: Option<&ConnectionInfo>) -> Option<IpAddr> {
+        client_ip(headers, conn, &self.trusted_proxies)
+    }
+
+    /// Checks `username` and `presented` for a sign-in form or the
+    /// `password` grant: the attempt is counted by the throttle first (and
+    /// refused without a check when the account or `ip` used up theirs),
+    /// then the password is checked. An unknown user costs the same argon2
+    /// check as a known one, so the time taken does not tell which
+    /// usernames exist.
+    pub(crate) async fn check_credentials(
+        &self,
+        username: &str,
+        presented: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<Checked, StoreError> {
+        if let Err(retry_after) = self.throttle.attempt(username, ip) {
+            tracing::warn!(username, ip = ?ip, "sign-in refused: too many failed attempts");
+            return Ok(Checked::Throttled(retry_after));
+        }
+        let stored = match self.store.user(username).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                self.throttle.not_checked(username, ip);
+                return Err(e);
+            }
+        };
+        let phc = stored.as_ref().map_or_else(|| self.dummy_hash.clone(), |u| u.password_hash.clone());
+        let Ok(matches) = password::verify_blocking(phc, presented.to_owned()).await else {
+            self.throttle.not_checked(username, ip);
+            tracing::warn!(username, "sign-in not checked: every password check slot is busy");
+            return Ok(Checked::Busy);
+        };
+        Ok(match stored {
+            Some(user) if matches => {
+                self.throttle.succeeded(username, ip);
+                if user.disabled { Checked::Disabled(user) } else { Checked::Yes(user) }
+            }
+            _ => {
+                tracing::warn!(username, ip = ?ip, "sign-in failed: wrong username or password");
+                Checked::No
+            }
+        })
     }
 
     /// Signs a user in from a sign-in form's `username` and `password`
@@ -267,28 +323,24 @@ impl SignIn {
         let (Some(username), Some(presented)) = (username, presented) else {
             return refuse("", "Enter your username and password.", StatusCode::BAD_REQUEST);
         };
-        let ip = client_ip(headers, conn, &self.trusted_proxies);
-        if self.throttle.blocked(username, ip) {
-            tracing::warn!(username, ip = ?ip, "sign-in refused: too many failed attempts");
-            let minutes = self.throttle.window().as_secs().div_ceil(60);
-            let message = format!("Too many failed sign-in attempts. Try again in {minutes} minutes.");
-            return refuse(username, &message, StatusCode::TOO_MANY_REQUESTS);
-        }
-        let stored = self.store.user(username).await?;
-        let matches = self.check_password(stored.as_ref(), presented).await;
-        let user = match stored {
-            Some(user) if matches && !user.disabled => user,
-            Some(user) if matches => {
+        let ip = self.client_ip(headers, conn);
+        let user = match self.check_credentials(username, presented, ip).await? {
+            Checked::Yes(user) => user,
+            Checked::Disabled(user) => {
                 tracing::warn!(username = %user.username, "sign-in refused: the account is disabled");
                 return refuse(username, "This account is disabled.", StatusCode::FORBIDDEN);
             }
-            _ => {
-                self.throttle.failed(username, ip);
-                tracing::warn!(username, ip = ?ip, "sign-in failed: wrong username or password");
-                return refuse(username, "Wrong username or password.", StatusCode::OK);
+            Checked::No => return refuse(username, "Wrong username or password.", StatusCode::OK),
+            Checked::Throttled(_) => {
+                let minutes = self.throttle.window().as_secs().div_ceil(60);
+                let message = format!("Too many failed sign-in attempts. Try again in {minutes} minutes.");
+                return refuse(username, &message, StatusCode::TOO_MANY_REQUESTS);
+            }
+            Checked::Busy => {
+                let message = "The server is busy checking passwords. Try again in a moment.";
+                return refuse(username, message, StatusCode::SERVICE_UNAVAILABLE);
             }
         };
-        self.throttle.succeeded(username);
         let now = clock::now();
         let id = random_token();
         let record = SessionRecord {

@@ -1,14 +1,21 @@
-//! The sign-in throttle. Failed sign-ins are counted per account and per
-//! client address; once the account reaches `server.login_attempts`, or the
-//! address `server.login_attempts_per_address`, within `server.login_window`,
-//! sign-in is refused for that account or address until the window ends,
-//! before the password is even checked. Counts live in memory, per replica.
+//! The sign-in throttle. Attempts are counted per account and per client
+//! address, each one *before* its password is checked (a successful one is
+//! taken back), so that parallel guesses cannot all pass the check before a
+//! failure is counted. Once the account reaches `server.login_attempts`, or
+//! the address `server.login_attempts_per_address`, within
+//! `server.login_window`, attempts are refused for that account or address
+//! until the window ends, without a check. Counts live in memory, per
+//! replica, in a map of bounded size.
+//!
+//! The sign-in forms and the `password` grant share one throttle; failed
+//! client authentications at the token endpoint have their own, per
+//! `client_id` and per address, both at `server.login_attempts_per_address`.
 //! The address is the TCP peer's, or the forwarded one behind a trusted proxy.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::HeaderMap;
 
@@ -43,49 +50,87 @@ pub(crate) fn client_ip(
     Some(peer)
 }
 
-/// Counts failed sign-ins per account and per address (see the module docs).
+/// One key's attempts within its window.
+#[derive(Debug)]
+struct Attempts {
+    since: Instant,
+    count: AtomicU32,
+}
+
+/// Counts sign-in attempts per account and per address (see the module docs).
 #[derive(Debug)]
 pub(crate) struct Throttle {
     per_account: u32,
     per_address: u32,
     window: Duration,
-    failures: moka::sync::Cache<String, Arc<AtomicU32>>,
+    attempts: moka::sync::Cache<String, Arc<Attempts>>,
 }
 
 impl Throttle {
-    /// At most `per_account` failures per account and `per_address` per
-    /// address within `window`.
+    /// At most `per_account` attempts per account and `per_address` per
+    /// address within `window`, not counting successful ones.
     pub(crate) fn new(per_account: u32, per_address: u32, window: Duration) -> Self {
-        let failures = moka::sync::Cache::builder().max_capacity(100_000).time_to_live(window).build();
-        Throttle { per_account, per_address, window, failures }
+        // Bounded: a flood from many addresses or for many accounts evicts
+        // old counts instead of growing the map.
+        let attempts = moka::sync::Cache::builder().max_capacity(100_000).time_to_live(window).build();
+        Throttle { per_account, per_address, window, attempts }
     }
 
-    fn keys(&self, username: &str, ip: Option<IpAddr>) -> [Option<(String, u32)>; 2] {
+    fn keys(&self, account: &str, ip: Option<IpAddr>) -> [Option<(String, u32)>; 2] {
         [
-            Some((format!("user:{username}"), self.per_account)),
+            Some((format!("account:{account}"), self.per_account)),
             ip.map(|ip| (format!("ip:{ip}"), self.per_address)),
         ]
     }
 
-    /// True when the account or the address has used up its attempts.
-    pub(crate) fn blocked(&self, username: &str, ip: Option<IpAddr>) -> bool {
-        self.keys(username, ip)
-            .into_iter()
-            .flatten()
-            .any(|(k, limit)| self.failures.get(&k).is_some_and(|n| n.load(Ordering::Relaxed) >= limit))
+    /// Counts an attempt against the account and the address *before* the
+    /// password is checked, so that of many parallel guesses no more than
+    /// the limit get checked. `Err` with how long until the block ends when
+    /// either has used up its attempts (then nothing is counted).
+    pub(crate) fn attempt(&self, account: &str, ip: Option<IpAddr>) -> Result<(), Duration> {
+        let mut counted: Vec<Arc<Attempts>> = Vec::with_capacity(2);
+        for (key, limit) in self.keys(account, ip).into_iter().flatten() {
+            let entry = self
+                .attempts
+                .get_with(key, || Arc::new(Attempts { since: Instant::now(), count: AtomicU32::new(0) }));
+            if entry.count.fetch_add(1, Ordering::AcqRel) >= limit {
+                entry.count.fetch_sub(1, Ordering::AcqRel);
+                for undo in counted {
+                    undo.count.fetch_sub(1, Ordering::AcqRel);
+                }
+                let left = self.window.saturating_sub(entry.since.elapsed());
+                return Err(left.max(Duration::from_secs(1)));
+            }
+            counted.push(entry);
+        }
+        Ok(())
     }
 
-    /// Counts a failed attempt against the account and the address.
-    pub(crate) fn failed(&self, username: &str, ip: Option<IpAddr>) {
-        for (key, _) in self.keys(username, ip).into_iter().flatten() {
-            self.failures.get_with(key, || Arc::new(AtomicU32::new(0))).fetch_add(1, Ordering::Relaxed);
+    /// Takes back an attempt that was never checked (the check was refused
+    /// for lack of capacity).
+    pub(crate) fn not_checked(&self, account: &str, ip: Option<IpAddr>) {
+        for (key, _) in self.keys(account, ip).into_iter().flatten() {
+            self.uncount(&key);
         }
     }
 
-    /// Forgets the account's failures after a successful sign-in (the
-    /// address keeps its count: one address guessing many accounts stays slow).
-    pub(crate) fn succeeded(&self, username: &str) {
-        self.failures.invalidate(&format!("user:{username}"));
+    /// A successful attempt: forgets the account's failures, and takes the
+    /// attempt back from the address (which keeps its failures: one address
+    /// guessing many accounts stays slow).
+    pub(crate) fn succeeded(&self, account: &str, ip: Option<IpAddr>) {
+        let [account, address] = self.keys(account, ip);
+        if let Some((key, _)) = account {
+            self.attempts.invalidate(&key);
+        }
+        if let Some((key, _)) = address {
+            self.uncount(&key);
+        }
+    }
+
+    fn uncount(&self, key: &str) {
+        if let Some(entry) = self.attempts.get(key) {
+            let _ = entry.count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        }
     }
 
     /// How long a block lasts at most, for the page that says so.
@@ -115,14 +160,17 @@ mod tests {
         let t = Throttle::new(2, 2, Duration::from_secs(60));
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let other: IpAddr = "192.0.2.2".parse().unwrap();
-        t.failed("ann", Some(ip));
-        assert!(!t.blocked("ann", Some(ip)));
-        t.failed("ann", Some(other));
-        assert!(t.blocked("ann", Some("192.0.2.3".parse().unwrap())), "the account is used up");
-        assert!(!t.blocked("bob", Some(other)), "one failure from this address");
-        t.failed("carl", Some(other));
-        assert!(t.blocked("bob", Some(other)), "the address is used up");
-        t.succeeded("ann");
-        assert!(!t.blocked("ann", None));
+        assert!(t.attempt("ann", Some(ip)).is_ok());
+        assert!(t.attempt("ann", Some(other)).is_ok());
+        let left = t.attempt("ann", Some("192.0.2.3".parse().unwrap())).unwrap_err();
+        assert!(left <= Duration::from_secs(60) && left >= Duration::from_secs(59), "the account is used up");
+        assert!(t.attempt("bob", Some(other)).is_ok(), "one attempt from this address so far");
+        assert!(t.attempt("carl", Some(other)).is_err(), "the address is used up");
+        t.succeeded("ann", None);
+        assert!(t.attempt("ann", None).is_ok());
+        t.succeeded("bob", Some(other));
+        assert!(t.attempt("dora", Some(other)).is_ok(), "a success is taken back from the address");
+        t.not_checked("dora", Some(other));
+        assert!(t.attempt("erin", Some(other)).is_ok(), "so is an attempt never checked");
     }
 }

@@ -26,6 +26,7 @@ macro_rules! embedded {
             (6, "admin"),
             (7, "change announcements"),
             (8, "session kind"),
+            (9, "access tokens"),
         ]
         .into_iter()
         .zip([
@@ -66,6 +67,12 @@ macro_rules! embedded {
                 "/migrations/",
                 $folder,
                 "/0008_session_kind.sql"
+            )),
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/migrations/",
+                $folder,
+                "/0009_access_tokens.sql"
             )),
         ])
         .map(|((version, description), sql)| $crate::store::Migration {

@@ -21,10 +21,38 @@ use crate::store::{
     ServerStore, SigningKeyRecord, StoreError, UserRecord,
 };
 
+/// Puts the recorded access tokens of consumer `$1` on the revocation list.
+const REVOKE_CONSUMER_ACCESS: &str = "INSERT INTO revoked_access_tokens (jti, exp) \
+     SELECT jti, exp FROM access_tokens WHERE client_id = $1 ON CONFLICT (jti) DO NOTHING";
+/// Ends what user `$1` was granted: their access tokens on the revocation
+/// list, their sessions gone, their refresh families revoked (grace
+/// entries dropped). `delete_user` runs the first four too.
+const END_USER_GRANTS: [&str; 5] = [
+    "INSERT INTO revoked_access_tokens (jti, exp) \
+     SELECT jti, exp FROM access_tokens WHERE username = $1 ON CONFLICT (jti) DO NOTHING",
+    "DELETE FROM access_tokens WHERE username = $1",
+    "DELETE FROM login_sessions WHERE username = $1",
+    "DELETE FROM refresh_grace WHERE token_hash IN \
+     (SELECT token_hash FROM refresh_tokens WHERE username = $1)",
+    "UPDATE refresh_tokens SET revoked = TRUE WHERE username = $1 AND NOT revoked",
+];
+
 const INSERT_SIGNING_KEY: &str =
     "INSERT INTO signing_keys (kid, alg, private_der, created_at) VALUES ($1, $2, $3, $4)";
 
 impl<D: Dialect> SqlStore<D> {
+    /// Runs `statements` in one transaction, each with `key` as `$1`; how
+    /// many rows the last one changed.
+    async fn run_each(&self, key: &str, statements: &[&'static str]) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let mut changed = 0;
+        for &sql in statements {
+            changed = sqlx::query(sql).bind(key).execute(&mut *tx).await.map_err(query_err)?.rows_affected();
+        }
+        tx.commit().await.map_err(query_err)?;
+        Ok(changed)
+    }
+
     /// Runs the `cleanup` statements, then `delete`, in one transaction, each
     /// with `key` as `$1`; true when `delete` removed a row.
     async fn delete_with(
@@ -33,14 +61,8 @@ impl<D: Dialect> SqlStore<D> {
         cleanup: &[&'static str],
         delete: &'static str,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin().await?;
-        for &sql in cleanup {
-            sqlx::query(sql).bind(key).execute(&mut *tx).await.map_err(query_err)?;
-        }
-        let deleted =
-            sqlx::query(delete).bind(key).execute(&mut *tx).await.map_err(query_err)?.rows_affected();
-        tx.commit().await.map_err(query_err)?;
-        Ok(deleted > 0)
+        let statements: Vec<&'static str> = cleanup.iter().copied().chain([delete]).collect();
+        Ok(self.run_each(key, &statements).await? > 0)
     }
 }
 
@@ -94,10 +116,12 @@ impl<D: Dialect> ServerStore for SqlStore<D> {
         row.as_ref().map(rows::consumer).transpose().map_err(query_err)
     }
 
-    /// Deletes the consumer with its codes and refresh tokens, in one
-    /// transaction.
+    /// Deletes the consumer with its codes and refresh tokens, and revokes
+    /// its access tokens, in one transaction.
     async fn delete_consumer(&self, client_id: &str) -> Result<bool, StoreError> {
         let cleanup = [
+            REVOKE_CONSUMER_ACCESS,
+            "DELETE FROM access_tokens WHERE client_id = $1",
             "DELETE FROM auth_codes WHERE client_id = $1",
             "DELETE FROM refresh_grace WHERE token_hash IN \
              (SELECT token_hash FROM refresh_tokens WHERE client_id = $1)",
@@ -107,11 +131,13 @@ impl<D: Dialect> ServerStore for SqlStore<D> {
     }
 
     async fn delete_user(&self, username: &str) -> Result<bool, StoreError> {
+        let [revoke, access, sessions, grace, _] = END_USER_GRANTS;
         let cleanup = [
-            "DELETE FROM login_sessions WHERE username = $1",
+            revoke,
+            access,
+            sessions,
+            grace,
             "DELETE FROM auth_codes WHERE username = $1",
-            "DELETE FROM refresh_grace WHERE token_hash IN \
-             (SELECT token_hash FROM refresh_tokens WHERE username = $1)",
             "DELETE FROM refresh_tokens WHERE username = $1",
         ];
         self.delete_with(username, &cleanup, "DELETE FROM users WHERE username = $1").await
@@ -377,6 +403,30 @@ impl<D: Dialect> ServerStore for SqlStore<D> {
         revoke_family(&mut *self.writer.acquire().await.map_err(query_err)?, family_id).await
     }
 
+    async fn record_access_token(
+        &self,
+        jti: &str,
+        client_id: &str,
+        username: Option<&str>,
+        exp: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO access_tokens (jti, client_id, username, exp) VALUES ($1, $2, $3, $4)")
+            .bind(jti)
+            .bind(client_id)
+            .bind(username)
+            .bind(exp)
+            .execute(&self.writer)
+            .await
+            .map(drop)
+            .map_err(query_err)
+    }
+
+    /// Sessions deleted, families revoked (their grace entries dropped) and
+    /// access tokens revoked, in one transaction.
+    async fn end_user_grants(&self, username: &str) -> Result<(), StoreError> {
+        self.run_each(username, &END_USER_GRANTS).await.map(drop)
+    }
+
     async fn revoke_access_token(&self, jti: &str, exp: i64) -> Result<(), StoreError> {
         revoke_jti::<D>(&mut *self.writer.acquire().await.map_err(query_err)?, jti, exp).await
     }
@@ -392,6 +442,7 @@ impl<D: Dialect> ServerStore for SqlStore<D> {
             "DELETE FROM refresh_tokens WHERE expires_at <= $1",
             "DELETE FROM login_sessions WHERE expires_at <= $1",
             "DELETE FROM revoked_access_tokens WHERE exp <= $1",
+            "DELETE FROM access_tokens WHERE exp <= $1",
             "DELETE FROM refresh_grace WHERE expires_at <= $1",
         ] {
             purged += sqlx::query(sql).bind(now).execute(&mut *tx).await.map_err(query_err)?.rows_affected();
