@@ -302,7 +302,7 @@ async fn recorded_access_tokens_are_revoked_with_their_consumer_or_user(backend:
     assert!(store.is_access_token_revoked("jti-bob").await.unwrap());
     assert!(!store.is_access_token_revoked("jti-ann").await.unwrap(), "another user's");
     assert_eq!(store.refresh_token("rt-bob", NOW).await.unwrap(), None, "the family is revoked");
-    assert_eq!(store.session("s-bob", NOW).await.unwrap(), None, "the session ended");
+    assert_eq!(store.session("s-bob", "oauth", NOW).await.unwrap(), None, "the session ended");
     store.end_user_grants("bob").await.unwrap();
     store.close().await;
 }
