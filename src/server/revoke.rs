@@ -18,8 +18,9 @@
 //! authentication) are RFC 6749 section 5.2 JSON.
 //!
 //! Access tokens issued from a refresh token's family are not revoked with
-//! it: they are short-lived, and the server does not record which access
-//! tokens a family issued.
+//! it: they are short-lived, and the server records each access token's
+//! consumer and user (so deleting the consumer, or disabling the user,
+//! revokes them), not the family that issued it.
 
 use std::sync::Arc;
 
