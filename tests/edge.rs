@@ -7,24 +7,8 @@ mod common;
 mod gate_common;
 
 use common::{Sidecar, raw, spawn_upstream};
-use gate_common::client_token;
+use gate_common::{REPORTING_SECRET, REPORTING_SERVER, client_token};
 use serde_json::Value;
-
-const SERVER: &str = r#"
-server:
-  roles:
-    farm_viewer: { label: Viewer, description: Read farm records }
-  consumers:
-    - client_id: reporting
-      secret: reporting-secret-0123456789
-      user_id: reporter
-      scopes: [farm_viewer]
-      grant_types: [client_credentials]
-  users:
-    - username: reporter
-      password: reporter-password
-      roles: [farm_viewer]
-"#;
 
 const GATE: &str = r#"
 gate:
@@ -35,11 +19,11 @@ gate:
 
 async fn start(gate: &str) -> Sidecar {
     let upstream = spawn_upstream().await;
-    Sidecar::start(&format!("upstream: http://{upstream}\n{SERVER}{gate}"))
+    Sidecar::start(&format!("upstream: http://{upstream}\n{REPORTING_SERVER}{gate}"))
 }
 
 async fn token(sidecar: &Sidecar) -> String {
-    client_token(&sidecar.url(""), "reporting", "reporting-secret-0123456789").await
+    client_token(&sidecar.url(""), "reporting", REPORTING_SECRET).await
 }
 
 /// One request over its own connection, as written; the status and the

@@ -6,7 +6,7 @@ mod common;
 mod gate_common;
 
 use common::Sidecar;
-use gate_common::{client_token, free_port, reqwest_client};
+use gate_common::{REPORTING_SECRET, REPORTING_SERVER, client_token, free_port, reqwest_client};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -14,24 +14,10 @@ async fn a_second_sidecar_validates_tokens_of_the_first_through_jwks_only() {
     let port = free_port();
     let first_url = format!("http://127.0.0.1:{port}");
     let first = Sidecar::start_with(
-        r#"
-server:
-  roles:
-    farm_viewer: { label: Viewer, description: Read farm records }
-  consumers:
-    - client_id: reporting
-      secret: reporting-secret-0123456789
-      user_id: reporter
-      scopes: [farm_viewer]
-      grant_types: [client_credentials]
-  users:
-    - username: reporter
-      password: reporter-password
-      roles: [farm_viewer]
-"#,
+        REPORTING_SERVER,
         &format!("listen: 127.0.0.1:{port}\npublic_url: {first_url}\n"),
     );
-    let token = client_token(&first.url(""), "reporting", "reporting-secret-0123456789").await;
+    let token = client_token(&first.url(""), "reporting", REPORTING_SECRET).await;
 
     let upstream = common::spawn_upstream().await;
     let second = Sidecar::start(&format!(
@@ -64,7 +50,7 @@ gate:
 
     // When the first stops, tokens already verified keep passing from the
     // second's cache, and its keys stay usable for new tokens it signed.
-    let other = client_token(&first.url(""), "reporting", "reporting-secret-0123456789").await;
+    let other = client_token(&first.url(""), "reporting", REPORTING_SECRET).await;
     drop(first);
     for t in [&token, &other] {
         let res = reqwest_client().get(second.url("/api/records")).bearer_auth(t).send().await.unwrap();

@@ -23,6 +23,27 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde_json::{Value, json};
 
+/// A `server:` section with one confidential consumer, `reporting`, acting
+/// as the user `reporter` with `farm_viewer`; see [`REPORTING_SECRET`].
+pub const REPORTING_SERVER: &str = r#"
+server:
+  roles:
+    farm_viewer: { label: Viewer, description: Read farm records }
+  consumers:
+    - client_id: reporting
+      secret: reporting-secret-0123456789
+      user_id: reporter
+      scopes: [farm_viewer]
+      grant_types: [client_credentials]
+  users:
+    - username: reporter
+      password: reporter-password
+      roles: [farm_viewer]
+"#;
+
+/// The client secret of the `reporting` consumer of [`REPORTING_SERVER`].
+pub const REPORTING_SECRET: &str = "reporting-secret-0123456789";
+
 pub fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
 }
