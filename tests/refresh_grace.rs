@@ -13,21 +13,6 @@ use common::post_form;
 use common::stores::Backend;
 use serde_json::Value;
 
-const SERVER: &str = r#"
-server:
-  roles:
-    farm_viewer: { label: Viewer, description: Read farm records }
-  consumers:
-    - client_id: legacy
-      secret: legacy-secret-0123456789
-      scopes: [farm_viewer]
-      grant_types: [password, refresh_token]
-  users:
-    - username: alice
-      password: alice-password
-      roles: [farm_viewer]
-"#;
-
 const LEGACY: (&str, &str) = ("legacy", "legacy-secret-0123456789");
 
 async fn refresh(sidecar: &common::Sidecar, token: &str) -> (u16, Value) {
@@ -41,7 +26,7 @@ async fn refresh(sidecar: &common::Sidecar, token: &str) -> (u16, Value) {
 
 async fn two_simultaneous_refreshes_of_one_token_get_the_same_pair(backend: Backend) {
     let place = backend.place().await;
-    let sidecar = Arc::new(common::start_on_store(&place.url(), SERVER));
+    let sidecar = Arc::new(common::start_on_store(&place.url(), common::LEGACY_SERVER));
     let (status, tokens) = post_form(
         &sidecar.url("/oauth/token"),
         LEGACY,

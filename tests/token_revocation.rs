@@ -11,19 +11,7 @@ use std::time::{Duration, Instant};
 use common::{Sidecar, cli};
 use serde_json::Value;
 
-const CONFIG: &str = r#"
-server:
-  roles:
-    farm_viewer: { label: Viewer, description: Read farm records }
-  consumers:
-    - client_id: legacy
-      secret: legacy-secret-0123456789
-      scopes: [farm_viewer]
-      grant_types: [password, refresh_token]
-  users:
-    - username: alice
-      password: alice-password
-      roles: [farm_viewer]
+const GATE: &str = r#"
 gate:
   revocation_interval: 1s
   rules:
@@ -33,7 +21,10 @@ gate:
 /// A folder whose config puts the gate in front of a real upstream.
 async fn config() -> tempfile::TempDir {
     let upstream = common::spawn_upstream().await;
-    common::write_config(&format!("upstream: http://{upstream}\n{CONFIG}"), "listen: 127.0.0.1:0\n")
+    common::write_config(
+        &format!("upstream: http://{upstream}\n{}{GATE}", common::LEGACY_SERVER),
+        "listen: 127.0.0.1:0\n",
+    )
 }
 
 fn run(dir: &Path, args: &[&str]) -> String {

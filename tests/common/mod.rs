@@ -22,6 +22,24 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
+/// A `server:` section whose `legacy` consumer (secret
+/// `legacy-secret-0123456789`) has the password and refresh grants, for
+/// `alice` (password `alice-password`, role `farm_viewer`).
+pub const LEGACY_SERVER: &str = r#"
+server:
+  roles:
+    farm_viewer: { label: Viewer, description: Read farm records }
+  consumers:
+    - client_id: legacy
+      secret: legacy-secret-0123456789
+      scopes: [farm_viewer]
+      grant_types: [password, refresh_token]
+  users:
+    - username: alice
+      password: alice-password
+      roles: [farm_viewer]
+"#;
+
 /// A running sidecar process.
 pub struct Sidecar {
     child: Child,
