@@ -251,9 +251,7 @@ async fn world(ttl: &str) -> World {
     let api = spawn_api(format!("http://127.0.0.1:{p_port}")).await;
     let jwks = spawn_foreign_jwks().await;
     let a = client_sidecar(a_port, p_port, api.addr, &extra_providers(p_port, jwks));
-    let line = a.wait_for_log(&["egress ready"]);
-    let json: Value = serde_json::from_str(&line).unwrap();
-    let egress = json["fields"]["addr"].as_str().unwrap().parse().unwrap();
+    let egress = a.egress_addr();
     World { a, p, api, egress }
 }
 

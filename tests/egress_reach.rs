@@ -11,7 +11,6 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use common::Sidecar;
-use serde_json::Value;
 
 const TOKEN_KEY: &str = "3q2+7wABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhs=";
 const REMOTE_SECRET: &str = "remote-secret-0123456789";
@@ -24,10 +23,8 @@ fn egress_sidecar(egress: &str) -> (Sidecar, SocketAddr) {
          egress:\n{egress}  routes:\n    - {{ prefix: /api/, target: \"http://127.0.0.1:9\", client: mail, tag: box }}\n"
     );
     let sidecar = Sidecar::start_with(&config, "listen: 127.0.0.1:0\n");
-    let line = sidecar.wait_for_log(&["egress ready"]);
-    let json: Value = serde_json::from_str(&line).unwrap();
-    let addr: SocketAddr = json["fields"]["addr"].as_str().unwrap().parse().unwrap();
-    (sidecar, SocketAddr::from(([127, 0, 0, 1], addr.port())))
+    let addr = sidecar.egress_addr();
+    (sidecar, addr)
 }
 
 /// Sends one HTTP/1.1 GET with exactly these header lines; the status and

@@ -174,9 +174,7 @@ egress:
     - {{ prefix: /egress/api/, target: "http://{upstream}", client: api, tag: box }}
 "#
     ));
-    let line = sidecar.wait_for_log(&["egress ready"]);
-    let json: serde_json::Value = serde_json::from_str(&line).unwrap();
-    let egress: SocketAddr = json["fields"]["addr"].as_str().unwrap().parse().unwrap();
+    let egress = sidecar.egress_addr();
     let mut stream = TcpStream::connect(egress).unwrap();
     stream.write_all(with_headers(120).as_bytes()).unwrap();
     assert_431(&read_response(&mut stream), "more than 100");

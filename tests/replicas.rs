@@ -469,9 +469,7 @@ egress:
 }
 
 fn egress_addr(sidecar: &Sidecar) -> SocketAddr {
-    let line = sidecar.wait_for_log(&["egress ready"]);
-    let json: Value = serde_json::from_str(&line).unwrap();
-    json["fields"]["addr"].as_str().unwrap().parse().unwrap()
+    sidecar.egress_addr()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

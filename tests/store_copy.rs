@@ -166,8 +166,7 @@ async fn store_copy_moves_a_sqlite_store_in_use_to_postgres_and_its_tokens_still
     let (status, body) =
         common::post_form(&pg.url("/oauth/token"), REPORTING, &[("grant_type", "client_credentials")]).await;
     assert_eq!(status, 200, "the consumer's secret still matches its copied hash: {body}");
-    let line = pg.wait_for_log(&["egress ready"]);
-    let egress = serde_json::from_str::<Value>(&line).unwrap()["fields"]["addr"].as_str().unwrap().to_owned();
+    let egress = pg.egress_addr();
     let res = common::client().get(format!("http://{egress}/egress/api/v1/me")).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let echo: Value = res.json().await.unwrap();

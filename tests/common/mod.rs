@@ -123,6 +123,20 @@ impl Sidecar {
         }
     }
 
+    /// The egress listener's address, from its "egress ready" log line
+    /// (an unspecified address, as `0.0.0.0:PORT`, is reached on loopback).
+    pub fn egress_addr(&self) -> std::net::SocketAddr {
+        let line = self.wait_for_log(&["egress ready"]);
+        let json: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+        let addr: std::net::SocketAddr =
+            json["fields"]["addr"].as_str().expect("the egress address").parse().expect("an address");
+        if addr.ip().is_unspecified() {
+            std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
+        } else {
+            addr
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
