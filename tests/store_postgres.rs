@@ -229,3 +229,17 @@ async fn an_unreachable_server_is_reported_as_connection_refused_at_its_address(
     assert!(err.contains("(tried for "), "it waited for the server to come up: {err}");
     assert!(!err.contains("hunter2") && !err.contains("timed out"), "{err}");
 }
+
+/// A password the server refuses is final: reported at once with the
+/// server's reason, not waited on like a server that is still starting.
+#[tokio::test]
+async fn a_refused_password_is_reported_at_once_without_waiting() {
+    let mut url = url::Url::parse(&common::stores::postgres_url()).unwrap();
+    url.set_password(Some("not-the-password")).unwrap();
+    let options = PostgresOptions { acquire_timeout: Duration::from_secs(5), ..PostgresOptions::default() };
+    let Err(err) = PostgresStore::open(url.as_str(), options).await else { panic!("a wrong password") };
+    let err = err.to_string();
+    assert!(err.contains("refused the connection") && err.contains("password"), "{err}");
+    assert!(!err.contains("tried for"), "one try, no waiting: {err}");
+    assert!(!err.contains("not-the-password"), "{err}");
+}
