@@ -28,6 +28,11 @@ if [ -z "${OAUTH_SIDECAR_TEST_POSTGRES:-}" ]; then
 fi
 # The README's runnable blocks call curl.
 command -v curl >/dev/null 2>&1 || APT_PACKAGES+=(curl)
+# tests/forward_auth.rs runs real nginx (auth_request) and Caddy in front of
+# the sidecar, and fails instead of skipping when either is missing.
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || APT_PACKAGES+=(nginx-light)
+command -v caddy >/dev/null 2>&1 || APT_PACKAGES+=(caddy)
+export OAUTH_SIDECAR_REQUIRE_PROXIES=1
 # The browser tests launch /usr/bin/chromium from node.
 [ -x /usr/bin/chromium ] || APT_PACKAGES+=(chromium)
 if ! command -v node >/dev/null 2>&1; then
