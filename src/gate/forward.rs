@@ -30,6 +30,17 @@
 //! refusal, as [`GateError`] renders it (`401` with `WWW-Authenticate`,
 //! `403` with `insufficient_scope`, ...). A token in a form body cannot be
 //! seen here: the proxies send no body.
+//!
+//! ```
+//! use oauth_sidecar::gate::rules::RouteRule;
+//! use oauth_sidecar::gate::{BearerGateLayer, ForwardAuth, ForwardAuthSettings, GateSettings, IdentityHeadersLayer};
+//!
+//! let gate = BearerGateLayer::new(GateSettings::default().rule(RouteRule::public("/public/**"))).unwrap();
+//! let check = ForwardAuth::new(ForwardAuthSettings::default(), gate, IdentityHeadersLayer::default());
+//! let mount = check.mount();
+//! assert!(mount.owned().contains("/oauth/check"));
+//! assert!(mount.owned().contains("/oauth/check/api/records")); // Envoy's shape
+//! ```
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
