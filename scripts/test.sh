@@ -12,6 +12,9 @@
 # OAUTH_SIDECAR_TEST_POSTGRES; set that variable yourself to use another
 # server (a database its user may create schemas in), and nothing is installed.
 #
+# nginx-light and caddy, which tests/forward_auth.rs runs in front of the
+# sidecar (OAUTH_SIDECAR_REQUIRE_PROXIES=1 makes it fail without them).
+#
 # Then the browser tests (tests/e2e): chromium, and node with npm when node
 # is missing, from apt (node 20 or newer, which oidc-provider needs: this
 # machine image ships it; Debian 12's own is 18); playwright-core and
