@@ -315,6 +315,17 @@ mod tests {
             .join("/")
     }
 
+    #[test]
+    fn a_forward_auth_path_clashes_with_routes_at_under_or_around_it() {
+        for route in ["/oauth/check", "/oauth/check/x", "/oauth/{x}", "/admin/{*rest}"] {
+            let path = if route.starts_with("/admin") { "/admin/check" } else { "/oauth/check" };
+            assert!(route_clash(route, path), "{route} {path}");
+        }
+        for route in ["/oauth/checks", "/oauth/token", "/oauth/start/{client}", "/healthz"] {
+            assert!(!route_clash(route, "/oauth/check"), "{route}");
+        }
+    }
+
     #[tokio::test]
     async fn every_role_route_is_among_the_owned_paths() {
         let dir = tempfile::tempdir().unwrap();
