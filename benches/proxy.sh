@@ -9,6 +9,10 @@
 #   2b. through a gated oauth-sidecar (`gate:` with a route rule needing a
 #                                     scope, a valid JWT on every request,
 #                                     identity headers set)
+#   2c. forward-auth decisions     (`GET /oauth/check` on the gated sidecar
+#                                     with Traefik's X-Forwarded-Method/-Uri
+#                                     and the same JWT: the gate's decision,
+#                                     nothing proxied; req/s = decisions/s)
 #   3. through a minimal hyper proxy (example `bench_minimal_proxy`, the floor
 #                                     any Rust proxy has to pay)
 #   4. through nginx `proxy_pass` with upstream keep-alive (a well-known reference)
@@ -16,7 +20,7 @@
 # For each it prints req/s, p50 and p99 latency and, for the proxies, the peak
 # RSS (VmHWM) of the proxy process(es); then the req/s ratios
 # sidecar/minimal-proxy (target >= 0.9), gated/sidecar (target >= 0.85) and
-# sidecar/nginx.
+# sidecar/nginx, and forward-auth decisions/s beside the gated proxy's req/s.
 #
 # It is a measurement, not a test: it exits 0 whether the target is met or not,
 # and nonzero only when setup fails (build, install, a server that does not
@@ -34,7 +38,9 @@
 #                      each), so that load from other processes hits both alike;
 #                      0 = judge the gated ratio on the main table alone
 #   ROUND_DURATION [5s] length of each interleaved run
-#   SKIP_BUILD  [0]    1 = use the existing release binaries as they are
+#   SKIP_BUILD  [0]    1 = use the existing binaries as they are
+#   PROFILE     [release] release, or debug to check the script quickly with
+#                      debug binaries (their figures mean nothing)
 #   KEEP_TMP    [0]    1 = keep the temp dir (configs, logs, raw wrk output)
 #   UPSTREAM_PORT [9100] SIDECAR_PORT [9102] MINIMAL_PORT [9101] NGINX_PORT [9103]
 #   GATED_PORT [9104]
@@ -53,6 +59,7 @@ GATE_TARGET="${GATE_TARGET:-0.85}"
 GATE_ROUNDS="${GATE_ROUNDS:-2}"
 ROUND_DURATION="${ROUND_DURATION:-5s}"
 SKIP_BUILD="${SKIP_BUILD:-0}"
+PROFILE="${PROFILE:-release}"
 KEEP_TMP="${KEEP_TMP:-0}"
 
 UPSTREAM_PORT="${UPSTREAM_PORT:-9100}"
@@ -127,18 +134,21 @@ command -v curl >/dev/null || die "curl is needed to check that the servers answ
 # Build the sidecar and the two bench examples.
 # ---------------------------------------------------------------------------
 cd "$ROOT"
+[[ "$PROFILE" == release || "$PROFILE" == debug ]] || die "PROFILE is release or debug, not $PROFILE"
 if [[ "$SKIP_BUILD" != 1 ]]; then
-    log "cargo build --release (sidecar, bench_upstream, bench_minimal_proxy)"
-    cargo build --release --bin oauth-sidecar --example bench_upstream --example bench_minimal_proxy ||
+    BUILD_FLAGS=()
+    [[ "$PROFILE" == release ]] && BUILD_FLAGS=(--release)
+    log "cargo build ${BUILD_FLAGS[*]} (sidecar, bench_upstream, bench_minimal_proxy)"
+    cargo build "${BUILD_FLAGS[@]}" --bin oauth-sidecar --example bench_upstream --example bench_minimal_proxy ||
         die "cargo build failed"
 fi
 # The target dir may be shared or moved (CARGO_TARGET_DIR); ask cargo where it is.
 TARGET_DIR="$(cargo metadata --no-deps --format-version 1 |
     sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
 [[ -n "$TARGET_DIR" ]] || TARGET_DIR="$ROOT/target"
-SIDECAR_BIN="$TARGET_DIR/release/oauth-sidecar"
-UPSTREAM_BIN="$TARGET_DIR/release/examples/bench_upstream"
-MINIMAL_BIN="$TARGET_DIR/release/examples/bench_minimal_proxy"
+SIDECAR_BIN="$TARGET_DIR/$PROFILE/oauth-sidecar"
+UPSTREAM_BIN="$TARGET_DIR/$PROFILE/examples/bench_upstream"
+MINIMAL_BIN="$TARGET_DIR/$PROFILE/examples/bench_minimal_proxy"
 for bin in "$SIDECAR_BIN" "$UPSTREAM_BIN" "$MINIMAL_BIN"; do
     [[ -x "$bin" ]] || die "missing binary $bin"
 done
@@ -244,6 +254,7 @@ server:
   users:
     - { username: bench, password: $BENCH_SECRET, roles: [bench] }
 gate:
+  forward_auth: { enabled: true }
   rules:
     - { path: /**, scopes: { any_of: [bench] } }
 EOF
@@ -260,6 +271,14 @@ TOKEN="$(curl -s -u "bench:$BENCH_SECRET" -d grant_type=client_credentials \
 code="$(curl -s -o /dev/null -w '%{http_code}' "http://$HOST:$GATED_PORT/")"
 [[ "$code" == 401 ]] || die "the gated sidecar let a request without a token through ($code)"
 wait_ready gated "$GATED_PID" "http://$HOST:$GATED_PORT/" "Authorization: Bearer $TOKEN"
+# Forward-auth: Traefik's request shape, the same token, nothing proxied.
+FWD_URL="http://$HOST:$GATED_PORT/oauth/check"
+FWD_HEADERS=("X-Forwarded-Method: GET" "X-Forwarded-Uri: /" "Authorization: Bearer $TOKEN")
+code="$(curl -s -o /dev/null -w '%{http_code}' -H "${FWD_HEADERS[0]}" -H "${FWD_HEADERS[1]}" "$FWD_URL")"
+[[ "$code" == 401 ]] || die "forward-auth passed a request without a token ($code)"
+code="$(curl -s -o /dev/null -w '%{http_code}' -H "${FWD_HEADERS[0]}" -H "${FWD_HEADERS[1]}" \
+    -H "${FWD_HEADERS[2]}" "$FWD_URL")"
+[[ "$code" == 200 ]] || die "forward-auth refused the bench token ($code)"
 
 log "starting bench_minimal_proxy on :$MINIMAL_PORT"
 start minimal "$MINIMAL_BIN" "$HOST:$MINIMAL_PORT" "http://$HOST:$UPSTREAM_PORT"
@@ -326,16 +345,21 @@ to_ms() {
 declare -A RPS P50 P99 RSS NON2XX ERRORS
 NAMES=()
 
-# bench NAME URL [PID] [HEADER]: warm-up, then a measured wrk run; PID is the
-# proxy process whose peak RSS is recorded (none for the direct run); HEADER
-# is sent with every request.
+# bench NAME URL [PID] [HEADER...]: warm-up, then a measured wrk run; PID is
+# the proxy process whose peak RSS is recorded (none for the direct run); the
+# HEADERs (default `X-Bench: 1`) are sent with every request.
 bench() {
-    local name=$1 url=$2 pid=${3:-} header=${4:-X-Bench: 1} out="$WORK/wrk-$1.txt"
+    local name=$1 url=$2 pid=${3:-} out="$WORK/wrk-$1.txt" header
+    shift $(($# < 3 ? $# : 3))
+    local headers=()
+    for header in "${@:-X-Bench: 1}"; do
+        headers+=(-H "$header")
+    done
     log "warm-up $name ($WARMUP)"
-    wrk -t "$THREADS" -c "$CONNECTIONS" -d "$WARMUP" -H "$header" "$url" >/dev/null ||
+    wrk -t "$THREADS" -c "$CONNECTIONS" -d "$WARMUP" "${headers[@]}" "$url" >/dev/null ||
         die "wrk warm-up failed for $name"
     log "measuring $name ($DURATION, $CONNECTIONS connections, $THREADS threads)"
-    wrk -t "$THREADS" -c "$CONNECTIONS" -d "$DURATION" -H "$header" --latency "$url" >"$out" ||
+    wrk -t "$THREADS" -c "$CONNECTIONS" -d "$DURATION" "${headers[@]}" --latency "$url" >"$out" ||
         die "wrk failed for $name"
     sed 's/^/    /' "$out" >&2
 
@@ -359,6 +383,7 @@ bench() {
 bench direct "http://$HOST:$UPSTREAM_PORT/"
 bench sidecar "http://$HOST:$SIDECAR_PORT/" "$SIDECAR_PID"
 bench gated "http://$HOST:$GATED_PORT/" "$GATED_PID" "Authorization: Bearer $TOKEN"
+bench fwd-auth "$FWD_URL" "$GATED_PID" "${FWD_HEADERS[@]}"
 bench minimal "http://$HOST:$MINIMAL_PORT/" "$MINIMAL_PID"
 bench nginx "http://$HOST:$NGINX_PORT/" "$NGINX_PID"
 
@@ -427,6 +452,8 @@ else
     echo "gated/sidecar req/s:         $GATED_VS_SIDECAR  (target >= $GATE_TARGET: $GATE_VERDICT)"
 fi
 echo "sidecar/nginx req/s:         $SIDECAR_VS_NGINX"
+echo "forward-auth decisions/s:    ${RPS[fwd-auth]}  (gated proxy req/s: ${RPS[gated]};" \
+    "fwd-auth/gated: $(ratio "${RPS[fwd-auth]}" "${RPS[gated]}"))"
 
 for name in "${NAMES[@]}"; do
     if [[ "${NON2XX[$name]}" != 0 ]]; then

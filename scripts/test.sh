@@ -12,6 +12,9 @@
 # OAUTH_SIDECAR_TEST_POSTGRES; set that variable yourself to use another
 # server (a database its user may create schemas in), and nothing is installed.
 #
+# nginx-light and caddy, which tests/forward_auth.rs runs in front of the
+# sidecar (OAUTH_SIDECAR_REQUIRE_PROXIES=1 makes it fail without them).
+#
 # Then the browser tests (tests/e2e): chromium, and node with npm when node
 # is missing, from apt (node 20 or newer, which oidc-provider needs: this
 # machine image ships it; Debian 12's own is 18); playwright-core and
@@ -28,6 +31,11 @@ if [ -z "${OAUTH_SIDECAR_TEST_POSTGRES:-}" ]; then
 fi
 # The README's runnable blocks call curl.
 command -v curl >/dev/null 2>&1 || APT_PACKAGES+=(curl)
+# tests/forward_auth.rs runs real nginx (auth_request) and Caddy in front of
+# the sidecar, and fails instead of skipping when either is missing.
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || APT_PACKAGES+=(nginx-light)
+command -v caddy >/dev/null 2>&1 || APT_PACKAGES+=(caddy)
+export OAUTH_SIDECAR_REQUIRE_PROXIES=1
 # The browser tests launch /usr/bin/chromium from node.
 [ -x /usr/bin/chromium ] || APT_PACKAGES+=(chromium)
 if ! command -v node >/dev/null 2>&1; then

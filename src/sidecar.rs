@@ -137,7 +137,6 @@ impl Sidecar {
             None => None,
         };
         let (front, token_cors, gate) = build_front(&loaded, store.clone(), server.as_ref()).await?;
-        mount = mount.merge(gate);
         if let Some(server) = &server {
             mount = mount.merge(match token_cors {
                 Some(cors) => server.mount().layer(cors),
@@ -152,6 +151,14 @@ impl Sidecar {
         if let Some(admin) = crate::admin::AdminSite::start(&loaded, store.clone(), tokens).await? {
             mount = mount.merge(admin.mount());
         }
+        // Last, so that a forward-auth path another role's route takes is
+        // named instead of clashing in the router.
+        if let Some(path) = gate.routes().first()
+            && mount.routes().iter().any(|route| route_clash(route, path))
+        {
+            return Err(StartError::Gate(GateConfigError::PathTaken(path.clone())));
+        }
+        mount = mount.merge(gate);
         let tasks = mount.take_tasks();
         let dispatch = Dispatch::new(mount, proxy, front);
         Ok(Sidecar { loaded, listener, dispatch, metrics, store, upstream: upstream_addr, tasks })
@@ -197,8 +204,19 @@ impl Sidecar {
     }
 }
 
+/// True when `route` would take requests for the forward-auth endpoint at
+/// `path` or below it (where Envoy appends the original path), or `path`
+/// lies under a route's parameter.
+fn route_clash(route: &str, path: &str) -> bool {
+    route == path
+        || route.strip_prefix(path).is_some_and(|rest| rest.starts_with('/'))
+        || route.find('{').is_some_and(|at| path.starts_with(&route[..at]))
+}
+
 /// The layers in front of the proxy, the token endpoint's CORS layer, and
-/// the gate's mount: no routes of its own, the background tasks it needs.
+/// the gate's mount: the background tasks it needs, and the forward-auth
+/// endpoint when enabled, deciding with the same bearer gate and identity
+/// header names as the proxy path.
 async fn build_front(
     loaded: &Loaded,
     store: Arc<dyn Store>,
@@ -209,6 +227,7 @@ async fn build_front(
         return Ok((Front { identity, gate: None }, None, Mount::new()));
     };
     let configured = gate::configured(config, loaded)?;
+    let forward_auth = configured.forward_auth.clone();
     let identity = IdentityHeadersLayer::new(configured.identity.clone());
     let origins = OriginIndex::default();
     // Subscribed before the first read, so no change falls between.
@@ -230,6 +249,10 @@ async fn build_front(
         tasks.task(Task::aborted(layers.origins.spawn_refresh(store, config.cors.refresh.0, origin_changes)));
     let bearer = layers.bearer.clone();
     tasks = tasks.task(Task::aborted(tokio::spawn(async move { bearer.prefetch_keys().await })));
+    if let Some(settings) = forward_auth {
+        tasks =
+            tasks.merge(gate::ForwardAuth::new(settings, layers.bearer.clone(), identity.clone()).mount());
+    }
     let front = Front { identity, gate: Some((layers.cors, layers.bearer)) };
     Ok((front, Some(layers.token_cors), tasks))
 }
@@ -290,6 +313,17 @@ mod tests {
             .map(|segment| if segment.starts_with('{') { "x" } else { segment })
             .collect::<Vec<_>>()
             .join("/")
+    }
+
+    #[test]
+    fn a_forward_auth_path_clashes_with_routes_at_under_or_around_it() {
+        for route in ["/oauth/check", "/oauth/check/x", "/oauth/{x}", "/admin/{*rest}"] {
+            let path = if route.starts_with("/admin") { "/admin/check" } else { "/oauth/check" };
+            assert!(route_clash(route, path), "{route} {path}");
+        }
+        for route in ["/oauth/checks", "/oauth/token", "/oauth/start/{client}", "/healthz"] {
+            assert!(!route_clash(route, "/oauth/check"), "{route}");
+        }
     }
 
     #[tokio::test]

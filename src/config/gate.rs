@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::Secret;
-use super::types::{At, Duration, HttpUrl};
+use super::types::{At, Duration, HttpUrl, RoutePath};
 
 /// What happens to a request no rule matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -81,6 +81,9 @@ pub struct GateConfig {
     pub forward_authorization: bool,
     /// CORS answers for browser apps (origins come from the consumers).
     pub cors: CorsConfig,
+    /// The forward-auth decision endpoint, for an ingress (nginx, Caddy,
+    /// Traefik, Envoy) that proxies by itself and asks the gate first.
+    pub forward_auth: ForwardAuthConfig,
 }
 
 impl Default for GateConfig {
@@ -103,7 +106,26 @@ impl Default for GateConfig {
             identity_headers: IdentityHeadersConfig::default(),
             forward_authorization: true,
             cors: CorsConfig::default(),
+            forward_auth: ForwardAuthConfig::default(),
         }
+    }
+}
+
+/// The forward-auth decision endpoint (docs/forward-auth.md): the gate's
+/// decision for a request another proxy describes, without proxying it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ForwardAuthConfig {
+    /// Answer at `path` (off by default).
+    pub enabled: bool,
+    /// Where the endpoint answers; Envoy's `ext_authz` appends the original
+    /// path to it (`{path}/api/x`).
+    pub path: At<RoutePath>,
+}
+
+impl Default for ForwardAuthConfig {
+    fn default() -> Self {
+        ForwardAuthConfig { enabled: false, path: At::default_value(RoutePath::new("/oauth/check")) }
     }
 }
 

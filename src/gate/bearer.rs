@@ -126,6 +126,11 @@ impl BearerGateLayer {
         Ok(BearerGateLayer { shared: Arc::new(shared) })
     }
 
+    /// The `realm` of the gate's `WWW-Authenticate` challenges.
+    pub fn realm(&self) -> &str {
+        &self.shared.realm
+    }
+
     /// Reads every issuer's keys once, so the first tokens do not wait for
     /// them; failures are logged and retried on demand. Needs a Tokio
     /// runtime (reqwest).

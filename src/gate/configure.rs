@@ -14,6 +14,7 @@ use crate::config::{ConfigErrors, Loaded, Problems, Secret};
 use http::{HeaderName, Method};
 
 use super::cors::CorsSettings;
+use super::forward::ForwardAuthSettings;
 use super::identity::{IdentityHeaderNames, IdentitySettings};
 use super::introspect::IntrospectionSettings;
 use super::jwk::JwsAlg;
@@ -32,6 +33,8 @@ pub struct ConfiguredGate {
     pub cors: CorsSettings,
     /// The identity headers the upstream receives.
     pub identity: IdentitySettings,
+    /// The forward-auth endpoint, when `gate.forward_auth.enabled`.
+    pub forward_auth: Option<ForwardAuthSettings>,
 }
 
 /// The check `check-config` runs for the gate ([`crate::config::SectionCheck`]).
@@ -63,6 +66,7 @@ pub fn configure(gate: &GateConfig, loaded: &Loaded, p: &mut Problems<'_>) -> Op
     let algorithms = algorithms(&gate.algorithms, p);
     let identity = identity(gate, p);
     let cors = cors(gate, &loaded.public_url.0, p);
+    let forward_auth = forward_auth(gate, loaded, p);
     if p.has_errors() {
         return None;
     }
@@ -111,7 +115,7 @@ pub fn configure(gate: &GateConfig, loaded: &Loaded, p: &mut Problems<'_>) -> Op
         introspection,
         origins: None,
     };
-    Some(ConfiguredGate { settings, cors: cors?, identity: identity? })
+    Some(ConfiguredGate { settings, cors: cors?, identity: identity?, forward_auth })
 }
 
 /// The rules in order, each checked at its place; rules an earlier rule
@@ -304,5 +308,27 @@ fn cors(gate: &GateConfig, public_url: &http::Uri, p: &mut Problems<'_>) -> Opti
         max_age: c.max_age.0,
         allow_credentials: c.allow_credentials,
         same_origin: Origin::of_url(public_url),
+    })
+}
+
+/// `gate.forward_auth`, when enabled: its path must leave room for the
+/// upstream's paths and for Envoy's appended ones.
+fn forward_auth(gate: &GateConfig, loaded: &Loaded, p: &mut Problems<'_>) -> Option<ForwardAuthSettings> {
+    let config = &gate.forward_auth;
+    if !config.enabled {
+        return None;
+    }
+    let path = &config.path.value.0;
+    if path == "/" || path.ends_with('/') || path.contains(['{', '}', '*']) {
+        p.error(
+            config.path.location,
+            "gate.forward_auth.path",
+            format!("`{path}`: give a path such as `/oauth/check`, without a trailing `/` or patterns"),
+        );
+        return None;
+    }
+    Some(ForwardAuthSettings {
+        path: path.clone(),
+        trusted_proxies: loaded.config.proxy.trusted_proxies.clone(),
     })
 }

@@ -8,6 +8,7 @@
 //! | bad, expired, revoked, foreign token | 401 | `error="invalid_token"` |
 //! | scopes missing | 403 | `error="insufficient_scope", scope="..."` |
 //! | token used from an origin its consumer does not allow, route denied | 403 | none |
+//! | forward-auth request from a peer that is not a trusted proxy | 403 | none |
 //! | the token cannot be checked now (keys or store unreachable) | 503 | none |
 //!
 //! Every refusal carries `Cache-Control: no-store`.
@@ -92,6 +93,10 @@ pub enum GateError {
     /// The token cannot be checked now; the cause is logged, not sent.
     #[error("cannot check the token now: {0}")]
     Unavailable(String),
+    /// A forward-auth request from a peer that is not a trusted proxy: its
+    /// description of a request is not believed.
+    #[error("forward-auth request from an untrusted peer")]
+    UntrustedProxy,
 }
 
 impl GateError {
@@ -100,9 +105,10 @@ impl GateError {
         match self {
             GateError::MissingToken | GateError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             GateError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            GateError::InsufficientScope { .. } | GateError::OriginNotAllowed | GateError::Denied => {
-                StatusCode::FORBIDDEN
-            }
+            GateError::InsufficientScope { .. }
+            | GateError::OriginNotAllowed
+            | GateError::Denied
+            | GateError::UntrustedProxy => StatusCode::FORBIDDEN,
             GateError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GateError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -115,7 +121,9 @@ impl GateError {
             GateError::InvalidRequest(_) => Some("invalid_request"),
             GateError::InvalidToken(_) => Some("invalid_token"),
             GateError::InsufficientScope { .. } => Some("insufficient_scope"),
-            GateError::OriginNotAllowed | GateError::Denied => Some("access_denied"),
+            GateError::OriginNotAllowed | GateError::Denied | GateError::UntrustedProxy => {
+                Some("access_denied")
+            }
             GateError::TooLarge => Some("invalid_request"),
             GateError::Unavailable(_) => Some("temporarily_unavailable"),
         }
@@ -131,6 +139,9 @@ impl GateError {
             GateError::Denied => "no rule allows this request".into(),
             GateError::TooLarge => "the form body is too large".into(),
             GateError::Unavailable(_) => "the token cannot be checked right now; try again".into(),
+            GateError::UntrustedProxy => {
+                "forward-auth answers loopback and the addresses in proxy.trusted_proxies only".into()
+            }
         }
     }
 
@@ -161,7 +172,10 @@ impl GateError {
                 clean(realm),
                 clean(scope)
             )),
-            GateError::OriginNotAllowed | GateError::Denied | GateError::Unavailable(_) => None,
+            GateError::OriginNotAllowed
+            | GateError::Denied
+            | GateError::Unavailable(_)
+            | GateError::UntrustedProxy => None,
         };
         if let Some(value) = challenge.and_then(|c| HeaderValue::try_from(c).ok()) {
             headers.insert(WWW_AUTHENTICATE, value);

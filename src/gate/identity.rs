@@ -215,6 +215,11 @@ impl IdentityHeadersLayer {
     pub fn new(settings: IdentitySettings) -> Self {
         IdentityHeadersLayer { settings: Arc::new(settings) }
     }
+
+    /// The header names and what is forwarded.
+    pub fn settings(&self) -> &IdentitySettings {
+        &self.settings
+    }
 }
 
 impl<S> Layer<S> for IdentityHeadersLayer {

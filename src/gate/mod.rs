@@ -10,6 +10,10 @@
 //! | [`BearerGateLayer`] | route rules, bearer tokens (JWT against each issuer's JWKS, or introspection), scopes, the token's consumer's origins ([`bearer`], [`settings`], [`rules`], [`token`], [`verify`], [`jwks`]) |
 //! | [`IdentityHeadersLayer`] | removes client-sent `X-Auth-*` headers, sets them from the verified token ([`identity`]) |
 //!
+//! [`ForwardAuth`] puts the same bearer gate behind an endpoint of its own
+//! (`/oauth/check`), for an ingress that proxies by itself and asks first
+//! ([`forward`]).
+//!
 //! The sidecar stacks them in that order in front of the reverse proxy,
 //! with the local authorization server as one issuer among others (its keys
 //! read in process, its revocation list from the store). A Rust service can
@@ -50,6 +54,7 @@ pub mod bearer;
 mod configure;
 pub mod cors;
 pub mod error;
+pub mod forward;
 pub mod identity;
 pub mod introspect;
 pub mod jwk;
@@ -70,6 +75,7 @@ pub use bearer::{BearerGate, BearerGateLayer};
 pub use configure::{ConfiguredGate, check_config, configure, configured, default_identity};
 pub use cors::{ClientCors, ClientCorsLayer, ConsumerCors, ConsumerCorsLayer, CorsError, CorsSettings};
 pub use error::{GateError, RefusalBody};
+pub use forward::{ForwardAuth, ForwardAuthSettings};
 pub use identity::{Identity, IdentityHeaderNames, IdentityHeaders, IdentityHeadersLayer, IdentitySettings};
 pub use introspect::IntrospectionSettings;
 pub use jwk::JwsAlg;
@@ -91,6 +97,9 @@ pub enum GateConfigError {
     /// The CORS settings are contradictory.
     #[error(transparent)]
     Cors(#[from] CorsError),
+    /// `gate.forward_auth.path` is a path another part of the sidecar answers.
+    #[error("gate.forward_auth.path {0} is already answered by another part of the sidecar")]
+    PathTaken(String),
 }
 
 /// The layers the sidecar builds from the `gate:` section.
