@@ -136,7 +136,12 @@ impl Sidecar {
             ),
             None => None,
         };
-        let (front, token_cors, gate) = build_front(&loaded, store.clone(), server.as_ref()).await?;
+        let client = crate::client::ClientRole::start(&loaded, store.clone()).await?;
+        let tokens = client.as_ref().map(|role| role.client().tokens());
+        // `upstream_token` rules send the client role's tokens to the upstream.
+        let provider_tokens = tokens.clone().map(|t| t as Arc<dyn crate::proxy::ProviderTokens>);
+        let (front, token_cors, gate) =
+            build_front(&loaded, store.clone(), server.as_ref(), provider_tokens).await?;
         mount = mount.merge(gate);
         if let Some(server) = &server {
             mount = mount.merge(match token_cors {
@@ -144,8 +149,6 @@ impl Sidecar {
                 None => server.mount(),
             });
         }
-        let client = crate::client::ClientRole::start(&loaded, store.clone()).await?;
-        let tokens = client.as_ref().map(|role| role.client().tokens());
         if let Some(role) = client {
             mount = mount.merge(role.mount());
         }
@@ -203,10 +206,13 @@ async fn build_front(
     loaded: &Loaded,
     store: Arc<dyn Store>,
     server: Option<&AuthorizationServer>,
+    provider_tokens: Option<Arc<dyn crate::proxy::ProviderTokens>>,
 ) -> Result<(Front, Option<gate::ClientCorsLayer>, Mount), GateConfigError> {
+    let upstream_token =
+        provider_tokens.map_or_else(gate::UpstreamTokenLayer::without_tokens, gate::UpstreamTokenLayer::new);
     let Some(config) = loaded.config.gate.as_ref() else {
         let identity = IdentityHeadersLayer::new(gate::default_identity());
-        return Ok((Front { identity, gate: None }, None, Mount::new()));
+        return Ok((Front { identity, gate: None, upstream_token }, None, Mount::new()));
     };
     let configured = gate::configured(config, loaded)?;
     let identity = IdentityHeadersLayer::new(configured.identity.clone());
@@ -230,7 +236,7 @@ async fn build_front(
         tasks.task(Task::aborted(layers.origins.spawn_refresh(store, config.cors.refresh.0, origin_changes)));
     let bearer = layers.bearer.clone();
     tasks = tasks.task(Task::aborted(tokio::spawn(async move { bearer.prefetch_keys().await })));
-    let front = Front { identity, gate: Some((layers.cors, layers.bearer)) };
+    let front = Front { identity, gate: Some((layers.cors, layers.bearer)), upstream_token };
     Ok((front, Some(layers.token_cors), tasks))
 }
 
