@@ -280,7 +280,11 @@ async fn a_username_route_gives_each_user_their_own_token_and_the_connect_link_t
     assert_eq!(res.status().as_u16(), 403);
     assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     let page = res.text().await.unwrap();
-    assert!(page.contains(r#"<a href="/oauth/start/api?tag=carol">"#), "{page}");
+    // The link brings her back to the page she asked for.
+    assert!(
+        page.contains(r#"<a href="/oauth/start/api?tag=carol&amp;return_to=%2Fmine%2Finbox">"#),
+        "{page}"
+    );
     assert_eq!(s.seen.lock().unwrap().len(), 2, "carol's requests never reached the upstream");
 
     let metrics = common::client().get(s.sidecar.url("/metrics")).send().await.unwrap().text().await.unwrap();

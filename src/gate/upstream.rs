@@ -293,20 +293,24 @@ where
     ResB: RefusalBody,
 {
     let client = rule.client.as_str();
-    let html = wants_html(req.headers());
+    // A browser's page links back here after the connection, when it was a GET.
+    let html = wants_html(req.headers()).then(|| {
+        let get = matches!(*req.method(), Method::GET | Method::HEAD);
+        get.then(|| req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned())
+    });
     let identity = req.extensions().get::<Arc<Identity>>().cloned();
     let Some(tag) = rule.tag.render(identity.as_deref()) else {
         count(client, "needs_user");
-        let message = "this route sends a per-user provider token, and the caller's token names no such user";
-        return Ok(refusal(StatusCode::FORBIDDEN, "needs_user", message, None, html));
+        let message = "This route sends a per-user provider token, and the caller's token names no such user";
+        return Ok(refusal(StatusCode::FORBIDDEN, "needs_user", message, None, html.is_some()));
     };
     let Some(tokens) = tokens else {
         count(client, "unavailable");
-        return Ok(unavailable("no OAuth client role is running"));
+        return Ok(unavailable("No OAuth client role is running"));
     };
     let token = match tokens.token(client, &tag).await {
         Ok(token) => token,
-        Err(e) => return Ok(token_refusal(&e, client, &tag, html)),
+        Err(e) => return Ok(token_refusal(&e, client, &tag, html.as_ref())),
     };
     let (mut parts, body) = req.into_parts();
     parts.headers.remove(AUTHORIZATION);
@@ -318,7 +322,7 @@ where
         let bytes = match http_body_util::Limited::new(body, MAX_REPLAY_BODY as usize).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(_) => {
-                let message = "the request body could not be read";
+                let message = "The request body could not be read";
                 return Ok(refusal(StatusCode::BAD_REQUEST, "invalid_request", message, None, false));
             }
         };
@@ -335,7 +339,7 @@ where
     };
     let Some(value) = rule.value(&token) else {
         count(client, "unavailable");
-        return Ok(unavailable("the provider's token cannot be sent in a header"));
+        return Ok(unavailable("The provider's token cannot be sent in a header"));
     };
     parts.headers.insert(rule.header.clone(), value);
     let res = inner.call(Request::from_parts(parts, body)).await?;
@@ -349,7 +353,7 @@ where
             count(client, "sent");
             return Ok(res);
         }
-        Err(e) => return Ok(token_refusal(&e, client, &tag, html)),
+        Err(e) => return Ok(token_refusal(&e, client, &tag, html.as_ref())),
     };
     drop(res);
     tracing::info!(
@@ -359,7 +363,7 @@ where
     );
     let Some(value) = rule.value(&fresh) else {
         count(client, "unavailable");
-        return Ok(unavailable("the provider's token cannot be sent in a header"));
+        return Ok(unavailable("The provider's token cannot be sent in a header"));
     };
     let mut req: Request<B> = again.request();
     req.headers_mut().insert(rule.header.clone(), value);
@@ -380,41 +384,42 @@ pub fn connect_link(client: &str, tag: &str) -> String {
     format!("/oauth/start/{}?tag={}", encode(client), encode(tag))
 }
 
-fn token_refusal<B: RefusalBody>(e: &ProviderTokenError, client: &str, tag: &str, html: bool) -> Response<B> {
-    match e {
+/// The refusal when no token can be had; `html` is `None` for a program,
+/// else for a browser, with the path to come back to after connecting (a GET).
+fn token_refusal<B: RefusalBody>(
+    e: &ProviderTokenError,
+    client: &str,
+    tag: &str,
+    html: Option<&Option<String>>,
+) -> Response<B> {
+    let link = match html {
+        Some(Some(back)) => {
+            let back: String = url::form_urlencoded::byte_serialize(back.as_bytes()).collect();
+            format!("{}&return_to={back}", connect_link(client, tag))
+        }
+        _ => connect_link(client, tag),
+    };
+    let (error, message) = match e {
         ProviderTokenError::NotConnected => {
-            count(client, "needs_connection");
-            tracing::info!(
-                client,
-                tag,
-                "no provider token connected for this caller; answering with the connect link"
-            );
-            let message = format!("connect your {client} account first");
-            refusal(
-                StatusCode::FORBIDDEN,
-                "needs_connection",
-                &message,
-                Some(&connect_link(client, tag)),
-                html,
-            )
+            ("needs_connection", format!("Connect your {client} account first"))
         }
         ProviderTokenError::NeedsReauthorization => {
-            count(client, "needs_reauthorization");
-            tracing::info!(
-                client,
-                tag,
-                "the provider token needs re-authorization; answering with the connect link"
-            );
-            let message = format!("the {client} account must be connected again");
-            let link = connect_link(client, tag);
-            refusal(StatusCode::FORBIDDEN, "needs_reauthorization", &message, Some(&link), html)
+            ("needs_reauthorization", format!("Your {client} account must be connected again"))
         }
         ProviderTokenError::Unavailable(reason) => {
             count(client, "unavailable");
             tracing::warn!(client, tag, reason = %reason, "no usable provider token for the upstream");
-            unavailable("the provider token cannot be refreshed now; try again later")
+            return unavailable("The provider token cannot be refreshed now; try again later");
         }
-    }
+    };
+    count(client, error);
+    tracing::info!(
+        client,
+        tag,
+        error,
+        "no usable provider token for this caller; answering with the connect link"
+    );
+    refusal(StatusCode::FORBIDDEN, error, &message, Some(&link), html.is_some())
 }
 
 fn unavailable<B: RefusalBody>(message: &str) -> Response<B> {
@@ -435,8 +440,10 @@ fn refusal<B: RefusalBody>(
             format!("<p><a href=\"{}\">Connect the account</a>, then try again.</p>", escape(href))
         });
         let page = format!(
-            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head>\
-             <body><h1>{title}</h1><p>{}.</p>{link}</body></html>\n",
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title}</title></head>\
+             <body style=\"font-family: system-ui, sans-serif; max-width: 40rem; margin: 3rem auto; padding: 0 1rem\">\
+             <h1>{title}</h1><p>{}.</p>{link}</body></html>\n",
             escape(message),
             title = if connect.is_some() { "Connect your account" } else { "Not available" },
         );
