@@ -123,6 +123,7 @@ server:
     - {{ username: alice, password: alice-password, roles: [farm_viewer] }}
     - {{ username: bob, password: bob-password, roles: [farm_viewer] }}
     - {{ username: carol, password: carol-password, roles: [farm_viewer] }}
+    - {{ username: root, password: root-password-1, admin: true, permissions: [administer oauth] }}
 gate:
   default: deny
   rules:
@@ -394,6 +395,34 @@ async fn two_hundred_concurrent_requests_on_an_expiring_token_make_one_refresh()
     }
     assert_eq!(s.provider_calls.load(Ordering::SeqCst), 1, "one refresh at the provider");
     assert_not_logged(&s.sidecar, &["expiring-1", "fresh-1"]);
+}
+
+#[tokio::test]
+async fn the_admin_client_page_lists_the_routes_that_send_its_tokens() {
+    let s = setup(&[]).await;
+    let mut b = common::browser::Browser::new();
+    let login = b.get(&s.sidecar.url("/admin/login")).await;
+    let signed_in = b.sign_in(&s.sidecar, &login, "root", "root-password-1").await;
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    let page = b.get(&s.sidecar.url("/admin/clients/api")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let at = page.body.find("id=\"token-routes\"").unwrap_or_else(|| panic!("no route table: {}", page.body));
+    let table = &page.body[at..at + page.body[at..].find("</table>").unwrap()];
+    let rows: Vec<String> = table
+        .split("<tr>")
+        .skip(2)
+        .map(|row| common::browser::unescape(&row.split_whitespace().collect::<Vec<_>>().join(" ")))
+        .collect();
+    assert_eq!(rows.len(), 3, "{rows:#?}");
+    for (row, (route, tag)) in rows.iter().zip([
+        ("/reports/**", "reports@example.org"),
+        ("/mine/**", "{username}"),
+        ("/open/**", "reports@example.org"),
+    ]) {
+        assert!(row.contains(&format!("<code>{route}</code>")), "{row}");
+        assert!(row.contains("the upstream app (gate rule)"), "{row}");
+        assert!(row.contains(&format!("<code>{tag}</code>")), "{row}");
+    }
 }
 
 // --- check-config --------------------------------------------------------------
