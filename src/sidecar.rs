@@ -8,7 +8,8 @@
 //!                                          the token endpoint with per-client CORS)
 //!              /admin/* -> admin pages and API (unless `admin.enabled: false`)
 //!              everything else -> CORS (per consumer) -> bearer gate (with `gate:`)
-//!                              -> identity headers -> reverse proxy -> upstream app
+//!                              -> identity headers -> provider token (`upstream_token`
+//!                                 rules, the client role's tokens) -> reverse proxy -> upstream app
 //! ```
 //!
 //! The gate trusts the local authorization server like any issuer with a
