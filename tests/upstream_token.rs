@@ -119,6 +119,10 @@ server:
       secret: legacy-secret-0123456789
       scopes: [farm_viewer]
       grant_types: [password]
+    - client_id: robot
+      secret: robot-secret-0123456789
+      scopes: [farm_viewer]
+      grant_types: [client_credentials]
   users:
     - {{ username: alice, password: alice-password, roles: [farm_viewer] }}
     - {{ username: bob, password: bob-password, roles: [farm_viewer] }}
@@ -296,6 +300,26 @@ async fn a_username_route_gives_each_user_their_own_token_and_the_connect_link_t
         assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
     }
     assert_not_logged(&s.sidecar, &["alice-provider-token", "bob-provider-token", &carol]);
+}
+
+#[tokio::test]
+async fn a_clients_own_token_on_a_username_route_is_refused_as_naming_no_user() {
+    let s = setup(&[("reports@example.org", "service-token-1", now() + 3600)]).await;
+    let (status, body) = common::post_form(
+        &s.sidecar.url("/oauth/token"),
+        ("robot", "robot-secret-0123456789"),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let robot = body["access_token"].as_str().unwrap();
+    let (status, body) = get(&s.sidecar, "/mine/inbox", robot).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"], "needs_user");
+    // A fixed tag needs no user.
+    let (status, body) = get(&s.sidecar, "/reports/x", robot).await;
+    assert_eq!((status, &body["authorization"]), (200, &json!("Bearer service-token-1")));
+    assert_eq!(s.seen.lock().unwrap().len(), 1);
 }
 
 #[tokio::test]
