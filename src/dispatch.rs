@@ -2,7 +2,8 @@
 //! [`Router`]; everything else goes to the upstream through the front stack:
 //!
 //! ```text
-//! with `gate:`     CORS (per consumer) -> bearer gate -> identity headers -> reverse proxy
+//! with `gate:`     CORS (per consumer) -> bearer gate -> identity headers
+//!                  -> provider token (`upstream_token` rules) -> reverse proxy
 //! without `gate:`                                        identity headers -> reverse proxy
 //! ```
 //!
@@ -27,6 +28,7 @@ use tower::{Layer, Service};
 
 use crate::gate::{
     BearerGate, BearerGateLayer, ConsumerCors, ConsumerCorsLayer, IdentityHeaders, IdentityHeadersLayer,
+    UpstreamTokenLayer, UpstreamTokens,
 };
 use crate::listener::ClientBody;
 use crate::mount::{Mount, OwnedPaths};
@@ -70,10 +72,12 @@ pub(crate) struct Front {
     pub(crate) identity: IdentityHeadersLayer,
     /// With a `gate:` section.
     pub(crate) gate: Option<(ConsumerCorsLayer, BearerGateLayer)>,
+    /// The provider tokens of `upstream_token` rules (with a `gate:` section).
+    pub(crate) upstream_token: UpstreamTokenLayer,
 }
 
 type Plain = IdentityHeaders<ProxyAt>;
-type Gated = ConsumerCors<BearerGate<IdentityHeaders<ProxyAt>>>;
+type Gated = ConsumerCors<BearerGate<IdentityHeaders<UpstreamTokens<ProxyAt>>>>;
 
 #[derive(Clone)]
 enum Stack {
@@ -83,10 +87,11 @@ enum Stack {
 
 impl Front {
     fn stack(&self, proxy: ProxyAt) -> Stack {
-        let inner = self.identity.layer(proxy);
         match &self.gate {
-            None => Stack::Plain(inner),
-            Some((cors, bearer)) => Stack::Gated(cors.layer(bearer.layer(inner))),
+            None => Stack::Plain(self.identity.layer(proxy)),
+            Some((cors, bearer)) => {
+                Stack::Gated(cors.layer(bearer.layer(self.identity.layer(self.upstream_token.layer(proxy)))))
+            }
         }
     }
 }

@@ -19,7 +19,9 @@
 //!   - [`gate`]: the resource gate in front of the upstream: its section's
 //!     one conversion into plain settings, route rules, bearer tokens checked
 //!     against each issuer's JWKS (the local server's in process),
-//!     per-consumer CORS and identity headers, as Tower layers.
+//!     per-consumer CORS and identity headers, and the provider tokens of
+//!     `upstream_token` rules (from the client role, through
+//!     [`proxy::ProviderTokens`]), as Tower layers.
 //!   - [`client`]: the OAuth client (CiviCRM model): providers, client
 //!     registrations, `/oauth/start/{client}` and the return path, the
 //!     encrypted token store with refresh, [`client::InjectTokenLayer`] and

@@ -8,7 +8,8 @@
 //!                                          the token endpoint with per-client CORS)
 //!              /admin/* -> admin pages and API (unless `admin.enabled: false`)
 //!              everything else -> CORS (per consumer) -> bearer gate (with `gate:`)
-//!                              -> identity headers -> reverse proxy -> upstream app
+//!                              -> identity headers -> provider token (`upstream_token`
+//!                                 rules, the client role's tokens) -> reverse proxy -> upstream app
 //! ```
 //!
 //! The gate trusts the local authorization server like any issuer with a
@@ -136,15 +137,18 @@ impl Sidecar {
             ),
             None => None,
         };
-        let (front, token_cors, gate) = build_front(&loaded, store.clone(), server.as_ref()).await?;
+        let client = crate::client::ClientRole::start(&loaded, store.clone()).await?;
+        let tokens = client.as_ref().map(|role| role.client().tokens());
+        // `upstream_token` rules send the client role's tokens to the upstream.
+        let provider_tokens = tokens.clone().map(|t| t as Arc<dyn crate::proxy::ProviderTokens>);
+        let (front, token_cors, gate) =
+            build_front(&loaded, store.clone(), server.as_ref(), provider_tokens).await?;
         if let Some(server) = &server {
             mount = mount.merge(match token_cors {
                 Some(cors) => server.mount().layer(cors),
                 None => server.mount(),
             });
         }
-        let client = crate::client::ClientRole::start(&loaded, store.clone()).await?;
-        let tokens = client.as_ref().map(|role| role.client().tokens());
         if let Some(role) = client {
             mount = mount.merge(role.mount());
         }
@@ -221,10 +225,13 @@ async fn build_front(
     loaded: &Loaded,
     store: Arc<dyn Store>,
     server: Option<&AuthorizationServer>,
+    provider_tokens: Option<Arc<dyn crate::proxy::ProviderTokens>>,
 ) -> Result<(Front, Option<gate::ClientCorsLayer>, Mount), GateConfigError> {
+    let upstream_token =
+        provider_tokens.map_or_else(gate::UpstreamTokenLayer::without_tokens, gate::UpstreamTokenLayer::new);
     let Some(config) = loaded.config.gate.as_ref() else {
         let identity = IdentityHeadersLayer::new(gate::default_identity());
-        return Ok((Front { identity, gate: None }, None, Mount::new()));
+        return Ok((Front { identity, gate: None, upstream_token }, None, Mount::new()));
     };
     let configured = gate::configured(config, loaded)?;
     let forward_auth = configured.forward_auth.clone();
@@ -253,7 +260,7 @@ async fn build_front(
         tasks =
             tasks.merge(gate::ForwardAuth::new(settings, layers.bearer.clone(), identity.clone()).mount());
     }
-    let front = Front { identity, gate: Some((layers.cors, layers.bearer)) };
+    let front = Front { identity, gate: Some((layers.cors, layers.bearer)), upstream_token };
     Ok((front, Some(layers.token_cors), tasks))
 }
 

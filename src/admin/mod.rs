@@ -89,6 +89,45 @@ pub(crate) struct Site {
     pub(crate) tokens: Option<Arc<Tokens>>,
     /// The OAuth client's Redirect URL and the warning it needs, if any.
     pub(crate) redirect: Option<(String, Option<String>)>,
+    /// The routes that send a client's tokens on, for its page.
+    pub(crate) token_routes: Vec<TokenRoute>,
+}
+
+/// A route of the configuration file that sends a client's tokens on: a
+/// gate rule's `upstream_token` (to the upstream) or an egress route (to
+/// an outside API).
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct TokenRoute {
+    /// The client registration.
+    pub(crate) client: String,
+    /// `upstream` or `egress`.
+    pub(crate) kind: &'static str,
+    /// The rule's path pattern and methods, or the egress prefix.
+    pub(crate) route: String,
+    /// The tag, or its template.
+    pub(crate) tag: String,
+}
+
+/// Every route of `config` that sends a client's tokens on.
+fn token_routes(config: &crate::config::Config) -> Vec<TokenRoute> {
+    let mut out = Vec::new();
+    for rule in config.gate.iter().flat_map(|g| &g.rules) {
+        if let Some(u) = &rule.upstream_token {
+            let methods: Vec<&str> = rule.methods.iter().map(|m| m.value.as_str()).collect();
+            let route = if methods.is_empty() {
+                rule.path.value.clone()
+            } else {
+                format!("{} {}", methods.join(","), rule.path.value)
+            };
+            let (client, tag) = (u.value.client.value.clone(), u.value.tag.value.clone());
+            out.push(TokenRoute { client, kind: "upstream", route, tag });
+        }
+    }
+    for r in config.egress.iter().flat_map(|e| &e.routes) {
+        let (client, route) = (r.client.value.clone(), r.prefix.value.clone());
+        out.push(TokenRoute { client, kind: "egress", route, tag: r.tag.clone() });
+    }
+    out
 }
 
 impl AdminSite {
@@ -130,7 +169,9 @@ impl AdminSite {
                 .at(&base);
         let redirect = crate::client::admin::redirect_url(loaded).ok();
         let public_url = loaded.public_url.base();
-        let site = Site { store, signin, templates, base, public_url, server, tokens, redirect };
+        let token_routes = token_routes(&loaded.config);
+        let site =
+            Site { store, signin, templates, base, public_url, server, tokens, redirect, token_routes };
         Ok(Some(AdminSite { site: Arc::new(site) }))
     }
 

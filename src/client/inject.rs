@@ -39,6 +39,8 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use tower::{Layer, Service, ServiceExt};
 
 use super::tokens::{TokenError, Tokens};
+use crate::config::Secret;
+use crate::proxy::{ProviderTokenError, ProviderTokens};
 
 /// Where injected tokens come from; [`Tokens`] is the sidecar's.
 #[async_trait::async_trait]
@@ -58,6 +60,35 @@ impl TokenSource for Tokens {
 
     async fn token_rejected(&self, client: &str, tag: &str, rejected: &str) -> Result<String, TokenError> {
         Ok(self.after_rejection(client, tag, rejected).await?.access_token.expose().to_owned())
+    }
+}
+
+/// The gate's `upstream_token` rules take their tokens from the same
+/// store, refresh and back-off as the egress routes.
+#[async_trait::async_trait]
+impl ProviderTokens for Tokens {
+    async fn token(&self, client: &str, tag: &str) -> Result<Secret, ProviderTokenError> {
+        Ok(self.access_token(client, tag).await.map_err(provider_error)?.access_token)
+    }
+
+    async fn token_rejected(
+        &self,
+        client: &str,
+        tag: &str,
+        rejected: &str,
+    ) -> Result<Secret, ProviderTokenError> {
+        Ok(self.after_rejection(client, tag, rejected).await.map_err(provider_error)?.access_token)
+    }
+}
+
+/// What the gate needs to know of a [`TokenError`]; the reason is logged
+/// here, where the client and tag are named.
+fn provider_error(e: TokenError) -> ProviderTokenError {
+    match e {
+        TokenError::NotFound { .. } => ProviderTokenError::NotConnected,
+        TokenError::NeedsReauthorization { .. } => ProviderTokenError::NeedsReauthorization,
+        TokenError::Unavailable { reason, .. } => ProviderTokenError::Unavailable(reason),
+        TokenError::Internal(reason) => ProviderTokenError::Unavailable(reason),
     }
 }
 

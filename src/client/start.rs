@@ -11,6 +11,10 @@
 //! or form on another site can no longer replace the token an egress route
 //! uses: it gets the page, not the provider. A browser without a session
 //! gets the sign-in page first (a post with `step=login`).
+//!
+//! An admin connects any tag; any other signed-in user only the tag that is
+//! their own username (their own account, for `upstream_token` rules with
+//! the tag `{username}`).
 
 use std::sync::Arc;
 
@@ -97,12 +101,16 @@ pub(crate) async fn start(
         Ok(None) => return inner.signin.login_page(&headers, &form, "", None, StatusCode::OK),
         Err(e) => return server_error(&inner, &e.to_string()),
     };
-    if !user.may(crate::store::ADMINISTER_OAUTH) {
+    // A user who is not an admin may connect their own account: the token
+    // tagged with their username, which `upstream_token` rules with the tag
+    // `{username}` send with their requests.
+    let own = param(&params(query.as_deref()), "tag") == Some(user.username.as_str());
+    if !own && !user.may(crate::store::ADMINISTER_OAUTH) {
         tracing::warn!(username = %user.username, client = %client, "a user who is not an admin tried to start an authorization");
         return pages.error(
             StatusCode::FORBIDDEN,
             "Not allowed",
-            "Only an administrator can connect a provider account.",
+            "Only an administrator can connect a provider account, or one tagged with another user's name.",
         );
     }
     if confirmed && !inner.signin.csrf_ok(&headers, param(&fields, CSRF_FIELD)) {

@@ -147,6 +147,25 @@ pub struct RuleConfig {
     pub allow_query_token: bool,
     /// Also accept the token as a form-body `access_token` (RFC 6750 section 2.2).
     pub allow_form_token: bool,
+    /// Send the upstream a provider token of the OAuth client role on this
+    /// rule's requests, instead of the caller's `Authorization`.
+    pub upstream_token: Option<At<UpstreamTokenConfig>>,
+}
+
+/// Which provider token a rule's requests carry to the upstream: the
+/// client role's current token for (`client`, `tag`), in `header`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamTokenConfig {
+    /// The client registration (`client.clients[].name`).
+    pub client: At<String>,
+    /// The token's tag, fixed (`reports@example.org`, a service account)
+    /// or a template of the caller (`{username}`, `{subject}`, `{client_id}`).
+    pub tag: At<String>,
+    /// The header that carries it; default `Authorization`.
+    pub header: Option<At<String>>,
+    /// The word before the token; default `Bearer`; empty: the token alone.
+    pub scheme: Option<At<String>>,
 }
 
 /// Scopes a rule needs: one of `any_of` or `all_of`.

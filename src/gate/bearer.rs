@@ -231,7 +231,12 @@ impl Shared {
             }
         };
         match rule.access() {
-            Access::Public => return Decision::Pass,
+            Access::Public => {
+                if let Some(token) = &rule.upstream_token {
+                    req.extensions_mut().insert(token.clone());
+                }
+                return Decision::Pass;
+            }
             Access::Deny => {
                 self.refuse(rule.label(), &GateError::Denied, None);
                 return Decision::Refuse(GateError::Denied);
@@ -289,6 +294,9 @@ impl Shared {
             }
         }
         req.extensions_mut().insert(identity);
+        if let Some(token) = &rule.upstream_token {
+            req.extensions_mut().insert(token.clone());
+        }
         Ok(())
     }
 

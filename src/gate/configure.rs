@@ -7,7 +7,7 @@
 //! it again to build its layers, so the two can never judge a rule
 //! differently.
 
-use crate::config::gate::{GateConfig, RuleConfig};
+use crate::config::gate::{GateConfig, RuleConfig, UpstreamTokenConfig};
 use crate::config::server::ServerConfig;
 use crate::config::types::At;
 use crate::config::{ConfigErrors, Loaded, Problems, Secret};
@@ -21,6 +21,7 @@ use super::jwk::JwsAlg;
 use super::origin::Origin;
 use super::rules::{self, Access, RouteRule};
 use super::settings::{GateSettings, IssuerSettings};
+use super::upstream::{TagTemplate, UpstreamToken};
 
 /// What the `gate:` section says, as the gate's own settings. The local
 /// authorization server's issuer and the consumers' origins are added when
@@ -62,7 +63,13 @@ pub fn configured(gate: &GateConfig, loaded: &Loaded) -> Result<ConfiguredGate, 
 /// Converts the `gate:` section of `loaded`; `None` when `p` got an error
 /// (every problem is reported, not only the first).
 pub fn configure(gate: &GateConfig, loaded: &Loaded, p: &mut Problems<'_>) -> Option<ConfiguredGate> {
-    let rules = route_rules(gate, loaded.config.server.as_ref(), p);
+    // `upstream_token` rules name registrations of the `client:` section.
+    let clients = loaded
+        .config
+        .client
+        .as_ref()
+        .map(|c| c.clients.iter().map(|c| c.name.value.as_str()).collect::<Vec<_>>());
+    let rules = route_rules(gate, loaded.config.server.as_ref(), clients.as_deref(), p);
     let algorithms = algorithms(&gate.algorithms, p);
     let identity = identity(gate, p);
     let cors = cors(gate, &loaded.public_url.0, p);
@@ -120,10 +127,21 @@ pub fn configure(gate: &GateConfig, loaded: &Loaded, p: &mut Problems<'_>) -> Op
 
 /// The rules in order, each checked at its place; rules an earlier rule
 /// shadows are warned about.
-fn route_rules(gate: &GateConfig, server: Option<&ServerConfig>, p: &mut Problems<'_>) -> Vec<RouteRule> {
+fn route_rules(
+    gate: &GateConfig,
+    server: Option<&ServerConfig>,
+    clients: Option<&[&str]>,
+    p: &mut Problems<'_>,
+) -> Vec<RouteRule> {
     let mut compiled = Vec::new();
     for (i, r) in gate.rules.iter().enumerate() {
-        if let Some(rule) = route_rule(i, r, p) {
+        let upstream_token = r.upstream_token.as_ref().map(|u| upstream_token(i, r, u, clients, p));
+        if let Some(mut rule) = route_rule(i, r, p) {
+            match upstream_token {
+                Some(Some(token)) => rule.upstream_token = Some(std::sync::Arc::new(token)),
+                Some(None) => continue,
+                None => {}
+            }
             warn_unknown_scopes(i, r, gate, server, p);
             compiled.push((i, rule));
         }
@@ -193,7 +211,81 @@ fn route_rule(i: usize, r: &RuleConfig, p: &mut Problems<'_>) -> Option<RouteRul
         access,
         allow_query_token: r.allow_query_token,
         allow_form_token: r.allow_form_token,
+        upstream_token: None,
     })
+}
+
+/// A rule's `upstream_token`, checked: a client of `client.clients`, a tag
+/// naming only the caller's `username`, `subject` or `client_id` (and none
+/// on a public rule, which has no caller), a header that can carry it.
+fn upstream_token(
+    i: usize,
+    r: &RuleConfig,
+    u: &At<UpstreamTokenConfig>,
+    clients: Option<&[&str]>,
+    p: &mut Problems<'_>,
+) -> Option<UpstreamToken> {
+    let at = |field: &str| format!("gate.rules[{i}].upstream_token.{field}");
+    let mut ok = true;
+    let client = &u.value.client;
+    match clients {
+        _ if client.value.is_empty() => {
+            p.error(u.location, &at("client"), "name the client registration whose token is sent");
+            ok = false;
+        }
+        None => {
+            p.error(client.location, &at("client"), "upstream_token needs a `client:` section");
+            ok = false;
+        }
+        Some(names) if !names.contains(&client.value.as_str()) => {
+            p.error(
+                client.location,
+                &at("client"),
+                format!("unknown client `{}` (client.clients)", client.value),
+            );
+            ok = false;
+        }
+        Some(_) => {}
+    }
+    let tag = &u.value.tag;
+    let template = match TagTemplate::parse(&tag.value) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            let location = if tag.value.is_empty() { u.location } else { tag.location };
+            p.error(location, &at("tag"), e);
+            None
+        }
+    };
+    if let Some(t) = &template
+        && r.public
+        && !t.is_fixed()
+    {
+        p.error(
+            tag.location,
+            &at("tag"),
+            "a `public: true` rule has no caller to pick the token by: give a fixed tag or drop `public`",
+        );
+        ok = false;
+    }
+    let header = match &u.value.header {
+        None => Some(http::header::AUTHORIZATION),
+        Some(h) => header(h, &at("header"), p).filter(|name| {
+            let refused = *name == http::header::HOST || name.as_str().starts_with("x-forwarded-");
+            if refused {
+                p.error(h.location, &at("header"), format!("`{}` cannot carry a token", h.value));
+            }
+            !refused
+        }),
+    };
+    let scheme = u.value.scheme.as_ref().map_or_else(|| "Bearer".to_owned(), |s| s.value.clone());
+    if let Some(s) = &u.value.scheme
+        && !s.value.chars().all(|c| c.is_ascii_graphic())
+    {
+        p.error(s.location, &at("scheme"), "one word, such as `Bearer` or `token`, or empty");
+        ok = false;
+    }
+    let (Some(tag), Some(header)) = (template, header) else { return None };
+    ok.then(|| UpstreamToken { client: client.value.clone(), tag, header, scheme })
 }
 
 /// A scope no token of the local server can carry, when it is the only issuer.

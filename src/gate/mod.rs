@@ -2,13 +2,14 @@
 //! lets through only requests whose token carries the scopes a route needs,
 //! and only browsers from origins the token's consumer allows.
 //!
-//! Three Tower layers, each usable alone and built from plain structs:
+//! Four Tower layers, each usable alone and built from plain structs:
 //!
 //! | layer | role |
 //! |---|---|
 //! | [`ConsumerCorsLayer`] | answers preflights, refuses `null` origins, adds CORS headers for origins a consumer lists ([`cors`]) |
 //! | [`BearerGateLayer`] | route rules, bearer tokens (JWT against each issuer's JWKS, or introspection), scopes, the token's consumer's origins ([`bearer`], [`settings`], [`rules`], [`token`], [`verify`], [`jwks`]) |
 //! | [`IdentityHeadersLayer`] | removes client-sent `X-Auth-*` headers, sets them from the verified token ([`identity`]) |
+//! | [`UpstreamTokenLayer`] | on `upstream_token` rules, the client role's provider token instead of the caller's `Authorization` ([`upstream`]) |
 //!
 //! [`ForwardAuth`] puts the same bearer gate behind an endpoint of its own
 //! (`/oauth/check`), for an ingress that proxies by itself and asks first
@@ -63,6 +64,7 @@ pub mod origin;
 pub mod rules;
 pub mod settings;
 pub mod token;
+pub mod upstream;
 pub mod verify;
 
 use std::sync::Arc;
@@ -83,6 +85,7 @@ pub use jwks::KeySource;
 pub use origin::{Origin, OriginIndex};
 pub use settings::{GateBuildError, GateSettings, IssuerSettings, OriginCheck};
 pub use token::ReplayBody;
+pub use upstream::{UpstreamToken, UpstreamTokenLayer, UpstreamTokens};
 pub use verify::{RevocationList, StoreRevocations};
 
 /// Why the gate's layers could not be built from its settings.

@@ -46,8 +46,11 @@
 //! ```
 
 use std::fmt;
+use std::sync::Arc;
 
 use http::Method;
+
+use super::upstream::UpstreamToken;
 
 pub use crate::config::gate::{DefaultPolicy, PathCase};
 
@@ -79,6 +82,9 @@ pub struct RouteRule {
     pub allow_query_token: bool,
     /// Accept a form-body `access_token` on this route (RFC 6750 section 2.2).
     pub allow_form_token: bool,
+    /// The provider token the upstream gets on this route, instead of the
+    /// caller's `Authorization` ([`super::upstream`]).
+    pub upstream_token: Option<Arc<UpstreamToken>>,
 }
 
 impl RouteRule {
@@ -90,6 +96,7 @@ impl RouteRule {
             access,
             allow_query_token: false,
             allow_form_token: false,
+            upstream_token: None,
         }
     }
 
@@ -113,6 +120,13 @@ impl RouteRule {
     /// Also accepts the token in a form body.
     pub fn allow_form_token(mut self) -> Self {
         self.allow_form_token = true;
+        self
+    }
+
+    /// Sends the upstream this provider token instead of the caller's
+    /// `Authorization`.
+    pub fn upstream_token(mut self, token: UpstreamToken) -> Self {
+        self.upstream_token = Some(Arc::new(token));
         self
     }
 }
@@ -426,6 +440,8 @@ pub struct CompiledRule {
     pub(crate) allow_form_token: bool,
     /// The `scope` parameter of a 403 (`a b`).
     pub(crate) scope_param: Box<str>,
+    /// The provider token the upstream gets on this rule's requests.
+    pub(crate) upstream_token: Option<Arc<UpstreamToken>>,
     label: Box<str>,
 }
 
@@ -507,6 +523,14 @@ impl RouteRules {
                 }
                 _ => String::new(),
             };
+            if let Some(token) = &rule.upstream_token
+                && rule.access == Access::Public
+                && !token.tag.is_fixed()
+            {
+                return Err(err(
+                    "a public rule has no caller to pick the upstream token by: give a fixed tag".into(),
+                ));
+            }
             let method_label = rule.methods.join(",");
             let label = if method_label.is_empty() {
                 format!("rules[{index}] {}", rule.path)
@@ -521,6 +545,7 @@ impl RouteRules {
                 allow_query_token: rule.allow_query_token,
                 allow_form_token: rule.allow_form_token,
                 scope_param: scopes.into_boxed_str(),
+                upstream_token: rule.upstream_token.clone(),
                 label: label.into_boxed_str(),
             });
         }
@@ -537,6 +562,7 @@ impl RouteRules {
             allow_query_token: false,
             allow_form_token: false,
             scope_param: "".into(),
+            upstream_token: None,
             label: name.into(),
         };
         Ok(RouteRules { rules: compiled.into_boxed_slice(), default, case: PathCase::Sensitive })

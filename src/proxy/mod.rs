@@ -23,6 +23,7 @@
 mod body_timeout;
 mod error;
 pub(crate) mod headers;
+mod provider_token;
 mod upgrade;
 
 use std::convert::Infallible;
@@ -52,6 +53,7 @@ use crate::ops::Metrics;
 
 pub use body_timeout::{BodyTimeout, ReadTimeout};
 pub use error::ProxyError;
+pub use provider_token::{ProviderTokenError, ProviderTokens};
 
 /// Facts about the connection a request arrived on, put into the request's
 /// extensions by the listener. Without it the proxy assumes a plain-HTTP
