@@ -19,6 +19,12 @@
 //! on PostgreSQL), the gate's token cache, its in-process keys and the
 //! consumers' origins follow them; the authorization server's records and
 //! key ring subscribe themselves.
+//!
+//! SIGHUP (and, with `reload.watch`, a change of the file) reloads the
+//! configuration ([`reload`]): the gate's front is built again with
+//! [`build_front`] and swapped whole.
+
+mod reload;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -28,7 +34,7 @@ use std::time::Duration;
 use tower::Layer;
 
 use crate::config::{ConfigErrors, Loaded, SectionCheck, Upstream};
-use crate::dispatch::{Dispatch, Front};
+use crate::dispatch::{Dispatch, Front, LiveFront};
 use crate::gate::{self, GateConfigError, GateLayers, IdentityHeadersLayer, OriginIndex};
 use crate::listener::{self, Listener};
 use crate::mount::{Mount, Task};
@@ -71,9 +77,12 @@ pub struct Sidecar {
     metrics: Metrics,
     store: Arc<dyn Store>,
     upstream: String,
-    /// Every role's background tasks (the demo upstream, origin refresh,
-    /// key prefetch, token refresh, egress listener), stopped at shutdown.
+    /// Every role's background tasks (the demo upstream, token refresh,
+    /// egress listener), stopped at shutdown.
     tasks: Vec<Task>,
+    /// Reloads the configuration on SIGHUP; holds the gate's own tasks
+    /// (origin refresh, key prefetch, change following).
+    reloader: reload::Reloader,
 }
 
 impl Sidecar {
@@ -96,6 +105,8 @@ impl Sidecar {
     /// Everything [`Sidecar::build`] does once the store is open: each
     /// role's [`Mount`], merged for [`Dispatch`].
     async fn assemble(loaded: Loaded, store: Arc<dyn Store>) -> Result<Self, StartError> {
+        // First, so that a SIGHUP during start-up does not end the process.
+        let triggers = reload::Triggers::install(&loaded);
         let config = &loaded.config;
         let mut mount = Mount::new();
         let upstream = match &config.upstream {
@@ -136,8 +147,9 @@ impl Sidecar {
             ),
             None => None,
         };
-        let (front, token_cors, gate) = build_front(&loaded, store.clone(), server.as_ref()).await?;
-        mount = mount.merge(gate);
+        let origins = OriginIndex::default();
+        let (front, token_cors, gate_tasks) =
+            build_front(&loaded, store.clone(), server.as_ref(), &origins).await?;
         if let Some(server) = &server {
             mount = mount.merge(match token_cors {
                 Some(cors) => server.mount().layer(cors),
@@ -146,6 +158,7 @@ impl Sidecar {
         }
         let client = crate::client::ClientRole::start(&loaded, store.clone()).await?;
         let tokens = client.as_ref().map(|role| role.client().tokens());
+        let egress_routes = client.as_ref().and_then(|role| role.egress_routes());
         if let Some(role) = client {
             mount = mount.merge(role.mount());
         }
@@ -153,8 +166,19 @@ impl Sidecar {
             mount = mount.merge(admin.mount());
         }
         let tasks = mount.take_tasks();
-        let dispatch = Dispatch::new(mount, proxy, front);
-        Ok(Sidecar { loaded, listener, dispatch, metrics, store, upstream: upstream_addr, tasks })
+        let live: LiveFront = Arc::new(arc_swap::ArcSwap::from_pointee(front));
+        let dispatch = Dispatch::new(mount, proxy, live.clone());
+        let reloader = reload::Reloader {
+            running: loaded.clone(),
+            store: store.clone(),
+            server,
+            origins,
+            live,
+            gate_tasks,
+            egress_routes,
+            triggers,
+        };
+        Ok(Sidecar { loaded, listener, dispatch, metrics, store, upstream: upstream_addr, tasks, reloader })
     }
 
     /// The address the listener is bound to.
@@ -165,7 +189,7 @@ impl Sidecar {
     /// Serves until `shutdown` completes, drains in-flight requests for at
     /// most `shutdown_grace`, then closes the store.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Sidecar { loaded, listener, dispatch, metrics, store, upstream, tasks } = self;
+        let Sidecar { loaded, listener, dispatch, metrics, store, upstream, tasks, reloader } = self;
         let config = &loaded.config;
         let addr = listener.local_addr();
         let scheme = if listener.is_tls() { "https" } else { "http" };
@@ -179,6 +203,7 @@ impl Sidecar {
             "listening"
         );
         let upkeep = ops::spawn_upkeep();
+        let reloading = Task::aborted(tokio::spawn(reloader.run()));
         let observe = ObserveLayer::new(metrics, config.log.access);
         listener::serve(
             listener,
@@ -188,6 +213,7 @@ impl Sidecar {
             config.shutdown_grace.0,
         )
         .await;
+        drop(reloading);
         Task::stop_all(tasks, config.shutdown_grace.0).await;
         store.close().await;
         if let Some(task) = upkeep {
@@ -198,19 +224,22 @@ impl Sidecar {
 }
 
 /// The layers in front of the proxy, the token endpoint's CORS layer, and
-/// the gate's mount: no routes of its own, the background tasks it needs.
+/// the background tasks the gate needs: at start, and again from the new
+/// file on every reload. `origins` is the consumers' origins index, one for
+/// the process, so the token endpoint's CORS layer (built once) follows it.
 async fn build_front(
     loaded: &Loaded,
     store: Arc<dyn Store>,
     server: Option<&AuthorizationServer>,
-) -> Result<(Front, Option<gate::ClientCorsLayer>, Mount), GateConfigError> {
+    origins: &OriginIndex,
+) -> Result<(Front, Option<gate::ClientCorsLayer>, Vec<Task>), GateConfigError> {
     let Some(config) = loaded.config.gate.as_ref() else {
         let identity = IdentityHeadersLayer::new(gate::default_identity());
-        return Ok((Front { identity, gate: None }, None, Mount::new()));
+        return Ok((Front { identity, gate: None }, None, Vec::new()));
     };
     let configured = gate::configured(config, loaded)?;
     let identity = IdentityHeadersLayer::new(configured.identity.clone());
-    let origins = OriginIndex::default();
+    let origins = origins.clone();
     // Subscribed before the first read, so no change falls between.
     let origin_changes = store.changes();
     if let Err(e) = origins.refresh_from(store.as_ref()).await {
@@ -222,14 +251,13 @@ async fn build_front(
         gate::local_issuer(server.issuer(), server.issuer(), move || keys.jwks(), store.clone())
     });
     let layers = GateLayers::new(configured, local, origins)?;
-    let mut tasks = Mount::new();
+    let mut tasks = Vec::new();
     if let Some(changes) = store.changes() {
-        tasks = tasks.task(Task::aborted(layers.bearer.spawn_follow(changes)));
+        tasks.push(Task::aborted(layers.bearer.spawn_follow(changes)));
     }
-    tasks =
-        tasks.task(Task::aborted(layers.origins.spawn_refresh(store, config.cors.refresh.0, origin_changes)));
+    tasks.push(Task::aborted(layers.origins.spawn_refresh(store, config.cors.refresh.0, origin_changes)));
     let bearer = layers.bearer.clone();
-    tasks = tasks.task(Task::aborted(tokio::spawn(async move { bearer.prefetch_keys().await })));
+    tasks.push(Task::aborted(tokio::spawn(async move { bearer.prefetch_keys().await })));
     let front = Front { identity, gate: Some((layers.cors, layers.bearer)) };
     Ok((front, Some(layers.token_cors), tasks))
 }

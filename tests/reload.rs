@@ -1,0 +1,228 @@
+//! Configuration reload on the real binary: SIGHUP (and `reload.watch`)
+//! while clients keep their connections open, a broken file refused, a
+//! setting that needs a restart named, consumers, users, roles and
+//! identity header names taken from the new file.
+
+mod common;
+mod gate_common;
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::Sidecar;
+use gate_common::{REPORTING_SECRET, REPORTING_SERVER, client_token, reqwest_client};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+/// `/api/**` open to anyone.
+const OPEN: &str = "gate:\n  default: deny\n  rules:\n    - { path: /api/**, public: true }\n";
+/// `/api/**` for `farm_viewer` tokens only.
+const CLOSED: &str =
+    "gate:\n  default: deny\n  rules:\n    - { path: /api/**, scopes: { any_of: [farm_viewer] } }\n";
+
+fn config_path(sidecar: &Sidecar) -> std::path::PathBuf {
+    sidecar.dir.path().join("sidecar.yaml")
+}
+
+/// The file the sidecar started on, with `from` replaced by `to`.
+fn rewrite(sidecar: &Sidecar, from: &str, to: &str) {
+    let path = config_path(sidecar);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{from:?} not in {text}");
+    std::fs::write(&path, text.replace(from, to)).unwrap();
+}
+
+fn hangup(sidecar: &Sidecar) {
+    let status = Command::new("kill").args(["-HUP", &sidecar.pid().to_string()]).status().expect("kill");
+    assert!(status.success());
+}
+
+async fn start(sections: &str) -> Sidecar {
+    let upstream = common::spawn_upstream().await;
+    Sidecar::start(&format!("upstream: http://{upstream}\n{REPORTING_SERVER}{sections}"))
+}
+
+async fn status(sidecar: &Sidecar, path: &str) -> u16 {
+    reqwest_client().get(sidecar.url(path)).send().await.unwrap().status().as_u16()
+}
+
+/// The value of a counter on `/metrics`, by its full series name.
+async fn metric(sidecar: &Sidecar, series: &str) -> f64 {
+    let text = reqwest_client().get(sidecar.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in {text}"))
+}
+
+/// One kept-alive HTTP/1.1 connection sending `GET /api/records` back to
+/// back until `until`; every answer's status with the time it came. A
+/// request that fails (the connection dropped, no answer) fails the test.
+async fn stream_requests(addr: SocketAddr, until: Instant) -> Vec<(Instant, u16)> {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let mut seen = Vec::new();
+    while Instant::now() < until {
+        let req =
+            http::Request::get("/api/records").header("host", addr.to_string()).body(Empty::new()).unwrap();
+        let res = sender.send_request(req).await.expect("a request on the kept-alive connection failed");
+        let status = res.status().as_u16();
+        res.into_body().collect().await.expect("the response body");
+        seen.push((Instant::now(), status));
+    }
+    seen
+}
+
+#[tokio::test]
+async fn sighup_changes_the_rules_for_kept_alive_connections_without_failing_a_request() {
+    let sidecar = start(OPEN).await;
+    assert_eq!(status(&sidecar, "/api/records").await, 200);
+    let until = Instant::now() + Duration::from_secs(4);
+    let clients: Vec<_> = (0..4).map(|_| tokio::spawn(stream_requests(sidecar.addr, until))).collect();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    rewrite(&sidecar, OPEN, CLOSED);
+    let sent = Instant::now();
+    hangup(&sidecar);
+    for client in clients {
+        let seen = client.await.expect("every request answered on its own connection");
+        assert!(seen.iter().any(|(at, s)| *at < sent && *s == 200), "the old rule decided before the reload");
+        // Each request is judged by one rule set: open (200) until the
+        // reload, then closed (401), never back.
+        let first_new = seen.iter().position(|(_, s)| *s == 401).expect("the new rule decided");
+        assert!(seen[..first_new].iter().all(|(_, s)| *s == 200), "{seen:?}");
+        assert!(seen[first_new..].iter().all(|(_, s)| *s == 401), "{seen:?}");
+        let (at, _) = seen[first_new];
+        assert!(
+            at.saturating_duration_since(sent) < Duration::from_secs(1),
+            "the new rule decided within 1 s"
+        );
+        assert!(seen.len() > first_new + 10, "the connection kept serving after the reload");
+    }
+    sidecar.wait_for_log(&["configuration reloaded"]);
+    assert_eq!(metric(&sidecar, "oauth_sidecar_config_reload_total{outcome=\"applied\"}").await, 1.0);
+}
+
+#[tokio::test]
+async fn a_broken_file_is_refused_with_its_place_and_the_old_rules_keep_deciding() {
+    let sidecar = start(OPEN).await;
+    rewrite(&sidecar, "default: deny", "default: sometimes");
+    hangup(&sidecar);
+    let line = sidecar.wait_for_log(&["sidecar.yaml:", "gate.default"]);
+    let text = std::fs::read_to_string(config_path(&sidecar)).unwrap();
+    let row = text.lines().position(|l| l.contains("default: sometimes")).unwrap() + 1;
+    assert!(line.contains(&format!("sidecar.yaml:{row}:12: gate.default")), "{line}");
+    sidecar.wait_for_log(&["the configuration file was refused"]);
+    assert_eq!(status(&sidecar, "/api/records").await, 200, "the old rule still decides");
+    assert_eq!(metric(&sidecar, "oauth_sidecar_config_reload_total{outcome=\"rejected\"}").await, 1.0);
+    assert_eq!(metric(&sidecar, "oauth_sidecar_config_reload_total{outcome=\"applied\"}").await, 0.0);
+
+    // A file only the gate's own conversion refuses (a rule both public
+    // and scoped) is refused too, as check-config refuses it.
+    rewrite(&sidecar, "default: sometimes", "default: deny");
+    rewrite(&sidecar, "public: true", "public: true, scopes: { any_of: [farm_viewer] }");
+    hangup(&sidecar);
+    sidecar.wait_for_log(&["gate.rules[0].scopes", "not both"]);
+    eventually(async || {
+        metric(&sidecar, "oauth_sidecar_config_reload_total{outcome=\"rejected\"}").await == 2.0
+    })
+    .await;
+    assert_eq!(status(&sidecar, "/api/records").await, 200, "the old rule still decides");
+}
+
+#[tokio::test]
+async fn a_setting_that_needs_a_restart_is_named_and_keeps_its_running_value() {
+    let sidecar = start(OPEN).await;
+    let other_port = gate_common::free_port();
+    rewrite(
+        &sidecar,
+        "listen: 127.0.0.1:0",
+        &format!("listen: 127.0.0.1:{other_port}\nproxy: {{ timeout: 5s }}"),
+    );
+    rewrite(&sidecar, OPEN, CLOSED);
+    hangup(&sidecar);
+    let line = sidecar.wait_for_log(&["change only with a restart"]);
+    let json: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(json["fields"]["settings"], "listen, proxy.timeout", "{line}");
+    sidecar.wait_for_log(&["configuration reloaded"]);
+    // The rules changed; the listener did not move.
+    assert_eq!(status(&sidecar, "/api/records").await, 401);
+    assert!(std::net::TcpStream::connect(("127.0.0.1", other_port)).is_err());
+}
+
+#[tokio::test]
+async fn watch_reloads_a_changed_file_without_a_signal() {
+    let sidecar = start(&format!("reload: {{ watch: true }}\n{OPEN}")).await;
+    assert_eq!(status(&sidecar, "/api/records").await, 200);
+    rewrite(&sidecar, OPEN, CLOSED);
+    sidecar.wait_for_log(&["the configuration file changed; reloading"]);
+    sidecar.wait_for_log(&["configuration reloaded"]);
+    assert_eq!(status(&sidecar, "/api/records").await, 401);
+    // A broken save is refused like a broken file on SIGHUP.
+    rewrite(&sidecar, "default: deny", "default: [");
+    eventually(async || {
+        metric(&sidecar, "oauth_sidecar_config_reload_total{outcome=\"rejected\"}").await == 1.0
+    })
+    .await;
+    assert_eq!(status(&sidecar, "/api/records").await, 401);
+}
+
+/// A second consumer, acting as a new user with a new role.
+const AUDITING: &str = r#"
+    farm_auditor: { label: Auditor }
+  consumers:
+    - client_id: auditing
+      secret: auditing-secret-0123456789
+      user_id: auditor
+      scopes: [farm_auditor]
+      grant_types: [client_credentials]
+"#;
+
+#[tokio::test]
+async fn consumers_users_roles_and_identity_headers_come_from_the_reloaded_file() {
+    let rules = "gate:\n  default: deny\n  rules:\n    - { path: /api/**, scopes: { any_of: [farm_viewer, farm_auditor] } }\n";
+    let sidecar = start(&rules.replace("farm_auditor", "farm_viewer")).await;
+    let denied = reqwest_client()
+        .post(sidecar.url("/oauth/token"))
+        .basic_auth("auditing", Some("auditing-secret-0123456789"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 401, "no such consumer yet");
+
+    rewrite(&sidecar, "\n  consumers:\n", AUDITING);
+    rewrite(
+        &sidecar,
+        "  users:\n",
+        "  users:\n    - { username: auditor, password: auditor-password, roles: [farm_auditor] }\n",
+    );
+    rewrite(&sidecar, "any_of: [farm_viewer, farm_viewer]", "any_of: [farm_viewer, farm_auditor]");
+    rewrite(&sidecar, "  default: deny\n", "  default: deny\n  identity_headers: { subject: X-Who }\n");
+    hangup(&sidecar);
+    sidecar.wait_for_log(&["configuration reloaded"]);
+
+    let token = client_token(&sidecar.url(""), "auditing", "auditing-secret-0123456789").await;
+    let res = reqwest_client().get(sidecar.url("/api/records")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let echoed: Value = res.json().await.unwrap();
+    assert_eq!(echoed["headers"]["x-who"][0], "auditor", "{echoed}");
+    assert!(echoed["headers"]["x-auth-subject"].is_null(), "{echoed}");
+    // The consumer the file kept still works.
+    let token = client_token(&sidecar.url(""), "reporting", REPORTING_SECRET).await;
+    let res = reqwest_client().get(sidecar.url("/api/records")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+/// Polls `check` for up to 5 s.
+async fn eventually(mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !check().await {
+        assert!(Instant::now() < deadline, "not within 5 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
