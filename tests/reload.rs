@@ -226,3 +226,31 @@ async fn eventually(mut check: impl AsyncFnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn egress_routes_and_the_log_level_come_from_the_reloaded_file() {
+    let sidecar = Sidecar::start(
+        "client:\n  token_key: 3q2+7wABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhs=\n  clients:\n    - { name: mail, provider: demo, client_id: mailapp }\n\
+         egress:\n  listen: 127.0.0.1:0\n  routes:\n    - { prefix: /old/, target: \"http://127.0.0.1:9\", client: mail, tag: box }\n",
+    );
+    let egress = sidecar.egress_addr();
+    let egress_status = async |path: &str| {
+        reqwest_client().get(format!("http://{egress}{path}")).send().await.unwrap().status().as_u16()
+    };
+    // A route without a token yet: 503; no route: 404.
+    assert_eq!(egress_status("/old/me").await, 503);
+    assert_eq!(egress_status("/new/me").await, 404);
+    assert_eq!(status(&sidecar, "/healthz").await, 200);
+    sidecar.wait_for_log(&["\"access\"", "/healthz"]);
+    rewrite(&sidecar, "prefix: /old/", "prefix: /new/");
+    rewrite(&sidecar, "level: info", "level: warn");
+    hangup(&sidecar);
+    eventually(async || egress_status("/new/me").await == 503).await;
+    assert_eq!(egress_status("/old/me").await, 404);
+    // At `warn`, a request's access line (at `info`) is no longer written.
+    let before = sidecar.logs().len();
+    assert_eq!(status(&sidecar, "/healthz").await, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = sidecar.logs();
+    assert!(!after[before..].iter().any(|l| l.contains("/healthz")), "{:#?}", &after[before..]);
+}
