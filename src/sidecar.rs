@@ -150,11 +150,9 @@ impl Sidecar {
         let origins = OriginIndex::default();
         let (front, token_cors, gate_tasks) =
             build_front(&loaded, store.clone(), server.as_ref(), &origins).await?;
+        let token_cors = reload::LiveTokenCors::new(token_cors);
         if let Some(server) = &server {
-            mount = mount.merge(match token_cors {
-                Some(cors) => server.mount().layer(cors),
-                None => server.mount(),
-            });
+            mount = mount.merge(server.mount().layer(token_cors.clone()));
         }
         let client = crate::client::ClientRole::start(&loaded, store.clone()).await?;
         let tokens = client.as_ref().map(|role| role.client().tokens());
@@ -176,6 +174,7 @@ impl Sidecar {
             live,
             gate_tasks,
             egress_routes,
+            token_cors,
             triggers,
         };
         Ok(Sidecar { loaded, listener, dispatch, metrics, store, upstream: upstream_addr, tasks, reloader })

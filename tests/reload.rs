@@ -254,3 +254,34 @@ async fn egress_routes_and_the_log_level_come_from_the_reloaded_file() {
     let after = sidecar.logs();
     assert!(!after[before..].iter().any(|l| l.contains("/healthz")), "{:#?}", &after[before..]);
 }
+
+/// A CORS preflight for `path` from `origin`.
+async fn preflight(sidecar: &Sidecar, path: &str, origin: &str) -> reqwest::Response {
+    reqwest_client()
+        .request(reqwest::Method::OPTIONS, sidecar.url(path))
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn cors_settings_and_allowed_origins_come_from_the_reloaded_file() {
+    let app = "http://app.example.org";
+    let sidecar = start(&format!("{CLOSED}  cors: {{ max_age: 1h }}\n")).await;
+    for path in ["/api/records", "/oauth/token"] {
+        let res = preflight(&sidecar, path, app).await;
+        assert_eq!(res.status(), 403, "{path}: no consumer lists the origin yet");
+    }
+    rewrite(&sidecar, "      user_id: reporter\n", &format!("      user_id: reporter\n      allowed_origins: [{app}]\n"));
+    rewrite(&sidecar, "max_age: 1h", "max_age: 2m");
+    hangup(&sidecar);
+    sidecar.wait_for_log(&["configuration reloaded"]);
+    for path in ["/api/records", "/oauth/token"] {
+        let res = preflight(&sidecar, path, app).await;
+        assert_eq!(res.status(), 204, "{path}");
+        assert_eq!(res.headers()["access-control-allow-origin"], app, "{path}");
+        assert_eq!(res.headers()["access-control-max-age"], "120", "{path}");
+    }
+}

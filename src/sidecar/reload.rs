@@ -29,14 +29,22 @@
 //! once the content has stayed the same for one more read, so a file caught
 //! half-written is not refused for it.
 
+use std::convert::Infallible;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use axum::body::Body;
+use http::{Request, Response};
+use tower::{Layer, Service};
 
 use crate::client::egress::EgressRoutes;
 use crate::config::{Loaded, reload};
 use crate::dispatch::LiveFront;
-use crate::gate::OriginIndex;
+use crate::gate::{ClientCorsLayer, OriginIndex};
 use crate::mount::Task;
 use crate::server::AuthorizationServer;
 use crate::store::Store;
@@ -100,7 +108,62 @@ pub(super) struct Reloader {
     /// The tasks of the front in use, stopped when it is replaced.
     pub(super) gate_tasks: Vec<Task>,
     pub(super) egress_routes: Option<EgressRoutes>,
+    pub(super) token_cors: LiveTokenCors,
     pub(super) triggers: Triggers,
+}
+
+/// The token endpoint's CORS layer (built with the gate, from its `cors:`
+/// settings), replaced on reload like the front; none without a `gate:`.
+#[derive(Clone)]
+pub(super) struct LiveTokenCors(Arc<ArcSwapOption<ClientCorsLayer>>);
+
+impl LiveTokenCors {
+    /// Starts with `layer`.
+    pub(super) fn new(layer: Option<ClientCorsLayer>) -> Self {
+        LiveTokenCors(Arc::new(ArcSwapOption::new(layer.map(Arc::new))))
+    }
+}
+
+impl<S> Layer<S> for LiveTokenCors {
+    type Service = LiveTokenCorsService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        LiveTokenCorsService { inner, live: self.0.clone() }
+    }
+}
+
+/// The service [`LiveTokenCors`] wraps around the authorization server's routes.
+#[derive(Clone)]
+pub(super) struct LiveTokenCorsService<S> {
+    inner: S,
+    live: Arc<ArcSwapOption<ClientCorsLayer>>,
+}
+
+type BoxResponse = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+impl<S> Service<Request<Body>> for LiveTokenCorsService<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxResponse;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> BoxResponse {
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        match &*self.live.load() {
+            Some(cors) => cors.layer(inner).call(req),
+            None => {
+                let mut inner = inner;
+                Box::pin(inner.call(req))
+            }
+        }
+    }
 }
 
 /// How a reload ended, as the metric's `outcome` label says it.
@@ -198,7 +261,7 @@ impl Reloader {
             tracing::warn!("{w}");
         }
         let built = super::build_front(&next, self.store.clone(), self.server.as_ref(), &self.origins).await;
-        let (front, _token_cors, tasks) = match built {
+        let (front, token_cors, tasks) = match built {
             Ok(built) => built,
             Err(e) => {
                 tracing::error!(error = %e, "cannot build the resource gate from the new file; the running configuration stays");
@@ -215,6 +278,7 @@ impl Reloader {
             tracing::warn!(error = %e, "cannot read the consumers' allowed origins; keeping the previous ones");
         }
         self.live.store(Arc::new(front));
+        self.token_cors.0.store(token_cors.map(Arc::new));
         // The old front's tasks stop here; requests still using it finish.
         self.gate_tasks = tasks;
         if let (Some(routes), Some(egress)) = (&self.egress_routes, &next.config.egress)
