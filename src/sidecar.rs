@@ -160,7 +160,8 @@ impl Sidecar {
         if let Some(role) = client {
             mount = mount.merge(role.mount());
         }
-        if let Some(admin) = crate::admin::AdminSite::start(&loaded, store.clone(), tokens).await? {
+        let admin = crate::admin::AdminSite::start(&loaded, store.clone(), tokens).await?;
+        if let Some(admin) = &admin {
             mount = mount.merge(admin.mount());
         }
         let tasks = mount.take_tasks();
@@ -175,6 +176,7 @@ impl Sidecar {
             gate_tasks,
             egress_routes,
             token_cors,
+            admin,
             triggers,
         };
         Ok(Sidecar { loaded, listener, dispatch, metrics, store, upstream: upstream_addr, tasks, reloader })

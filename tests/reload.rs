@@ -274,7 +274,11 @@ async fn cors_settings_and_allowed_origins_come_from_the_reloaded_file() {
         let res = preflight(&sidecar, path, app).await;
         assert_eq!(res.status(), 403, "{path}: no consumer lists the origin yet");
     }
-    rewrite(&sidecar, "      user_id: reporter\n", &format!("      user_id: reporter\n      allowed_origins: [{app}]\n"));
+    rewrite(
+        &sidecar,
+        "      user_id: reporter\n",
+        &format!("      user_id: reporter\n      allowed_origins: [{app}]\n"),
+    );
     rewrite(&sidecar, "max_age: 1h", "max_age: 2m");
     hangup(&sidecar);
     sidecar.wait_for_log(&["configuration reloaded"]);
@@ -284,4 +288,38 @@ async fn cors_settings_and_allowed_origins_come_from_the_reloaded_file() {
         assert_eq!(res.headers()["access-control-allow-origin"], app, "{path}");
         assert_eq!(res.headers()["access-control-max-age"], "120", "{path}");
     }
+}
+
+#[tokio::test]
+async fn the_admin_api_checks_users_against_the_reloaded_roles() {
+    let upstream = common::spawn_upstream().await;
+    let dir = common::write_config(
+        &format!("upstream: http://{upstream}\n{REPORTING_SERVER}{OPEN}"),
+        "listen: 127.0.0.1:0\n",
+    );
+    let out = common::cli(
+        dir.path(),
+        &["admin", "token", "create", "--label", "ops", "--permission", "administer oauth"],
+        "",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let token = stdout.lines().find_map(|l| l.strip_prefix("token: ")).expect("a token").to_owned();
+    let sidecar = Sidecar::start_in(dir);
+    let add = async |username: &str| {
+        reqwest_client()
+            .post(sidecar.url("/admin/api/users"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "username": username, "password": "carol-password", "roles": ["farm_auditor"] }))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(add("carol").await, 400, "farm_auditor is not a role yet");
+    rewrite(&sidecar, "\n  consumers:\n", "\n    farm_auditor: { label: Auditor }\n  consumers:\n");
+    hangup(&sidecar);
+    sidecar.wait_for_log(&["configuration reloaded"]);
+    assert_eq!(add("carol").await, 201);
 }

@@ -31,6 +31,7 @@ mod web;
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use axum::routing::{any, delete, get, post};
 
 use crate::client::tokens::Tokens;
@@ -83,8 +84,9 @@ pub(crate) struct Site {
     /// `public_url`: a page asked for under another loopback name is sent
     /// there first ([`crate::web::origin`]).
     pub(crate) public_url: String,
-    /// Roles and defaults of the authorization server (its defaults without `server:`).
-    pub(crate) server: ServerConfig,
+    /// Roles and defaults of the authorization server (its defaults without
+    /// `server:`), replaced on reload ([`AdminSite::reload`]).
+    pub(crate) server: ArcSwap<ServerConfig>,
     /// The OAuth client role's token store, with a `client:` section.
     pub(crate) tokens: Option<Arc<Tokens>>,
     /// The OAuth client's Redirect URL and the warning it needs, if any.
@@ -130,8 +132,15 @@ impl AdminSite {
                 .at(&base);
         let redirect = crate::client::admin::redirect_url(loaded).ok();
         let public_url = loaded.public_url.base();
+        let server = ArcSwap::from_pointee(server);
         let site = Site { store, signin, templates, base, public_url, server, tokens, redirect };
         Ok(Some(AdminSite { site: Arc::new(site) }))
+    }
+
+    /// Takes the roles of a reloaded `server:` section, so that users and
+    /// consumers are checked against them.
+    pub fn reload(&self, server: Option<&ServerConfig>) {
+        self.site.server.store(Arc::new(server.cloned().unwrap_or_default()));
     }
 
     /// The routes, owning the admin path and everything under it.

@@ -10,7 +10,8 @@
 //! 1. the gate's front is built from the new file by the code the start
 //!    uses ([`super::build_front`]), with new background tasks;
 //! 2. the file's consumers and users are synced and its roles replaced
-//!    ([`AuthorizationServer::reload`]);
+//!    ([`AuthorizationServer::reload`], and for the admin pages'
+//!    checks [`AdminSite::reload`]);
 //! 3. the front is swapped whole (each request reads it once, see
 //!    [`crate::dispatch`]) and the old front's tasks are stopped;
 //! 4. the egress routes and the log level are replaced.
@@ -41,6 +42,7 @@ use axum::body::Body;
 use http::{Request, Response};
 use tower::{Layer, Service};
 
+use crate::admin::AdminSite;
 use crate::client::egress::EgressRoutes;
 use crate::config::{Loaded, reload};
 use crate::dispatch::LiveFront;
@@ -109,6 +111,7 @@ pub(super) struct Reloader {
     pub(super) gate_tasks: Vec<Task>,
     pub(super) egress_routes: Option<EgressRoutes>,
     pub(super) token_cors: LiveTokenCors,
+    pub(super) admin: Option<AdminSite>,
     pub(super) triggers: Triggers,
 }
 
@@ -273,6 +276,9 @@ impl Reloader {
         {
             tracing::error!(error = %e, "cannot apply the file's consumers, users and roles; the running configuration stays");
             return Outcome::Failed;
+        }
+        if let Some(admin) = &self.admin {
+            admin.reload(next.config.server.as_ref());
         }
         if let Err(e) = self.origins.refresh_from(self.store.as_ref()).await {
             tracing::warn!(error = %e, "cannot read the consumers' allowed origins; keeping the previous ones");
