@@ -69,9 +69,14 @@ pub fn fixed_changes(next: &Loaded, new: &Loaded) -> Vec<String> {
     if next.store.to_string() != new.store.to_string() && !changed.iter().any(|c| c.starts_with("store")) {
         changed.push("store".to_owned());
     }
-    if next.client.token_key != new.client.token_key {
-        changed.push("client.token_key".to_owned());
-    }
+    // Secrets print as `[redacted]`, so they are compared here.
+    let secrets = [
+        (next.client.token_key != new.client.token_key, "client.token_key"),
+        (next.client.client_secrets != new.client.client_secrets, "client.clients (a client secret)"),
+        (next.client.vending_secret != new.client.vending_secret, "egress.vending_secret"),
+        (next.client.remote_secret != new.client.remote_secret, "egress.remote_secret"),
+    ];
+    changed.extend(secrets.iter().filter(|(differs, _)| *differs).map(|(_, name)| (*name).to_owned()));
     changed
 }
 
@@ -175,6 +180,20 @@ mod tests {
         );
         assert_eq!(next.config.listen, running.config.listen);
         assert_eq!(next.store.to_string(), running.store.to_string());
+    }
+
+    #[test]
+    fn a_changed_secret_is_named_without_its_value() {
+        let client = |key: &str| {
+            format!(
+                "{BASE}client:\n  token_key: {key}\n  clients:\n    - {{ name: mail, provider: demo, client_id: app, client_secret: s3cret-{key} }}\n"
+            )
+        };
+        let running = load(&client("3q2+7wABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhs="));
+        let new = load(&client("AAAAAAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhs="));
+        let changed = fixed_changes(&reloadable(&running, &new), &new);
+        assert_eq!(changed, ["client.token_key", "client.clients (a client secret)"]);
+        assert!(!changed.iter().any(|c| c.contains("3q2") || c.contains("AAAA")));
     }
 
     #[test]
