@@ -330,3 +330,34 @@ async fn the_admin_api_checks_users_against_the_reloaded_roles() {
     sidecar.wait_for_log(&["configuration reloaded"]);
     assert_eq!(add("carol").await, 201);
 }
+
+#[tokio::test]
+async fn an_issuer_added_to_the_file_is_trusted_after_the_reload() {
+    let issuer = gate_common::spawn_issuer().await;
+    let key = gate_common::ed25519_key("remote-1");
+    issuer.set_keys(&[&key]);
+    let now = gate_common::now();
+    let token = gate_common::sign(
+        &key,
+        &serde_json::json!({
+            "iss": issuer.issuer(), "sub": "remote-user", "aud": "https://api.example.test",
+            "client_id": "remote-app", "scope": "farm_viewer", "iat": now, "exp": now + 600,
+        }),
+    );
+    let sidecar = start(CLOSED).await;
+    let get = async || {
+        reqwest_client().get(sidecar.url("/api/records")).bearer_auth(&token).send().await.unwrap().status()
+    };
+    assert_eq!(get().await, 401, "an issuer the gate does not know");
+    rewrite(
+        &sidecar,
+        CLOSED,
+        &format!(
+            "{CLOSED}  issuers:\n    - {{ issuer: \"{}\", audience: https://api.example.test }}\n",
+            issuer.issuer()
+        ),
+    );
+    hangup(&sidecar);
+    sidecar.wait_for_log(&["configuration reloaded"]);
+    assert_eq!(get().await, 200);
+}
