@@ -14,7 +14,7 @@ use bytes::Bytes;
 use common::Sidecar;
 use gate_common::{REPORTING_SECRET, REPORTING_SERVER, client_token, reqwest_client};
 use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
 
 /// `/api/**` open to anyone.
@@ -57,19 +57,38 @@ async fn metric(sidecar: &Sidecar, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {series} in {text}"))
 }
 
-/// One kept-alive HTTP/1.1 connection sending `GET /api/records` back to
-/// back until `until`; every answer's status with the time it came. A
-/// request that fails (the connection dropped, no answer) fails the test.
-async fn stream_requests(addr: SocketAddr, until: Instant) -> Vec<(Instant, u16)> {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await.unwrap();
-    tokio::spawn(conn);
+/// One kept-alive connection (HTTP/1.1, or HTTP/2 with `h2`) sending
+/// `GET /api/records` back to back until `until`; every answer's status
+/// with the time it came. A request that fails (the connection dropped, no
+/// answer) fails the test.
+async fn stream_requests(addr: SocketAddr, until: Instant, h2: bool) -> Vec<(Instant, u16)> {
+    let io = TokioIo::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+    let mut h1 = None;
+    let mut h2_sender = None;
+    if h2 {
+        let (sender, conn) =
+            hyper::client::conn::http2::handshake::<_, _, Empty<Bytes>>(TokioExecutor::new(), io)
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        h2_sender = Some(sender);
+    } else {
+        let (sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(io).await.unwrap();
+        tokio::spawn(conn);
+        h1 = Some(sender);
+    }
     let mut seen = Vec::new();
     while Instant::now() < until {
-        let req =
-            http::Request::get("/api/records").header("host", addr.to_string()).body(Empty::new()).unwrap();
-        let res = sender.send_request(req).await.expect("a request on the kept-alive connection failed");
+        let req = http::Request::get(format!("http://{addr}/api/records"))
+            .header("host", addr.to_string())
+            .body(Empty::new())
+            .unwrap();
+        let res = match (&mut h1, &mut h2_sender) {
+            (Some(sender), _) => sender.send_request(req).await,
+            (_, Some(sender)) => sender.send_request(req).await,
+            _ => unreachable!("one sender"),
+        };
+        let res = res.expect("a request on the kept-alive connection failed");
         let status = res.status().as_u16();
         res.into_body().collect().await.expect("the response body");
         seen.push((Instant::now(), status));
@@ -82,7 +101,9 @@ async fn sighup_changes_the_rules_for_kept_alive_connections_without_failing_a_r
     let sidecar = start(OPEN).await;
     assert_eq!(status(&sidecar, "/api/records").await, 200);
     let until = Instant::now() + Duration::from_secs(4);
-    let clients: Vec<_> = (0..4).map(|_| tokio::spawn(stream_requests(sidecar.addr, until))).collect();
+    // Two HTTP/1.1 and two HTTP/2 connections.
+    let clients: Vec<_> =
+        (0..4).map(|n| tokio::spawn(stream_requests(sidecar.addr, until, n % 2 == 1))).collect();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     rewrite(&sidecar, OPEN, CLOSED);
     let sent = Instant::now();
@@ -107,7 +128,7 @@ async fn sighup_changes_the_rules_for_kept_alive_connections_without_failing_a_r
         slowest = slowest.max(at.saturating_duration_since(sent));
     }
     eprintln!(
-        "{answered} requests on 4 kept-alive connections, none failed; the new rule decided {slowest:?} after SIGHUP at the latest"
+        "{answered} requests on 4 kept-alive connections (2 HTTP/1.1, 2 HTTP/2), none failed; the new rule decided {slowest:?} after SIGHUP at the latest"
     );
     sidecar.wait_for_log(&["configuration reloaded"]);
     assert_eq!(metric(&sidecar, "oauth_sidecar_config_reload_total{outcome=\"applied\"}").await, 1.0);
