@@ -323,6 +323,10 @@ impl Loaded {
                 if c.log.access { ", with access log" } else { "" }
             ),
             format!("shutdown:   drain for up to {}", c.shutdown_grace),
+            format!(
+                "reload:     on SIGHUP{}",
+                if c.reload.watch { " and when the file changes" } else { "" }
+            ),
         ];
         if let Some(client) = &c.client {
             lines.push(format!(

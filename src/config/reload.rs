@@ -197,6 +197,13 @@ mod tests {
     }
 
     #[test]
+    fn the_summary_says_how_the_file_reloads() {
+        assert!(load(BASE).summary().contains("reload:     on SIGHUP\n"));
+        let watched = load(&format!("{BASE}reload: {{ watch: true }}\n"));
+        assert!(watched.summary().contains("reload:     on SIGHUP and when the file changes"));
+    }
+
+    #[test]
     fn a_section_added_or_removed_is_named_whole() {
         let running = load(BASE);
         let new = load(&format!("{BASE}egress:\n  listen: 127.0.0.1:8082\n"));

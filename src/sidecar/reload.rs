@@ -61,8 +61,9 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 pub(super) struct Triggers {
     #[cfg(unix)]
     hangup: Option<tokio::signal::unix::Signal>,
-    /// The watched file, with `reload.watch: true`.
-    watch: Option<PathBuf>,
+    /// The watched file, with `reload.watch: true`, and its content when
+    /// installed (so a change made while the sidecar starts is seen).
+    watch: Option<(PathBuf, Option<Vec<u8>>)>,
 }
 
 impl Triggers {
@@ -80,7 +81,11 @@ impl Triggers {
         Triggers {
             #[cfg(unix)]
             hangup,
-            watch: loaded.config.reload.watch.then(|| PathBuf::from(&loaded.file)),
+            watch: loaded.config.reload.watch.then(|| {
+                let path = PathBuf::from(&loaded.file);
+                let content = std::fs::read(&path).ok();
+                (path, content)
+            }),
         }
     }
 
@@ -194,10 +199,9 @@ impl Reloader {
             metrics::counter!(RELOADS, "outcome" => outcome.label()).absolute(0);
         }
         metrics::describe_counter!(RELOADS, "Configuration reloads (SIGHUP or a watched file), by outcome.");
-        let watched = self.triggers.watch.clone();
-        let mut seen = match &watched {
-            Some(path) => tokio::fs::read(path).await.ok(),
-            None => None,
+        let (watched, mut seen) = match self.triggers.watch.take() {
+            Some((path, content)) => (Some(path), content),
+            None => (None, None),
         };
         let mut tick = tokio::time::interval(WATCH_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
