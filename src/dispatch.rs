@@ -10,12 +10,19 @@
 //! Nothing on this path is boxed: each connection builds its own stack once
 //! ([`Dispatch::for_connection`]), and a request whose token the gate
 //! already knows goes through the layers' own futures.
+//!
+//! The front is live ([`LiveFront`]): a configuration reload swaps it whole.
+//! Each request reads it once and, when it is not the one the connection's
+//! stack was built from, rebuilds the stack first, so kept-alive
+//! connections follow a reload at their next request and every request is
+//! judged entirely by one configuration, old or new.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Body;
 use axum::routing::future::RouteFuture;
@@ -76,6 +83,9 @@ pub(crate) struct Front {
     pub(crate) upstream_token: UpstreamTokenLayer,
 }
 
+/// The front in use, swapped whole when the configuration is reloaded.
+pub(crate) type LiveFront = Arc<ArcSwap<Front>>;
+
 type Plain = IdentityHeaders<ProxyAt>;
 type Gated = ConsumerCors<BearerGate<IdentityHeaders<UpstreamTokens<ProxyAt>>>>;
 
@@ -103,7 +113,9 @@ impl Front {
 pub(crate) struct Dispatch {
     router: Router,
     proxy: ReverseProxy<ProxyBody>,
-    front: Front,
+    live: LiveFront,
+    /// The front `stack` was built from.
+    front: Arc<Front>,
     owned: Arc<OwnedPaths>,
     conn: ConnectionInfo,
     stack: Stack,
@@ -111,18 +123,29 @@ pub(crate) struct Dispatch {
 
 impl Dispatch {
     /// Owned paths go to `routes` (every role's mount, merged; its tasks
-    /// taken out first), the rest through `front` to `proxy`.
-    pub(crate) fn new(routes: Mount, proxy: ReverseProxy<ProxyBody>, front: Front) -> Self {
+    /// taken out first), the rest through the front `live` holds to `proxy`.
+    pub(crate) fn new(routes: Mount, proxy: ReverseProxy<ProxyBody>, live: LiveFront) -> Self {
         let (router, owned) = routes.into_parts();
         let conn = ConnectionInfo { peer: SocketAddr::from(([0, 0, 0, 0], 0)), tls: false };
+        let front = live.load_full();
         let stack = front.stack(ProxyAt { proxy: proxy.clone(), conn });
-        Dispatch { router, proxy, front, owned: Arc::new(owned), conn, stack }
+        Dispatch { router, proxy, live, front, owned: Arc::new(owned), conn, stack }
     }
 
     /// A copy for the connection `conn`.
     pub(crate) fn for_connection(&self, conn: ConnectionInfo) -> Self {
-        let stack = self.front.stack(ProxyAt { proxy: self.proxy.clone(), conn });
-        Dispatch { conn, stack, ..self.clone() }
+        let front = self.live.load_full();
+        let stack = front.stack(ProxyAt { proxy: self.proxy.clone(), conn });
+        Dispatch { conn, stack, front, ..self.clone() }
+    }
+
+    /// Rebuilds the stack when the live front is not the one it was built from.
+    fn follow_reload(&mut self) {
+        let current = self.live.load();
+        if !Arc::ptr_eq(&current, &self.front) {
+            self.front = Arc::clone(&current);
+            self.stack = self.front.stack(ProxyAt { proxy: self.proxy.clone(), conn: self.conn });
+        }
     }
 }
 
@@ -142,6 +165,7 @@ impl Service<Request<ClientBody>> for Dispatch {
             req.extensions_mut().insert(self.conn);
             return Either::Left(self.router.call(req).map(local as _));
         }
+        self.follow_reload();
         let req = req.map(http_body_util::Either::Left);
         match &mut self.stack {
             Stack::Plain(s) => Either::Right(Either::Left(s.call(req))),

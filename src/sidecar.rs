@@ -20,6 +20,12 @@
 //! on PostgreSQL), the gate's token cache, its in-process keys and the
 //! consumers' origins follow them; the authorization server's records and
 //! key ring subscribe themselves.
+//!
+//! SIGHUP (and, with `reload.watch`, a change of the file) reloads the
+//! configuration ([`reload`]): the gate's front is built again with
+//! [`build_front`] and swapped whole.
+
+mod reload;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,7 +35,7 @@ use std::time::Duration;
 use tower::Layer;
 
 use crate::config::{ConfigErrors, Loaded, SectionCheck, Upstream};
-use crate::dispatch::{Dispatch, Front};
+use crate::dispatch::{Dispatch, Front, LiveFront};
 use crate::gate::{self, GateConfigError, GateLayers, IdentityHeadersLayer, OriginIndex};
 use crate::listener::{self, Listener};
 use crate::mount::{Mount, Task};
@@ -72,9 +78,12 @@ pub struct Sidecar {
     metrics: Metrics,
     store: Arc<dyn Store>,
     upstream: String,
-    /// Every role's background tasks (the demo upstream, origin refresh,
-    /// key prefetch, token refresh, egress listener), stopped at shutdown.
+    /// Every role's background tasks (the demo upstream, token refresh,
+    /// egress listener), stopped at shutdown.
     tasks: Vec<Task>,
+    /// Reloads the configuration on SIGHUP; holds the gate's own tasks
+    /// (origin refresh, key prefetch, change following).
+    reloader: reload::Reloader,
 }
 
 impl Sidecar {
@@ -97,6 +106,8 @@ impl Sidecar {
     /// Everything [`Sidecar::build`] does once the store is open: each
     /// role's [`Mount`], merged for [`Dispatch`].
     async fn assemble(loaded: Loaded, store: Arc<dyn Store>) -> Result<Self, StartError> {
+        // First, so that a SIGHUP during start-up does not end the process.
+        let triggers = reload::Triggers::install(&loaded);
         let config = &loaded.config;
         let mut mount = Mount::new();
         let upstream = match &config.upstream {
@@ -139,20 +150,35 @@ impl Sidecar {
         };
         let client = crate::client::ClientRole::start(&loaded, store.clone()).await?;
         let tokens = client.as_ref().map(|role| role.client().tokens());
+        let egress_routes = client.as_ref().and_then(|role| role.egress_routes());
         // `upstream_token` rules send the client role's tokens to the upstream.
         let provider_tokens = tokens.clone().map(|t| t as Arc<dyn crate::proxy::ProviderTokens>);
-        let (front, token_cors, gate) =
-            build_front(&loaded, store.clone(), server.as_ref(), provider_tokens).await?;
+        let origins = OriginIndex::default();
+        let (front, token_cors, gate_tasks, forward_auth) =
+            build_front(&loaded, store.clone(), server.as_ref(), &origins, provider_tokens.clone()).await?;
+        let live: LiveFront = Arc::new(arc_swap::ArcSwap::from_pointee(front));
+        // The forward-auth endpoint decides with the live front's gate, so a
+        // reload changes its decisions as it changes the proxy path's.
+        let gate = match forward_auth {
+            Some(settings) => {
+                let live = live.clone();
+                gate::ForwardAuth::following(settings, move || {
+                    let front = live.load();
+                    front.gate.as_ref().map(|(_, bearer)| (bearer.clone(), front.identity.clone()))
+                })
+                .mount()
+            }
+            None => Mount::new(),
+        };
+        let token_cors = reload::LiveTokenCors::new(token_cors);
         if let Some(server) = &server {
-            mount = mount.merge(match token_cors {
-                Some(cors) => server.mount().layer(cors),
-                None => server.mount(),
-            });
+            mount = mount.merge(server.mount().layer(token_cors.clone()));
         }
         if let Some(role) = client {
             mount = mount.merge(role.mount());
         }
-        if let Some(admin) = crate::admin::AdminSite::start(&loaded, store.clone(), tokens).await? {
+        let admin = crate::admin::AdminSite::start(&loaded, store.clone(), tokens).await?;
+        if let Some(admin) = &admin {
             mount = mount.merge(admin.mount());
         }
         // Last, so that a forward-auth path another role's route takes is
@@ -164,8 +190,21 @@ impl Sidecar {
         }
         mount = mount.merge(gate);
         let tasks = mount.take_tasks();
-        let dispatch = Dispatch::new(mount, proxy, front);
-        Ok(Sidecar { loaded, listener, dispatch, metrics, store, upstream: upstream_addr, tasks })
+        let dispatch = Dispatch::new(mount, proxy, live.clone());
+        let reloader = reload::Reloader {
+            running: loaded.clone(),
+            store: store.clone(),
+            server,
+            origins,
+            live,
+            gate_tasks,
+            egress_routes,
+            token_cors,
+            admin,
+            provider_tokens,
+            triggers,
+        };
+        Ok(Sidecar { loaded, listener, dispatch, metrics, store, upstream: upstream_addr, tasks, reloader })
     }
 
     /// The address the listener is bound to.
@@ -176,7 +215,7 @@ impl Sidecar {
     /// Serves until `shutdown` completes, drains in-flight requests for at
     /// most `shutdown_grace`, then closes the store.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Sidecar { loaded, listener, dispatch, metrics, store, upstream, tasks } = self;
+        let Sidecar { loaded, listener, dispatch, metrics, store, upstream, tasks, reloader } = self;
         let config = &loaded.config;
         let addr = listener.local_addr();
         let scheme = if listener.is_tls() { "https" } else { "http" };
@@ -190,6 +229,7 @@ impl Sidecar {
             "listening"
         );
         let upkeep = ops::spawn_upkeep();
+        let reloading = Task::aborted(tokio::spawn(reloader.run()));
         let observe = ObserveLayer::new(metrics, config.log.access);
         listener::serve(
             listener,
@@ -199,6 +239,7 @@ impl Sidecar {
             config.shutdown_grace.0,
         )
         .await;
+        drop(reloading);
         Task::stop_all(tasks, config.shutdown_grace.0).await;
         store.close().await;
         if let Some(task) = upkeep {
@@ -218,25 +259,28 @@ fn route_clash(route: &str, path: &str) -> bool {
 }
 
 /// The layers in front of the proxy, the token endpoint's CORS layer, and
-/// the gate's mount: the background tasks it needs, and the forward-auth
-/// endpoint when enabled, deciding with the same bearer gate and identity
-/// header names as the proxy path.
+/// the background tasks the gate needs: at start, and again from the new
+/// file on every reload. `origins` is the consumers' origins index, one for
+/// the process, so the token endpoint's CORS layer (built once) follows it;
+/// `provider_tokens` is the client role's token store for `upstream_token`
+/// rules.
 async fn build_front(
     loaded: &Loaded,
     store: Arc<dyn Store>,
     server: Option<&AuthorizationServer>,
+    origins: &OriginIndex,
     provider_tokens: Option<Arc<dyn crate::proxy::ProviderTokens>>,
-) -> Result<(Front, Option<gate::ClientCorsLayer>, Mount), GateConfigError> {
+) -> Result<BuiltFront, GateConfigError> {
     let upstream_token =
         provider_tokens.map_or_else(gate::UpstreamTokenLayer::without_tokens, gate::UpstreamTokenLayer::new);
     let Some(config) = loaded.config.gate.as_ref() else {
         let identity = IdentityHeadersLayer::new(gate::default_identity());
-        return Ok((Front { identity, gate: None, upstream_token }, None, Mount::new()));
+        return Ok((Front { identity, gate: None, upstream_token }, None, Vec::new(), None));
     };
     let configured = gate::configured(config, loaded)?;
     let forward_auth = configured.forward_auth.clone();
     let identity = IdentityHeadersLayer::new(configured.identity.clone());
-    let origins = OriginIndex::default();
+    let origins = origins.clone();
     // Subscribed before the first read, so no change falls between.
     let origin_changes = store.changes();
     if let Err(e) = origins.refresh_from(store.as_ref()).await {
@@ -248,21 +292,21 @@ async fn build_front(
         gate::local_issuer(server.issuer(), server.issuer(), move || keys.jwks(), store.clone())
     });
     let layers = GateLayers::new(configured, local, origins)?;
-    let mut tasks = Mount::new();
+    let mut tasks = Vec::new();
     if let Some(changes) = store.changes() {
-        tasks = tasks.task(Task::aborted(layers.bearer.spawn_follow(changes)));
+        tasks.push(Task::aborted(layers.bearer.spawn_follow(changes)));
     }
-    tasks =
-        tasks.task(Task::aborted(layers.origins.spawn_refresh(store, config.cors.refresh.0, origin_changes)));
+    tasks.push(Task::aborted(layers.origins.spawn_refresh(store, config.cors.refresh.0, origin_changes)));
     let bearer = layers.bearer.clone();
-    tasks = tasks.task(Task::aborted(tokio::spawn(async move { bearer.prefetch_keys().await })));
-    if let Some(settings) = forward_auth {
-        tasks =
-            tasks.merge(gate::ForwardAuth::new(settings, layers.bearer.clone(), identity.clone()).mount());
-    }
+    tasks.push(Task::aborted(tokio::spawn(async move { bearer.prefetch_keys().await })));
     let front = Front { identity, gate: Some((layers.cors, layers.bearer)), upstream_token };
-    Ok((front, Some(layers.token_cors), tasks))
+    Ok((front, Some(layers.token_cors), tasks, forward_auth))
 }
+
+/// What [`build_front`] builds: the front, the token endpoint's CORS layer,
+/// the gate's background tasks and the forward-auth endpoint's settings
+/// (when enabled; its route is mounted once, at start).
+type BuiltFront = (Front, Option<gate::ClientCorsLayer>, Vec<Task>, Option<gate::ForwardAuthSettings>);
 
 /// The roles' conversions of their sections, run on every file the binary
 /// loads: `check-config` reports what they refuse, and `serve` starts only

@@ -31,6 +31,7 @@ mod web;
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use axum::routing::{any, delete, get, post};
 
 use crate::client::tokens::Tokens;
@@ -83,14 +84,16 @@ pub(crate) struct Site {
     /// `public_url`: a page asked for under another loopback name is sent
     /// there first ([`crate::web::origin`]).
     pub(crate) public_url: String,
-    /// Roles and defaults of the authorization server (its defaults without `server:`).
-    pub(crate) server: ServerConfig,
+    /// Roles and defaults of the authorization server (its defaults without
+    /// `server:`), replaced on reload ([`AdminSite::reload`]).
+    pub(crate) server: ArcSwap<ServerConfig>,
     /// The OAuth client role's token store, with a `client:` section.
     pub(crate) tokens: Option<Arc<Tokens>>,
     /// The OAuth client's Redirect URL and the warning it needs, if any.
     pub(crate) redirect: Option<(String, Option<String>)>,
-    /// The routes that send a client's tokens on, for its page.
-    pub(crate) token_routes: Vec<TokenRoute>,
+    /// The routes that send a client's tokens on, for its page; replaced
+    /// on reload.
+    pub(crate) token_routes: ArcSwap<Vec<TokenRoute>>,
 }
 
 /// A route of the configuration file that sends a client's tokens on: a
@@ -169,10 +172,19 @@ impl AdminSite {
                 .at(&base);
         let redirect = crate::client::admin::redirect_url(loaded).ok();
         let public_url = loaded.public_url.base();
-        let token_routes = token_routes(&loaded.config);
+        let token_routes = ArcSwap::from_pointee(token_routes(&loaded.config));
+        let server = ArcSwap::from_pointee(server);
         let site =
             Site { store, signin, templates, base, public_url, server, tokens, redirect, token_routes };
         Ok(Some(AdminSite { site: Arc::new(site) }))
+    }
+
+    /// Takes the roles of a reloaded `server:` section, so that users and
+    /// consumers are checked against them, and the reloaded file's routes
+    /// that send a client's tokens on.
+    pub fn reload(&self, config: &crate::config::Config) {
+        self.site.server.store(Arc::new(config.server.clone().unwrap_or_default()));
+        self.site.token_routes.store(Arc::new(token_routes(config)));
     }
 
     /// The routes, owning the admin path and everything under it.

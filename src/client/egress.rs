@@ -25,6 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
@@ -41,7 +42,7 @@ use tower::{Layer, ServiceExt};
 
 use super::inject::{InjectError, InjectTarget, InjectToken, InjectTokenLayer, TokenSource};
 use super::tokens::{TokenError, Tokens};
-use crate::config::client::{ClientSecrets, EgressConfig};
+use crate::config::client::{ClientSecrets, EgressConfig, EgressRoute};
 use crate::listener::{self, Limits, Listener};
 
 type Outbound = HttpClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -53,7 +54,10 @@ struct Route {
 }
 
 struct Egress {
-    routes: Vec<Route>,
+    /// Replaced whole on reload ([`EgressRoutes`]).
+    routes: ArcSwap<Vec<Route>>,
+    /// What the routes send through, kept to build new ones on reload.
+    outbound: Outbound,
     tokens: Arc<Tokens>,
     vending_hash: Option<[u8; 32]>,
     timeout: Duration,
@@ -67,9 +71,53 @@ fn sha256(v: &[u8]) -> [u8; 32] {
     out
 }
 
+/// The routes of `config`, longest prefix first (a more specific route wins).
+fn build_routes(
+    config: &[EgressRoute],
+    tokens: &Arc<Tokens>,
+    client: &Outbound,
+) -> Result<Vec<Route>, String> {
+    let mut routes = Vec::new();
+    for r in config {
+        let layer = InjectTokenLayer::builder()
+            .source(tokens.clone() as Arc<dyn TokenSource>)
+            .target(InjectTarget { client: r.client.value.clone(), tag: r.tag.clone() })
+            .build()
+            .map_err(|e| e.to_string())?;
+        routes.push(Route {
+            prefix: r.prefix.value.clone(),
+            target: r.target.value.base(),
+            service: layer.layer(client.clone()),
+        });
+    }
+    routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+    Ok(routes)
+}
+
+/// The routes of a running egress listener, for a configuration reload to
+/// replace (`egress.routes`); requests already routed finish on the old ones.
+#[derive(Clone)]
+pub struct EgressRoutes(Arc<Egress>);
+
+impl std::fmt::Debug for EgressRoutes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EgressRoutes").field("routes", &self.0.routes.load().len()).finish()
+    }
+}
+
+impl EgressRoutes {
+    /// Replaces every route with those of `routes`.
+    pub fn replace(&self, routes: &[EgressRoute]) -> Result<(), String> {
+        let built = build_routes(routes, &self.0.tokens, &self.0.outbound)?;
+        self.0.routes.store(Arc::new(built));
+        Ok(())
+    }
+}
+
 /// The egress listener, bound and ready to serve.
 pub struct EgressListener {
     listener: Listener,
+    state: Arc<Egress>,
     router: Router,
     limits: Limits,
     grace: Duration,
@@ -97,23 +145,10 @@ impl EgressListener {
             .enable_http2()
             .build();
         let client: Outbound = HttpClient::builder(TokioExecutor::new()).build(https);
-        let mut routes = Vec::new();
-        for r in &config.routes {
-            let layer = InjectTokenLayer::builder()
-                .source(tokens.clone() as Arc<dyn TokenSource>)
-                .target(InjectTarget { client: r.client.value.clone(), tag: r.tag.clone() })
-                .build()
-                .map_err(|e| e.to_string())?;
-            routes.push(Route {
-                prefix: r.prefix.value.clone(),
-                target: r.target.value.base(),
-                service: layer.layer(client.clone()),
-            });
-        }
-        // Longest prefix first, so a more specific route wins.
-        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        let routes = build_routes(&config.routes, &tokens, &client)?;
         let state = Arc::new(Egress {
-            routes,
+            routes: ArcSwap::from_pointee(routes),
+            outbound: client,
             tokens,
             vending_hash: secrets.vending_secret.as_ref().map(|s| sha256(s.expose().as_bytes())),
             timeout: config.timeout.0,
@@ -123,7 +158,7 @@ impl EgressListener {
         let router = Router::new()
             .route("/oauth/tokens/{client}/{tag}", axum::routing::get(vend))
             .fallback(forward)
-            .with_state(state)
+            .with_state(state.clone())
             .layer(middleware::from_fn_with_state(reach, guard));
         let listener = Listener::bind_plain(config.listen)
             .await
@@ -131,6 +166,7 @@ impl EgressListener {
         let defaults = crate::config::Config::default();
         Ok(EgressListener {
             listener,
+            state,
             router,
             limits: Limits::from_config(&defaults),
             grace: defaults.shutdown_grace.0,
@@ -141,6 +177,11 @@ impl EgressListener {
     /// the public listener's) and drains for its `shutdown_grace`.
     pub(crate) fn limited_by(self, config: &crate::config::Config) -> Self {
         EgressListener { limits: Limits::from_config(config), grace: config.shutdown_grace.0, ..self }
+    }
+
+    /// The routes, for a reload to replace.
+    pub fn routes(&self) -> EgressRoutes {
+        EgressRoutes(self.state.clone())
     }
 
     /// The bound address.
@@ -241,7 +282,8 @@ fn token_refusal(e: &TokenError) -> Response {
 
 async fn forward(State(egress): State<Arc<Egress>>, req: Request<Body>) -> Response {
     let path = req.uri().path().to_owned();
-    let Some(route) = egress.routes.iter().find(|r| path.starts_with(&r.prefix)) else {
+    let routes = egress.routes.load_full();
+    let Some(route) = routes.iter().find(|r| path.starts_with(&r.prefix)) else {
         return refuse(StatusCode::NOT_FOUND, "no_route", "no egress route matches this path");
     };
     let rest = &path[route.prefix.len()..];

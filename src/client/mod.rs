@@ -233,6 +233,11 @@ impl ClientRole {
         &self.client
     }
 
+    /// The egress listener's routes, when there is one, for a reload to replace.
+    pub fn egress_routes(&self) -> Option<egress::EgressRoutes> {
+        self.egress.as_ref().map(egress::EgressListener::routes)
+    }
+
     /// The egress listener's address, when there is one.
     pub fn egress_addr(&self) -> Option<std::net::SocketAddr> {
         self.egress.as_ref().map(egress::EgressListener::local_addr)

@@ -12,6 +12,7 @@
 
 pub mod client;
 pub mod gate;
+pub mod reload;
 mod schema;
 pub mod server;
 pub mod types;
@@ -322,6 +323,10 @@ impl Loaded {
                 if c.log.access { ", with access log" } else { "" }
             ),
             format!("shutdown:   drain for up to {}", c.shutdown_grace),
+            format!(
+                "reload:     on SIGHUP{}",
+                if c.reload.watch { " and when the file changes" } else { "" }
+            ),
         ];
         if let Some(client) = &c.client {
             lines.push(format!(

@@ -95,12 +95,21 @@ pub struct ForwardAuth {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     settings: ForwardAuthSettings,
-    bearer: BearerGateLayer,
-    identity: IdentityHeadersLayer,
+    gate: GateSource,
 }
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+/// Where the endpoint takes the gate it decides with, once per request: a
+/// fixed one, or the one a configuration reload swapped in (`None` when the
+/// running configuration has no gate with forward-auth: then it refuses).
+type GateSource = Box<dyn Fn() -> Option<(BearerGateLayer, IdentityHeadersLayer)> + Send + Sync>;
 
 impl ForwardAuth {
     /// The endpoint deciding with `bearer`, naming the identity as
@@ -110,7 +119,18 @@ impl ForwardAuth {
         bearer: BearerGateLayer,
         identity: IdentityHeadersLayer,
     ) -> Self {
-        ForwardAuth { inner: Arc::new(Inner { settings, bearer, identity }) }
+        Self::following(settings, move || Some((bearer.clone(), identity.clone())))
+    }
+
+    /// The endpoint deciding with whatever gate `gate` returns at each
+    /// request: the sidecar passes the live one, so that a configuration
+    /// reload changes the decisions of this endpoint as it changes the
+    /// proxy path's. Where `gate` returns `None`, every request is refused.
+    pub fn following(
+        settings: ForwardAuthSettings,
+        gate: impl Fn() -> Option<(BearerGateLayer, IdentityHeadersLayer)> + Send + Sync + 'static,
+    ) -> Self {
+        ForwardAuth { inner: Arc::new(Inner { settings, gate: Box::new(gate) }) }
     }
 
     /// The routes: `{path}` (Traefik, Caddy, nginx) and everything under
@@ -131,7 +151,13 @@ impl ForwardAuth {
     /// The gate's answer for the request `req` describes.
     pub async fn decide(&self, req: Request) -> Response<Body> {
         let inner = &*self.inner;
-        let realm = inner.bearer.realm();
+        let Some((bearer, identity)) = (inner.gate)() else {
+            tracing::warn!(
+                "forward-auth request while the running configuration has no gate with forward_auth; refused"
+            );
+            return GateError::Denied.into_response("");
+        };
+        let realm = bearer.realm();
         let peer = req.extensions().get::<ConnectionInfo>().map(|c| c.peer.ip());
         if !peer.is_some_and(|ip| self.trusts(ip)) {
             let peer = peer.map(|ip| ip.to_string()).unwrap_or_default();
@@ -145,8 +171,8 @@ impl ForwardAuth {
                 return e.into_response(realm);
             }
         };
-        let answer = Answer { identity: inner.identity.clone() };
-        match inner.bearer.layer(answer).oneshot(described).await {
+        let answer = Answer { identity };
+        match bearer.layer(answer).oneshot(described).await {
             Ok(res) => res,
             Err(never) => match never {},
         }

@@ -107,6 +107,12 @@ impl DirectoryCache {
         })
     }
 
+    /// Drops every cached record, e.g. after the file's consumers were
+    /// synced again.
+    pub(crate) fn forget_all(&self) {
+        self.records.apply(&[StoreChange::Everything]);
+    }
+
     /// The consumer, from the cache when read less than [`RECORD_TTL`] ago,
     /// else from the store.
     pub(crate) async fn consumer(

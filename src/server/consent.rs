@@ -66,10 +66,11 @@ pub(super) async fn proceed(
         return Ok(Step::Refuse(refuse("consent_required", "the user has not approved this client")));
     }
     let (csrf_token, new_csrf) = server.signin.csrf_token_for(headers, cookie.as_ref());
+    let file = server.file.load();
     let scopes = granted
         .iter()
         .filter_map(|name| {
-            let role = server.role_info.get(name)?;
+            let role = file.role_info.get(name)?;
             let label = if role.label.is_empty() { name.clone() } else { role.label.clone() };
             Some(ScopeView { name: name.clone(), label, description: role.description.clone() })
         })
@@ -124,10 +125,11 @@ pub(super) async fn decide(
     // so a forged form cannot widen the grant.
     let requested = if request.consumer.limit_requested_access {
         let ticked: Roles = form.all("scope").map(str::to_owned).collect();
+        let file = server.file.load();
         request
             .requested
             .iter()
-            .filter(|s| ticked.contains(*s) || !server.roles.contains(*s))
+            .filter(|s| ticked.contains(*s) || !file.roles.contains(*s))
             .cloned()
             .collect()
     } else {

@@ -44,6 +44,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use axum::Json;
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -114,9 +115,8 @@ pub(crate) struct Inner {
     /// `server.refresh_reuse_grace` in whole seconds (rounded up); 0 is off.
     refresh_grace: u64,
     base_role: String,
-    roles: BTreeSet<String>,
-    /// Labels and descriptions for the consent page.
-    role_info: BTreeMap<String, RoleConfig>,
+    /// The file's roles and consumer settings, replaced on reload.
+    file: ArcSwap<FileDefined>,
     /// Sign-in at `/oauth/authorize` (and the pages, the throttle, the
     /// equal-cost password check of the password grant).
     signin: SignIn,
@@ -124,8 +124,67 @@ pub(crate) struct Inner {
     client_throttle: Throttle,
     /// `server.require_pkce: all`.
     pkce_for_all: bool,
+}
+
+/// What the handlers read of `server.roles` and `server.consumers`, one
+/// value so that a reload replaces it whole.
+pub(crate) struct FileDefined {
+    roles: BTreeSet<String>,
+    /// Labels and descriptions for the consent page.
+    role_info: BTreeMap<String, RoleConfig>,
     /// The file's consumers that set `require_pkce` themselves.
     pkce_overrides: BTreeMap<String, bool>,
+}
+
+impl FileDefined {
+    fn of(config: &ServerConfig) -> Self {
+        FileDefined {
+            roles: config.roles.keys().cloned().collect(),
+            role_info: config.roles.clone(),
+            pkce_overrides: config
+                .consumers
+                .iter()
+                .filter_map(|c| Some((c.client_id.value.clone(), c.require_pkce?)))
+                .collect(),
+        }
+    }
+}
+
+/// Syncs the file's consumers into the store and creates its users when
+/// missing: at start and on every reload.
+async fn sync_file(
+    store: &dyn ServerStore,
+    secrets: &Secrets,
+    config: &ServerConfig,
+) -> Result<(), ServerStartError> {
+    let report = consumer::sync_consumers(store, secrets, &config.consumers).await?;
+    for gone in &report.deleted {
+        tracing::info!(client_id = %gone, "consumer removed from the file; deleted");
+    }
+    for u in &config.users {
+        if store.user(&u.username).await?.is_some() {
+            continue;
+        }
+        let Some(password) = &u.password else { continue };
+        let password_hash = password::hash_blocking(password.expose().to_owned())
+            .await
+            .map_err(|_| ServerStartError::Hash(u.username.value.clone()))?;
+        store
+            .put_user(&UserRecord {
+                username: u.username.value.clone(),
+                password_hash,
+                roles: u.roles.iter().map(|r| r.value.clone()).collect(),
+                admin: u.admin || !u.permissions.is_empty(),
+                permissions: admin::permissions_for(
+                    u.admin,
+                    u.permissions.iter().map(|p| p.value.clone()).collect(),
+                ),
+                disabled: false,
+            })
+            .await?;
+        tracing::info!(username = %u.username.value, "user created from the file");
+    }
+    Ok(())
 }
 
 impl Inner {
@@ -134,7 +193,7 @@ impl Inner {
     /// `server.require_pkce`.
     fn requires_pkce(&self, consumer: &store::ConsumerRecord) -> bool {
         !consumer.confidential
-            || self.pkce_overrides.get(&consumer.client_id).copied().unwrap_or(self.pkce_for_all)
+            || self.file.load().pkce_overrides.get(&consumer.client_id).copied().unwrap_or(self.pkce_for_all)
     }
 }
 
@@ -170,33 +229,7 @@ impl AuthorizationServer {
         )
         .await?;
         let secrets = signin.secrets().clone();
-        let report = consumer::sync_consumers(store.as_ref(), &secrets, &config.consumers).await?;
-        for gone in &report.deleted {
-            tracing::info!(client_id = %gone, "consumer removed from the file; deleted");
-        }
-        for u in &config.users {
-            if store.user(&u.username).await?.is_some() {
-                continue;
-            }
-            let Some(password) = &u.password else { continue };
-            let password_hash = password::hash_blocking(password.expose().to_owned())
-                .await
-                .map_err(|_| ServerStartError::Hash(u.username.value.clone()))?;
-            store
-                .put_user(&UserRecord {
-                    username: u.username.value.clone(),
-                    password_hash,
-                    roles: u.roles.iter().map(|r| r.value.clone()).collect(),
-                    admin: u.admin || !u.permissions.is_empty(),
-                    permissions: admin::permissions_for(
-                        u.admin,
-                        u.permissions.iter().map(|p| p.value.clone()).collect(),
-                    ),
-                    disabled: false,
-                })
-                .await?;
-            tracing::info!(username = %u.username.value, "user created from the file");
-        }
+        sync_file(store.as_ref(), &secrets, config).await?;
         let access_ttl = config.access_token_ttl.0.as_secs();
         let retention = Duration::from_secs(admin::longest_ttl(config));
         let ring = KeyRing::load_or_create(store.as_ref(), &Alg::ALL, retention).await?;
@@ -221,8 +254,7 @@ impl AuthorizationServer {
                 grace.as_secs() + u64::from(grace.subsec_nanos() > 0)
             },
             base_role: config.base_role.clone(),
-            roles: config.roles.keys().cloned().collect(),
-            role_info: config.roles.clone(),
+            file: ArcSwap::from_pointee(FileDefined::of(config)),
             signin,
             // Per client_id the address's (higher) limit: a client's burst
             // of parallel first requests, each an argon2 check counted
@@ -233,13 +265,18 @@ impl AuthorizationServer {
                 config.login_window.0,
             ),
             pkce_for_all: config.require_pkce == RequirePkce::All,
-            pkce_overrides: config
-                .consumers
-                .iter()
-                .filter_map(|c| Some((c.client_id.value.clone(), c.require_pkce?)))
-                .collect(),
         };
         Ok(AuthorizationServer { inner: Arc::new(inner) })
+    }
+
+    /// Applies a reloaded `server:` section: its consumers synced again,
+    /// its missing users created, its roles and consumers' PKCE settings
+    /// replaced. The other settings keep the values they started with.
+    pub async fn reload(&self, config: &ServerConfig) -> Result<(), ServerStartError> {
+        sync_file(self.inner.store.as_ref(), &self.inner.secrets, config).await?;
+        self.inner.file.store(Arc::new(FileDefined::of(config)));
+        self.inner.cache.forget_all();
+        Ok(())
     }
 
     /// The issuer, the `iss` of every token.
@@ -281,7 +318,8 @@ async fn jwks(State(server): State<Arc<Inner>>) -> ([(http::HeaderName, &'static
 async fn metadata(State(server): State<Arc<Inner>>) -> Json<Value> {
     let issuer = &server.issuer;
     let mut scopes: Vec<&str> = vec!["openid"];
-    scopes.extend(server.roles.iter().map(String::as_str));
+    let file = server.file.load();
+    scopes.extend(file.roles.iter().map(String::as_str));
     scopes.push(&server.base_role);
     Json(json!({
         "issuer": issuer,

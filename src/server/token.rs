@@ -289,8 +289,9 @@ fn form_decode(s: &str) -> Option<String> {
 /// an OpenID Connect scope.
 pub(crate) fn requested_scopes(server: &Inner, scope: Option<&str>) -> Result<Roles, OAuthError> {
     let mut requested = Roles::new();
+    let file = server.file.load();
     for s in scope.unwrap_or_default().split(' ').filter(|s| !s.is_empty()) {
-        if !(server.roles.contains(s) || s == server.base_role || NON_ROLE_SCOPES.contains(&s)) {
+        if !(file.roles.contains(s) || s == server.base_role || NON_ROLE_SCOPES.contains(&s)) {
             return Err(OAuthError::InvalidScope(format!("`{s}` is not a scope of this server")));
         }
         requested.insert(s.to_owned());

@@ -86,7 +86,8 @@ pub(crate) async fn create_consumer(
         return Err(ApiError::BadRequest("`new_secret` is for changing a consumer (PUT)".into()));
     }
     let client_id = body.client_id.take();
-    let created = ops::create_consumer(site.store.as_ref(), &site.server, client_id, &body.spec()).await?;
+    let created =
+        ops::create_consumer(site.store.as_ref(), &site.server.load_full(), client_id, &body.spec()).await?;
     tracing::info!(admin_token = %caller, client_id = %created.consumer.client_id, "consumer created");
     Ok(saved(&caller, StatusCode::CREATED, created))
 }
@@ -119,8 +120,14 @@ pub(crate) async fn update_consumer(
             "renewing a secret needs the permission “manage oauth client secrets”".into(),
         ));
     }
-    let updated =
-        ops::update_consumer(site.store.as_ref(), &site.server, &client_id, &body.spec(), new_secret).await?;
+    let updated = ops::update_consumer(
+        site.store.as_ref(),
+        &site.server.load_full(),
+        &client_id,
+        &body.spec(),
+        new_secret,
+    )
+    .await?;
     tracing::info!(admin_token = %caller, client_id = %client_id, new_secret = updated.secret.is_some(), "consumer updated");
     Ok(saved(&caller, StatusCode::OK, updated))
 }

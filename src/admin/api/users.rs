@@ -66,8 +66,16 @@ pub(crate) async fn create_user(
     let permissions = ops::permissions_for(body.admin, body.permissions);
     check_user_change(&caller, &body.username, None, Some(&permissions))?;
     let password = Secret::new(body.password);
-    ops::add_user(store, &site.server, &body.username, &password, body.roles, body.admin, permissions)
-        .await?;
+    ops::add_user(
+        store,
+        &site.server.load_full(),
+        &body.username,
+        &password,
+        body.roles,
+        body.admin,
+        permissions,
+    )
+    .await?;
     tracing::info!(admin_token = %caller, username = %body.username, "user added");
     Ok(reply(StatusCode::CREATED, records::user(&found(store, &body.username).await?)))
 }
@@ -117,7 +125,7 @@ pub(crate) async fn update_user(
         disabled: body.disabled,
         password: body.password.map(Secret::new),
     };
-    ops::change_user(store, &site.server, &username, change).await?;
+    ops::change_user(store, &site.server.load_full(), &username, change).await?;
     tracing::info!(admin_token = %caller, username = %username, "user updated");
     Ok(reply(StatusCode::OK, records::user(&found(store, &username).await?)))
 }

@@ -87,6 +87,7 @@ fn form_page(
 ) -> Response {
     let roles: Vec<_> = site
         .server
+        .load()
         .roles
         .iter()
         .map(|(name, r)| json!({ "name": name, "label": r.label, "description": r.description }))
@@ -108,7 +109,7 @@ pub(crate) async fn new_form(State(site): State<Arc<Site>>, viewer: Viewer) -> R
 /// the reason when it cannot be.
 pub(crate) async fn create(State(site): State<Arc<Site>>, Posted { viewer, form }: Posted) -> Response {
     let client_id = Some(form.text("client_id")).filter(|c| !c.is_empty());
-    match ops::create_consumer(site.store.as_ref(), &site.server, client_id, &spec(&form)).await {
+    match ops::create_consumer(site.store.as_ref(), &site.server.load_full(), client_id, &spec(&form)).await {
         Ok(created) => {
             tracing::info!(admin = %viewer.user.username, client_id = %created.consumer.client_id, "consumer created");
             saved(&site, &viewer, &created)
@@ -166,7 +167,14 @@ pub(crate) async fn update(
     if new_secret && !viewer.may(MANAGE_SECRETS) {
         return crate::admin::auth::forbidden(&site, &headers, &viewer.user, MANAGE_SECRETS);
     }
-    match ops::update_consumer(site.store.as_ref(), &site.server, &client_id, &spec(&form), new_secret).await
+    match ops::update_consumer(
+        site.store.as_ref(),
+        &site.server.load_full(),
+        &client_id,
+        &spec(&form),
+        new_secret,
+    )
+    .await
     {
         Ok(updated) => {
             tracing::info!(admin = %viewer.user.username, client_id = %client_id, "consumer updated");

@@ -205,7 +205,7 @@ pub(crate) async fn client(
             "provider": reg.provider.name, "provider_title": reg.provider.title, "scopes": reg.scopes.join(" "),
         })),
         tokens => value(rows),
-        routes => value(site.token_routes.iter().filter(|r| r.client == reg.name).collect::<Vec<_>>()),
+        routes => value(site.token_routes.load().iter().filter(|r| r.client == reg.name).collect::<Vec<_>>()),
         start_url => format!("/oauth/start/{start_path}"),
         return_to => format!("{}/clients/{}", site.base, reg.name),
         client_credentials, password,

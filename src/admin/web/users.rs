@@ -44,7 +44,7 @@ fn form_page(
     error: Option<String>,
 ) -> Response {
     let roles: Vec<_> =
-        site.server.roles.iter().map(|(name, r)| json!({ "name": name, "label": r.label })).collect();
+        site.server.load().roles.iter().map(|(name, r)| json!({ "name": name, "label": r.label })).collect();
     let title = if editing { "Edit user" } else { "Add user" };
     let ctx = minijinja::context! {
         account => value(user), roles => value(roles), permissions => value(PERMISSIONS), editing, error,
@@ -85,7 +85,7 @@ pub(crate) async fn create(State(site): State<Arc<Site>>, Posted { viewer, form 
     }
     let added = ops::add_user(
         site.store.as_ref(),
-        &site.server,
+        &site.server.load_full(),
         &username,
         &Secret::new(password.to_owned()),
         form.all("roles"),
@@ -147,7 +147,7 @@ pub(crate) async fn update(
         disabled: Some(disabled),
         password: form.get("new_password").map(|p| Secret::new(p.to_owned())),
     };
-    match ops::change_user(site.store.as_ref(), &site.server, &username, change).await {
+    match ops::change_user(site.store.as_ref(), &site.server.load_full(), &username, change).await {
         Ok(()) => {
             tracing::info!(admin = %viewer.user.username, username = %username, "user updated");
             see_other(&format!("{}/users", site.base))
