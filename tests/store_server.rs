@@ -36,6 +36,8 @@ fn consumer(client_id: &str) -> ConsumerRecord {
         limit_requested_access: true,
         limit_user_access: true,
         managed_by_config: false,
+        post_logout_redirect_uris: vec![],
+        backchannel_logout_uri: None,
     }
 }
 
@@ -50,6 +52,7 @@ fn code(code_hash: &str, client_id: &str, expires_at: i64) -> AuthCodeRecord {
         nonce: None,
         auth_time: NOW - 5,
         expires_at,
+        sid: None,
     }
 }
 
@@ -63,6 +66,7 @@ fn refresh(token_hash: &str, family_id: &str, client_id: &str, expires_at: i64) 
         auth_time: Some(NOW - 5),
         expires_at,
         access: None,
+        sid: None,
     }
 }
 

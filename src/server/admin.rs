@@ -204,6 +204,8 @@ pub async fn create_consumer(
         limit_requested_access: false,
         limit_user_access: false,
         managed_by_config: false,
+        post_logout_redirect_uris: vec![],
+        backchannel_logout_uri: None,
     };
     spec.apply(&mut consumer);
     check_record(&consumer)?;

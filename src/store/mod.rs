@@ -39,7 +39,7 @@ pub use change::{StoreChange, StoreChanges};
 pub use client_model::{ClientRegistrationRecord, ClientStateRecord, ProviderTokenRecord};
 pub use migration::Migration;
 pub use model::{
-    ADMINISTER_OAUTH, AdminTokenRecord, AuthCodeRecord, CodeRedemption, ConsumerRecord, MANAGE_SECRETS,
+    ADMINISTER_OAUTH, AdminTokenRecord, AuthCodeRecord, BackchannelLogoutRecord, CodeRedemption, ConsumerRecord, MANAGE_SECRETS,
     PERMISSIONS, RefreshGrace, RefreshRotation, RefreshTokenRecord, SessionRecord, SigningKeyRecord,
     UserRecord,
 };
