@@ -154,6 +154,7 @@ impl AdminSite {
             .route(&r("/users"), get(web::users::list).post(web::users::create))
             .route(&r("/users/new"), get(web::users::new_form))
             .route(&r("/users/{username}"), get(web::users::edit_form).post(web::users::update))
+            .route(&r("/users/{username}/sign-out"), post(web::users::sign_out_everywhere))
             .route(&r("/providers"), get(web::providers::list))
             .route(&r("/providers/{provider}"), get(web::providers::show).post(web::providers::register))
             .route(&r("/clients/{client}"), get(web::providers::client))
