@@ -185,7 +185,9 @@ async fn a_valid_hint_ends_the_session_at_once_and_the_consumer_gets_a_logout_to
     let out = b.get(&url).await;
     assert_eq!(out.status, 303, "{}", out.body);
     assert_eq!(out.location().as_str(), format!("{SIGNED_OUT}?state=bye"));
-    assert!(out.set_cookies().iter().any(|c| c.starts_with("oauth_sidecar_session=;") && c.contains("Max-Age=0")));
+    assert!(
+        out.set_cookies().iter().any(|c| c.starts_with("oauth_sidecar_session=;") && c.contains("Max-Age=0"))
+    );
     assert!(!signed_in(&s, &mut b).await, "the session is gone");
 
     let token = next_token(&mut tokens).await;
@@ -238,7 +240,8 @@ async fn refusals_leave_the_session_and_an_untrusted_hint_asks_first() {
         assert!(page.body.contains("Sign out?") && page.body.contains("alice"), "{}", page.body);
     }
     assert!(signed_in(&s, &mut b).await, "the confirmation page ended nothing");
-    let url = logout_url(&s, &[("client_id", "web"), ("post_logout_redirect_uri", SIGNED_OUT), ("state", "s1")]);
+    let url =
+        logout_url(&s, &[("client_id", "web"), ("post_logout_redirect_uri", SIGNED_OUT), ("state", "s1")]);
     let confirm = b.get(&url).await;
     assert_eq!(confirm.status, 200);
     assert_eq!(confirm.form_action(), "/oauth/logout");
@@ -271,7 +274,8 @@ async fn refusals_leave_the_session_and_an_untrusted_hint_asks_first() {
     assert!(!signed_in(&s, &mut b).await);
 
     // Signed out already: nothing to ask, straight back.
-    let again = b.get(&logout_url(&s, &[("client_id", "web"), ("post_logout_redirect_uri", SIGNED_OUT)])).await;
+    let again =
+        b.get(&logout_url(&s, &[("client_id", "web"), ("post_logout_redirect_uri", SIGNED_OUT)])).await;
     assert_eq!(again.status, 303);
     // Without a redirect URI: a page saying so.
     let page = b.get(&s.url("/oauth/logout")).await;
@@ -295,10 +299,7 @@ async fn a_failed_delivery_is_tried_again_with_the_same_jti() {
     assert_eq!(a["sid"], b2["sid"]);
     s.wait_for_log(&["back-channel logout failed; tried again later", "\"attempt\":1"]);
     s.wait_for_log(&["back-channel logout delivered", "\"attempt\":2"]);
-    assert!(
-        !s.logs().iter().any(|l| l.contains(&first) || l.contains(&hint)),
-        "no token reaches a log line"
-    );
+    assert!(!s.logs().iter().any(|l| l.contains(&first) || l.contains(&hint)), "no token reaches a log line");
 }
 
 /// Signs in at the admin pages; the CSRF token of the Users page.

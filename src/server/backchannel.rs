@@ -184,9 +184,8 @@ async fn deliver(
             return Ok(None);
         }
     };
-    let body: String = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("logout_token", &token)
-        .finish();
+    let body: String =
+        url::form_urlencoded::Serializer::new(String::new()).append_pair("logout_token", &token).finish();
     let sent = client
         .post(&uri)
         .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")

@@ -89,11 +89,14 @@ pub(crate) async fn logout(
             "The form expired or was not sent from this site. Go back to the application and sign out again.",
         );
     }
-    let request = match check(&server, &params).await {
-        Ok(request) => request,
-        Err(page) => return page,
+    let outcome = match check(&server, &params).await {
+        Ok(request) => end_or_confirm(&server, &headers, &request, confirmed).await,
+        Err(Refused::Bad(message)) => {
+            return server.signin.pages().error(StatusCode::BAD_REQUEST, "Invalid request", &message);
+        }
+        Err(Refused::Store(e)) => Err(e),
     };
-    match end_or_confirm(&server, &headers, &request, confirmed).await {
+    match outcome {
         Ok(res) => res,
         Err(e) => {
             tracing::error!(error = %e, "the logout endpoint failed");
@@ -106,9 +109,17 @@ pub(crate) async fn logout(
     }
 }
 
-/// Step 1: the client, the hint and the redirect URI, or an error page.
-async fn check(server: &Inner, params: &Params) -> Result<LogoutRequest, Response> {
-    let page = |message: &str| server.signin.pages().error(StatusCode::BAD_REQUEST, "Invalid request", message);
+/// Why a logout request was not taken.
+enum Refused {
+    /// The request is wrong: an error page (400) saying this.
+    Bad(String),
+    /// The store failed.
+    Store(StoreError),
+}
+
+/// Step 1: the client, the hint and the redirect URI, or why not.
+async fn check(server: &Inner, params: &Params) -> Result<LogoutRequest, Refused> {
+    let page = |message: &str| Refused::Bad(message.to_owned());
     let one = |name: &'static str| {
         params.one(name).map_err(|Repeated(n)| page(&format!("The request sends `{n}` more than once.")))
     };
@@ -126,14 +137,7 @@ async fn check(server: &Inner, params: &Params) -> Result<LogoutRequest, Respons
         Some(id) => match server.store.consumer(&id).await {
             Ok(Some(consumer)) => Some(consumer),
             Ok(None) => return Err(page("The client is unknown to this server.")),
-            Err(e) => {
-                tracing::error!(error = %e, "the logout endpoint failed");
-                return Err(server.signin.pages().error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Server error",
-                    "The server could not handle the request. Try again later.",
-                ));
-            }
+            Err(e) => return Err(Refused::Store(e)),
         },
     };
     let redirect = match (one("post_logout_redirect_uri")?, &consumer) {
@@ -218,7 +222,8 @@ fn confirm_page(server: &Inner, headers: &HeaderMap, request: &LogoutRequest, us
         fields,
     };
     let target = request.redirect.as_deref().and_then(crate::web::pages::form_target);
-    let mut page = server.signin.pages().render("logout.html", "Sign out?", &view, StatusCode::OK, target.as_deref());
+    let mut page =
+        server.signin.pages().render("logout.html", "Sign out?", &view, StatusCode::OK, target.as_deref());
     if let Some(cookie) = new_cookie {
         page.headers_mut().append(SET_COOKIE, cookie);
     }

@@ -18,9 +18,9 @@
 use async_trait::async_trait;
 
 use super::{
-    AdminTokenRecord, AuthCodeRecord, BackchannelLogoutRecord, ClientRegistrationRecord, ClientStateRecord, CodeRedemption,
-    ConsumerRecord, ProviderTokenRecord, RefreshGrace, RefreshRotation, RefreshTokenRecord, SessionRecord,
-    SigningKeyRecord, StoreChanges, StoreError, UserRecord,
+    AdminTokenRecord, AuthCodeRecord, BackchannelLogoutRecord, ClientRegistrationRecord, ClientStateRecord,
+    CodeRedemption, ConsumerRecord, ProviderTokenRecord, RefreshGrace, RefreshRotation, RefreshTokenRecord,
+    SessionRecord, SigningKeyRecord, StoreChanges, StoreError, UserRecord,
 };
 
 /// What every user of the store needs: which backend, whether it answers,

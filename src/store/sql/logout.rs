@@ -33,11 +33,8 @@ pub(super) const FORGET_USER_SESSION_CONSUMERS: &str = "DELETE FROM session_cons
 
 /// Ends every sign-in session of user `$1`, queuing their back-channel
 /// logouts ("sign out everywhere").
-pub(super) const END_USER_SESSIONS: [&str; 3] = [
-    QUEUE_USER_LOGOUTS,
-    FORGET_USER_SESSION_CONSUMERS,
-    "DELETE FROM login_sessions WHERE username = $1",
-];
+pub(super) const END_USER_SESSIONS: [&str; 3] =
+    [QUEUE_USER_LOGOUTS, FORGET_USER_SESSION_CONSUMERS, "DELETE FROM login_sessions WHERE username = $1"];
 
 impl<D: Dialect> SqlStore<D> {
     pub(super) async fn add_session_consumer(

@@ -6,8 +6,9 @@ use sqlx::any::{AnyRow, AnyTypeInfoKind};
 use sqlx::{Row, ValueRef as _};
 
 use crate::store::{
-    AdminTokenRecord, AuthCodeRecord, BackchannelLogoutRecord, ClientRegistrationRecord, ClientStateRecord, ConsumerRecord,
-    ProviderTokenRecord, RefreshTokenRecord, SessionRecord, SigningKeyRecord, StoreError, UserRecord,
+    AdminTokenRecord, AuthCodeRecord, BackchannelLogoutRecord, ClientRegistrationRecord, ClientStateRecord,
+    ConsumerRecord, ProviderTokenRecord, RefreshTokenRecord, SessionRecord, SigningKeyRecord, StoreError,
+    UserRecord,
 };
 
 /// A boolean column: `BOOLEAN` in PostgreSQL, `INTEGER` 0/1 in SQLite.

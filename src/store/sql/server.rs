@@ -17,8 +17,8 @@ use sqlx::{AnyConnection, Row};
 use super::rows::{self, ttl_to_db};
 use super::{Dialect, SqlStore, encode_list, query_err};
 use crate::store::{
-    AuthCodeRecord, BackchannelLogoutRecord, CodeRedemption, ConsumerRecord, RefreshGrace, RefreshRotation, RefreshTokenRecord,
-    ServerStore, SigningKeyRecord, StoreError, UserRecord,
+    AuthCodeRecord, BackchannelLogoutRecord, CodeRedemption, ConsumerRecord, RefreshGrace, RefreshRotation,
+    RefreshTokenRecord, ServerStore, SigningKeyRecord, StoreError, UserRecord,
 };
 
 /// Puts the recorded access tokens of consumer `$1` on the revocation list.
