@@ -173,6 +173,40 @@ server:
     assert.ok(payload.jti && payload.iat, 'jti and iat');
     assert.equal(payload.nonce, undefined, 'a logout token has no nonce');
 
+    // Without a hint the user is asked first; the confirmed form (a POST
+    // with its CSRF token) ends the second session and goes on to the
+    // registered URI, which the page's CSP allows as the form's target.
+    await signIn(page, 'alice', password);
+    await page.waitForURL(`${rp.base}/callback?**`);
+    const second = await client.authorizationCodeGrant(config, new URL(page.url()), {
+      pkceCodeVerifier: verifier,
+      expectedState: state,
+      expectedNonce: nonce,
+      idTokenExpected: true,
+    });
+    assert.notEqual(second.claims().sid, idClaims.sid, 'a new session, a new sid');
+    const asked = client.buildEndSessionUrl(config, {
+      post_logout_redirect_uri: `${rp.base}/signed-out`,
+      state: 'second',
+    });
+    await page.goto(asked.href);
+    await page.getByRole('heading', { name: 'Sign out?' }).waitFor();
+    assert.match(await page.locator('body').innerText(), /Web app asks to sign you out/);
+    await shot(page, 'confirm-sign-out');
+    await page.getByRole('button', { name: 'Sign out', exact: true }).click();
+    await page.waitForURL(`${rp.base}/signed-out?state=second`);
+    await page.goto(authorize.href);
+    await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+    const deadline = Date.now() + 20_000;
+    while (rp.seen.logoutTokens.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(rp.seen.logoutTokens.length, 2, 'one logout token per ended session');
+    const { payload: secondPayload } = await jose.jwtVerify(rp.seen.logoutTokens[1], jwks, {
+      issuer: meta.issuer,
+      audience: 'webapp',
+      typ: 'logout+jwt',
+    });
+    assert.equal(secondPayload.sid, second.claims().sid);
+
     // And a token signed with another key does not verify with ours.
     const { privateKey } = await jose.generateKeyPair('RS256');
     const forged = await new jose.SignJWT(payload)
