@@ -680,3 +680,20 @@ async fn consumer_logout_uris_are_set_through_the_api_and_checked() {
     assert_eq!(changed["consumer"]["backchannel_logout_uri"], Value::Null);
     assert_eq!(changed["consumer"]["post_logout_redirect_uris"], json!([]));
 }
+
+#[tokio::test]
+async fn a_user_is_signed_out_everywhere_through_the_api() {
+    let (sidecar, tokens) = world();
+    let mut browser = signed_in(&sidecar, "admin", "admin-password").await;
+    let users = sidecar.url("/admin/users");
+    let signed_in_page = |(status, page): (u16, String)| status == 200 && !page.contains("name=\"password\"");
+    assert!(signed_in_page(with_cookie(&mut browser, "GET", &users, None).await));
+    let refused = expect(&sidecar, 403, "POST", "/users/keeper/sign-out", &tokens.admin, None).await;
+    assert_eq!(refused["error"], "forbidden", "{refused}");
+    expect(&sidecar, 404, "POST", "/users/nobody/sign-out", &tokens.full, None).await;
+    assert!(signed_in_page(with_cookie(&mut browser, "GET", &users, None).await), "nothing ended yet");
+    let done = expect(&sidecar, 200, "POST", "/users/admin/sign-out", &tokens.admin, None).await;
+    assert_eq!(done["signed_out"], "admin");
+    let (status, page) = with_cookie(&mut browser, "GET", &users, None).await;
+    assert!(status == 200 && page.contains("name=\"password\""), "the sign-in page again: {status} {page}");
+}

@@ -184,6 +184,7 @@ impl AdminSite {
             )
             .route(&a("/users"), get(api::users).post(api::create_user).fallback(no))
             .route(&a("/users/{username}"), get(api::user).put(api::update_user).fallback(no))
+            .route(&a("/users/{username}/sign-out"), post(api::sign_out_user).fallback(no))
             .route(&a("/providers"), get(api::providers).fallback(no))
             .route(&a("/providers/{name}"), get(api::provider).fallback(no))
             .route(&a("/clients"), get(api::clients).post(api::create_client).fallback(no))
