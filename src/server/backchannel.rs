@@ -8,7 +8,8 @@
 //! (`session_consumers` to `backchannel_logouts`), so they survive a restart
 //! and a session ended by another process (the CLI, another replica) is
 //! told too. A task of the authorization server delivers them: at once when
-//! this process queued one, else every [`POLL`].
+//! this process queued one, when a retry it scheduled is due, else every
+//! [`POLL`].
 //!
 //! A logout token is a JWT signed like the ID tokens (`server.id_token_alg`,
 //! the keys of the JWKS), header `typ: logout+jwt`, with `iss`, `aud` (the
@@ -29,6 +30,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use super::jwt;
 use super::{Inner, ServerStartError};
@@ -93,20 +95,28 @@ pub(super) fn spawn_delivery(server: &Arc<Inner>) -> Result<(), ServerStartError
     let weak: Weak<Inner> = Arc::downgrade(server);
     let wake = server.backchannel.clone();
     tokio::spawn(async move {
-        let mut wait = POLL;
+        // The earliest retry this task scheduled and has not reached yet.
+        let mut retry: Option<Instant> = None;
         loop {
+            let wait = retry.map_or(POLL, |at| at.saturating_duration_since(Instant::now()).min(POLL));
             tokio::select! {
                 () = wake.0.notified() => {}
                 () = tokio::time::sleep(wait) => {}
             }
             let Some(server) = weak.upgrade() else { break };
-            wait = match deliver_due(&server, &client).await {
-                Ok(Some(next)) => POLL.min(Duration::from_secs(u64::try_from(next).unwrap_or(0).max(1))),
-                Ok(None) => POLL,
+            let scheduled = match deliver_due(&server, &client).await {
+                Ok(next) => next,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the back-channel logout queue");
-                    POLL
+                    None
                 }
+            };
+            let now = Instant::now();
+            // A second more: the queue counts whole seconds.
+            let at = scheduled.map(|secs| now + Duration::from_secs(u64::try_from(secs).unwrap_or(0) + 1));
+            retry = match (retry.filter(|r| *r > now), at) {
+                (Some(r), Some(a)) => Some(r.min(a)),
+                (r, a) => r.or(a),
             };
         }
     });
