@@ -18,7 +18,8 @@
 # Then the browser tests (tests/e2e): chromium, and node with npm when node
 # is missing, from apt (node 20 or newer, which oidc-provider needs: this
 # machine image ships it; Debian 12's own is 18); playwright-core and
-# oidc-provider (the outside provider on another origin) with `npm ci`;
+# oidc-provider (the outside provider on another origin), openid-client
+# and jose (a relying party for the logout test) with `npm ci`;
 # `node --test` on the built binary. Last, the README's blocks marked
 # runnable, word for word, against that binary (scripts/readme.py; curl).
 set -euo pipefail

@@ -657,3 +657,43 @@ async fn an_administer_only_token_grants_nothing_it_lacks_nor_changes_who_holds_
     assert!(logs.iter().all(|l| !l.contains("taken-over-pw-1") && !l.contains("mallory-pw-1")));
     assert_no_token_logged(&sidecar, &tokens.all());
 }
+
+#[tokio::test]
+async fn consumer_logout_uris_are_set_through_the_api_and_checked() {
+    let (sidecar, tokens) = world();
+    let full = tokens.full.as_str();
+    let spec = json!({
+        "client_id": "web", "confidential": false, "redirect_uris": ["https://app.example/cb"],
+        "post_logout_redirect_uris": ["https://app.example/bye"],
+        "backchannel_logout_uri": "https://app.example/backchannel",
+    });
+    let created = expect(&sidecar, 201, "POST", "/consumers", full, Some(spec)).await;
+    assert_eq!(created["consumer"]["post_logout_redirect_uris"], json!(["https://app.example/bye"]));
+    assert_eq!(created["consumer"]["backchannel_logout_uri"], "https://app.example/backchannel");
+    let bad = json!({ "backchannel_logout_uri": "javascript:alert(1)" });
+    let refused = expect(&sidecar, 400, "PUT", "/consumers/web", full, Some(bad)).await;
+    assert_eq!(refused["error"], "invalid_request");
+    let bad = json!({ "post_logout_redirect_uris": ["/relative"] });
+    expect(&sidecar, 400, "PUT", "/consumers/web", full, Some(bad)).await;
+    let cleared = json!({ "backchannel_logout_uri": "", "post_logout_redirect_uris": [] });
+    let changed = expect(&sidecar, 200, "PUT", "/consumers/web", full, Some(cleared)).await;
+    assert_eq!(changed["consumer"]["backchannel_logout_uri"], Value::Null);
+    assert_eq!(changed["consumer"]["post_logout_redirect_uris"], json!([]));
+}
+
+#[tokio::test]
+async fn a_user_is_signed_out_everywhere_through_the_api() {
+    let (sidecar, tokens) = world();
+    let mut browser = signed_in(&sidecar, "admin", "admin-password").await;
+    let users = sidecar.url("/admin/users");
+    let signed_in_page = |(status, page): (u16, String)| status == 200 && !page.contains("name=\"password\"");
+    assert!(signed_in_page(with_cookie(&mut browser, "GET", &users, None).await));
+    let refused = expect(&sidecar, 403, "POST", "/users/keeper/sign-out", &tokens.admin, None).await;
+    assert_eq!(refused["error"], "forbidden", "{refused}");
+    expect(&sidecar, 404, "POST", "/users/nobody/sign-out", &tokens.full, None).await;
+    assert!(signed_in_page(with_cookie(&mut browser, "GET", &users, None).await), "nothing ended yet");
+    let done = expect(&sidecar, 200, "POST", "/users/admin/sign-out", &tokens.admin, None).await;
+    assert_eq!(done["signed_out"], "admin");
+    let (status, page) = with_cookie(&mut browser, "GET", &users, None).await;
+    assert!(status == 200 && page.contains("name=\"password\""), "the sign-in page again: {status} {page}");
+}

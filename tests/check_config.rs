@@ -528,3 +528,25 @@ fn the_file_may_be_given_with_config_like_every_other_command() {
     assert_eq!(out.status.code(), Some(2), "no file at all is a usage error");
     assert!(stderr(&out).contains("--config FILE"), "{}", stderr(&out));
 }
+
+#[test]
+fn consumer_logout_uris_are_checked_at_their_line() {
+    let out = check(
+        "server:
+  consumers:
+    - client_id: web
+      confidential: false
+      redirect_uris: ['https://app.example/cb']
+      post_logout_redirect_uris: ['https://app.example/bye', 'https://app.example/out#frag']
+      backchannel_logout_uri: ftp://app.example/logout
+",
+    );
+    assert_error(&out, "6:62", "server.consumers[0].post_logout_redirect_uris", "has a fragment");
+    assert_error(
+        &out,
+        "7:31",
+        "server.consumers[0].backchannel_logout_uri",
+        "not an absolute http or https URL",
+    );
+    assert_eq!(stderr(&out).lines().count(), 2, "two error lines:\n{}", stderr(&out));
+}

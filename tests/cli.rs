@@ -389,3 +389,38 @@ async fn a_consumer_can_be_given_a_chosen_secret_from_a_file() {
     let (status, body) = token(&sidecar, &form).await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[test]
+fn consumer_logout_uris_are_set_shown_and_cleared() {
+    let dir = common::write_config(SERVER, "listen: 127.0.0.1:0\n");
+    let args = [
+        "consumer",
+        "create",
+        "--client-id",
+        "web",
+        "--redirect-uri",
+        "https://app.example/cb",
+        "--post-logout-redirect-uri",
+        "https://app.example/bye",
+        "--post-logout-redirect-uri",
+        "https://app.example/later",
+        "--backchannel-logout-uri",
+        "https://app.example/backchannel",
+    ];
+    stdout(&cli(dir.path(), &args, ""));
+    let shown = || {
+        let json = stdout(&cli(dir.path(), &["consumer", "show", "web", "--json"], ""));
+        serde_json::from_str::<Value>(&json).unwrap()
+    };
+    let c = shown();
+    assert_eq!(
+        c["post_logout_redirect_uris"],
+        serde_json::json!(["https://app.example/bye", "https://app.example/later"])
+    );
+    assert_eq!(c["backchannel_logout_uri"], "https://app.example/backchannel");
+    let refused =
+        cli(dir.path(), &["consumer", "update", "web", "--backchannel-logout-uri", "not a url"], "");
+    assert_eq!(refused.status.code(), Some(2), "{}", String::from_utf8_lossy(&refused.stderr));
+    stdout(&cli(dir.path(), &["consumer", "update", "web", "--backchannel-logout-uri", ""], ""));
+    assert_eq!(shown()["backchannel_logout_uri"], "", "cleared");
+}

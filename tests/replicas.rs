@@ -195,6 +195,7 @@ async fn concurrent_redemptions_of_one_code_across_replicas_yield_exactly_one_to
             nonce: None,
             auth_time: now,
             expires_at: now + 60,
+            sid: None,
         })
         .await
         .unwrap();

@@ -52,6 +52,8 @@ fn consumer(client_id: &str) -> ConsumerRecord {
         limit_requested_access: false,
         limit_user_access: false,
         managed_by_config: false,
+        post_logout_redirect_uris: vec![],
+        backchannel_logout_uri: None,
     }
 }
 

@@ -36,6 +36,8 @@ fn consumer(client_id: &str) -> ConsumerRecord {
         limit_requested_access: true,
         limit_user_access: true,
         managed_by_config: false,
+        post_logout_redirect_uris: vec![],
+        backchannel_logout_uri: None,
     }
 }
 
@@ -50,6 +52,7 @@ fn code(code_hash: &str, client_id: &str, expires_at: i64) -> AuthCodeRecord {
         nonce: None,
         auth_time: NOW - 5,
         expires_at,
+        sid: None,
     }
 }
 
@@ -63,6 +66,7 @@ fn refresh(token_hash: &str, family_id: &str, client_id: &str, expires_at: i64) 
         auth_time: Some(NOW - 5),
         expires_at,
         access: None,
+        sid: None,
     }
 }
 
@@ -610,6 +614,7 @@ async fn concurrent_rotation_with_grace_has_one_winner_and_the_others_retry(back
 }
 
 on_both_backends!(
+    ending_sessions_queues_back_channel_logouts_for_their_consumers,
     recorded_access_tokens_are_revoked_with_their_consumer_or_user,
     a_touched_session_lasts_until_its_new_end,
     admin_tokens_are_found_by_hash_listed_and_deleted,
@@ -664,5 +669,68 @@ async fn concurrent_first_signing_keys_store_one_per_algorithm(backend: Backend)
     let mut algs: Vec<_> = keys.iter().map(|k| k.alg.as_str()).collect();
     algs.sort_unstable();
     assert_eq!(algs, ["EdDSA", "RS256"]);
+    store.close().await;
+}
+
+async fn ending_sessions_queues_back_channel_logouts_for_their_consumers(backend: Backend) {
+    let (store, _place) = backend.open().await;
+    let told = ConsumerRecord {
+        backchannel_logout_uri: Some("https://app.example/backchannel".into()),
+        ..consumer("told")
+    };
+    store.put_consumer(&told).await.unwrap();
+    store.put_consumer(&consumer("silent")).await.unwrap();
+    for (id, user) in [("s1", "alice"), ("s2", "alice"), ("s3", "bob")] {
+        store.add_session(&SessionRecord { username: user.into(), ..session(id, NOW + 600) }).await.unwrap();
+    }
+    for (sid, client, user) in [
+        ("sid1", "told", "alice"),
+        ("sid1", "silent", "alice"),
+        ("sid2", "told", "alice"),
+        ("sid3", "told", "bob"),
+    ] {
+        store.record_session_consumer(sid, client, user, NOW + 600).await.unwrap();
+    }
+    let due = |at| {
+        let store = Arc::clone(&store);
+        async move {
+            let found = store.due_backchannel_logouts(at, 10).await.unwrap();
+            found.into_iter().map(|l| (l.sid, l.client_id, l.username, l.attempts)).collect::<Vec<_>>()
+        }
+    };
+    assert!(due(NOW).await.is_empty());
+
+    // One session: only the consumer with a back-channel URI, once.
+    store.end_session("s1", "sid1").await.unwrap();
+    store.end_session("s1", "sid1").await.unwrap();
+    assert!(store.session("s1", "oauth", NOW).await.unwrap().is_none());
+    assert!(store.session("s2", "oauth", NOW).await.unwrap().is_some());
+    assert_eq!(due(NOW).await, [("sid1".into(), "told".into(), "alice".into(), 0)]);
+
+    // A claim counts the attempt and moves it on; a stale claim loses.
+    let pending = store.due_backchannel_logouts(NOW, 10).await.unwrap().remove(0);
+    assert!(store.claim_backchannel_logout(&pending, NOW + 10).await.unwrap());
+    assert!(!store.claim_backchannel_logout(&pending, NOW + 20).await.unwrap(), "taken already");
+    assert!(due(NOW + 9).await.is_empty());
+    assert_eq!(due(NOW + 10).await, [("sid1".into(), "told".into(), "alice".into(), 1)]);
+    store.delete_backchannel_logout("sid1", "told").await.unwrap();
+    assert!(due(NOW + 10).await.is_empty());
+
+    // Every session of a user (sign out everywhere), and a disabled user's.
+    store.end_user_sessions("alice").await.unwrap();
+    assert!(store.session("s2", "oauth", NOW).await.unwrap().is_none());
+    assert!(store.session("s3", "oauth", NOW).await.unwrap().is_some(), "bob's stays");
+    assert_eq!(due(NOW).await, [("sid2".into(), "told".into(), "alice".into(), 0)]);
+    store.delete_backchannel_logout("sid2", "told").await.unwrap();
+    store.end_user_grants("bob").await.unwrap();
+    assert!(store.session("s3", "oauth", NOW).await.unwrap().is_none());
+    assert_eq!(due(NOW).await, [("sid3".into(), "told".into(), "bob".into(), 0)]);
+    store.delete_backchannel_logout("sid3", "told").await.unwrap();
+
+    // What a session recorded is forgotten when the session would have ended.
+    store.record_session_consumer("sid4", "told", "bob", NOW + 5).await.unwrap();
+    store.purge_expired(NOW + 5).await.unwrap();
+    store.end_user_sessions("bob").await.unwrap();
+    assert!(due(NOW + 5).await.is_empty());
     store.close().await;
 }

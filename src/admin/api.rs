@@ -5,7 +5,7 @@
 //! | resource | operations |
 //! |---|---|
 //! | consumers | `GET`/`POST /consumers`, `GET`/`PUT`/`DELETE /consumers/{client_id}` |
-//! | users | `GET`/`POST /users`, `GET`/`PUT /users/{username}` |
+//! | users | `GET`/`POST /users`, `GET`/`PUT /users/{username}`, `POST /users/{username}/sign-out` |
 //! | providers | `GET /providers`, `GET /providers/{name}` |
 //! | clients | `GET`/`POST /clients`, `GET`/`DELETE /clients/{name}` |
 //! | provider tokens | `GET`/`POST /clients/{name}/tokens`, `GET`/`DELETE /tokens/{id}`, `POST /tokens/{id}/refresh` |
@@ -44,7 +44,7 @@ pub(crate) use clients::{
 pub(crate) use consumers::{consumer, consumers, create_consumer, delete_consumer, update_consumer};
 pub(crate) use error::ApiError;
 pub(crate) use grants::{grants, revoke_grant};
-pub(crate) use users::{create_user, update_user, user, users};
+pub(crate) use users::{create_user, sign_out_user, update_user, user, users};
 
 /// The OpenAPI document as written, for the default path.
 const OPENAPI: &str = include_str!("openapi.json");

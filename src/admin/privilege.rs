@@ -47,6 +47,13 @@ pub(crate) fn check_user_change(
     Err(Outranked(message))
 }
 
+/// Refuses, and logs, signing `user` out everywhere by `caller`: as for a
+/// change, the caller must hold every admin permission the user holds, so
+/// an admin cannot cut a higher one's sessions short.
+pub(crate) fn check_sign_out(caller: &dyn Admin, user: &UserRecord) -> Result<(), Outranked> {
+    check_user_change(caller, &user.username, Some(user), None)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

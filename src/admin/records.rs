@@ -18,6 +18,8 @@ pub(crate) fn consumer(c: &ConsumerRecord) -> Value {
         "user_id": c.user_id,
         "redirect_uris": c.redirect_uris,
         "allowed_origins": c.allowed_origins,
+        "post_logout_redirect_uris": c.post_logout_redirect_uris,
+        "backchannel_logout_uri": c.backchannel_logout_uri,
         "scopes": c.scopes,
         "grant_types": c.grant_types,
         "grant_user_access": c.grant_user_access,

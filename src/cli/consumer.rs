@@ -72,6 +72,12 @@ pub(super) struct ConsumerFields {
     /// An exact redirect URI (repeat for more).
     #[arg(long = "redirect-uri", value_name = "URI")]
     redirect_uris: Vec<String>,
+    /// An exact URI to return to after RP-initiated logout (repeat for more).
+    #[arg(long = "post-logout-redirect-uri", value_name = "URI")]
+    post_logout_redirect_uris: Vec<String>,
+    /// Where back-channel logout tokens are posted (an empty value clears it).
+    #[arg(long, value_name = "URI")]
+    backchannel_logout_uri: Option<String>,
     /// An origin allowed to call from a browser (repeat for more).
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
     allowed_origins: Vec<String>,
@@ -120,6 +126,8 @@ impl ConsumerFields {
             limit_requested_access: flag(self.limit_requested_access),
             limit_user_access: flag(self.limit_user_access),
             secret,
+            post_logout_redirect_uris: list(self.post_logout_redirect_uris),
+            backchannel_logout_uri: self.backchannel_logout_uri,
         })
     }
 }
@@ -196,6 +204,8 @@ fn show(view: &ConsumerView, format: Format) -> Lines {
             ("grant_types", Cell::List(c.grant_types.clone())),
             ("redirect_uris", Cell::List(c.redirect_uris.clone())),
             ("allowed_origins", Cell::List(c.allowed_origins.clone())),
+            ("post_logout_redirect_uris", Cell::List(c.post_logout_redirect_uris.clone())),
+            ("backchannel_logout_uri", Cell::text(c.backchannel_logout_uri.clone().unwrap_or_default())),
             ("access_token_ttl", ttl(c.access_token_ttl)),
             ("refresh_token_ttl", ttl(c.refresh_token_ttl)),
             ("grant_user_access", Cell::Flag(c.grant_user_access)),

@@ -174,6 +174,12 @@ pub struct ConsumerConfig {
     pub limit_requested_access: bool,
     /// farmOS: never grant more than the authorizing user has.
     pub limit_user_access: bool,
+    /// Exact URIs the browser may be sent to after OpenID Connect
+    /// RP-initiated logout (`post_logout_redirect_uri`).
+    pub post_logout_redirect_uris: Vec<At<String>>,
+    /// Where OpenID Connect back-channel logout tokens are posted when a
+    /// session in which this consumer got an ID token ends.
+    pub backchannel_logout_uri: Option<At<String>>,
 }
 
 impl Default for ConsumerConfig {
@@ -199,6 +205,8 @@ impl Default for ConsumerConfig {
             grant_user_access: false,
             limit_requested_access: false,
             limit_user_access: false,
+            post_logout_redirect_uris: Vec::new(),
+            backchannel_logout_uri: None,
         }
     }
 }
@@ -337,6 +345,16 @@ pub(super) fn validate(server: &mut ServerConfig, p: &mut super::validate::Probl
                 p.error(uri.location, &at("redirect_uris"), e);
             }
         }
+        for uri in &c.post_logout_redirect_uris {
+            if let Err(e) = check_redirect_uri(&uri.value) {
+                p.error(uri.location, &at("post_logout_redirect_uris"), e);
+            }
+        }
+        if let Some(uri) = &c.backchannel_logout_uri
+            && let Err(e) = check_backchannel_logout_uri(&uri.value)
+        {
+            p.error(uri.location, &at("backchannel_logout_uri"), e);
+        }
     }
 
     let mut seen = std::collections::BTreeSet::new();
@@ -411,6 +429,20 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
     }
     if uri.contains('#') {
         return Err(format!("`{uri}` has a fragment, which a redirect URI may not have"));
+    }
+    Ok(())
+}
+
+/// Checks a consumer's `backchannel_logout_uri`: an absolute `http` or
+/// `https` URL without a fragment (OpenID Connect Back-Channel Logout 1.0
+/// section 2.2).
+pub fn check_backchannel_logout_uri(uri: &str) -> Result<(), String> {
+    let parsed: http::Uri = uri.parse().map_err(|e| format!("`{uri}` is not a URI ({e})"))?;
+    if !matches!(parsed.scheme_str(), Some("http" | "https")) || parsed.authority().is_none() {
+        return Err(format!("`{uri}` is not an absolute http or https URL"));
+    }
+    if uri.contains('#') {
+        return Err(format!("`{uri}` has a fragment, which a back-channel logout URI may not have"));
     }
     Ok(())
 }

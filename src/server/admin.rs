@@ -21,7 +21,9 @@ use std::time::Duration;
 use super::keys::{Alg, KeyError, KeyRing};
 use crate::clock;
 use crate::config::Secret;
-use crate::config::server::{GRANT_TYPES, MIN_CLIENT_SECRET_LEN, ServerConfig, check_redirect_uri};
+use crate::config::server::{
+    GRANT_TYPES, MIN_CLIENT_SECRET_LEN, ServerConfig, check_backchannel_logout_uri, check_redirect_uri,
+};
 use crate::store::{ADMINISTER_OAUTH, ConsumerRecord, PERMISSIONS, ServerStore, StoreError, UserRecord};
 use crate::web::password;
 use crate::web::secrets::{HMAC_PREFIX, Secrets};
@@ -83,6 +85,10 @@ pub struct ConsumerSpec {
     /// A secret the operator chose (kept as an argon2 hash, never shown
     /// again) instead of a generated one; confidential consumers only.
     pub secret: Option<Secret>,
+    /// Exact URIs for after RP-initiated logout.
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    /// Where back-channel logout tokens go; empty clears it.
+    pub backchannel_logout_uri: Option<String>,
 }
 
 impl ConsumerSpec {
@@ -97,8 +103,11 @@ impl ConsumerSpec {
                 )));
             }
         }
-        for uri in self.redirect_uris.iter().flatten() {
+        for uri in self.redirect_uris.iter().chain(&self.post_logout_redirect_uris).flatten() {
             check_redirect_uri(uri).map_err(AdminError::Usage)?;
+        }
+        if let Some(uri) = self.backchannel_logout_uri.as_deref().filter(|u| !u.is_empty()) {
+            check_backchannel_logout_uri(uri).map_err(AdminError::Usage)?;
         }
         Ok(())
     }
@@ -122,11 +131,15 @@ impl ConsumerSpec {
         if let Some(user) = &self.user_id {
             c.user_id = (!user.is_empty()).then(|| user.clone());
         }
+        if let Some(uri) = &self.backchannel_logout_uri {
+            c.backchannel_logout_uri = (!uri.is_empty()).then(|| uri.clone());
+        }
         for (field, value) in [
             (&mut c.redirect_uris, &self.redirect_uris),
             (&mut c.allowed_origins, &self.allowed_origins),
             (&mut c.scopes, &self.scopes),
             (&mut c.grant_types, &self.grant_types),
+            (&mut c.post_logout_redirect_uris, &self.post_logout_redirect_uris),
         ] {
             if let Some(v) = value {
                 field.clone_from(v);
@@ -204,6 +217,8 @@ pub async fn create_consumer(
         limit_requested_access: false,
         limit_user_access: false,
         managed_by_config: false,
+        post_logout_redirect_uris: vec![],
+        backchannel_logout_uri: None,
     };
     spec.apply(&mut consumer);
     check_record(&consumer)?;
@@ -434,6 +449,16 @@ pub async fn change_user(
     if change.disabled == Some(true) || change.password.is_some() {
         store.end_user_grants(username).await?;
     }
+    Ok(())
+}
+
+/// Ends every sign-in session of a user ("sign out everywhere"), queuing a
+/// back-channel logout for each consumer that got an ID token in one
+/// ([`ServerStore::end_user_sessions`]); a running server delivers them
+/// within [`super::backchannel::POLL`].
+pub async fn sign_out_everywhere(store: &dyn ServerStore, username: &str) -> Result<(), AdminError> {
+    user(store, username).await?;
+    store.end_user_sessions(username).await?;
     Ok(())
 }
 

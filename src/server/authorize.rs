@@ -44,10 +44,10 @@ use crate::web::signin::{LoginForm, SignedIn};
 pub(super) struct Params(Vec<(String, String)>);
 
 /// A parameter sent more than once (section 3.1 forbids it).
-pub(super) struct Repeated(&'static str);
+pub(super) struct Repeated(pub(super) &'static str);
 
 impl Params {
-    fn parse(input: &[u8]) -> Self {
+    pub(super) fn parse(input: &[u8]) -> Self {
         Params(
             url::form_urlencoded::parse(input)
                 .filter(|(_, v)| !v.is_empty())
@@ -390,6 +390,7 @@ async fn login_step(
 pub(super) async fn issue_code(
     server: &Inner,
     request: &AuthRequest,
+    headers: &HeaderMap,
     user: &UserRecord,
     auth_time: i64,
     granted: &Roles,
@@ -401,6 +402,7 @@ pub(super) async fn issue_code(
     }
     let code = random_token();
     let now = clock::now();
+    let sid = server.signin.session_ids(headers, cookie.as_ref()).map(|(_, sid)| sid);
     server
         .store
         .add_auth_code(&AuthCodeRecord {
@@ -413,6 +415,7 @@ pub(super) async fn issue_code(
             nonce: request.nonce.clone(),
             auth_time,
             expires_at: now.saturating_add(i64::try_from(server.code_ttl).unwrap_or(i64::MAX)),
+            sid,
         })
         .await?;
     tracing::info!(username = %user.username, client_id = %request.consumer.client_id, "authorization code issued");

@@ -186,6 +186,8 @@ mod tests {
             limit_requested_access: false,
             limit_user_access: false,
             managed_by_config: false,
+            post_logout_redirect_uris: vec![],
+            backchannel_logout_uri: None,
         }
     }
 

@@ -60,7 +60,7 @@ pub(super) async fn proceed(
 ) -> Result<Step, StoreError> {
     let granted = grant(server, &request.consumer, Some(user), &request.requested);
     if !(request.consumer.third_party || request.prompt.consent) {
-        return issue_code(server, request, user, auth_time, &granted, cookie).await;
+        return issue_code(server, request, headers, user, auth_time, &granted, cookie).await;
     }
     if request.prompt.none {
         return Ok(Step::Refuse(refuse("consent_required", "the user has not approved this client")));
@@ -136,5 +136,5 @@ pub(super) async fn decide(
         request.requested.clone()
     };
     let granted = grant(server, &request.consumer, Some(&user), &requested);
-    issue_code(server, request, &user, auth_time, &granted, None).await
+    issue_code(server, request, headers, &user, auth_time, &granted, None).await
 }

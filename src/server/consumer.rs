@@ -107,6 +107,8 @@ pub async fn sync_consumers(
             limit_requested_access: c.limit_requested_access,
             limit_user_access: c.limit_user_access,
             managed_by_config: true,
+            post_logout_redirect_uris: c.post_logout_redirect_uris.iter().map(|u| u.value.clone()).collect(),
+            backchannel_logout_uri: c.backchannel_logout_uri.as_ref().map(|u| u.value.clone()),
         };
         if existing.as_ref() != Some(&record) {
             store.put_consumer(&record).await?;
@@ -232,6 +234,8 @@ mod tests {
             limit_requested_access: false,
             limit_user_access: false,
             managed_by_config: false,
+            post_logout_redirect_uris: vec![],
+            backchannel_logout_uri: None,
         }
     }
 }

@@ -240,6 +240,7 @@ mod tests {
             auth_time: None,
             expires_at: 5000,
             access: None,
+            sid: None,
         };
         assert_eq!(
             refresh_answer(&record),

@@ -14,6 +14,7 @@
 //! | `POST /oauth/revoke` | RFC 7009 token revocation ([`revoke`]) |
 //! | `POST /oauth/introspect` | RFC 7662 token introspection ([`introspect`]) |
 //! | `GET`, `POST /oauth/userinfo` | OpenID Connect UserInfo ([`userinfo`]) |
+//! | `GET`, `POST /oauth/logout` | OpenID Connect RP-initiated logout ([`logout`]); back-channel logout tokens follow ([`backchannel`]) |
 //!
 //! Access tokens are RFC 9068 JWTs: `iss` is the issuer (`server.issuer`,
 //! default the public URL without a trailing slash), and `aud` is the issuer
@@ -25,6 +26,7 @@
 
 pub mod admin;
 pub mod authorize;
+pub mod backchannel;
 pub mod cache;
 pub mod consent;
 pub mod consumer;
@@ -34,6 +36,7 @@ pub mod introspect;
 pub mod jwt;
 pub mod key_reload;
 pub mod keys;
+pub mod logout;
 pub mod oidc;
 pub mod policy;
 pub mod revoke;
@@ -86,6 +89,9 @@ pub enum ServerStartError {
     /// A page template could not be loaded.
     #[error(transparent)]
     Templates(#[from] TemplateError),
+    /// The HTTP client for back-channel logout could not be built.
+    #[error("{0}")]
+    Http(String),
 }
 
 impl From<SignInError> for ServerStartError {
@@ -112,6 +118,11 @@ pub(crate) struct Inner {
     access_ttl: u64,
     refresh_ttl: u64,
     code_ttl: u64,
+    /// `server.session_ttl` in seconds: how long a sign-in session lasts at
+    /// most, and how long after expiry an `id_token_hint` still counts.
+    session_ttl: i64,
+    /// Wakes the back-channel logout delivery when this process queued one.
+    backchannel: Arc<backchannel::Wake>,
     /// `server.refresh_reuse_grace` in whole seconds (rounded up); 0 is off.
     refresh_grace: u64,
     base_role: String,
@@ -249,6 +260,8 @@ impl AuthorizationServer {
             access_ttl,
             refresh_ttl: config.refresh_token_ttl.0.as_secs(),
             code_ttl: config.code_ttl.0.as_secs(),
+            session_ttl: i64::try_from(config.session_ttl.0.as_secs()).unwrap_or(i64::MAX),
+            backchannel: Arc::new(backchannel::Wake::default()),
             refresh_grace: {
                 let grace = config.refresh_reuse_grace.0;
                 grace.as_secs() + u64::from(grace.subsec_nanos() > 0)
@@ -266,7 +279,9 @@ impl AuthorizationServer {
             ),
             pkce_for_all: config.require_pkce == RequirePkce::All,
         };
-        Ok(AuthorizationServer { inner: Arc::new(inner) })
+        let inner = Arc::new(inner);
+        backchannel::spawn_delivery(&inner)?;
+        Ok(AuthorizationServer { inner })
     }
 
     /// Applies a reloaded `server:` section: its consumers synced again,
@@ -305,6 +320,7 @@ impl AuthorizationServer {
             .route("/oauth/revoke", post(revoke::revoke))
             .route("/oauth/introspect", post(introspect::introspect))
             .route("/oauth/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
+            .route("/oauth/logout", get(logout::logout).post(logout::logout))
             .with_state(self.inner.clone())
     }
 }
@@ -339,7 +355,12 @@ async fn metadata(State(server): State<Arc<Inner>>) -> Json<Value> {
         "scopes_supported": scopes,
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": [server.id_alg.as_str()],
-        "claims_supported": ["iss", "sub", "aud", "azp", "exp", "iat", "auth_time", "nonce", "at_hash"],
+        "claims_supported": ["iss", "sub", "aud", "azp", "exp", "iat", "auth_time", "nonce", "at_hash", "sid"],
+        "end_session_endpoint": format!("{issuer}/oauth/logout"),
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
+        "frontchannel_logout_supported": false,
+        "frontchannel_logout_session_supported": false,
         "prompt_values_supported": ["none", "login", "consent"],
         "authorization_response_iss_parameter_supported": true,
         "request_parameter_supported": false,

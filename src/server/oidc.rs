@@ -5,7 +5,8 @@
 //! one algorithm every OpenID client must support). Its `aud` is the client,
 //! `azp` too; `auth_time` is when the user signed in; `nonce` is the
 //! authorization request's, echoed so the client can tie the token to its
-//! request; `at_hash` binds the access token issued with it.
+//! request; `at_hash` binds the access token issued with it; `sid` names
+//! the sign-in session, as the session's back-channel logout token will.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -41,6 +42,10 @@ pub struct IdClaims {
     /// The left half of the access token's hash, base64url.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_hash: Option<String>,
+    /// The sign-in session the token was issued in (OpenID Connect
+    /// Back-Channel Logout 1.0 section 2.1), named again in its logout token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// What an ID token is made from.
@@ -50,6 +55,7 @@ pub(crate) struct IdTokenInput<'a> {
     pub(crate) auth_time: i64,
     pub(crate) nonce: Option<&'a str>,
     pub(crate) access_token: &'a str,
+    pub(crate) sid: Option<&'a str>,
 }
 
 /// Signs an ID token, valid as long as an access token of this consumer.
@@ -66,6 +72,7 @@ pub(crate) fn id_token(server: &Inner, input: &IdTokenInput<'_>) -> Result<Strin
         auth_time: input.auth_time,
         nonce: input.nonce.map(str::to_owned),
         at_hash: Some(at_hash(server.id_alg, input.access_token)),
+        sid: input.sid.map(str::to_owned),
     };
     jwt::sign(&server.keys.current(), server.id_alg, ID_TOKEN_TYP, &claims).map_err(OAuthError::server)
 }

@@ -402,6 +402,7 @@ fn new_refresh(
         auth_time,
         expires_at: clock::now().saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)),
         access: access.map(|a| (a.jti.clone(), a.exp)),
+        sid: None,
     };
     (token, record)
 }
@@ -467,7 +468,7 @@ async fn authorization_code(
             .await?;
     let family = if consumer.grant_types.iter().any(|g| g == "refresh_token") {
         let family = uuid::Uuid::new_v4().to_string();
-        let (token, refresh) = new_refresh(
+        let (token, mut refresh) = new_refresh(
             server,
             consumer,
             Some(&user.username),
@@ -476,6 +477,7 @@ async fn authorization_code(
             Some(record.auth_time),
             Some(&access),
         );
+        refresh.sid.clone_from(&record.sid);
         server.store.add_refresh_token(&refresh).await.map_err(OAuthError::server)?;
         Some((family, token))
     } else {
@@ -493,7 +495,16 @@ async fn authorization_code(
             auth_time: record.auth_time,
             nonce: record.nonce.as_deref(),
             access_token: &access.token,
+            sid: record.sid.as_deref(),
         };
+        if let Some(sid) = &record.sid {
+            let expires_at = record.auth_time.saturating_add(server.session_ttl);
+            server
+                .store
+                .record_session_consumer(sid, &consumer.client_id, &user.username, expires_at)
+                .await
+                .map_err(OAuthError::server)?;
+        }
         Some(oidc::id_token(server, &claims)?)
     } else {
         None
@@ -646,7 +657,7 @@ async fn refresh(
     let sub = current.username.as_deref().unwrap_or(&consumer.client_id);
     let access =
         issue_access(server, consumer, current.username.as_deref(), sub, &scope, current.auth_time).await?;
-    let (token, next) = new_refresh(
+    let (token, mut next) = new_refresh(
         server,
         consumer,
         current.username.as_deref(),
@@ -655,13 +666,20 @@ async fn refresh(
         current.auth_time,
         Some(&access),
     );
+    next.sid.clone_from(&current.sid);
     let IssuedAccess { token: access_token, expires_in, .. } = access;
     // OpenID Connect Core section 12.2: a refresh renews the ID token too,
     // with the original auth_time and no nonce.
     let id_token = match (&current.username, current.auth_time) {
         (Some(username), Some(auth_time)) if scope.split(' ').any(|s| s == "openid") => {
-            let input =
-                IdTokenInput { consumer, sub: username, auth_time, nonce: None, access_token: &access_token };
+            let input = IdTokenInput {
+                consumer,
+                sub: username,
+                auth_time,
+                nonce: None,
+                access_token: &access_token,
+                sid: current.sid.as_deref(),
+            };
             Some(oidc::id_token(server, &input)?)
         }
         _ => None,

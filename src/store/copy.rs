@@ -31,6 +31,8 @@ const TABLES: &[(&str, &str)] = &[
     ("login_sessions", "id_hash"),
     ("revoked_access_tokens", "jti"),
     ("access_tokens", "jti"),
+    ("session_consumers", "sid, client_id"),
+    ("backchannel_logouts", "sid, client_id"),
     ("client_registrations", "name"),
     ("provider_tokens", "id"),
     ("client_states", "state_hash"),

@@ -39,9 +39,9 @@ pub use change::{StoreChange, StoreChanges};
 pub use client_model::{ClientRegistrationRecord, ClientStateRecord, ProviderTokenRecord};
 pub use migration::Migration;
 pub use model::{
-    ADMINISTER_OAUTH, AdminTokenRecord, AuthCodeRecord, CodeRedemption, ConsumerRecord, MANAGE_SECRETS,
-    PERMISSIONS, RefreshGrace, RefreshRotation, RefreshTokenRecord, SessionRecord, SigningKeyRecord,
-    UserRecord,
+    ADMINISTER_OAUTH, AdminTokenRecord, AuthCodeRecord, BackchannelLogoutRecord, CodeRedemption,
+    ConsumerRecord, MANAGE_SECRETS, PERMISSIONS, RefreshGrace, RefreshRotation, RefreshTokenRecord,
+    SessionRecord, SigningKeyRecord, UserRecord,
 };
 pub use roles::{AdminStore, ClientStore, GateStore, ServerStore, SignInStore, Store, StoreBase};
 #[cfg(feature = "postgres")]

@@ -38,6 +38,10 @@ pub struct ConsumerRecord {
     pub limit_user_access: bool,
     /// Created or updated from the YAML file at start (not by the CLI).
     pub managed_by_config: bool,
+    /// Exact URIs the browser may be sent to after RP-initiated logout.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Where back-channel logout tokens are posted, if anywhere.
+    pub backchannel_logout_uri: Option<String>,
 }
 
 /// The admin permissions a user record may hold: the names the file's
@@ -117,6 +121,8 @@ pub struct AuthCodeRecord {
     pub auth_time: i64,
     /// When the code stops being valid.
     pub expires_at: i64,
+    /// The sign-in session it came from (the ID token's `sid`).
+    pub sid: Option<String>,
 }
 
 /// What redeeming an authorization code found.
@@ -156,6 +162,8 @@ pub struct RefreshTokenRecord {
     /// The `jti` and `exp` of the access token issued with it, revoked
     /// with its family.
     pub access: Option<(String, i64)>,
+    /// The sign-in session of its grant (the ID token's `sid`).
+    pub sid: Option<String>,
 }
 
 /// What presenting a refresh token found.
@@ -215,6 +223,22 @@ pub struct SessionRecord {
     pub auth_time: i64,
     /// When the session ends.
     pub expires_at: i64,
+}
+
+/// A back-channel logout token still to deliver: the consumer, and the
+/// ended session (its `sid`) and user it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackchannelLogoutRecord {
+    /// The ended session's `sid`.
+    pub sid: String,
+    /// The consumer to tell.
+    pub client_id: String,
+    /// The session's user, the token's `sub`.
+    pub username: String,
+    /// Delivery attempts so far.
+    pub attempts: i64,
+    /// When the next attempt is due (Unix seconds).
+    pub next_attempt: i64,
 }
 
 impl std::fmt::Debug for SigningKeyRecord {

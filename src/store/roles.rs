@@ -18,9 +18,9 @@
 use async_trait::async_trait;
 
 use super::{
-    AdminTokenRecord, AuthCodeRecord, ClientRegistrationRecord, ClientStateRecord, CodeRedemption,
-    ConsumerRecord, ProviderTokenRecord, RefreshGrace, RefreshRotation, RefreshTokenRecord, SessionRecord,
-    SigningKeyRecord, StoreChanges, StoreError, UserRecord,
+    AdminTokenRecord, AuthCodeRecord, BackchannelLogoutRecord, ClientRegistrationRecord, ClientStateRecord,
+    CodeRedemption, ConsumerRecord, ProviderTokenRecord, RefreshGrace, RefreshRotation, RefreshTokenRecord,
+    SessionRecord, SigningKeyRecord, StoreChanges, StoreError, UserRecord,
 };
 
 /// What every user of the store needs: which backend, whether it answers,
@@ -177,8 +177,43 @@ pub trait ServerStore: GateStore + SignInStore {
     ) -> Result<(), StoreError>;
     /// Ends everything a user was granted, in one transaction: their sign-in
     /// sessions, their refresh-token families, and their access tokens (on
-    /// the revocation list); for a disabled user or a new password.
+    /// the revocation list); for a disabled user or a new password. Each
+    /// consumer that got an ID token in one of the sessions is queued for a
+    /// back-channel logout.
     async fn end_user_grants(&self, username: &str) -> Result<(), StoreError>;
+
+    /// Records that `client_id` got an ID token in the session `sid` of
+    /// `username`, until `expires_at` (when the session ends anyway).
+    async fn record_session_consumer(
+        &self,
+        sid: &str,
+        client_id: &str,
+        username: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError>;
+    /// Ends one sign-in session (by the hash of its cookie value) and queues
+    /// a back-channel logout for each consumer with a `backchannel_logout_uri`
+    /// that got an ID token in it (`sid`), in one transaction.
+    async fn end_session(&self, id_hash: &str, sid: &str) -> Result<(), StoreError>;
+    /// Ends every sign-in session of a user (of every kind) and queues their
+    /// back-channel logouts, in one transaction ("sign out everywhere").
+    async fn end_user_sessions(&self, username: &str) -> Result<(), StoreError>;
+    /// Back-channel logouts due at `now`, the oldest due first, at most `limit`.
+    async fn due_backchannel_logouts(
+        &self,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<BackchannelLogoutRecord>, StoreError>;
+    /// Takes a due logout for one delivery attempt: counts the attempt and
+    /// moves its next attempt to `next_attempt`, unless another process took
+    /// it first (its `next_attempt` changed); true when taken.
+    async fn claim_backchannel_logout(
+        &self,
+        logout: &BackchannelLogoutRecord,
+        next_attempt: i64,
+    ) -> Result<bool, StoreError>;
+    /// Forgets a logout: delivered, or given up.
+    async fn delete_backchannel_logout(&self, sid: &str, client_id: &str) -> Result<(), StoreError>;
 
     /// Adds an access token id to the revocation list until its `exp`.
     async fn revoke_access_token(&self, jti: &str, exp: i64) -> Result<(), StoreError>;

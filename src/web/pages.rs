@@ -5,7 +5,7 @@
 //! The pages are minijinja templates, built in from the crate's `templates/`
 //! folder. An operator restyles them by setting `server.templates_dir` to a
 //! folder holding any of `base.html`, `login.html`, `consent.html`,
-//! `error.html`, `message.html` and `start.html`; a file found there replaces the built-in one. Templates are
+//! `error.html`, `message.html`, `start.html` and `logout.html`; a file found there replaces the built-in one. Templates are
 //! compiled at start, so a syntax error stops the start with its file and line.
 //! Values are HTML-escaped.
 //!
@@ -25,6 +25,7 @@
 //! | `consent.html` | `client_label`, `username`, `action`, `csrf_token`, `choice`, `scopes` (each `name`, `label`, `description`) |
 //! | `error.html` | `message` |
 //! | `message.html` | `message`, `links` (each `label`, `href`): the OAuth client's landing page |
+//! | `logout.html` | `username`, `client_label`, `action`, `csrf_token`, `fields` (each `name`, `value`): the confirmation before RP-initiated logout ends the session |
 //! | `start.html` | `username`, `client`, `client_label`, `provider`, `tag`, `scopes`, `replaces`, `replaces_owner`, `action`, `csrf_token`: the confirmation before `/oauth/start` goes to the provider |
 
 use std::path::Path;
@@ -36,13 +37,14 @@ use minijinja::Environment;
 use serde::Serialize;
 
 /// The page templates, by name, as built in.
-const BUILT_IN: [(&str, &str); 6] = [
+const BUILT_IN: [(&str, &str); 7] = [
     ("base.html", include_str!("../../templates/base.html")),
     ("login.html", include_str!("../../templates/login.html")),
     ("consent.html", include_str!("../../templates/consent.html")),
     ("error.html", include_str!("../../templates/error.html")),
     ("message.html", include_str!("../../templates/message.html")),
     ("start.html", include_str!("../../templates/start.html")),
+    ("logout.html", include_str!("../../templates/logout.html")),
 ];
 
 /// Why the templates could not be loaded.

@@ -88,6 +88,12 @@ pub(crate) enum Checked {
     Busy,
 }
 
+/// The cookie value a `Set-Cookie` header sets.
+fn set_cookie_value(header: &HeaderValue) -> Option<&str> {
+    let (_, value) = header.to_str().ok()?.split(';').next()?.split_once('=')?;
+    Some(value)
+}
+
 /// Local-user sign-in (see the module docs).
 pub(crate) struct SignIn {
     store: Arc<dyn SignInStore>,
@@ -194,6 +200,27 @@ impl SignIn {
         Ok(self.set_cookie(&self.scope.name, "", Some(0), self.scope.same_site))
     }
 
+    /// The session cookie's stored hash and the session's `sid`, for the
+    /// session the request's cookie names, or the one `new_session` (the
+    /// `Set-Cookie` of [`SignedIn::Yes`]) just made. The `sid` is a keyed
+    /// hash of the stored one: it names the session to consumers (ID tokens,
+    /// logout tokens) without revealing or matching the cookie.
+    pub(crate) fn session_ids(
+        &self,
+        headers: &HeaderMap,
+        new_session: Option<&HeaderValue>,
+    ) -> Option<(String, String)> {
+        let value = new_session.and_then(set_cookie_value).or_else(|| self.session_value(headers))?;
+        let id_hash = token_hash(value);
+        let sid = self.secrets.tag("sid", id_hash.as_bytes());
+        Some((id_hash, sid))
+    }
+
+    /// The `Set-Cookie` that clears this sign-in's session cookie.
+    pub(crate) fn clear_session_cookie(&self) -> HeaderValue {
+        self.set_cookie(&self.scope.name, "", Some(0), self.scope.same_site)
+    }
+
     /// The value of this sign-in's session cookie in the request, if sent.
     fn session_value<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
         cookie::cookie(headers, &self.scope.name).filter(|v| is_token(v))
@@ -218,11 +245,7 @@ impl SignIn {
         headers: &HeaderMap,
         new_session: Option<&HeaderValue>,
     ) -> (String, Option<HeaderValue>) {
-        let made = new_session
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next()?.split_once('='))
-            .map(|(_, value)| value);
-        let session = made.or_else(|| self.session_value(headers));
+        let session = new_session.and_then(set_cookie_value).or_else(|| self.session_value(headers));
         let (token, new_cookie) = csrf::csrf_token(&self.secrets, headers, &self.scope.csrf_name, session);
         (token, new_cookie.map(|value| self.set_cookie(&self.scope.csrf_name, &value, None, "Strict")))
     }

@@ -32,6 +32,8 @@ pub(crate) struct ConsumerBody {
     grant_user_access: Option<bool>,
     limit_requested_access: Option<bool>,
     limit_user_access: Option<bool>,
+    post_logout_redirect_uris: Option<Vec<String>>,
+    backchannel_logout_uri: Option<String>,
     new_secret: bool,
 }
 
@@ -50,6 +52,8 @@ impl ConsumerBody {
             limit_requested_access: self.limit_requested_access,
             limit_user_access: self.limit_user_access,
             secret: None,
+            post_logout_redirect_uris: self.post_logout_redirect_uris,
+            backchannel_logout_uri: self.backchannel_logout_uri,
         }
     }
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::{ApiError, Body, Caller, reply};
 use crate::admin::Site;
-use crate::admin::privilege::check_user_change;
+use crate::admin::privilege::{check_sign_out, check_user_change};
 use crate::admin::records;
 use crate::config::Secret;
 use crate::server::admin as ops;
@@ -128,6 +128,22 @@ pub(crate) async fn update_user(
     ops::change_user(store, &site.server.load_full(), &username, change).await?;
     tracing::info!(admin_token = %caller, username = %username, "user updated");
     Ok(reply(StatusCode::OK, records::user(&found(store, &username).await?)))
+}
+
+/// `POST {base}/api/users/{username}/sign-out`: "sign out everywhere", as
+/// the Users page's button: every sign-in session of the user ends and
+/// their back-channel logouts are sent.
+pub(crate) async fn sign_out_user(
+    caller: Caller,
+    State(site): State<Arc<Site>>,
+    Path(username): Path<String>,
+) -> Result<Response, ApiError> {
+    let store = site.store.as_ref();
+    let user = found(store, &username).await?;
+    check_sign_out(&caller, &user)?;
+    ops::sign_out_everywhere(store, &username).await?;
+    tracing::info!(admin_token = %caller, username = %username, "user signed out everywhere");
+    Ok(reply(StatusCode::OK, serde_json::json!({ "signed_out": username })))
 }
 
 #[cfg(test)]

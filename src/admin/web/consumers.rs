@@ -34,6 +34,7 @@ fn blank() -> serde_json::Value {
     json!({
         "label": "", "client_id": "", "confidential": true, "third_party": true, "user_id": "",
         "redirect_uris": [], "allowed_origins": [], "scopes": [],
+        "post_logout_redirect_uris": [], "backchannel_logout_uri": "",
         "grant_types": ["authorization_code", "refresh_token"],
         "grant_user_access": false, "limit_requested_access": false, "limit_user_access": false,
         "managed_by_config": false,
@@ -50,6 +51,8 @@ fn from_form(form: &Form) -> serde_json::Value {
         "user_id": form.text("user_id"),
         "redirect_uris": form.lines("redirect_uris"),
         "allowed_origins": form.lines("allowed_origins"),
+        "post_logout_redirect_uris": form.lines("post_logout_redirect_uris"),
+        "backchannel_logout_uri": form.text("backchannel_logout_uri"),
         "scopes": form.all("scopes"),
         "grant_types": form.all("grant_types"),
         "grant_user_access": form.checked("grant_user_access"),
@@ -74,6 +77,8 @@ fn spec(form: &Form) -> ConsumerSpec {
         limit_requested_access: Some(form.checked("limit_requested_access")),
         limit_user_access: Some(form.checked("limit_user_access")),
         secret: None,
+        post_logout_redirect_uris: Some(form.lines("post_logout_redirect_uris")),
+        backchannel_logout_uri: Some(form.text("backchannel_logout_uri")),
     }
 }
 

@@ -12,7 +12,7 @@ use super::value;
 use crate::admin::Site;
 use crate::admin::auth::{Posted, Viewer, see_other};
 use crate::admin::forms::Form;
-use crate::admin::privilege::check_user_change;
+use crate::admin::privilege::{check_sign_out, check_user_change};
 use crate::admin::records;
 use crate::config::Secret;
 use crate::server::admin::{self as ops, AdminError};
@@ -157,5 +157,33 @@ pub(crate) async fn update(
         }
         Err(AdminError::Store(e)) => site.templates.failure(&e),
         Err(e) => form_page(&site, &viewer, StatusCode::BAD_REQUEST, shown, true, Some(e.to_string())),
+    }
+}
+
+/// `POST {base}/users/{username}/sign-out`: "sign out everywhere" ends
+/// every sign-in session of the user (the admin pages' and `/oauth/`'s);
+/// each consumer that got an ID token in one is sent a back-channel logout.
+pub(crate) async fn sign_out_everywhere(
+    State(site): State<Arc<Site>>,
+    Path(username): Path<String>,
+    Posted { viewer, .. }: Posted,
+) -> Response {
+    let user = match site.store.user(&username).await {
+        Ok(Some(u)) => u,
+        Ok(None) => {
+            return site.templates.error(StatusCode::NOT_FOUND, "Not found", "There is no such user.");
+        }
+        Err(e) => return site.templates.failure(&e),
+    };
+    if let Err(e) = check_sign_out(&viewer, &user) {
+        return site.templates.error(StatusCode::FORBIDDEN, "Not allowed", &e.to_string());
+    }
+    match ops::sign_out_everywhere(site.store.as_ref(), &username).await {
+        Ok(()) => {
+            tracing::info!(admin = %viewer.user.username, username = %username, "user signed out everywhere");
+            see_other(&format!("{}/users", site.base))
+        }
+        Err(AdminError::Store(e)) => site.templates.failure(&e),
+        Err(e) => site.templates.error(StatusCode::BAD_REQUEST, "Not signed out", &e.to_string()),
     }
 }

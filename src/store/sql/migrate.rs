@@ -27,6 +27,7 @@ macro_rules! embedded {
             (7, "change announcements"),
             (8, "session kind"),
             (9, "access tokens"),
+            (11, "logout"),
         ]
         .into_iter()
         .zip([
@@ -74,6 +75,7 @@ macro_rules! embedded {
                 $folder,
                 "/0009_access_tokens.sql"
             )),
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/", $folder, "/0011_logout.sql")),
         ])
         .map(|((version, description), sql)| $crate::store::Migration {
             version,

@@ -17,6 +17,7 @@
 mod admin;
 mod client;
 mod gate;
+mod logout;
 pub(super) mod migrate;
 #[cfg(feature = "postgres")]
 pub(super) mod postgres;

@@ -6,8 +6,9 @@ use sqlx::any::{AnyRow, AnyTypeInfoKind};
 use sqlx::{Row, ValueRef as _};
 
 use crate::store::{
-    AdminTokenRecord, AuthCodeRecord, ClientRegistrationRecord, ClientStateRecord, ConsumerRecord,
-    ProviderTokenRecord, RefreshTokenRecord, SessionRecord, SigningKeyRecord, StoreError, UserRecord,
+    AdminTokenRecord, AuthCodeRecord, BackchannelLogoutRecord, ClientRegistrationRecord, ClientStateRecord,
+    ConsumerRecord, ProviderTokenRecord, RefreshTokenRecord, SessionRecord, SigningKeyRecord, StoreError,
+    UserRecord,
 };
 
 /// A boolean column: `BOOLEAN` in PostgreSQL, `INTEGER` 0/1 in SQLite.
@@ -69,6 +70,8 @@ pub(super) fn consumer(row: &AnyRow) -> Result<ConsumerRecord, sqlx::Error> {
         limit_requested_access: flag(row, "limit_requested_access")?,
         limit_user_access: flag(row, "limit_user_access")?,
         managed_by_config: flag(row, "managed_by_config")?,
+        post_logout_redirect_uris: list(row, "post_logout_redirect_uris")?,
+        backchannel_logout_uri: row.try_get("backchannel_logout_uri")?,
     })
 }
 
@@ -103,6 +106,7 @@ pub(super) fn auth_code(row: &AnyRow) -> Result<AuthCodeRecord, sqlx::Error> {
         nonce: row.try_get("nonce")?,
         auth_time: row.try_get("auth_time")?,
         expires_at: row.try_get("expires_at")?,
+        sid: row.try_get("sid")?,
     })
 }
 
@@ -126,6 +130,7 @@ pub(super) fn refresh_token(row: &AnyRow) -> Result<RefreshTokenRecord, sqlx::Er
             (Some(jti), Some(exp)) => Some((jti, exp)),
             _ => None,
         },
+        sid: row.try_get("sid")?,
     })
 }
 
@@ -199,5 +204,15 @@ pub(super) fn client_state(row: &AnyRow) -> Result<ClientStateRecord, sqlx::Erro
         scopes: list(row, "scopes")?,
         return_to: row.try_get("return_to")?,
         expires_at: row.try_get("expires_at")?,
+    })
+}
+
+pub(super) fn backchannel_logout(row: &AnyRow) -> Result<BackchannelLogoutRecord, sqlx::Error> {
+    Ok(BackchannelLogoutRecord {
+        sid: row.try_get("sid")?,
+        client_id: row.try_get("client_id")?,
+        username: row.try_get("username")?,
+        attempts: row.try_get("attempts")?,
+        next_attempt: row.try_get("next_attempt")?,
     })
 }

@@ -17,20 +17,23 @@ use sqlx::{AnyConnection, Row};
 use super::rows::{self, ttl_to_db};
 use super::{Dialect, SqlStore, encode_list, query_err};
 use crate::store::{
-    AuthCodeRecord, CodeRedemption, ConsumerRecord, RefreshGrace, RefreshRotation, RefreshTokenRecord,
-    ServerStore, SigningKeyRecord, StoreError, UserRecord,
+    AuthCodeRecord, BackchannelLogoutRecord, CodeRedemption, ConsumerRecord, RefreshGrace, RefreshRotation,
+    RefreshTokenRecord, ServerStore, SigningKeyRecord, StoreError, UserRecord,
 };
 
 /// Puts the recorded access tokens of consumer `$1` on the revocation list.
 const REVOKE_CONSUMER_ACCESS: &str = "INSERT INTO revoked_access_tokens (jti, exp) \
      SELECT jti, exp FROM access_tokens WHERE client_id = $1 ON CONFLICT (jti) DO NOTHING";
 /// Ends what user `$1` was granted: their access tokens on the revocation
-/// list, their sessions gone, their refresh families revoked (grace
-/// entries dropped). `delete_user` runs the first four too.
-const END_USER_GRANTS: [&str; 5] = [
+/// list, their sessions gone (back-channel logouts queued), their refresh
+/// families revoked (grace entries dropped). `delete_user` runs the first
+/// six too.
+const END_USER_GRANTS: [&str; 7] = [
     "INSERT INTO revoked_access_tokens (jti, exp) \
      SELECT jti, exp FROM access_tokens WHERE username = $1 ON CONFLICT (jti) DO NOTHING",
     "DELETE FROM access_tokens WHERE username = $1",
+    super::logout::QUEUE_USER_LOGOUTS,
+    super::logout::FORGET_USER_SESSION_CONSUMERS,
     "DELETE FROM login_sessions WHERE username = $1",
     "DELETE FROM refresh_grace WHERE token_hash IN \
      (SELECT token_hash FROM refresh_tokens WHERE username = $1)",
@@ -73,8 +76,9 @@ impl<D: Dialect> ServerStore for SqlStore<D> {
         sqlx::query(
             "INSERT INTO consumers (client_id, label, secret_hash, confidential, user_id, redirect_uris, \
              allowed_origins, third_party, scopes, grant_types, access_token_ttl, refresh_token_ttl, \
-             grant_user_access, limit_requested_access, limit_user_access, managed_by_config) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+             grant_user_access, limit_requested_access, limit_user_access, managed_by_config, \
+             post_logout_redirect_uris, backchannel_logout_uri) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
              ON CONFLICT (client_id) DO UPDATE SET label = excluded.label, \
              secret_hash = excluded.secret_hash, confidential = excluded.confidential, \
              user_id = excluded.user_id, redirect_uris = excluded.redirect_uris, \
@@ -83,7 +87,9 @@ impl<D: Dialect> ServerStore for SqlStore<D> {
              access_token_ttl = excluded.access_token_ttl, refresh_token_ttl = excluded.refresh_token_ttl, \
              grant_user_access = excluded.grant_user_access, \
              limit_requested_access = excluded.limit_requested_access, \
-             limit_user_access = excluded.limit_user_access, managed_by_config = excluded.managed_by_config",
+             limit_user_access = excluded.limit_user_access, managed_by_config = excluded.managed_by_config, \
+             post_logout_redirect_uris = excluded.post_logout_redirect_uris, \
+             backchannel_logout_uri = excluded.backchannel_logout_uri",
         )
         .bind(&c.client_id)
         .bind(&c.label)
@@ -101,6 +107,8 @@ impl<D: Dialect> ServerStore for SqlStore<D> {
         .bind(c.limit_requested_access)
         .bind(c.limit_user_access)
         .bind(c.managed_by_config)
+        .bind(encode_list(&c.post_logout_redirect_uris)?)
+        .bind(&c.backchannel_logout_uri)
         .execute(&self.writer)
         .await
         .map(drop)
@@ -131,10 +139,12 @@ impl<D: Dialect> ServerStore for SqlStore<D> {
     }
 
     async fn delete_user(&self, username: &str) -> Result<bool, StoreError> {
-        let [revoke, access, sessions, grace, _] = END_USER_GRANTS;
+        let [revoke, access, queue, forget, sessions, grace, _] = END_USER_GRANTS;
         let cleanup = [
             revoke,
             access,
+            queue,
+            forget,
             sessions,
             grace,
             "DELETE FROM auth_codes WHERE username = $1",
@@ -206,7 +216,7 @@ impl<D: Dialect> ServerStore for SqlStore<D> {
     async fn add_auth_code(&self, code: &AuthCodeRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO auth_codes (code_hash, client_id, username, redirect_uri, scope, code_challenge, \
-             nonce, auth_time, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             nonce, auth_time, expires_at, sid) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&code.code_hash)
         .bind(&code.client_id)
@@ -217,6 +227,7 @@ impl<D: Dialect> ServerStore for SqlStore<D> {
         .bind(&code.nonce)
         .bind(code.auth_time)
         .bind(code.expires_at)
+        .bind(&code.sid)
         .execute(&self.writer)
         .await
         .map(drop)
@@ -427,6 +438,44 @@ impl<D: Dialect> ServerStore for SqlStore<D> {
         self.run_each(username, &END_USER_GRANTS).await.map(drop)
     }
 
+    async fn record_session_consumer(
+        &self,
+        sid: &str,
+        client_id: &str,
+        username: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        self.add_session_consumer(sid, client_id, username, expires_at).await
+    }
+
+    async fn end_session(&self, id_hash: &str, sid: &str) -> Result<(), StoreError> {
+        self.end_one_session(id_hash, sid).await
+    }
+
+    async fn end_user_sessions(&self, username: &str) -> Result<(), StoreError> {
+        self.run_each(username, &super::logout::END_USER_SESSIONS).await.map(drop)
+    }
+
+    async fn due_backchannel_logouts(
+        &self,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<BackchannelLogoutRecord>, StoreError> {
+        self.due_logouts(now, limit).await
+    }
+
+    async fn claim_backchannel_logout(
+        &self,
+        logout: &BackchannelLogoutRecord,
+        next_attempt: i64,
+    ) -> Result<bool, StoreError> {
+        self.claim_logout(logout, next_attempt).await
+    }
+
+    async fn delete_backchannel_logout(&self, sid: &str, client_id: &str) -> Result<(), StoreError> {
+        self.delete_logout(sid, client_id).await
+    }
+
     async fn revoke_access_token(&self, jti: &str, exp: i64) -> Result<(), StoreError> {
         revoke_jti::<D>(&mut *self.writer.acquire().await.map_err(query_err)?, jti, exp).await
     }
@@ -444,6 +493,7 @@ impl<D: Dialect> ServerStore for SqlStore<D> {
             "DELETE FROM revoked_access_tokens WHERE exp <= $1",
             "DELETE FROM access_tokens WHERE exp <= $1",
             "DELETE FROM refresh_grace WHERE expires_at <= $1",
+            "DELETE FROM session_consumers WHERE expires_at <= $1",
         ] {
             purged += sqlx::query(sql).bind(now).execute(&mut *tx).await.map_err(query_err)?.rows_affected();
         }
@@ -471,7 +521,7 @@ async fn insert_refresh_token(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO refresh_tokens (token_hash, family_id, client_id, username, scope, auth_time, \
-         expires_at, access_jti, access_exp) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         expires_at, access_jti, access_exp, sid) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(&token.token_hash)
     .bind(family_id)
@@ -482,6 +532,7 @@ async fn insert_refresh_token(
     .bind(token.expires_at)
     .bind(token.access.as_ref().map(|(jti, _)| jti))
     .bind(token.access.as_ref().map(|(_, exp)| *exp))
+    .bind(&token.sid)
     .execute(conn)
     .await
     .map(drop)
