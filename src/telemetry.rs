@@ -1,27 +1,49 @@
 //! Structured logs with `tracing`: text for people or JSON for collectors,
 //! the level from the configuration unless `RUST_LOG` is set. Every line
 //! written while a request is handled carries its request id (the
-//! `request` span, see [`crate::ops::ObserveLayer`]).
+//! `request` span, see [`crate::ops::ObserveLayer`]). With `telemetry.otlp`
+//! the spans are exported as OpenTelemetry traces too ([`crate::ops::trace`]).
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, registry};
 
+use crate::config::telemetry::TelemetryConfig;
 use crate::config::{LogConfig, LogFormat};
+use crate::ops::trace::Traces;
 
-/// Installs the process-wide log subscriber. Returns an error when one is
-/// already installed or the filter does not parse.
-pub fn init(config: &LogConfig) -> Result<(), String> {
+/// Installs the process-wide log subscriber and, with `telemetry.otlp`, the
+/// trace exporter beside it (the log level does not limit the spans
+/// exported). Returns an error when a subscriber is already installed, the
+/// filter does not parse or the exporter cannot be built. Call it inside
+/// the Tokio runtime; keep the returned [`Traces`] to flush at exit.
+pub fn init(config: &LogConfig, telemetry: &TelemetryConfig) -> Result<Traces, String> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(env) if !env.trim().is_empty() => {
             EnvFilter::builder().parse(&env).map_err(|e| format!("RUST_LOG: {e}"))?
         }
         _ => EnvFilter::builder().parse(&config.level.value).map_err(|e| format!("log.level: {e}"))?,
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(colours());
-    let result = match config.format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).try_init(),
+    let traces = Traces::start(telemetry)?;
+    let result = match traces.layer() {
+        // Without traces the filter is global, as it always was.
+        None => registry().with(filter).with(log_lines(config.format)).try_init(),
+        Some(spans) => registry().with(log_lines(config.format).with_filter(filter)).with(spans).try_init(),
     };
-    result.map_err(|e| e.to_string())
+    result.map_err(|e| e.to_string())?;
+    Ok(traces)
+}
+
+/// The log line writer: text or JSON.
+fn log_lines<S>(format: LogFormat) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    let layer = tracing_subscriber::fmt::layer().with_target(false).with_ansi(colours());
+    match format {
+        LogFormat::Text => layer.boxed(),
+        LogFormat::Json => layer.json().with_current_span(true).with_span_list(false).boxed(),
+    }
 }
 
 /// Colours only for a person at a terminal: never in a file or a pipe, and

@@ -14,6 +14,7 @@ pub mod client;
 pub mod gate;
 mod schema;
 pub mod server;
+pub mod telemetry;
 pub mod types;
 mod validate;
 mod yaml_error;

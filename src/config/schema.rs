@@ -51,6 +51,8 @@ pub struct Config {
     pub gate: Option<super::gate::GateConfig>,
     /// The admin pages and API.
     pub admin: AdminConfig,
+    /// OpenTelemetry traces; absent: none are exported.
+    pub telemetry: super::telemetry::TelemetryConfig,
 }
 
 /// The admin pages and JSON API (`/admin/`), for admin users and API tokens.
@@ -98,6 +100,7 @@ impl Default for Config {
             egress: None,
             gate: None,
             admin: AdminConfig::default(),
+            telemetry: Default::default(),
         }
     }
 }

@@ -194,6 +194,7 @@ impl Shared {
     /// Logs a refusal: the rule, the reason, the token's client and `jti`
     /// at most, never the token.
     fn refuse(&self, rule: &str, error: &GateError, identity: Option<&Identity>) {
+        crate::ops::trace::record_gate(rule, Some(error));
         let client_id = identity.and_then(|i| i.client_id.as_deref()).unwrap_or("");
         let jti = identity.and_then(|i| i.jti.as_deref()).unwrap_or("");
         tracing::info!(
@@ -226,7 +227,10 @@ impl Shared {
             }
         };
         match rule.access() {
-            Access::Public => return Decision::Pass,
+            Access::Public => {
+                crate::ops::trace::record_gate(rule.label(), None);
+                return Decision::Pass;
+            }
             Access::Deny => {
                 self.refuse(rule.label(), &GateError::Denied, None);
                 return Decision::Refuse(GateError::Denied);
@@ -283,6 +287,7 @@ impl Shared {
                 return Err(GateError::OriginNotAllowed);
             }
         }
+        crate::ops::trace::record_gate(rule.label(), None);
         req.extensions_mut().insert(identity);
         Ok(())
     }

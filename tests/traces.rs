@@ -1,0 +1,202 @@
+//! OpenTelemetry traces from the real binary, received by a real OTLP/HTTP
+//! receiver on loopback: the request span continues the caller's
+//! `traceparent`, the upstream call is its child and the upstream gets a
+//! `traceparent` naming that child, the token grant has its own span, the
+//! gate's rule and decision are on the request span, and no attribute holds
+//! the token, the client secret or a code.
+
+mod common;
+mod gate_common;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::Sidecar;
+use gate_common::{REPORTING_SECRET, REPORTING_SERVER, client_token, reqwest_client};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use prost::Message;
+use serde_json::Value;
+
+/// What the receiver got: every export request, decoded.
+type Received = Arc<Mutex<Vec<ExportTraceServiceRequest>>>;
+
+/// An OTLP/HTTP trace receiver (`POST /v1/traces`, protobuf) on loopback.
+async fn spawn_receiver() -> (SocketAddr, Received) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received = Received::default();
+    let sink = received.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let sink = sink.clone();
+                    async move {
+                        assert_eq!(req.uri().path(), "/v1/traces");
+                        assert_eq!(req.headers()["content-type"], "application/x-protobuf");
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let export = ExportTraceServiceRequest::decode(body).expect("an OTLP trace export");
+                        sink.lock().unwrap().push(export);
+                        let answer = ExportTraceServiceResponse::default().encode_to_vec();
+                        let mut res = Response::new(Full::new(Bytes::from(answer)));
+                        res.headers_mut().insert("content-type", "application/x-protobuf".parse().unwrap());
+                        Ok::<_, Infallible>(res)
+                    }
+                });
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    (addr, received)
+}
+
+fn spans(received: &Received) -> Vec<Span> {
+    let exports = received.lock().unwrap();
+    exports
+        .iter()
+        .flat_map(|e| &e.resource_spans)
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| s.spans.clone())
+        .collect()
+}
+
+/// A span attribute as text.
+fn attr(span: &Span, key: &str) -> Option<String> {
+    let kv = span.attributes.iter().find(|kv| kv.key == key)?;
+    match kv.value.as_ref()?.value.as_ref()? {
+        Any::StringValue(s) => Some(s.clone()),
+        Any::IntValue(i) => Some(i.to_string()),
+        Any::BoolValue(b) => Some(b.to_string()),
+        other => Some(format!("{other:?}")),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Waits up to 10 s for a received span that `pick` accepts.
+async fn wait_span(received: &Received, what: &str, pick: impl Fn(&Span) -> bool) -> Span {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(span) = spans(received).into_iter().find(|s| pick(s)) {
+            return span;
+        }
+        assert!(Instant::now() < deadline, "no {what} span among {:#?}", spans(received));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+const GATE: &str = r#"
+gate:
+  default: deny
+  rules:
+    - { path: /echo, scopes: { any_of: [farm_viewer] } }
+"#;
+
+#[tokio::test]
+async fn gated_request_and_token_grant_are_exported_as_one_trace_without_secrets() {
+    let (receiver, received) = spawn_receiver().await;
+    let upstream = common::spawn_upstream().await;
+    let sidecar = Sidecar::start(&format!(
+        "upstream: http://{upstream}\n{REPORTING_SERVER}{GATE}\
+         telemetry:\n  otlp:\n    endpoint: http://{receiver}/v1/traces\n    export_interval: 100ms\n"
+    ));
+
+    let token = client_token(&sidecar.url(""), "reporting", REPORTING_SECRET).await;
+    // A code in a query string and in a token request must not be recorded.
+    let code = "the-authorization-code-4711";
+    let refused = reqwest_client()
+        .post(sidecar.url("/oauth/token"))
+        .basic_auth("reporting", Some(REPORTING_SECRET))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("grant_type=authorization_code&code={code}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+
+    // The caller's trace: 4bf9... is the trace, 00f0... its span.
+    let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let res = reqwest_client()
+        .get(sidecar.url(&format!("/echo?code={code}")))
+        .bearer_auth(&token)
+        .header("traceparent", format!("00-{caller_trace}-{caller_span}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let echo: Value = res.json().await.unwrap();
+    let sent = echo["headers"]["traceparent"][0].as_str().expect("the upstream got a traceparent");
+    let parts: Vec<&str> = sent.split('-').collect();
+    assert_eq!(parts.len(), 4, "{sent}");
+    assert_eq!(parts[1], caller_trace, "the upstream's traceparent continues the caller's trace");
+    assert_ne!(parts[2], caller_span, "the upstream's traceparent names the sidecar's span");
+    assert_eq!(parts[3], "01", "sampled");
+
+    let request = wait_span(&received, "request", |s| {
+        s.kind == SpanKind::Server as i32 && attr(s, "url.path").as_deref() == Some("/echo")
+    })
+    .await;
+    assert_eq!(hex(&request.trace_id), caller_trace);
+    assert_eq!(hex(&request.parent_span_id), caller_span, "the request span is the caller's child");
+    assert_eq!(request.name, "GET");
+    assert_eq!(attr(&request, "http.request.method").as_deref(), Some("GET"));
+    assert_eq!(attr(&request, "http.response.status_code").as_deref(), Some("200"));
+    assert_eq!(attr(&request, "gate.decision").as_deref(), Some("allow"));
+    assert_eq!(attr(&request, "gate.rule").as_deref(), Some("rules[0] /echo"));
+
+    let upstream_call = wait_span(&received, "upstream call", |s| {
+        s.kind == SpanKind::Client as i32 && s.parent_span_id == request.span_id
+    })
+    .await;
+    assert_eq!(upstream_call.trace_id, request.trace_id);
+    assert_eq!(hex(&upstream_call.span_id), parts[2], "the upstream's traceparent names the upstream call");
+    assert_eq!(attr(&upstream_call, "http.response.status_code").as_deref(), Some("200"));
+    assert_eq!(attr(&upstream_call, "server.port"), Some(upstream.port().to_string()));
+
+    let grant = wait_span(&received, "token grant", |s| {
+        attr(s, "oauth.grant_type").as_deref() == Some("client_credentials")
+    })
+    .await;
+    assert_eq!(attr(&grant, "oauth.client_id").as_deref(), Some("reporting"));
+    let token_request = wait_span(&received, "token request", |s| s.span_id == grant.parent_span_id).await;
+    assert_eq!(attr(&token_request, "url.path").as_deref(), Some("/oauth/token"));
+    assert_eq!(token_request.trace_id, grant.trace_id);
+    let refused_grant = wait_span(&received, "refused grant", |s| {
+        attr(s, "oauth.grant_type").as_deref() == Some("authorization_code")
+    })
+    .await;
+    assert!(attr(&refused_grant, "oauth.error").is_some(), "{refused_grant:?}");
+
+    // Nothing anywhere in what was exported names a secret.
+    let everything = format!("{:?}", received.lock().unwrap());
+    let signature = token.rsplit('.').next().unwrap();
+    for (what, secret) in [
+        ("token", token.as_str()),
+        ("token signature", signature),
+        ("secret", REPORTING_SECRET),
+        ("code", code),
+    ] {
+        assert!(!everything.contains(secret), "the {what} was exported");
+    }
+    let resource = &received.lock().unwrap()[0].resource_spans[0].resource;
+    assert!(format!("{resource:?}").contains("oauth-sidecar"), "service.name: {resource:?}");
+}
