@@ -2,8 +2,9 @@
 //! receiver on loopback: the request span continues the caller's
 //! `traceparent`, the upstream call is its child and the upstream gets a
 //! `traceparent` naming that child, the token grant has its own span, the
-//! gate's rule and decision are on the request span, and no attribute holds
-//! the token, the client secret or a code.
+//! gate's rule and decision are on the request span; an egress call
+//! continues the app's trace, its provider refresh is a child and its target
+//! gets a `traceparent`; and no attribute holds a token, a secret or a code.
 
 mod common;
 mod gate_common;
@@ -22,6 +23,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use oauth_sidecar::store::{SqliteStore, Store, StoreBase};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -199,4 +201,94 @@ async fn gated_request_and_token_grant_are_exported_as_one_trace_without_secrets
     }
     let resource = &received.lock().unwrap()[0].resource_spans[0].resource;
     assert!(format!("{resource:?}").contains("oauth-sidecar"), "service.name: {resource:?}");
+}
+
+/// A provider's token endpoint answering every refresh with a new pair.
+async fn spawn_provider() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            tokio::spawn(async move {
+                let service = service_fn(|_req: Request<Incoming>| async {
+                    let body = r#"{"access_token":"provider-access-new","token_type":"Bearer","expires_in":3600,"refresh_token":"provider-refresh-new"}"#;
+                    let mut res = Response::new(Full::new(Bytes::from(body)));
+                    res.headers_mut().insert("content-type", "application/json".parse().unwrap());
+                    Ok::<_, Infallible>(res)
+                });
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_egress_call_continues_the_apps_trace_with_its_provider_refresh_as_a_child() {
+    common::install_crypto();
+    let (receiver, received) = spawn_receiver().await;
+    let (provider, target) = (spawn_provider().await, common::spawn_upstream().await);
+    let secret = "provider-client-secret-0123456789";
+    let dir = common::write_config(
+        &format!(
+            "telemetry:\n  otlp:\n    endpoint: http://{receiver}/\n    export_interval: 100ms\n\
+             client:\n  token_key: 3q2+7wABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhs=\n  refresh_ahead: 0s\n  providers:\n\
+             \x20   - {{ name: counter, authorize_url: http://{provider}/authorize, token_url: http://{provider}/token }}\n\
+             \x20 clients:\n    - {{ name: api, provider: counter, client_id: me, client_secret: {secret} }}\n\
+             egress:\n  listen: 127.0.0.1:0\n  routes:\n\
+             \x20   - {{ prefix: /egress/api/, target: \"http://{target}\", client: api, tag: box }}\n"
+        ),
+        "listen: 127.0.0.1:0\n",
+    );
+    // A stored token 30 s from expiry: the first injection refreshes it.
+    let loaded = oauth_sidecar::config::load(&dir.path().join("sidecar.yaml")).unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("data/sidecar.db")).await.unwrap());
+    let tokens = oauth_sidecar::client::open_tokens(&loaded, store.clone()).await.unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    common::save_provider_token(&tokens, "provider-access-old", "provider-refresh-old", now + 30).await;
+    store.close().await;
+    let sidecar = Sidecar::start_in(dir);
+
+    let app_trace = "0af7651916cd43dd8448eb211c80319c";
+    let app_span = "b7ad6b7169203331";
+    let res = common::client()
+        .get(format!("http://{}/egress/api/v1/me?code=egress-code-42", sidecar.egress_addr()))
+        .header("traceparent", format!("00-{app_trace}-{app_span}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let echo: Value = res.json().await.unwrap();
+    assert_eq!(echo["headers"]["authorization"][0], "Bearer provider-access-new");
+    let sent = echo["headers"]["traceparent"][0].as_str().expect("the target got a traceparent");
+    let parts: Vec<&str> = sent.split('-').collect();
+    assert_eq!(parts[1], app_trace, "{sent}");
+
+    let egress =
+        wait_span(&received, "egress", |s| attr(s, "url.path").as_deref() == Some("/egress/api/v1/me")).await;
+    assert_eq!(egress.kind, SpanKind::Client as i32);
+    assert_eq!(hex(&egress.trace_id), app_trace);
+    assert_eq!(hex(&egress.parent_span_id), app_span, "the egress span continues the app's");
+    assert_eq!(hex(&egress.span_id), parts[2], "the target's traceparent names the egress span");
+    assert_eq!(attr(&egress, "http.response.status_code").as_deref(), Some("200"));
+    let refresh =
+        wait_span(&received, "provider call", |s| attr(s, "url.path").as_deref() == Some("/token")).await;
+    assert_eq!(refresh.trace_id, egress.trace_id);
+    assert_eq!(refresh.parent_span_id, egress.span_id, "the refresh is the egress call's child");
+    assert_eq!(attr(&refresh, "server.address").as_deref(), Some("127.0.0.1"));
+
+    let everything = format!("{:?}", received.lock().unwrap());
+    for value in [
+        "provider-access-old",
+        "provider-refresh-old",
+        "provider-access-new",
+        "provider-refresh-new",
+        secret,
+        "egress-code-42",
+    ] {
+        assert!(!everything.contains(value), "{value} was exported");
+    }
+    drop(sidecar);
 }

@@ -215,12 +215,7 @@ where
         };
         let status = res.status();
         this.guard.metrics.count_status(status);
-        if super::trace::enabled() {
-            this.span.record("http.response.status_code", status.as_u16());
-            if status.is_server_error() {
-                this.span.record("otel.status_code", "ERROR");
-            }
-        }
+        super::trace::record_status(this.span, status);
         if let Some(id) = this.guard.id.take() {
             res.headers_mut().insert(X_REQUEST_ID.clone(), id);
         }

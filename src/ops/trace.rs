@@ -38,6 +38,17 @@ pub fn span_if_enabled(make: impl FnOnce() -> Span) -> Span {
     if enabled() { make() } else { Span::none() }
 }
 
+/// Notes an HTTP status on `span` (a request's or a call's); a 5xx marks
+/// the span as failed.
+pub fn record_status(span: &Span, status: http::StatusCode) {
+    if enabled() {
+        span.record("http.response.status_code", status.as_u16());
+        if status.is_server_error() {
+            span.record("otel.status_code", "ERROR");
+        }
+    }
+}
+
 /// Notes the gate's decision on the request span: the rule's label,
 /// `allow` or `refuse`, and a refusal's reason (never the token).
 pub fn record_gate(rule: &str, refusal: Option<&dyn std::fmt::Display>) {

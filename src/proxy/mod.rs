@@ -370,10 +370,7 @@ impl Future for ResponseFuture {
             err.into_response().map(Either::Right)
         });
         if let Some(span) = this.span.take() {
-            span.record("http.response.status_code", res.status().as_u16());
-            if res.status().is_server_error() {
-                span.record("otel.status_code", "ERROR");
-            }
+            trace::record_status(&span, res.status());
         }
         Poll::Ready(Ok(res))
     }
