@@ -128,5 +128,9 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.starts_with("t.yaml:4:15: telemetry.otlp.protocol: "), "{err}");
+        let err = parse("telemetry:\n  otlp:\n    endpoint: https://c:4317\n    protocol: grpc\n", "t.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("t.yaml:3:15: telemetry.otlp.endpoint: gRPC is sent without TLS"), "{err}");
     }
 }
