@@ -17,12 +17,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::Sidecar;
 use gate_common::{REPORTING_SECRET, REPORTING_SERVER, client_token, reqwest_client};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use oauth_sidecar::store::{SqliteStore, Store};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -62,6 +63,55 @@ async fn spawn_receiver() -> (SocketAddr, Received) {
                     }
                 });
                 let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    (addr, received)
+}
+
+/// An OTLP/gRPC trace receiver on loopback: HTTP/2, one length-prefixed
+/// protobuf message in, an empty answer and `grpc-status: 0` out.
+async fn spawn_grpc_receiver() -> (SocketAddr, Received) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received = Received::default();
+    let sink = received.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let sink = sink.clone();
+                    async move {
+                        assert_eq!(
+                            req.uri().path(),
+                            "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+                        );
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        assert_eq!(body[0], 0, "not compressed");
+                        let len = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+                        let export =
+                            ExportTraceServiceRequest::decode(&body[5..5 + len]).expect("an OTLP export");
+                        sink.lock().unwrap().push(export);
+                        let answer = ExportTraceServiceResponse::default().encode_to_vec();
+                        let mut framed = vec![0u8];
+                        framed.extend_from_slice(&(answer.len() as u32).to_be_bytes());
+                        framed.extend_from_slice(&answer);
+                        let mut trailers = http::HeaderMap::new();
+                        trailers.insert("grpc-status", "0".parse().unwrap());
+                        let frames = [
+                            Ok::<_, Infallible>(Frame::data(Bytes::from(framed))),
+                            Ok(Frame::trailers(trailers)),
+                        ];
+                        let mut res = Response::new(StreamBody::new(futures_util::stream::iter(frames)));
+                        res.headers_mut().insert("content-type", "application/grpc".parse().unwrap());
+                        Ok::<_, Infallible>(res)
+                    }
+                });
+                let _ = http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     });
@@ -291,4 +341,35 @@ async fn an_egress_call_continues_the_apps_trace_with_its_provider_refresh_as_a_
         assert!(!everything.contains(value), "{value} was exported");
     }
     drop(sidecar);
+}
+
+#[tokio::test]
+async fn grpc_export_carries_the_request_and_its_upstream_call() {
+    let (receiver, received) = spawn_grpc_receiver().await;
+    let upstream = common::spawn_upstream().await;
+    let sidecar = Sidecar::start(&format!(
+        "upstream: http://{upstream}\n\
+         telemetry:\n  otlp:\n    endpoint: http://{receiver}\n    protocol: grpc\n    export_interval: 100ms\n    service_name: front-door\n"
+    ));
+    let res = reqwest_client().get(sidecar.url("/echo")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let echo: Value = res.json().await.unwrap();
+    let sent = echo["headers"]["traceparent"][0].as_str().expect("the upstream got a traceparent").to_owned();
+    let request = wait_span(&received, "request", |s| attr(s, "url.path").as_deref() == Some("/echo")).await;
+    assert!(request.parent_span_id.is_empty(), "a new trace: no caller's traceparent");
+    let call = wait_span(&received, "upstream call", |s| s.parent_span_id == request.span_id).await;
+    assert_eq!(sent, format!("00-{}-{}-01", hex(&call.trace_id), hex(&call.span_id)));
+    let resource = format!("{:?}", received.lock().unwrap()[0].resource_spans[0].resource);
+    assert!(resource.contains("front-door"), "{resource}");
+}
+
+#[tokio::test]
+async fn without_telemetry_the_callers_traceparent_reaches_the_upstream_untouched() {
+    let upstream = common::spawn_upstream().await;
+    let sidecar = Sidecar::start(&format!("upstream: http://{upstream}\n"));
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let res =
+        reqwest_client().get(sidecar.url("/echo")).header("traceparent", traceparent).send().await.unwrap();
+    let echo: Value = res.json().await.unwrap();
+    assert_eq!(echo["headers"]["traceparent"][0], traceparent);
 }
