@@ -373,3 +373,79 @@ async fn without_telemetry_the_callers_traceparent_reaches_the_upstream_untouche
     let echo: Value = res.json().await.unwrap();
     assert_eq!(echo["headers"]["traceparent"][0], traceparent);
 }
+
+#[tokio::test]
+async fn sample_ratio_zero_records_only_traces_a_sampled_caller_started() {
+    let (receiver, received) = spawn_receiver().await;
+    let upstream = common::spawn_upstream().await;
+    let sidecar = Sidecar::start(&format!(
+        "upstream: http://{upstream}\n\
+         telemetry:\n  otlp:\n    endpoint: http://{receiver}/v1/traces\n    sample_ratio: 0\n    export_interval: 100ms\n"
+    ));
+    let res = reqwest_client().get(sidecar.url("/echo?unsampled")).send().await.unwrap();
+    let echo: Value = res.json().await.unwrap();
+    let sent = echo["headers"]["traceparent"][0].as_str().expect("a traceparent even when not recorded");
+    assert!(sent.ends_with("-00"), "not sampled: {sent}");
+    let unsampled_trace = sent.split('-').nth(1).unwrap().to_owned();
+
+    let caller = "00-11111111111111111111111111111111-2222222222222222-01";
+    reqwest_client().get(sidecar.url("/echo")).header("traceparent", caller).send().await.unwrap();
+    let request =
+        wait_span(&received, "sampled request", |s| attr(s, "url.path").as_deref() == Some("/echo")).await;
+    assert_eq!(hex(&request.trace_id), "11111111111111111111111111111111");
+    assert!(
+        spans(&received).iter().all(|s| hex(&s.trace_id) != unsampled_trace),
+        "the unsampled request was exported"
+    );
+}
+
+// Two workers: the receiver answers while the test waits for the exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_still_buffered_are_sent_at_shutdown() {
+    let (receiver, received) = spawn_receiver().await;
+    let upstream = common::spawn_upstream().await;
+    let mut sidecar = Sidecar::start(&format!(
+        "upstream: http://{upstream}\n\
+         telemetry:\n  otlp:\n    endpoint: http://{receiver}/v1/traces\n    export_interval: 1h\n"
+    ));
+    reqwest_client().get(sidecar.url("/echo")).send().await.unwrap();
+    assert!(spans(&received).is_empty(), "nothing is sent before the interval");
+    sidecar.terminate();
+    assert!(sidecar.wait_exit(Duration::from_secs(10)).success());
+    wait_span(&received, "request", |s| attr(s, "url.path").as_deref() == Some("/echo")).await;
+}
+
+#[test]
+fn a_sidecar_that_cannot_start_exits_with_its_error_while_exporting() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = common::write_config(
+        "telemetry:\n  otlp:\n    endpoint: http://127.0.0.1:9/v1/traces\n",
+        &format!("listen: {}\n", taken.local_addr().unwrap()),
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_oauth-sidecar"))
+        .args(["serve", "--config"])
+        .arg(dir.path().join("sidecar.yaml"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the sidecar did not exit after failing to start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let mut output = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut output).unwrap();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut output).unwrap();
+    assert!(
+        output.contains(&taken.local_addr().unwrap().to_string()),
+        "the error names the address: {output}"
+    );
+}

@@ -14,7 +14,14 @@ pub(super) async fn run(file: &Path) -> Lines {
     }
     // Installed first, so SIGTERM during start-up still shuts down cleanly.
     let shutdown = crate::shutdown_signal();
-    crate::Sidecar::build(loaded).await?.run(shutdown).await;
+    // The exporter is stopped on every path: dropped inside the runtime, it would wait on itself.
+    match crate::Sidecar::build(loaded).await {
+        Ok(sidecar) => sidecar.run(shutdown).await,
+        Err(e) => {
+            traces.shutdown().await;
+            return Err(e.into());
+        }
+    }
     traces.shutdown().await;
     Ok(Vec::new())
 }

@@ -135,14 +135,17 @@ impl Traces {
         None
     }
 
-    /// Exports the spans still buffered and stops the exporter.
+    /// Exports the spans still buffered and stops the exporter, waiting
+    /// at most 5 s for the collector (exit is not held up longer).
     pub async fn shutdown(self) {
         #[cfg(feature = "otlp")]
         if let Some(provider) = self.provider {
             // Blocks until the batch task has sent the last batch.
-            let done = tokio::task::spawn_blocking(move || provider.shutdown()).await;
-            if let Ok(Err(e)) = done {
-                tracing::warn!(error = %e, "the last spans could not be exported");
+            let done = tokio::task::spawn_blocking(move || provider.shutdown());
+            match tokio::time::timeout(std::time::Duration::from_secs(5), done).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the last spans could not be exported"),
+                Ok(Err(_)) | Err(_) => tracing::warn!("the last spans were not exported within 5s"),
             }
         }
     }
