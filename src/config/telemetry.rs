@@ -104,11 +104,12 @@ mod tests {
     fn otlp_section_parses_with_defaults() {
         let loaded =
             parse("telemetry:\n  otlp:\n    endpoint: http://127.0.0.1:4318/v1/traces\n", "t.yaml").unwrap();
-        let otlp = loaded.config.telemetry.otlp.unwrap();
+        let otlp = loaded.config.telemetry.otlp.clone().unwrap();
         assert_eq!(otlp.protocol, super::OtlpProtocol::HttpProtobuf);
         assert_eq!(otlp.sample_ratio.0, 1.0);
         assert_eq!(otlp.service_name, "oauth-sidecar");
         assert_eq!(otlp.export_interval.0, std::time::Duration::from_secs(5));
+        assert!(loaded.summary().contains("traces:     OTLP http/protobuf to 127.0.0.1:4318, sampling 1"));
         assert!(parse("listen: 127.0.0.1:0\n", "t.yaml").unwrap().config.telemetry.otlp.is_none());
     }
 
