@@ -47,7 +47,8 @@
 //! `default` is `sidecar`: everything, with the command line and the binary.
 //! `gate` alone gives the gate's Tower layers without the databases,
 //! password hashing, templates or token encryption; `server`, `client`,
-//! `admin`, `sqlite` and `postgres` add the rest piece by piece.
+//! `admin`, `sqlite` and `postgres` add the rest piece by piece; `otlp`
+//! (in `sidecar`) exports OpenTelemetry traces ([`ops::trace`]).
 #![deny(unsafe_code)]
 #![deny(unreachable_pub)]
 

@@ -39,11 +39,13 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use tower::{Layer, ServiceExt};
+use tracing::Instrument;
 
 use super::inject::{InjectError, InjectTarget, InjectToken, InjectTokenLayer, TokenSource};
 use super::tokens::{TokenError, Tokens};
 use crate::config::client::{ClientSecrets, EgressConfig, EgressRoute};
 use crate::listener::{self, Limits, Listener};
+use crate::ops::trace;
 
 type Outbound = HttpClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
@@ -280,7 +282,29 @@ fn token_refusal(e: &TokenError) -> Response {
     refuse(StatusCode::SERVICE_UNAVAILABLE, code, &e.to_string())
 }
 
+/// Relays one call of the app to its route's target. With traces on, the
+/// call is an `egress` span continuing the app's `traceparent`, and the
+/// target gets a `traceparent` naming it.
 async fn forward(State(egress): State<Arc<Egress>>, req: Request<Body>) -> Response {
+    let span = trace::span_if_enabled(|| {
+        let span = tracing::info_span!(
+            "egress",
+            otel.name = %format_args!("egress {}", req.method()),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = %req.method(),
+            url.path = req.uri().path(),
+            http.response.status_code = tracing::field::Empty,
+        );
+        trace::continue_from(&span, req.headers());
+        span
+    });
+    let res = relay(&egress, req, &span).instrument(span.clone()).await;
+    trace::record_status(&span, res.status());
+    res
+}
+
+async fn relay(egress: &Egress, req: Request<Body>, span: &tracing::Span) -> Response {
     let path = req.uri().path().to_owned();
     let routes = egress.routes.load_full();
     let Some(route) = routes.iter().find(|r| path.starts_with(&r.prefix)) else {
@@ -309,6 +333,7 @@ async fn forward(State(egress): State<Arc<Egress>>, req: Request<Body>) -> Respo
     let mut headers = parts.headers;
     crate::proxy::headers::remove_hop_by_hop(&mut headers);
     strip_outbound(&mut headers);
+    trace::inject(span, &mut headers);
     let mut out = Request::new(Full::new(body));
     *out.method_mut() = parts.method;
     *out.uri_mut() = uri;

@@ -24,9 +24,11 @@ use openidconnect::core::{CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet};
 use openidconnect::{AdditionalProviderMetadata, IssuerUrl, JsonWebKeySetUrl, Nonce, ProviderMetadata};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tracing::Instrument;
 
 use super::provider::Provider;
 use crate::config::Secret;
+use crate::ops::trace;
 
 /// Why a call to a provider failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -269,10 +271,25 @@ impl Http {
         Ok(Http { client, discovered })
     }
 
+    /// Sends one request to a provider. With traces on, each is a
+    /// `provider call` span (method, host, path; never the query or body,
+    /// which carry codes and secrets).
     fn exchange(&self) -> impl Fn(HttpRequest) -> BoxedResponse<'static> + '_ {
         move |req: HttpRequest| {
             let client = self.client.clone();
-            Box::pin(async move {
+            let span = trace::span_if_enabled(|| {
+                tracing::info_span!(
+                    "provider call",
+                    otel.name = %format_args!("provider {}", req.method()),
+                    otel.kind = "client",
+                    otel.status_code = tracing::field::Empty,
+                    http.request.method = %req.method(),
+                    server.address = req.uri().host().unwrap_or_default(),
+                    url.path = req.uri().path(),
+                    http.response.status_code = tracing::field::Empty,
+                )
+            });
+            let call = async move {
                 let (parts, body) = req.into_parts();
                 let res = client
                     .request(parts.method, parts.uri.to_string())
@@ -280,13 +297,15 @@ impl Http {
                     .body(body)
                     .send()
                     .await?;
+                trace::record_status(&tracing::Span::current(), res.status());
                 let mut out = http::Response::builder().status(res.status());
                 if let Some(h) = out.headers_mut() {
                     *h = res.headers().clone();
                 }
                 let bytes = res.bytes().await?;
                 Ok(out.body(bytes.to_vec()).unwrap_or_default())
-            })
+            };
+            Box::pin(call.instrument(span))
         }
     }
 

@@ -15,6 +15,7 @@ pub mod gate;
 pub mod reload;
 mod schema;
 pub mod server;
+pub mod telemetry;
 pub mod types;
 mod validate;
 mod yaml_error;
@@ -349,6 +350,19 @@ impl Loaded {
                 },
                 g.issuers.len(),
                 if g.introspection.is_some() { ", introspection" } else { "" },
+            ));
+        }
+        if let Some(otlp) = &c.telemetry.otlp {
+            let endpoint = &otlp.endpoint.value.0;
+            lines.push(format!(
+                "traces:     OTLP {} to {}:{}, sampling {}",
+                match otlp.protocol {
+                    telemetry::OtlpProtocol::HttpProtobuf => "http/protobuf",
+                    telemetry::OtlpProtocol::Grpc => "grpc",
+                },
+                endpoint.host().unwrap_or_default(),
+                endpoint.port_u16().unwrap_or(if otlp.endpoint.value.is_https() { 443 } else { 80 }),
+                otlp.sample_ratio.0,
             ));
         }
         for w in &self.warnings {

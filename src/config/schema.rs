@@ -53,6 +53,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Reloading the file while running (always on SIGHUP).
     pub reload: super::reload::ReloadConfig,
+    /// OpenTelemetry traces; absent: none are exported.
+    pub telemetry: super::telemetry::TelemetryConfig,
 }
 
 /// The admin pages and JSON API (`/admin/`), for admin users and API tokens.
@@ -101,6 +103,7 @@ impl Default for Config {
             gate: None,
             admin: AdminConfig::default(),
             reload: super::reload::ReloadConfig::default(),
+            telemetry: Default::default(),
         }
     }
 }

@@ -89,6 +89,17 @@ pub(super) fn validate(
         );
     }
 
+    if let Some(otlp) = &config.telemetry.otlp
+        && otlp.protocol == super::telemetry::OtlpProtocol::Grpc
+        && otlp.endpoint.value.is_https()
+    {
+        p.error(
+            otlp.endpoint.location,
+            "telemetry.otlp.endpoint",
+            "gRPC is sent without TLS here: use an http:// endpoint (a local collector), or protocol http/protobuf for https",
+        );
+    }
+
     let proxy = &config.proxy;
     if *proxy.max_header_size < MIN_HEADER_SIZE {
         p.error(

@@ -199,6 +199,7 @@ impl Shared {
     /// Logs a refusal: the rule, the reason, the token's client and `jti`
     /// at most, never the token.
     fn refuse(&self, rule: &str, error: &GateError, identity: Option<&Identity>) {
+        crate::ops::trace::record_gate(rule, Some(error));
         let client_id = identity.and_then(|i| i.client_id.as_deref()).unwrap_or("");
         let jti = identity.and_then(|i| i.jti.as_deref()).unwrap_or("");
         tracing::info!(
@@ -232,6 +233,7 @@ impl Shared {
         };
         match rule.access() {
             Access::Public => {
+                crate::ops::trace::record_gate(rule.label(), None);
                 if let Some(token) = &rule.upstream_token {
                     req.extensions_mut().insert(token.clone());
                 }
@@ -293,6 +295,7 @@ impl Shared {
                 return Err(GateError::OriginNotAllowed);
             }
         }
+        crate::ops::trace::record_gate(rule.label(), None);
         req.extensions_mut().insert(identity);
         if let Some(token) = &rule.upstream_token {
             req.extensions_mut().insert(token.clone());

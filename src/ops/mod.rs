@@ -1,10 +1,12 @@
 //! Operations endpoints and the request observation layer:
 //! `/healthz` (the process is up), `/readyz` (the store and the upstream are
 //! reachable), `/metrics` (Prometheus text), plus [`ObserveLayer`] for
-//! request ids, spans, metrics and the access log.
+//! request ids, spans, metrics and the access log, and [`trace`] for
+//! OpenTelemetry traces.
 
 mod metrics;
 mod observe;
+pub mod trace;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -68,12 +68,16 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let id = request_id(req.headers_mut());
-        let span = tracing::info_span!(
-            "request",
-            id = id.to_str().unwrap_or_default(),
-            method = %req.method(),
-            path = req.uri().path(),
-        );
+        let span = if super::trace::enabled() {
+            traced_span(&req, &id)
+        } else {
+            tracing::info_span!(
+                "request",
+                id = id.to_str().unwrap_or_default(),
+                method = %req.method(),
+                path = req.uri().path(),
+            )
+        };
         let access =
             self.access_log.then(|| Access { method: req.method().clone(), started: Instant::now() });
         self.metrics.request_started();
@@ -87,6 +91,28 @@ where
             span,
         }
     }
+}
+
+/// The request span when traces are exported: named and shaped as the
+/// OpenTelemetry HTTP conventions ask (path without the query, which may
+/// carry a code), continuing the caller's `traceparent`, with fields the
+/// gate and the response fill in.
+fn traced_span<B>(req: &Request<B>, id: &HeaderValue) -> Span {
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %req.method(),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        id = id.to_str().unwrap_or_default(),
+        http.request.method = %req.method(),
+        url.path = req.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+        gate.rule = tracing::field::Empty,
+        gate.decision = tracing::field::Empty,
+        gate.reason = tracing::field::Empty,
+    );
+    super::trace::continue_from(&span, req.headers());
+    span
 }
 
 /// The request's id: the one the client sent when usable, else a new one,
@@ -189,6 +215,7 @@ where
         };
         let status = res.status();
         this.guard.metrics.count_status(status);
+        super::trace::record_status(this.span, status);
         if let Some(id) = this.guard.id.take() {
             res.headers_mut().insert(X_REQUEST_ID.clone(), id);
         }

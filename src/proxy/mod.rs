@@ -49,7 +49,7 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
 use crate::config::{ProxyConfig, TrustedProxy};
-use crate::ops::Metrics;
+use crate::ops::{Metrics, trace};
 
 pub use body_timeout::{BodyTimeout, ReadTimeout};
 pub use error::ProxyError;
@@ -184,8 +184,12 @@ where
     pub(crate) fn start_from(&self, conn: ConnectionInfo, req: Request<B>) -> ResponseFuture {
         let inner = &*self.inner;
         let settings = &inner.settings;
+        let span = trace::enabled().then(|| upstream_span(req.method(), &inner.authority));
         let state = match self.prepare(conn, req) {
-            Ok((req, client_upgrade)) => {
+            Ok((mut req, client_upgrade)) => {
+                if let Some(span) = &span {
+                    trace::inject(span, req.headers_mut());
+                }
                 let started = Instant::now();
                 let deadline = tokio::time::Instant::from_std(started) + settings.timeout;
                 State::Waiting {
@@ -202,6 +206,7 @@ where
             metrics: inner.metrics.clone(),
             timeout: settings.timeout,
             limit: settings.max_body_size,
+            span,
         }
     }
 
@@ -270,6 +275,21 @@ where
     }
 }
 
+/// The upstream call's span, a child of the request's: it ends when the
+/// response headers arrive (or the call fails).
+fn upstream_span(method: &http::Method, authority: &Authority) -> tracing::Span {
+    tracing::info_span!(
+        "upstream",
+        otel.name = %method,
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        server.address = authority.host(),
+        server.port = authority.port_u16(),
+        http.response.status_code = tracing::field::Empty,
+    )
+}
+
 /// The body of the proxy's responses: the upstream's body as hyper hands it
 /// over (not boxed), or a short response the proxy wrote itself.
 pub type ResponseBody = Either<Incoming, Body>;
@@ -306,6 +326,8 @@ pin_project! {
         metrics: Metrics,
         timeout: Duration,
         limit: u64,
+        // The upstream call's span, with traces on; dropped (ended) with the answer.
+        span: Option<tracing::Span>,
     }
 }
 
@@ -345,10 +367,14 @@ impl Future for ResponseFuture {
                 },
             },
         };
-        Poll::Ready(Ok(result.unwrap_or_else(|err| {
+        let res = result.unwrap_or_else(|err| {
             err.record(this.metrics);
             err.into_response().map(Either::Right)
-        })))
+        });
+        if let Some(span) = this.span.take() {
+            trace::record_status(&span, res.status());
+        }
+        Poll::Ready(Ok(res))
     }
 }
 

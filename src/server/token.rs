@@ -37,6 +37,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http::HeaderMap;
 use http::header::{AUTHORIZATION, CACHE_CONTROL, PRAGMA};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 use super::Inner;
 use super::error::OAuthError;
@@ -46,6 +47,7 @@ use super::oidc::{self, IdTokenInput};
 use super::policy::{ConsumerPolicy, Roles, granted_roles};
 use crate::clock;
 use crate::config::server::NON_ROLE_SCOPES;
+use crate::ops::trace;
 use crate::proxy::ConnectionInfo;
 use crate::store::{
     CodeRedemption, ConsumerRecord, RefreshGrace, RefreshRotation, RefreshTokenRecord, UserRecord, token_hash,
@@ -88,8 +90,35 @@ impl IntoResponse for TokenResponse {
     }
 }
 
-/// The token endpoint.
+/// The token endpoint. With traces on, each call is a `token grant` span
+/// naming the grant type, the client and the error code, nothing more.
 pub(crate) async fn token(
+    state: State<Arc<Inner>>,
+    headers: HeaderMap,
+    conn: Option<Extension<ConnectionInfo>>,
+    form: Result<Form<TokenRequest>, FormRejection>,
+) -> Result<Response, OAuthError> {
+    let span = trace::span_if_enabled(|| {
+        tracing::info_span!(
+            "token grant",
+            otel.name = "token grant",
+            otel.status_code = tracing::field::Empty,
+            oauth.grant_type = tracing::field::Empty,
+            oauth.client_id = tracing::field::Empty,
+            oauth.error = tracing::field::Empty,
+        )
+    });
+    let result = answer(state, headers, conn, form).instrument(span.clone()).await;
+    if let Err(e) = &result {
+        span.record("oauth.error", e.code());
+        if e.status().is_server_error() {
+            span.record("otel.status_code", "ERROR");
+        }
+    }
+    result
+}
+
+async fn answer(
     State(server): State<Arc<Inner>>,
     headers: HeaderMap,
     conn: Option<Extension<ConnectionInfo>>,
@@ -99,6 +128,12 @@ pub(crate) async fn token(
     let ip = server.signin.client_ip(&headers, conn.as_deref());
     let consumer = authenticate(&server, &headers, ip, &req).await?;
     let grant_type = req.grant_type.as_deref().ok_or_else(|| missing("grant_type"))?;
+    if trace::enabled() {
+        let span = tracing::Span::current();
+        span.record("oauth.client_id", consumer.client_id.as_str());
+        let known = ["client_credentials", "password", "refresh_token", "authorization_code"];
+        span.record("oauth.grant_type", known.into_iter().find(|g| *g == grant_type).unwrap_or("other"));
+    }
     let allowed = |g: &str| consumer.grant_types.iter().any(|t| t == g);
     let response = match grant_type {
         "client_credentials" => {
