@@ -69,6 +69,7 @@ pub mod gate;
 mod listener;
 pub mod mount;
 pub mod ops;
+mod outbound;
 #[cfg(all(test, feature = "sidecar"))]
 mod proptests;
 pub mod proxy;

@@ -59,19 +59,9 @@ impl fmt::Debug for KeySource {
 /// The outbound HTTP client of the gate: rustls with the ring provider and
 /// the platform's trust store, no redirects beyond a few, a timeout.
 pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
-    use rustls_platform_verifier::BuilderVerifierExt;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_platform_verifier()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
+    crate::outbound::client_builder()?
         .timeout(timeout)
         .redirect(reqwest::redirect::Policy::limited(3))
-        .user_agent(concat!("oauth-sidecar/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| e.to_string())
 }

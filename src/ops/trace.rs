@@ -224,16 +224,7 @@ mod otlp {
 
     /// HTTPS to the collector with rustls (ring) and the platform's trust store.
     fn http_client() -> Result<reqwest::Client, String> {
-        use rustls_platform_verifier::BuilderVerifierExt;
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_platform_verifier()
-            .map_err(|e| e.to_string())?
-            .with_no_client_auth();
-        reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
+        crate::outbound::client_builder()?
             .timeout(std::time::Duration::from_secs(10))
             .build()
             .map_err(|e| format!("telemetry.otlp: cannot build the HTTP client: {e}"))

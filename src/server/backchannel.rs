@@ -126,19 +126,9 @@ pub(super) fn spawn_delivery(server: &Arc<Inner>) -> Result<(), ServerStartError
 /// The outbound client: rustls with the platform's trust store, no
 /// redirects (a logout token is for the registered URI only).
 fn http_client() -> Result<reqwest::Client, String> {
-    use rustls_platform_verifier::BuilderVerifierExt;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_platform_verifier()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
+    crate::outbound::client_builder()?
         .timeout(TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("oauth-sidecar/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| format!("cannot build the back-channel logout client: {e}"))
 }

@@ -1,0 +1,21 @@
+//! The HTTP client for the calls the sidecar makes on its own behalf (an
+//! issuer's JWKS, back-channel logout tokens, trace export): rustls with the
+//! ring provider and the platform's trust store, and the sidecar's
+//! `User-Agent`. Each caller adds its own timeout and redirect policy.
+
+use std::sync::Arc;
+
+/// A client builder with TLS and the `User-Agent` set.
+pub(crate) fn client_builder() -> Result<reqwest::ClientBuilder, String> {
+    use rustls_platform_verifier::BuilderVerifierExt;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_platform_verifier()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth();
+    Ok(reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .user_agent(concat!("oauth-sidecar/", env!("CARGO_PKG_VERSION"))))
+}
