@@ -12,6 +12,7 @@
 
 pub mod client;
 pub mod gate;
+pub mod login;
 mod schema;
 pub mod server;
 pub mod types;

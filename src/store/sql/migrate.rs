@@ -27,6 +27,7 @@ macro_rules! embedded {
             (7, "change announcements"),
             (8, "session kind"),
             (9, "access tokens"),
+            (10, "federated sign-in"),
         ]
         .into_iter()
         .zip([
@@ -73,6 +74,12 @@ macro_rules! embedded {
                 "/migrations/",
                 $folder,
                 "/0009_access_tokens.sql"
+            )),
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/migrations/",
+                $folder,
+                "/0010_federated_sign_in.sql"
             )),
         ])
         .map(|((version, description), sql)| $crate::store::Migration {
