@@ -270,24 +270,7 @@ impl Http {
     }
 
     fn exchange(&self) -> impl Fn(HttpRequest) -> BoxedResponse<'static> + '_ {
-        move |req: HttpRequest| {
-            let client = self.client.clone();
-            Box::pin(async move {
-                let (parts, body) = req.into_parts();
-                let res = client
-                    .request(parts.method, parts.uri.to_string())
-                    .headers(parts.headers)
-                    .body(body)
-                    .send()
-                    .await?;
-                let mut out = http::Response::builder().status(res.status());
-                if let Some(h) = out.headers_mut() {
-                    *h = res.headers().clone();
-                }
-                let bytes = res.bytes().await?;
-                Ok(out.body(bytes.to_vec()).unwrap_or_default())
-            })
-        }
+        crate::web::provider_http::caller(&self.client)
     }
 
     /// The endpoints of `provider` for a client with `tenant`; discovery is

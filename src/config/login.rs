@@ -222,3 +222,114 @@ fn check_issuer(issuer: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    fn errors(yaml: &str) -> String {
+        match super::super::parse_with(yaml, "sidecar.yaml", &HashMap::new()) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const HEAD: &str = "server:\n  roles:\n    viewer: {}\n  login:\n    providers:\n";
+
+    #[test]
+    fn presets_and_issuers_resolve() {
+        let yaml = format!(
+            "{HEAD}      - {{ name: g, provider: gmail, client_id: a, allow: {{ everyone: true }} }}\n      \
+             - {{ name: m, provider: ms-exchange, tenant: example.org, client_id: a, allow: {{ everyone: true }} }}\n      \
+             - {{ name: o, provider: oidc, issuer: \"https://id.example.org/realms/x/\", client_id: a, allow: {{ groups: [x] }} }}\n"
+        );
+        let loaded = super::super::parse_with(&yaml, "sidecar.yaml", &HashMap::new()).unwrap();
+        let issuers: Vec<_> =
+            loaded.config.server.unwrap().login.providers.into_iter().map(|p| p.resolved_issuer).collect();
+        assert_eq!(
+            issuers,
+            [
+                "https://accounts.google.com",
+                "https://login.microsoftonline.com/example.org/v2.0",
+                "https://id.example.org/realms/x"
+            ]
+        );
+    }
+
+    #[test]
+    fn mistakes_are_reported_with_their_place() {
+        let cases = [
+            (
+                "{ name: a, provider: nope, client_id: c, allow: { everyone: true } }",
+                "6:30: server.login.providers[0].provider: `nope` is not a provider",
+            ),
+            (
+                "{ name: a, provider: ms-exchange, client_id: c, allow: { everyone: true } }",
+                "`ms-exchange` needs `tenant`",
+            ),
+            (
+                "{ name: a, provider: ms-exchange, tenant: common, client_id: c, allow: { everyone: true } }",
+                "must name one tenant",
+            ),
+            ("{ name: a, provider: oidc, client_id: c, allow: { everyone: true } }", "`oidc` needs `issuer`"),
+            (
+                "{ name: a, provider: gmail, client_id: c }",
+                "server.login.providers[0].allow: say who may sign in",
+            ),
+            (
+                "{ name: a, provider: gmail, client_id: c, allow: { claim: hd } }",
+                "`claim` and `equals` go together",
+            ),
+            (
+                "{ name: a, provider: gmail, client_id: c, allow: { everyone: true }, roles: [{ role: boss, when: { everyone: true } }] }",
+                "server.login.providers[0].roles[0]: `boss` is not a role declared in server.roles",
+            ),
+            (
+                "{ name: a, provider: gmail, client_id: c, allow: { everyone: true }, roles: [{ when: { everyone: true } }] }",
+                "gives a `role` or `admin: true`",
+            ),
+            ("{ name: a, provider: gmail, client_id: c, allow: { everyone: true }, colour: red }", "colour"),
+        ];
+        for (entry, want) in cases {
+            let text = errors(&format!("{HEAD}      - {entry}\n"));
+            assert!(text.contains(want), "{entry}\n  wanted: {want}\n  got: {text}");
+            assert!(text.starts_with("sidecar.yaml:"), "{text}");
+        }
+        // A `client.providers` entry with an issuer can sign people in.
+        let custom = "client:\n  token_key: 3q2+7wABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhs=\n  providers:\n    \
+                      - { name: corp, issuer: \"https://id.corp.test\", discovery: true }\n";
+        let yaml = format!(
+            "{custom}{HEAD}      - {{ name: a, provider: corp, client_id: c, allow: {{ everyone: true }} }}\n"
+        );
+        let loaded = super::super::parse_with(&yaml, "sidecar.yaml", &HashMap::new()).unwrap();
+        assert_eq!(loaded.config.server.unwrap().login.providers[0].resolved_issuer, "https://id.corp.test");
+    }
+
+    /// The examples of docs/configuration.md load as they are (the secret
+    /// files and variables they name given).
+    #[test]
+    fn the_documented_examples_load() {
+        let docs = include_str!("../../docs/configuration.md");
+        let section = &docs[docs.find("### Sign-in through outside providers").unwrap()..];
+        let section = &section[..section.find("\n## ").unwrap()];
+        let dir = tempfile::tempdir().unwrap();
+        let env = HashMap::from([("ENTRA_LOGIN_SECRET".to_owned(), "s3cret".to_owned())]);
+        let mut seen = 0;
+        for block in section.split("```yaml\n").skip(1) {
+            let mut yaml = block[..block.find("```").unwrap()].to_owned();
+            for name in ["google_login", "keycloak_login"] {
+                let file = dir.path().join(name);
+                std::fs::write(&file, "s3cret\n").unwrap();
+                yaml = yaml.replace(&format!("/run/secrets/{name}"), &file.display().to_string());
+            }
+            let loaded =
+                super::super::parse_with(&yaml, "docs.yaml", &env).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+            let login = loaded.config.server.unwrap().login;
+            assert!(
+                login.providers.iter().all(|p| p.client_secret.is_some() && !p.resolved_issuer.is_empty())
+            );
+            seen += 1;
+        }
+        assert_eq!(seen, 3);
+    }
+}

@@ -19,8 +19,6 @@
 //! fetch more than that. No code, token or ID token is logged.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,12 +31,13 @@ use openidconnect::core::{
 };
 use openidconnect::{
     AdditionalProviderMetadata, AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, HttpRequest,
-    HttpResponse, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata, RedirectUrl,
-    Scope, TokenResponse,
+    IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata, RedirectUrl, Scope,
+    TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::provider_http::{Answer, caller};
 use crate::config::login::{LoginConfig, LoginProviderConfig};
 use crate::config::types::HttpUrl;
 
@@ -134,8 +133,6 @@ pub(crate) struct Federation {
     redirect_url: String,
 }
 
-type Boxed = Pin<Box<dyn Future<Output = Result<HttpResponse, reqwest::Error>> + Send>>;
-
 impl Federation {
     /// The providers of `login` for a sign-in whose start and return are
     /// under `base` (a path such as `/oauth/login`); `None` without providers.
@@ -193,25 +190,8 @@ impl Federation {
         self.providers.iter().find(|p| p.name.value == name)
     }
 
-    fn call(&self) -> impl Fn(HttpRequest) -> Boxed + '_ {
-        move |req: HttpRequest| {
-            let client = self.http.clone();
-            Box::pin(async move {
-                let (parts, body) = req.into_parts();
-                let res = client
-                    .request(parts.method, parts.uri.to_string())
-                    .headers(parts.headers)
-                    .body(body)
-                    .send()
-                    .await?;
-                let mut out = http::Response::builder().status(res.status());
-                if let Some(h) = out.headers_mut() {
-                    *h = res.headers().clone();
-                }
-                let bytes = res.bytes().await?;
-                Ok(out.body(bytes.to_vec()).unwrap_or_default())
-            })
-        }
+    fn call(&self) -> impl Fn(HttpRequest) -> Answer + '_ {
+        caller(&self.http)
     }
 
     /// The provider's discovery document and keys, from the cache when

@@ -280,6 +280,7 @@ impl SignIn {
     /// (the admin pages), since the browser leaves it out of the rest of a
     /// navigation that came from the provider's site.
     fn signed_in(&self, cookie: HeaderValue, next: &str) -> Response {
+        let next = &without_prompt_login(next);
         let mut res = if self.scope.same_site == "Lax" {
             let mut res = StatusCode::SEE_OTHER.into_response();
             if let Ok(location) = HeaderValue::from_str(next) {
@@ -295,6 +296,31 @@ impl SignIn {
     }
 }
 
+/// `next` without the `login` value of its `prompt` parameter: the user
+/// has just signed in, so `/oauth/authorize?prompt=login` must not show
+/// the sign-in page again (with one provider and no password form that
+/// would send the browser round in a loop).
+fn without_prompt_login(next: &str) -> String {
+    let Some((path, query)) = next.split_once('?') else { return next.to_owned() };
+    if !url::form_urlencoded::parse(query.as_bytes())
+        .any(|(k, v)| k == "prompt" && v.split(' ').any(|p| p == "login"))
+    {
+        return next.to_owned();
+    }
+    let mut out = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        if k == "prompt" {
+            let rest: Vec<&str> = v.split(' ').filter(|p| *p != "login" && !p.is_empty()).collect();
+            if !rest.is_empty() {
+                out.append_pair(&k, &rest.join(" "));
+            }
+        } else {
+            out.append_pair(&k, &v);
+        }
+    }
+    format!("{path}?{}", out.finish())
+}
+
 /// A user made by a first sign-in through a provider: no password (the
 /// password form never matches it), roles set by the rules.
 fn new_user(username: &str) -> UserRecord {
@@ -305,5 +331,25 @@ fn new_user(username: &str) -> UserRecord {
         admin: false,
         permissions: Vec::new(),
         disabled: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_prompt_login;
+
+    #[test]
+    fn a_fresh_sign_in_answers_prompt_login() {
+        assert_eq!(without_prompt_login("/oauth/authorize?a=1&prompt=login&b=2"), "/oauth/authorize?a=1&b=2");
+        assert_eq!(
+            without_prompt_login("/oauth/authorize?prompt=login+consent&state=x"),
+            "/oauth/authorize?prompt=consent&state=x"
+        );
+        assert_eq!(
+            without_prompt_login("/oauth/authorize?prompt=consent"),
+            "/oauth/authorize?prompt=consent"
+        );
+        assert_eq!(without_prompt_login("/admin/login?next=%2Fadmin%2F"), "/admin/login?next=%2Fadmin%2F");
+        assert_eq!(without_prompt_login("/oauth/start/mail"), "/oauth/start/mail");
     }
 }

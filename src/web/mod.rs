@@ -30,6 +30,7 @@ mod federated_signin;
 pub(crate) mod origin;
 pub mod pages;
 pub mod password;
+pub(crate) mod provider_http;
 pub mod secrets;
 pub mod signin;
 pub(crate) mod throttle;
