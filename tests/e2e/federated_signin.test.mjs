@@ -341,3 +341,78 @@ server:
     assert.doesNotMatch(await sc.cli(['user', 'list']), /dave/);
   });
 });
+
+describe('one provider and no password form', () => {
+  let sc;
+  let corp;
+  const appRedirect = 'http://127.0.0.1:9/cb';
+
+  before(async () => {
+    const port = await freePort();
+    const origin = `http://127.0.0.1:${port}`;
+    corp = await startOidcProvider({
+      clientId: 'sidecar-only',
+      redirectUris: [`${origin}/oauth/login/return`],
+      signIn: true,
+    });
+    sc = await Sidecar.fromYaml('federated-only', port, origin, (dir) => `
+listen: 127.0.0.1:${port}
+public_url: ${origin}
+upstream: demo
+store: sqlite://${dir}/data/sidecar.db
+log: { level: info, format: json }
+shutdown_grace: 2s
+server:
+  roles:
+    farm_viewer: { label: Viewer }
+  consumers:
+    - client_id: app
+      confidential: false
+      third_party: false
+      redirect_uris: [${appRedirect}]
+      scopes: [farm_viewer]
+  login:
+    password: false
+    providers:
+      - name: corp
+        provider: oidc
+        issuer: ${corp.issuer}
+        client_id: ${corp.clientId}
+        client_secret: ${corp.clientSecret}
+        allow: { email_domains: [provider.test] }
+`);
+    await sc.start();
+  });
+
+  after(async () => {
+    await sc?.stop();
+    await sc?.remove();
+    await corp?.close();
+  });
+
+  function authorizeUrl(extra = {}) {
+    const verifier = b64url(randomBytes(32));
+    const q = new URLSearchParams({
+      response_type: 'code',
+      client_id: 'app',
+      redirect_uri: appRedirect,
+      state: 'st',
+      code_challenge: b64url(createHash('sha256').update(verifier).digest()),
+      code_challenge_method: 'S256',
+      ...extra,
+    });
+    return sc.url(`/oauth/authorize?${q}`);
+  }
+
+  it('goes straight to the provider, and prompt=login ends at the app after one sign-in', async () => {
+    const browser = new Browser();
+    const first = await browser.go(authorizeUrl({ prompt: 'login' }));
+    assert.equal(first.res.status, 303, first.body);
+    assert.match(first.res.headers.get('location'), /^\/oauth\/login\/start\?provider=corp&next=/);
+    const atProvider = await browser.follow(new URL(first.res.headers.get('location'), sc.url()).href);
+    assert.ok(atProvider.url.startsWith(corp.issuer), atProvider.url);
+    const done = await providerLogin(browser, atProvider, 'erin', appRedirect);
+    assert.ok(done.redirect, `not sent back to the app: ${done.res.status}\n${done.body.slice(0, 300)}`);
+    assert.ok(new URL(done.redirect).searchParams.get('code'));
+  });
+});
