@@ -21,7 +21,7 @@ use oauth2::{
     StandardTokenResponse, TokenResponse, TokenUrl,
 };
 use openidconnect::core::{CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet};
-use openidconnect::{AdditionalProviderMetadata, IssuerUrl, JsonWebKeySetUrl, Nonce, ProviderMetadata};
+use openidconnect::{IssuerUrl, JsonWebKeySetUrl, Nonce};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -188,32 +188,7 @@ pub struct Credentials {
     pub client_secret: Option<Secret>,
 }
 
-/// The revocation endpoint and the RFC 9207 flag in discovery metadata
-/// (RFC 8414), which the OpenID core metadata type leaves out.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct RevocationMetadata {
-    #[serde(default)]
-    revocation_endpoint: Option<String>,
-    /// RFC 9207 section 3.
-    #[serde(default)]
-    authorization_response_iss_parameter_supported: Option<bool>,
-}
-impl AdditionalProviderMetadata for RevocationMetadata {}
-
-type Discovered = ProviderMetadata<
-    RevocationMetadata,
-    openidconnect::core::CoreAuthDisplay,
-    openidconnect::core::CoreClientAuthMethod,
-    openidconnect::core::CoreClaimName,
-    openidconnect::core::CoreClaimType,
-    openidconnect::core::CoreGrantType,
-    openidconnect::core::CoreJweContentEncryptionAlgorithm,
-    openidconnect::core::CoreJweKeyManagementAlgorithm,
-    openidconnect::core::CoreJsonWebKey,
-    openidconnect::core::CoreResponseMode,
-    openidconnect::core::CoreResponseType,
-    openidconnect::core::CoreSubjectIdentifierType,
->;
+use crate::web::provider_http::Discovered;
 
 /// The HTTP client for providers.
 #[derive(Clone)]

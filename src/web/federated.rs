@@ -25,48 +25,23 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use openidconnect::core::{
-    CoreAuthDisplay, CoreAuthenticationFlow, CoreClaimName, CoreClaimType, CoreClient, CoreClientAuthMethod,
-    CoreGrantType, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm,
-    CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
+    CoreAuthDisplay, CoreAuthenticationFlow, CoreClient, CoreClientAuthMethod, CoreJsonWebKey,
+    CoreJweContentEncryptionAlgorithm,
 };
 use openidconnect::{
-    AdditionalProviderMetadata, AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, HttpRequest,
-    IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata, RedirectUrl, Scope,
-    TokenResponse,
+    AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, HttpRequest, IssuerUrl, Nonce,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::provider_http::{Answer, caller};
+use super::provider_http::{Answer, Discovered, caller};
 use crate::config::login::{LoginConfig, LoginProviderConfig};
 use crate::config::types::HttpUrl;
 
-/// The RFC 9207 flag in discovery metadata, which the OpenID core type leaves out.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct IssMetadata {
-    #[serde(default)]
-    authorization_response_iss_parameter_supported: Option<bool>,
-}
-impl AdditionalProviderMetadata for IssMetadata {}
-
-type Metadata = ProviderMetadata<
-    IssMetadata,
-    CoreAuthDisplay,
-    CoreClientAuthMethod,
-    CoreClaimName,
-    CoreClaimType,
-    CoreGrantType,
-    CoreJweContentEncryptionAlgorithm,
-    CoreJweKeyManagementAlgorithm,
-    CoreJsonWebKey,
-    CoreResponseMode,
-    CoreResponseType,
-    CoreSubjectIdentifierType,
->;
-
 /// A provider's discovery document with its keys, and when it was fetched.
-struct Discovered {
-    metadata: Metadata,
+struct Fetched {
+    metadata: Discovered,
     fetched: Instant,
 }
 
@@ -123,7 +98,7 @@ pub(crate) struct Federation {
     providers: Vec<LoginProviderConfig>,
     pub(crate) password: bool,
     http: reqwest::Client,
-    discovered: moka::future::Cache<String, Arc<Discovered>>,
+    discovered: moka::future::Cache<String, Arc<Fetched>>,
     failed: Mutex<HashMap<String, Instant>>,
     /// `server.login.state_ttl` in seconds.
     pub(crate) state_ttl: i64,
@@ -196,7 +171,7 @@ impl Federation {
 
     /// The provider's discovery document and keys, from the cache when
     /// fresh; `renew` drops a cached copy older than [`KEYS_FRESH`] first.
-    async fn discover(&self, provider: &LoginProviderConfig, renew: bool) -> Result<Arc<Discovered>, String> {
+    async fn discover(&self, provider: &LoginProviderConfig, renew: bool) -> Result<Arc<Fetched>, String> {
         let issuer = provider.resolved_issuer.clone();
         if renew && self.discovered.get(&issuer).await.is_some_and(|d| d.fetched.elapsed() > KEYS_FRESH) {
             self.discovered.invalidate(&issuer).await;
@@ -217,8 +192,8 @@ impl Federation {
             .try_get_with(issuer.clone(), async {
                 let url = IssuerUrl::new(issuer.clone()).map_err(|e| e.to_string())?;
                 let metadata =
-                    Metadata::discover_async(url, &self.call()).await.map_err(|e| error_chain(&e))?;
-                Ok::<_, String>(Arc::new(Discovered { metadata, fetched: Instant::now() }))
+                    Discovered::discover_async(url, &self.call()).await.map_err(|e| error_chain(&e))?;
+                Ok::<_, String>(Arc::new(Fetched { metadata, fetched: Instant::now() }))
             })
             .await
             .map_err(|e| (*e).clone());
@@ -230,7 +205,7 @@ impl Federation {
         fetched
     }
 
-    fn client(&self, provider: &LoginProviderConfig, d: &Discovered) -> Result<OidcClient, String> {
+    fn client(&self, provider: &LoginProviderConfig, d: &Fetched) -> Result<OidcClient, String> {
         let secret = provider.client_secret.as_ref().map(|s| ClientSecret::new(s.value.expose().to_owned()));
         let redirect = RedirectUrl::new(self.redirect_url.clone()).map_err(|e| e.to_string())?;
         let mut client = CoreClient::from_provider_metadata(

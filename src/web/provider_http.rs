@@ -1,11 +1,47 @@
 //! The HTTP calls of the `oauth2` and `openidconnect` crates over our
 //! reqwest client, for both sides that talk to OAuth providers: the OAuth
-//! client role and sign-in through outside providers.
+//! client role and sign-in through outside providers; and the discovery
+//! document type both read.
 
 use std::future::Future;
 use std::pin::Pin;
 
-use openidconnect::{HttpRequest, HttpResponse};
+use openidconnect::core::{
+    CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreGrantType, CoreJsonWebKey,
+    CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreResponseMode, CoreResponseType,
+    CoreSubjectIdentifierType,
+};
+use openidconnect::{AdditionalProviderMetadata, HttpRequest, HttpResponse, ProviderMetadata};
+use serde::{Deserialize, Serialize};
+
+/// The revocation endpoint and the RFC 9207 flag in discovery metadata
+/// (RFC 8414), which the OpenID core metadata type leaves out.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct ExtraMetadata {
+    /// RFC 7009 revocation endpoint.
+    #[serde(default)]
+    pub(crate) revocation_endpoint: Option<String>,
+    /// RFC 9207 section 3: the authorization response carries `iss`.
+    #[serde(default)]
+    pub(crate) authorization_response_iss_parameter_supported: Option<bool>,
+}
+impl AdditionalProviderMetadata for ExtraMetadata {}
+
+/// A provider's OpenID discovery document, with [`ExtraMetadata`].
+pub(crate) type Discovered = ProviderMetadata<
+    ExtraMetadata,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
 
 /// One call's answer, as the crates' async HTTP client returns it.
 pub(crate) type Answer = Pin<Box<dyn Future<Output = Result<HttpResponse, reqwest::Error>> + Send>>;
