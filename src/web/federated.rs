@@ -448,3 +448,92 @@ fn http_client() -> Result<reqwest::Client, String> {
         .build()
         .map_err(|e| format!("cannot build the provider HTTP client: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::routing::get;
+
+    use super::*;
+    use crate::config::types::At;
+
+    /// A provider on loopback that counts its discovery requests; `healthy`
+    /// says whether it answers them.
+    async fn provider(healthy: bool) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (count, base) = (hits.clone(), issuer.clone());
+        let discovery = move || {
+            count.fetch_add(1, Ordering::SeqCst);
+            let doc = serde_json::json!({
+                "issuer": base,
+                "authorization_endpoint": format!("{base}/auth"),
+                "token_endpoint": format!("{base}/token"),
+                "jwks_uri": format!("{base}/jwks"),
+                "response_types_supported": ["code"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+            });
+            async move {
+                if healthy {
+                    (http::StatusCode::OK, axum::Json(doc))
+                } else {
+                    (http::StatusCode::INTERNAL_SERVER_ERROR, axum::Json(serde_json::json!({})))
+                }
+            }
+        };
+        let app = Router::new()
+            .route("/.well-known/openid-configuration", get(discovery))
+            .route("/jwks", get(|| async { axum::Json(serde_json::json!({ "keys": [] })) }));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (issuer, hits)
+    }
+
+    fn federation(issuer: &str) -> Federation {
+        let login = LoginConfig {
+            providers: vec![LoginProviderConfig {
+                name: At::default_value("corp".into()),
+                client_id: At::default_value("sidecar".into()),
+                resolved_issuer: issuer.to_owned(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let public: HttpUrl = "http://127.0.0.1:8080".parse().unwrap();
+        Federation::new(&login, &public, "/oauth/login").unwrap().unwrap()
+    }
+
+    #[tokio::test]
+    async fn discovery_is_fetched_once_for_many_sign_ins() {
+        let (issuer, hits) = provider(true).await;
+        let f = federation(&issuer);
+        let corp = f.provider("corp").unwrap();
+        for _ in 0..5 {
+            let (url, state, started) = f.authorization(corp, "oauth", "/oauth/authorize").await.unwrap();
+            assert!(url.as_str().starts_with(&format!("{issuer}/auth?")), "{url}");
+            let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+            let has = |k: &str, v: &str| query.iter().any(|(a, b)| a == k && b == v);
+            assert!(
+                has("state", &state) && has("nonce", &started.nonce) && has("code_challenge_method", "S256")
+            );
+            assert!(has("redirect_uri", "http://127.0.0.1:8080/oauth/login/return"));
+            assert!(has("scope", "openid email profile"), "{url}");
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failing_provider_is_not_asked_again_at_once() {
+        let (issuer, hits) = provider(false).await;
+        let f = federation(&issuer);
+        let corp = f.provider("corp").unwrap();
+        for _ in 0..5 {
+            let refused = f.authorization(corp, "oauth", "/oauth/authorize").await.err().unwrap();
+            assert_eq!(refused.status, http::StatusCode::BAD_GATEWAY);
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "one fetch within the retry pause");
+    }
+}
