@@ -155,11 +155,16 @@ server:
         label: Partner account
         client_id: ${partner.clientId}
         client_secret: ${partner.clientSecret}
-        allow: { emails: [${emailOf('carol')}] }
+        match_email: true
+        allow: { emails: [${emailOf('carol')}, ${emailOf('frank')}] }
         roles:
           - { role: farm_viewer, when: { everyone: true } }
 `);
     await sc.start();
+    // A local user named by an email: `partner` links its account to it (match_email).
+    await sc.addUser(emailOf('frank'), 'frank-local-password-1');
+    // One `corp` must not take over: its entry does not say match_email.
+    await sc.addUser(emailOf('alice'), 'alice-local-password-1');
   });
 
   after(async () => {
@@ -229,7 +234,7 @@ server:
     assert.ok(done.redirect, `not sent back to the app: ${done.res.status}\n${done.body}`);
     assert.equal(new URL(done.redirect).searchParams.get('iss'), sc.origin);
     const { claims } = await token(done.redirect, verifier);
-    assert.equal(claims.sub, `corp:${emailOf('alice')}`);
+    assert.equal(claims.sub, `corp:${emailOf('alice')}`, 'not the local user of the same email');
     const scopes = claims.scope.split(' ');
     assert.ok(scopes.includes('farm_manager'), claims.scope);
     assert.ok(scopes.includes('farm_viewer'), claims.scope);
@@ -244,6 +249,15 @@ server:
     const scopes = claims.scope.split(' ');
     assert.ok(scopes.includes('farm_viewer'), claims.scope);
     assert.ok(!scopes.includes('farm_manager'), claims.scope);
+  });
+
+  it('links a first sign-in to the local user of the verified email when the entry says match_email', async () => {
+    const { done, verifier } = await signInAt(new Browser(), 'Partner account', 'frank');
+    assert.ok(done.redirect, `not sent back to the app: ${done.res.status}\n${done.body}`);
+    const { claims } = await token(done.redirect, verifier);
+    assert.equal(claims.sub, emailOf('frank'));
+    assert.ok(claims.scope.split(' ').includes('farm_viewer'), claims.scope);
+    assert.doesNotMatch(await sc.cli(['user', 'list']), /partner:frank/);
   });
 
   it('refuses a user outside allow, and stores nothing for them', async () => {
