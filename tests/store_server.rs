@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use common::stores::Backend;
 use oauth_sidecar::store::{
-    AdminTokenRecord, AuthCodeRecord, CodeRedemption, ConsumerRecord, RefreshGrace, RefreshRotation,
-    RefreshTokenRecord, SessionRecord, SigningKeyRecord, UserRecord,
+    AdminTokenRecord, AuthCodeRecord, CodeRedemption, ConsumerRecord, FederatedIdentityRecord,
+    LoginStateRecord, RefreshGrace, RefreshRotation, RefreshTokenRecord, RoleSource, SessionRecord,
+    SigningKeyRecord, UserRecord,
 };
 
 const NOW: i64 = 1_700_000_000;
@@ -615,6 +616,8 @@ async fn concurrent_rotation_with_grace_has_one_winner_and_the_others_retry(back
 
 on_both_backends!(
     ending_sessions_queues_back_channel_logouts_for_their_consumers,
+    a_started_sign_in_is_taken_once,
+    a_federated_sign_in_creates_or_updates_the_user_and_its_link,
     recorded_access_tokens_are_revoked_with_their_consumer_or_user,
     a_touched_session_lasts_until_its_new_end,
     admin_tokens_are_found_by_hash_listed_and_deleted,
@@ -732,5 +735,58 @@ async fn ending_sessions_queues_back_channel_logouts_for_their_consumers(backend
     store.purge_expired(NOW + 5).await.unwrap();
     store.end_user_sessions("bob").await.unwrap();
     assert!(due(NOW + 5).await.is_empty());
+    store.close().await;
+}
+
+async fn a_started_sign_in_is_taken_once(backend: Backend) {
+    let (store, _place) = backend.open().await;
+    let state = LoginStateRecord {
+        state_hash: "st1".into(),
+        browser_hash: "b1".into(),
+        data: r#"{"provider":"corp"}"#.into(),
+        expires_at: NOW + 600,
+    };
+    store.add_login_state(&state).await.unwrap();
+    assert_eq!(store.take_login_state("st1", NOW).await.unwrap(), Some(state));
+    assert_eq!(store.take_login_state("st1", NOW).await.unwrap(), None, "used");
+    assert_eq!(store.take_login_state("unknown", NOW).await.unwrap(), None);
+    store.close().await;
+}
+
+async fn a_federated_sign_in_creates_or_updates_the_user_and_its_link(backend: Backend) {
+    let (store, _place) = backend.open().await;
+    let mut user = UserRecord {
+        username: "corp:ann@example.org".into(),
+        password_hash: String::new(),
+        roles: strings(&["farm_viewer"]),
+        admin: false,
+        permissions: vec![],
+        disabled: false,
+    };
+    let mut link = FederatedIdentityRecord {
+        provider: "corp".into(),
+        subject: "sub-1".into(),
+        username: user.username.clone(),
+        email: Some("ann@example.org".into()),
+        role_sources: vec![RoleSource { role: "farm_viewer".into(), source: "corp: everyone".into() }],
+        last_sign_in: NOW,
+    };
+    store.save_federated_sign_in(&user, true, &link).await.unwrap();
+    assert_eq!(store.user(&user.username).await.unwrap(), Some(user.clone()));
+    assert_eq!(store.federated_identity("corp", "sub-1").await.unwrap(), Some(link.clone()));
+    assert_eq!(store.federated_identity("other", "sub-1").await.unwrap(), None);
+
+    // The next sign-in: the rules' roles replace the old ones, the link is updated.
+    user.roles = strings(&["farm_manager"]);
+    user.admin = true;
+    user.permissions = strings(&["administer oauth"]);
+    link.role_sources = vec![
+        RoleSource { role: "farm_manager".into(), source: "corp: groups has managers".into() },
+        RoleSource { role: "admin".into(), source: "corp: groups has admins".into() },
+    ];
+    link.last_sign_in = NOW + 60;
+    store.save_federated_sign_in(&user, false, &link).await.unwrap();
+    assert_eq!(store.user(&user.username).await.unwrap(), Some(user.clone()));
+    assert_eq!(store.federated_identities().await.unwrap(), vec![link]);
     store.close().await;
 }

@@ -191,7 +191,11 @@ impl AdminSite {
     pub fn mount(&self) -> Mount {
         let b = &self.site.base;
         let r = |p: &str| format!("{b}{p}");
-        Mount::new()
+        let mut mount = Mount::new();
+        if let Some((start, back)) = self.site.signin.federation_paths() {
+            mount = mount.route(&start, get(web::login_start)).route(&back, get(web::login_return));
+        }
+        mount
             .route(b, get(web::home))
             .route(&r("/"), get(web::home))
             .route(&r("/admin.css"), get(web::stylesheet))

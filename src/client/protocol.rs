@@ -21,14 +21,12 @@ use oauth2::{
     StandardTokenResponse, TokenResponse, TokenUrl,
 };
 use openidconnect::core::{CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet};
-use openidconnect::{AdditionalProviderMetadata, IssuerUrl, JsonWebKeySetUrl, Nonce, ProviderMetadata};
+use openidconnect::{IssuerUrl, JsonWebKeySetUrl, Nonce};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tracing::Instrument;
 
 use super::provider::Provider;
 use crate::config::Secret;
-use crate::ops::trace;
 
 /// Why a call to a provider failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -190,32 +188,7 @@ pub struct Credentials {
     pub client_secret: Option<Secret>,
 }
 
-/// The revocation endpoint and the RFC 9207 flag in discovery metadata
-/// (RFC 8414), which the OpenID core metadata type leaves out.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct RevocationMetadata {
-    #[serde(default)]
-    revocation_endpoint: Option<String>,
-    /// RFC 9207 section 3.
-    #[serde(default)]
-    authorization_response_iss_parameter_supported: Option<bool>,
-}
-impl AdditionalProviderMetadata for RevocationMetadata {}
-
-type Discovered = ProviderMetadata<
-    RevocationMetadata,
-    openidconnect::core::CoreAuthDisplay,
-    openidconnect::core::CoreClientAuthMethod,
-    openidconnect::core::CoreClaimName,
-    openidconnect::core::CoreClaimType,
-    openidconnect::core::CoreGrantType,
-    openidconnect::core::CoreJweContentEncryptionAlgorithm,
-    openidconnect::core::CoreJweKeyManagementAlgorithm,
-    openidconnect::core::CoreJsonWebKey,
-    openidconnect::core::CoreResponseMode,
-    openidconnect::core::CoreResponseType,
-    openidconnect::core::CoreSubjectIdentifierType,
->;
+use crate::web::provider_http::Discovered;
 
 /// The HTTP client for providers.
 #[derive(Clone)]
@@ -271,42 +244,10 @@ impl Http {
         Ok(Http { client, discovered })
     }
 
-    /// Sends one request to a provider. With traces on, each is a
-    /// `provider call` span (method, host, path; never the query or body,
-    /// which carry codes and secrets).
+    /// Sends one request to a provider (a `provider call` span with traces
+    /// on, see [`crate::web::provider_http::caller`]).
     fn exchange(&self) -> impl Fn(HttpRequest) -> BoxedResponse<'static> + '_ {
-        move |req: HttpRequest| {
-            let client = self.client.clone();
-            let span = trace::span_if_enabled(|| {
-                tracing::info_span!(
-                    "provider call",
-                    otel.name = %format_args!("provider {}", req.method()),
-                    otel.kind = "client",
-                    otel.status_code = tracing::field::Empty,
-                    http.request.method = %req.method(),
-                    server.address = req.uri().host().unwrap_or_default(),
-                    url.path = req.uri().path(),
-                    http.response.status_code = tracing::field::Empty,
-                )
-            });
-            let call = async move {
-                let (parts, body) = req.into_parts();
-                let res = client
-                    .request(parts.method, parts.uri.to_string())
-                    .headers(parts.headers)
-                    .body(body)
-                    .send()
-                    .await?;
-                trace::record_status(&tracing::Span::current(), res.status());
-                let mut out = http::Response::builder().status(res.status());
-                if let Some(h) = out.headers_mut() {
-                    *h = res.headers().clone();
-                }
-                let bytes = res.bytes().await?;
-                Ok(out.body(bytes.to_vec()).unwrap_or_default())
-            };
-            Box::pin(call.instrument(span))
-        }
+        crate::web::provider_http::caller(&self.client)
     }
 
     /// The endpoints of `provider` for a client with `tenant`; discovery is

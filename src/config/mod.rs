@@ -12,6 +12,7 @@
 
 pub mod client;
 pub mod gate;
+pub mod login;
 pub mod reload;
 mod schema;
 pub mod server;

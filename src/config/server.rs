@@ -87,6 +87,8 @@ pub struct ServerConfig {
     pub consumers: Vec<ConsumerConfig>,
     /// Users created at start when missing (normally the CLI manages users).
     pub users: Vec<UserConfig>,
+    /// How people sign in: the password form and outside providers.
+    pub login: super::login::LoginConfig,
 }
 
 impl Default for ServerConfig {
@@ -110,6 +112,7 @@ impl Default for ServerConfig {
             roles: BTreeMap::new(),
             consumers: Vec::new(),
             users: Vec::new(),
+            login: super::login::LoginConfig::default(),
         }
     }
 }
@@ -402,7 +405,7 @@ pub(super) fn validate(server: &mut ServerConfig, p: &mut super::validate::Probl
 }
 
 /// Reads a `*_file` secret into its field; giving both is an error.
-fn secret_from_file(
+pub(super) fn secret_from_file(
     value: &mut Option<At<Secret>>,
     file: &Option<At<PathBuf>>,
     field: &str,

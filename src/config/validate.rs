@@ -161,6 +161,8 @@ pub(super) fn validate(
             p.error(issuer.location, "server.issuer", "the issuer may not have a query (RFC 8414)");
         }
         super::server::validate(server, &mut p);
+        let roles: Vec<String> = server.roles.keys().cloned().collect();
+        super::login::validate(&mut server.login, &roles, config.client.as_ref(), &mut p);
     }
     let admin = &mut config.admin.path;
     let trimmed = admin.value.0.trim_end_matches('/').to_owned();

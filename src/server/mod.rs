@@ -49,7 +49,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::routing::{get, post};
 use http::header::CACHE_CONTROL;
 use serde_json::{Value, json};
@@ -92,6 +92,9 @@ pub enum ServerStartError {
     /// The HTTP client for back-channel logout could not be built.
     #[error("{0}")]
     Http(String),
+    /// Sign-in through providers could not be set up.
+    #[error("cannot prepare sign-in through providers: {0}")]
+    Federation(String),
 }
 
 impl From<SignInError> for ServerStartError {
@@ -100,6 +103,7 @@ impl From<SignInError> for ServerStartError {
             SignInError::Store(e) => ServerStartError::Store(e),
             SignInError::Templates(e) => ServerStartError::Templates(e),
             SignInError::Hash(_) => ServerStartError::Hash(String::new()),
+            SignInError::Federation(e) => ServerStartError::Federation(e),
         }
     }
 }
@@ -309,7 +313,11 @@ impl AuthorizationServer {
     /// `/.well-known/`: an unknown path there is the server's 404, never the
     /// upstream's.
     pub fn mount(&self) -> Mount {
-        Mount::new()
+        let mut mount = Mount::new();
+        if let Some((start, back)) = self.inner.signin.federation_paths() {
+            mount = mount.route(&start, get(login_start)).route(&back, get(login_return));
+        }
+        mount
             .prefix("/oauth/")
             .prefix("/.well-known/")
             .route("/oauth/authorize", get(authorize::authorize).post(authorize::authorize))
@@ -323,6 +331,25 @@ impl AuthorizationServer {
             .route("/oauth/logout", get(logout::logout).post(logout::logout))
             .with_state(self.inner.clone())
     }
+}
+
+/// `GET /oauth/login/start`: sign-in through an outside provider begins
+/// (for `/oauth/authorize` and `/oauth/start`, which share the session).
+async fn login_start(
+    State(server): State<Arc<Inner>>,
+    headers: http::HeaderMap,
+    RawQuery(query): RawQuery,
+) -> axum::response::Response {
+    server.signin.federated_start(&headers, query.as_deref().unwrap_or_default()).await
+}
+
+/// `GET /oauth/login/return`: the provider sends the browser back here.
+async fn login_return(
+    State(server): State<Arc<Inner>>,
+    headers: http::HeaderMap,
+    RawQuery(query): RawQuery,
+) -> axum::response::Response {
+    server.signin.federated_return(&headers, query.as_deref().unwrap_or_default()).await
 }
 
 async fn jwks(State(server): State<Arc<Inner>>) -> ([(http::HeaderName, &'static str); 1], Json<Value>) {

@@ -37,6 +37,8 @@ const TABLES: &[(&str, &str)] = &[
     ("provider_tokens", "id"),
     ("client_states", "state_hash"),
     ("admin_tokens", "id"),
+    ("federated_identities", "provider, subject"),
+    ("login_states", "state_hash"),
 ];
 
 /// How many rows a copy moved, per table.

@@ -23,6 +23,7 @@ pub mod change;
 mod client_model;
 #[cfg(all(feature = "sqlite", feature = "postgres"))]
 pub mod copy;
+mod federated_model;
 mod migration;
 mod model;
 pub mod roles;
@@ -37,6 +38,7 @@ use crate::config::{Loaded, StoreUrl};
 pub use crate::config::types::redacted_url;
 pub use change::{StoreChange, StoreChanges};
 pub use client_model::{ClientRegistrationRecord, ClientStateRecord, ProviderTokenRecord};
+pub use federated_model::{FederatedIdentityRecord, LoginStateRecord, RoleSource};
 pub use migration::Migration;
 pub use model::{
     ADMINISTER_OAUTH, AdminTokenRecord, AuthCodeRecord, BackchannelLogoutRecord, CodeRedemption,

@@ -6,7 +6,7 @@
 //! ```text
 //! StoreBase          backend, ping, close, migrations, changes, server-wide values
 //! ├── GateStore      consumers (their origins), the access-token revocation list
-//! ├── SignInStore    users by name, login sessions
+//! ├── SignInStore    users by name, login sessions, sign-in through providers
 //! ├── ServerStore    (GateStore + SignInStore) consumers, users, keys, codes, refresh tokens
 //! ├── ClientStore    client registrations, provider tokens, started authorizations
 //! └── AdminStore     (ServerStore + ClientStore) admin API tokens, the grant listing
@@ -19,8 +19,9 @@ use async_trait::async_trait;
 
 use super::{
     AdminTokenRecord, AuthCodeRecord, BackchannelLogoutRecord, ClientRegistrationRecord, ClientStateRecord,
-    CodeRedemption, ConsumerRecord, ProviderTokenRecord, RefreshGrace, RefreshRotation, RefreshTokenRecord,
-    SessionRecord, SigningKeyRecord, StoreChanges, StoreError, UserRecord,
+    CodeRedemption, ConsumerRecord, FederatedIdentityRecord, LoginStateRecord, ProviderTokenRecord,
+    RefreshGrace, RefreshRotation, RefreshTokenRecord, SessionRecord, SigningKeyRecord, StoreChanges,
+    StoreError, UserRecord,
 };
 
 /// What every user of the store needs: which backend, whether it answers,
@@ -78,6 +79,31 @@ pub trait SignInStore: StoreBase {
     async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError>;
     /// Moves a session's end to `expires_at` (idle timeouts slide it).
     async fn touch_session(&self, id_hash: &str, expires_at: i64) -> Result<(), StoreError>;
+    /// Stores a sign-in started at an outside provider.
+    async fn add_login_state(&self, state: &LoginStateRecord) -> Result<(), StoreError>;
+    /// Removes and returns a started sign-in (one use), expired or not.
+    async fn take_login_state(
+        &self,
+        state_hash: &str,
+        now: i64,
+    ) -> Result<Option<LoginStateRecord>, StoreError>;
+    /// The local user linked to a provider's account.
+    async fn federated_identity(
+        &self,
+        provider: &str,
+        subject: &str,
+    ) -> Result<Option<FederatedIdentityRecord>, StoreError>;
+    /// Records a sign-in through a provider, in one transaction: the user
+    /// is created (`create`) or gets `user`'s roles, admin flag and
+    /// permissions; the link is created or updated.
+    async fn save_federated_sign_in(
+        &self,
+        user: &UserRecord,
+        create: bool,
+        identity: &FederatedIdentityRecord,
+    ) -> Result<(), StoreError>;
+    /// Every link to a provider's account, ordered by username.
+    async fn federated_identities(&self) -> Result<Vec<FederatedIdentityRecord>, StoreError>;
 }
 
 /// What the authorization server keeps: consumers, users, signing keys,

@@ -44,6 +44,10 @@ pub(crate) struct CookieScope {
     pub(crate) idle: Option<i64>,
     /// The session's longest life in seconds; `None`: `server.session_ttl`.
     pub(crate) ttl: Option<i64>,
+    /// The path the sign-in's pages live under (`/oauth/`, `/admin/`), even
+    /// where the cookies' path is `/`: sign-in through a provider starts
+    /// and returns under it, and comes back only to a page under it.
+    pub(crate) home: String,
 }
 
 impl CookieScope {
@@ -57,8 +61,10 @@ impl CookieScope {
         secure: bool,
     ) -> Self {
         let name = |n: &str| if secure { format!("__Host-{n}") } else { n.to_owned() };
+        let home = path.clone();
         let path = if secure { "/".to_owned() } else { path };
         CookieScope {
+            home,
             kind,
             name: name(session),
             csrf_name: name(csrf),

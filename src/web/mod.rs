@@ -7,6 +7,8 @@
 //! with their own cookie scope; none of them signs a user in another way.
 //!
 //! - [`signin`]: the sign-in itself: current session, sign-in form, sign-out.
+//! - `federated` and `claims`: sign-in through outside OpenID providers,
+//!   who may sign in and which roles they get.
 //! - `cookie`: reading and setting our cookies, and each sign-in's cookie scope.
 //! - `csrf`: the CSRF cookie and the keyed token in every form.
 //! - `throttle`: failed sign-ins counted per account and per address.
@@ -20,11 +22,15 @@
 // what the others use here unused.
 #![cfg_attr(not(feature = "admin"), allow(dead_code))]
 
+pub(crate) mod claims;
 pub(crate) mod cookie;
 pub(crate) mod csrf;
+pub(crate) mod federated;
+mod federated_signin;
 pub(crate) mod origin;
 pub mod pages;
 pub mod password;
+pub(crate) mod provider_http;
 pub mod secrets;
 pub mod signin;
 pub(crate) mod throttle;

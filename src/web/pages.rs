@@ -21,7 +21,7 @@
 //! | template | values |
 //! |---|---|
 //! | every page | `title` |
-//! | `login.html` | `client_label`, `action`, `csrf_token`, `username`, `error` |
+//! | `login.html` | `client_label`, `action`, `csrf_token`, `username`, `error`, `password` (show the form), `providers` (each `label`, `href`) |
 //! | `consent.html` | `client_label`, `username`, `action`, `csrf_token`, `choice`, `scopes` (each `name`, `label`, `description`) |
 //! | `error.html` | `message` |
 //! | `message.html` | `message`, `links` (each `label`, `href`): the OAuth client's landing page |
@@ -87,6 +87,19 @@ pub struct LoginView<'a> {
     pub username: &'a str,
     /// Why the last attempt failed.
     pub error: Option<&'a str>,
+    /// Whether the username and password form is shown.
+    pub password: bool,
+    /// A button per outside provider (`server.login.providers`).
+    pub providers: Vec<ProviderButton<'a>>,
+}
+
+/// A provider's button on the sign-in page.
+#[derive(Debug, Serialize)]
+pub struct ProviderButton<'a> {
+    /// The button's text.
+    pub label: &'a str,
+    /// Where it leads: the sign-in's start, naming the provider.
+    pub href: &'a str,
 }
 
 impl Pages {
@@ -278,6 +291,11 @@ mod tests {
             csrf_token: "t",
             username: "\"quoted\"",
             error: Some("wrong"),
+            password: true,
+            providers: vec![ProviderButton {
+                label: "Sign in with <Corp>",
+                href: "/oauth/login/start?provider=corp",
+            }],
         };
         let res = pages.login(&view, Some("https://app.example"));
         let csp = res.headers()[CONTENT_SECURITY_POLICY].to_str().unwrap().to_owned();
@@ -287,6 +305,8 @@ mod tests {
         assert!(html.contains("&lt;script&gt;x&lt;&#x2f;script&gt;"), "{html}");
         assert!(html.contains("action=\"&#x2f;oauth&#x2f;authorize?a=1&amp;b=2\""), "{html}");
         assert!(!html.contains("\"quoted\""), "{html}");
+        assert!(html.contains("Sign in with &lt;Corp&gt;"), "{html}");
+        assert!(html.contains("type=\"password\""), "{html}");
     }
 
     #[tokio::test]

@@ -22,7 +22,8 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::cookie::{self, CookieScope};
 use super::csrf::{self, CSRF_FIELD};
-use super::pages::{LoginView, Pages, TemplateError};
+use super::federated::Federation;
+use super::pages::{LoginView, Pages, ProviderButton, TemplateError};
 use super::password;
 use super::secrets::{Secrets, is_token, random_token};
 use super::throttle::{Throttle, client_ip};
@@ -44,6 +45,9 @@ pub enum SignInError {
     /// A password hash could not be made.
     #[error("cannot prepare password checks: {0}")]
     Hash(String),
+    /// Sign-in through providers could not be set up.
+    #[error("cannot prepare sign-in through providers: {0}")]
+    Federation(String),
 }
 
 /// What the sign-in page shows and where its form posts.
@@ -96,13 +100,15 @@ fn set_cookie_value(header: &HeaderValue) -> Option<&str> {
 
 /// Local-user sign-in (see the module docs).
 pub(crate) struct SignIn {
-    store: Arc<dyn SignInStore>,
+    pub(super) store: Arc<dyn SignInStore>,
     secrets: Secrets,
-    pages: Pages,
+    pub(super) pages: Pages,
     throttle: Throttle,
     session_ttl: i64,
-    scope: CookieScope,
-    secure: bool,
+    pub(super) scope: CookieScope,
+    pub(super) secure: bool,
+    /// Sign-in through outside providers (`server.login.providers`).
+    pub(super) federation: Option<Federation>,
     trusted_proxies: Vec<TrustedProxy>,
     /// An argon2 hash checked for unknown users, so they cost the same.
     dummy_hash: String,
@@ -123,7 +129,10 @@ impl SignIn {
         let pages = Pages::load(server.templates_dir.as_ref().map(|d| d.value.as_path()))?;
         let secrets = Secrets::load(store.as_ref()).await?;
         let dummy_hash = password::hash_blocking(random_token()).await.map_err(SignInError::Hash)?;
+        let federation = Federation::new(&server.login, public_url, &format!("{}login", scope.home))
+            .map_err(SignInError::Federation)?;
         Ok(SignIn {
+            federation,
             store,
             secrets,
             pages,
@@ -226,7 +235,13 @@ impl SignIn {
         cookie::cookie(headers, &self.scope.name).filter(|v| is_token(v))
     }
 
-    fn set_cookie(&self, name: &str, value: &str, max_age: Option<u64>, same_site: &str) -> HeaderValue {
+    pub(super) fn set_cookie(
+        &self,
+        name: &str,
+        value: &str,
+        max_age: Option<u64>,
+        same_site: &str,
+    ) -> HeaderValue {
         cookie::set_cookie(&self.scope.path, name, value, max_age, same_site, self.secure)
     }
 
@@ -267,6 +282,19 @@ impl SignIn {
         error: Option<&str>,
         status: StatusCode,
     ) -> Response {
+        let buttons = self.federation.as_ref().map(|f| f.buttons(form.action)).unwrap_or_default();
+        let password = self.password_form();
+        if let ([(_, only)], false) = (buttons.as_slice(), password) {
+            // One provider and no password form: straight there.
+            let mut res = StatusCode::SEE_OTHER.into_response();
+            if let Ok(location) = HeaderValue::from_str(only) {
+                res.headers_mut().insert(LOCATION, location);
+            }
+            super::pages::framing_and_caching_headers(res.headers_mut());
+            return res;
+        }
+        let providers: Vec<ProviderButton<'_>> =
+            buttons.iter().map(|(label, href)| ProviderButton { label, href }).collect();
         let (csrf_token, new_cookie) = self.csrf_token(headers);
         let view = LoginView {
             client_label: form.label,
@@ -274,6 +302,8 @@ impl SignIn {
             csrf_token: &csrf_token,
             username,
             error,
+            password,
+            providers,
         };
         let mut page = self.pages.login(&view, form.form_target);
         *page.status_mut() = status;
@@ -343,6 +373,9 @@ impl SignIn {
         let refuse = |username: &str, message: &str, status: StatusCode| {
             Ok(SignedIn::No(self.login_page(headers, form, username, Some(message), status)))
         };
+        if !self.password_form() {
+            return refuse("", "Sign-in with a password is off here: use a provider.", StatusCode::FORBIDDEN);
+        }
         let (Some(username), Some(presented)) = (username, presented) else {
             return refuse("", "Enter your username and password.", StatusCode::BAD_REQUEST);
         };
@@ -364,6 +397,18 @@ impl SignIn {
                 return refuse(username, message, StatusCode::SERVICE_UNAVAILABLE);
             }
         };
+        let (cookie, auth_time) = self.start_session(&user).await?;
+        tracing::info!(username = %user.username, "signed in");
+        Ok(SignedIn::Yes { user, auth_time, cookie })
+    }
+
+    /// Whether the sign-in page shows the password form (`server.login.password`).
+    pub(crate) fn password_form(&self) -> bool {
+        self.federation.as_ref().is_none_or(|f| f.password)
+    }
+
+    /// A new session for `user`: the `Set-Cookie` that holds it, and when it began.
+    pub(super) async fn start_session(&self, user: &UserRecord) -> Result<(HeaderValue, i64), StoreError> {
         let now = clock::now();
         let id = random_token();
         let record = SessionRecord {
@@ -375,9 +420,7 @@ impl SignIn {
                 .saturating_add(self.scope.idle.map_or(self.session_ttl, |i| i.min(self.session_ttl))),
         };
         self.store.add_session(&record).await?;
-        tracing::info!(username = %user.username, "signed in");
-        let cookie = self.set_cookie(&self.scope.name, &id, None, self.scope.same_site);
-        Ok(SignedIn::Yes { user, auth_time: now, cookie })
+        Ok((self.set_cookie(&self.scope.name, &id, None, self.scope.same_site), now))
     }
 
     /// Handles a posted sign-in form whose page shows nothing else: checks

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::response::Response;
 use http::header::SET_COOKIE;
 use http::{HeaderMap, Method, StatusCode, Uri};
@@ -82,6 +82,24 @@ pub(crate) async fn login_page(
         }
         Err(e) => site.templates.failure(&e),
     }
+}
+
+/// `GET {base}/login/start`: sign-in through an outside provider begins.
+pub(crate) async fn login_start(
+    State(site): State<Arc<Site>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    site.signin.federated_start(&headers, query.as_deref().unwrap_or_default()).await
+}
+
+/// `GET {base}/login/return`: the provider sends the browser back here.
+pub(crate) async fn login_return(
+    State(site): State<Arc<Site>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    site.signin.federated_return(&headers, query.as_deref().unwrap_or_default()).await
 }
 
 /// `POST {base}/login`: checks the form (CSRF, throttle, password) and

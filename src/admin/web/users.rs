@@ -20,9 +20,35 @@ use crate::store::{ADMINISTER_OAUTH, PERMISSIONS};
 
 /// `GET {base}/users`.
 pub(crate) async fn list(State(site): State<Arc<Site>>, viewer: Viewer) -> Response {
-    match site.store.users().await {
-        Ok(users) => {
-            let rows: Vec<_> = users.iter().map(records::user).collect();
+    let listed = match site.store.users().await {
+        Ok(users) => site.store.federated_identities().await.map(|links| (users, links)),
+        Err(e) => Err(e),
+    };
+    match listed {
+        Ok((users, links)) => {
+            // A user signed in through a provider: where each role came from.
+            let rows: Vec<_> = users
+                .iter()
+                .map(|u| {
+                    let mut row = records::user(u);
+                    let sources: Vec<_> = links
+                        .iter()
+                        .filter(|l| l.username == u.username)
+                        .flat_map(|l| {
+                            l.role_sources.iter().map(|s| json!({ "role": s.role, "source": s.source }))
+                        })
+                        .collect();
+                    row["signed_in_with"] = json!(
+                        links
+                            .iter()
+                            .filter(|l| l.username == u.username)
+                            .map(|l| &l.provider)
+                            .collect::<Vec<_>>()
+                    );
+                    row["role_sources"] = json!(sources);
+                    row
+                })
+                .collect();
             site.templates.page(
                 &viewer,
                 "users.html",

@@ -27,6 +27,7 @@ macro_rules! embedded {
             (7, "change announcements"),
             (8, "session kind"),
             (9, "access tokens"),
+            (10, "federated sign-in"),
             (11, "logout"),
         ]
         .into_iter()
@@ -74,6 +75,12 @@ macro_rules! embedded {
                 "/migrations/",
                 $folder,
                 "/0009_access_tokens.sql"
+            )),
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/migrations/",
+                $folder,
+                "/0010_federated_sign_in.sql"
             )),
             include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/", $folder, "/0011_logout.sql")),
         ])
