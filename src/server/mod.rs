@@ -338,18 +338,20 @@ impl AuthorizationServer {
 async fn login_start(
     State(server): State<Arc<Inner>>,
     headers: http::HeaderMap,
+    conn: Option<axum::Extension<crate::proxy::ConnectionInfo>>,
     RawQuery(query): RawQuery,
 ) -> axum::response::Response {
-    server.signin.federated_start(&headers, query.as_deref().unwrap_or_default()).await
+    server.signin.federated_start(&headers, conn.as_deref(), query.as_deref().unwrap_or_default()).await
 }
 
 /// `GET /oauth/login/return`: the provider sends the browser back here.
 async fn login_return(
     State(server): State<Arc<Inner>>,
     headers: http::HeaderMap,
+    conn: Option<axum::Extension<crate::proxy::ConnectionInfo>>,
     RawQuery(query): RawQuery,
 ) -> axum::response::Response {
-    server.signin.federated_return(&headers, query.as_deref().unwrap_or_default()).await
+    server.signin.federated_return(&headers, conn.as_deref(), query.as_deref().unwrap_or_default()).await
 }
 
 async fn jwks(State(server): State<Arc<Inner>>) -> ([(http::HeaderName, &'static str); 1], Json<Value>) {

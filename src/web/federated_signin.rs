@@ -13,6 +13,7 @@ use super::federated::{Refusal, Started, Verified, refusal};
 use super::secrets::{is_token, random_token};
 use super::signin::SignIn;
 use crate::clock;
+use crate::proxy::ConnectionInfo;
 use crate::store::{
     ADMINISTER_OAUTH, FederatedIdentityRecord, LoginStateRecord, StoreError, UserRecord, token_hash,
 };
@@ -40,7 +41,12 @@ impl SignIn {
 
     /// `GET {base}/start?provider=NAME&next=PATH`: stores a new state and
     /// sends the browser to the provider.
-    pub(crate) async fn federated_start(&self, headers: &HeaderMap, query: &str) -> Response {
+    pub(crate) async fn federated_start(
+        &self,
+        headers: &HeaderMap,
+        conn: Option<&ConnectionInfo>,
+        query: &str,
+    ) -> Response {
         let Some(federation) = &self.federation else {
             return self.pages.error(
                 StatusCode::NOT_FOUND,
@@ -70,6 +76,20 @@ impl SignIn {
                 "Invalid request",
                 "The sign-in would not come back to this site. Start again from the application.",
             );
+        }
+        // Each start stores a state until it is used or expires: an address
+        // that starts many and completes none is refused for a while.
+        let ip = self.client_ip(headers, conn);
+        if let Err(retry_after) = self.starts.attempt("", ip) {
+            tracing::warn!(ip = ?ip, "too many sign-ins through providers started from one address; refused");
+            let minutes = retry_after.as_secs().div_ceil(60);
+            let mut res = self.pages.error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many sign-ins",
+                &format!("Too many sign-ins were started from your address. Try again in {minutes} minutes."),
+            );
+            res.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs()));
+            return res;
         }
         let (url, state, started) = match federation.authorization(provider, self.scope.kind, next).await {
             Ok(found) => found,
@@ -108,9 +128,18 @@ impl SignIn {
     /// `GET {base}/return`: checks the state, then the provider's answer;
     /// signs the user in and sends the browser on to where the sign-in
     /// began. Every refusal is a page, and stores nothing.
-    pub(crate) async fn federated_return(&self, headers: &HeaderMap, query: &str) -> Response {
+    pub(crate) async fn federated_return(
+        &self,
+        headers: &HeaderMap,
+        conn: Option<&ConnectionInfo>,
+        query: &str,
+    ) -> Response {
         match self.finish(headers, query).await {
-            Ok(Ok((cookie, next))) => self.signed_in(cookie, &next),
+            Ok(Ok((cookie, next))) => {
+                // A completed sign-in gives its start back to the address.
+                self.starts.succeeded("", self.client_ip(headers, conn));
+                self.signed_in(cookie, &next)
+            }
             Ok(Err(r)) => self.refused(&r),
             Err(e) => self.failure(&e),
         }

@@ -104,6 +104,10 @@ pub(crate) struct SignIn {
     secrets: Secrets,
     pub(super) pages: Pages,
     throttle: Throttle,
+    /// Sign-ins through a provider started per address and not completed
+    /// (each start stores a state), at `server.login_attempts_per_address`
+    /// per `server.login_window`.
+    pub(super) starts: Throttle,
     session_ttl: i64,
     pub(super) scope: CookieScope,
     pub(super) secure: bool,
@@ -141,6 +145,7 @@ impl SignIn {
                 server.login_attempts_per_address,
                 server.login_window.0,
             ),
+            starts: Throttle::new(u32::MAX, server.login_attempts_per_address, server.login_window.0),
             session_ttl: scope
                 .ttl
                 .unwrap_or_else(|| i64::try_from(server.session_ttl.0.as_secs()).unwrap_or(i64::MAX)),

@@ -88,18 +88,20 @@ pub(crate) async fn login_page(
 pub(crate) async fn login_start(
     State(site): State<Arc<Site>>,
     headers: HeaderMap,
+    conn: Option<axum::Extension<crate::proxy::ConnectionInfo>>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    site.signin.federated_start(&headers, query.as_deref().unwrap_or_default()).await
+    site.signin.federated_start(&headers, conn.as_deref(), query.as_deref().unwrap_or_default()).await
 }
 
 /// `GET {base}/login/return`: the provider sends the browser back here.
 pub(crate) async fn login_return(
     State(site): State<Arc<Site>>,
     headers: HeaderMap,
+    conn: Option<axum::Extension<crate::proxy::ConnectionInfo>>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    site.signin.federated_return(&headers, query.as_deref().unwrap_or_default()).await
+    site.signin.federated_return(&headers, conn.as_deref(), query.as_deref().unwrap_or_default()).await
 }
 
 /// `POST {base}/login`: checks the form (CSRF, throttle, password) and
