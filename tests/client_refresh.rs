@@ -4,53 +4,16 @@
 
 mod common;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use oauth_sidecar::client::protocol::{Grant, Owner};
 use oauth_sidecar::client::tokens::NewToken;
 use oauth_sidecar::store::{SqliteStore, Store};
 
 const KEY: &str = "3q2+7wABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhs=";
-
-/// A token endpoint that counts requests and answers each with a new token
-/// after 50 ms (so concurrent callers overlap).
-async fn counting_provider(calls: Arc<AtomicUsize>) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
-            let calls = calls.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |_req: Request<Incoming>| {
-                    let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
-                    async move {
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        let body = format!(
-                            r#"{{"access_token":"at-{n}","token_type":"Bearer","expires_in":3600,"refresh_token":"rt-{n}"}}"#
-                        );
-                        let mut res = Response::new(Full::new(Bytes::from(body)));
-                        res.headers_mut().insert("content-type", "application/json".parse().unwrap());
-                        Ok::<_, Infallible>(res)
-                    }
-                });
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
-            });
-        }
-    });
-    addr
-}
 
 fn config(dir: &std::path::Path, provider: SocketAddr, key: &str) -> oauth_sidecar::config::Loaded {
     let yaml = format!(
@@ -79,7 +42,7 @@ fn stale_grant() -> Grant {
 async fn a_thousand_concurrent_callers_needing_a_refresh_make_one_provider_call() {
     common::install_crypto();
     let calls = Arc::new(AtomicUsize::new(0));
-    let provider = counting_provider(calls.clone()).await;
+    let provider = common::counting_provider(calls.clone(), ("at", "rt")).await;
     let dir = tempfile::tempdir().unwrap();
     let loaded = config(dir.path(), provider, KEY);
     let store: Arc<dyn Store> =
@@ -118,7 +81,7 @@ async fn a_thousand_concurrent_callers_needing_a_refresh_make_one_provider_call(
 #[tokio::test]
 async fn a_wrong_token_key_stops_the_start_with_a_clear_error() {
     common::install_crypto();
-    let provider = counting_provider(Arc::default()).await;
+    let provider = common::counting_provider(Arc::default(), ("at", "rt")).await;
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.path().join("data/sidecar.db")).await.unwrap());

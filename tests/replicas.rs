@@ -13,7 +13,6 @@
 
 mod common;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
@@ -23,15 +22,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use bytes::Bytes;
 use common::Sidecar;
 use common::stores::fresh_database;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use oauth_sidecar::store::{AuthCodeRecord, PostgresOptions, PostgresStore, ServerStore, Store, StoreBase};
 use serde_json::Value;
 use sqlx::Connection;
@@ -414,35 +406,6 @@ async fn a_key_rotated_through_the_cli_signs_on_every_replica_and_verifies_on_th
     assert_eq!(introspect(&a, &signed).await["active"], true);
 }
 
-/// A provider's token endpoint that counts its calls and answers each
-/// after 50 ms (so concurrent callers overlap) with a new token pair.
-async fn counting_provider(calls: Arc<AtomicUsize>) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
-            let calls = calls.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |_req: Request<Incoming>| {
-                    let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
-                    async move {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        let body = format!(
-                            r#"{{"access_token":"at-{n}","token_type":"Bearer","expires_in":3600,"refresh_token":"rt-{n}"}}"#
-                        );
-                        let mut res = Response::new(Full::new(Bytes::from(body)));
-                        res.headers_mut().insert("content-type", "application/json".parse().unwrap());
-                        Ok::<_, Infallible>(res)
-                    }
-                });
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
-            });
-        }
-    });
-    addr
-}
-
 const TOKEN_KEY: &str = "3q2+7wABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhs=";
 
 /// The client role with one client of the counting provider, and an egress
@@ -478,7 +441,7 @@ async fn a_provider_token_near_expiry_is_refreshed_once_while_both_replicas_inje
     common::install_crypto();
     let url = fresh_database().await;
     let calls = Arc::new(AtomicUsize::new(0));
-    let provider = counting_provider(calls.clone()).await;
+    let provider = common::counting_provider(calls.clone(), ("at", "rt")).await;
     let upstream = common::spawn_upstream().await;
     let yaml = client_config(provider, upstream);
     // The token as an authorization stored it, 30 s from expiry: within the

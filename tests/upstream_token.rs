@@ -32,35 +32,6 @@ fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
-/// A provider token endpoint: counts its calls and answers each with a new
-/// token `fresh-N` after 50 ms (so concurrent callers would overlap).
-async fn counting_provider(calls: Arc<AtomicUsize>) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
-            let calls = calls.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |_req: Request<Incoming>| {
-                    let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
-                    async move {
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        let body = format!(
-                            r#"{{"access_token":"fresh-{n}","token_type":"Bearer","expires_in":3600,"refresh_token":"refresh-{n}"}}"#
-                        );
-                        let mut res = Response::new(Full::new(Bytes::from(body)));
-                        res.headers_mut().insert("content-type", "application/json".parse().unwrap());
-                        Ok::<_, Infallible>(res)
-                    }
-                });
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
-            });
-        }
-    });
-    addr
-}
-
 /// What the upstream saw: one `(authorization, x-api-token, body)` per request.
 type Seen = Arc<Mutex<Vec<(Option<String>, Option<String>, String)>>>;
 
@@ -191,7 +162,7 @@ async fn setup(tokens: &[(&str, &str, i64)]) -> Setup {
     let seen = Seen::default();
     let provider_calls = Arc::new(AtomicUsize::new(0));
     let upstream = echo_upstream(seen.clone()).await;
-    let provider = counting_provider(provider_calls.clone()).await;
+    let provider = common::counting_provider(provider_calls.clone(), ("fresh", "refresh")).await;
     let dir = common::write_config(&config(upstream, provider), "listen: 127.0.0.1:0\n");
     seed(dir.path(), tokens).await;
     Setup { sidecar: Sidecar::start_in(dir), seen, provider_calls }

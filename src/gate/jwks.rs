@@ -77,17 +77,7 @@ pub(crate) async fn get_json(client: &reqwest::Client, url: &str) -> Result<Valu
     read_json(res, url).await
 }
 
-/// An error with its sources: `a: b: c`.
-pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
+pub(crate) use crate::outbound::error_chain as chain;
 
 /// Reads a JSON response body of at most [`MAX_DOCUMENT`] bytes.
 pub(crate) async fn read_json(mut res: reqwest::Response, url: &str) -> Result<Value, String> {

@@ -191,8 +191,9 @@ impl Federation {
             .discovered
             .try_get_with(issuer.clone(), async {
                 let url = IssuerUrl::new(issuer.clone()).map_err(|e| e.to_string())?;
-                let metadata =
-                    Discovered::discover_async(url, &self.call()).await.map_err(|e| error_chain(&e))?;
+                let metadata = Discovered::discover_async(url, &self.call())
+                    .await
+                    .map_err(|e| crate::outbound::error_chain(&e))?;
                 Ok::<_, String>(Arc::new(Fetched { metadata, fetched: Instant::now() }))
             })
             .await
@@ -413,38 +414,16 @@ fn token_error<RE: std::error::Error + 'static>(
         openidconnect::RequestTokenError::ServerResponse(r) => {
             format!("the provider answered `{}`", r.error())
         }
-        other => error_chain(other),
+        other => crate::outbound::error_chain(other),
     }
-}
-
-/// An error with its causes, one after another.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// The HTTP client for providers: rustls with the platform's trust store,
 /// no redirects (an OAuth endpoint answers itself), a 10 s timeout.
 fn http_client() -> Result<reqwest::Client, String> {
-    use rustls_platform_verifier::BuilderVerifierExt;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_platform_verifier()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
+    crate::outbound::client_builder()?
         .timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("oauth-sidecar/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| format!("cannot build the provider HTTP client: {e}"))
 }

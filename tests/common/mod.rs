@@ -445,3 +445,36 @@ async fn answer(req: Request<Incoming>) -> Result<Response<TestBody>, Infallible
     };
     Ok(res)
 }
+
+/// A provider's token endpoint that counts its calls and answers each,
+/// after 50 ms (so that concurrent callers would overlap), with a new token
+/// `{access}-N` and refresh token `{refresh}-N`, N the call's number.
+pub async fn counting_provider(
+    calls: Arc<std::sync::atomic::AtomicUsize>,
+    (access, refresh): (&'static str, &'static str),
+) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let calls = calls.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |_req: Request<Incoming>| {
+                    let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                    async move {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        let body = format!(
+                            r#"{{"access_token":"{access}-{n}","token_type":"Bearer","expires_in":3600,"refresh_token":"{refresh}-{n}"}}"#
+                        );
+                        let mut res = Response::new(Full::new(Bytes::from(body)));
+                        res.headers_mut().insert("content-type", "application/json".parse().unwrap());
+                        Ok::<_, Infallible>(res)
+                    }
+                });
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            });
+        }
+    });
+    addr
+}
