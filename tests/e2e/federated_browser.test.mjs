@@ -16,7 +16,7 @@ import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 
 import { freePort, openBrowserEnv, visit } from './harness.mjs';
-import { startOidcProvider } from './oidc_provider.mjs';
+import { federatedYaml, startProviders } from './federated_fixture.mjs';
 
 describe('federated sign-in in a browser', () => {
   let env;
@@ -34,55 +34,19 @@ describe('federated sign-in in a browser', () => {
     await new Promise((resolve) => app.listen(0, '127.0.0.1', resolve));
     appRedirect = `http://127.0.0.1:${app.address().port}/cb`;
     const origin = `http://localhost:${port}`;
-    const redirectUris = [`${origin}/oauth/login/return`, `${origin}/admin/login/return`];
     const groups = { alice: ['staff', 'managers'], root: ['staff', 'admins'] };
-    corp = await startOidcProvider({
-      clientId: 'sidecar-corp',
-      redirectUris,
-      claimsOf: (login) => ({ groups: groups[login] ?? [] }),
-      signIn: true,
-    });
-    partner = await startOidcProvider({ clientId: 'sidecar-partner', redirectUris, signIn: true });
-    sc = await env.sidecarFromYaml(port, origin, (dir) => `
-listen: 127.0.0.1:${port}
-public_url: ${origin}
-upstream: demo
-store: sqlite://${dir}/data/sidecar.db
-log: { level: info, format: json }
-shutdown_grace: 2s
-server:
-  roles:
-    farm_viewer: { label: Viewer }
-    farm_manager: { label: Manager }
-  consumers:
-    - client_id: app
-      label: Farm app
-      confidential: false
-      third_party: false
-      redirect_uris: [${appRedirect}]
-      scopes: [farm_viewer, farm_manager]
-      limit_user_access: true
-  login:
-    providers:
-      - name: corp
-        provider: oidc
-        issuer: ${corp.issuer}
-        label: Corp account
-        client_id: ${corp.clientId}
-        client_secret: ${corp.clientSecret}
-        allow: { groups: [staff] }
-        roles:
-          - { role: farm_viewer, when: { email_domains: [provider.test] } }
-          - { role: farm_manager, when: { groups: [managers] } }
-          - { admin: true, when: { groups: [admins] } }
-      - name: partner
-        provider: oidc
-        issuer: ${partner.issuer}
-        label: Partner account
-        client_id: ${partner.clientId}
-        client_secret: ${partner.clientSecret}
-        allow: { email_domains: [partner.test] }
-`);
+    ({ corp, partner } = await startProviders(origin, groups));
+    sc = await env.sidecarFromYaml(port, origin, (dir) =>
+      federatedYaml({
+        port,
+        origin,
+        dir,
+        appRedirect,
+        corp,
+        partner,
+        partnerRules: '        allow: { email_domains: [partner.test] }\n',
+      }),
+    );
     await sc.start();
   });
 

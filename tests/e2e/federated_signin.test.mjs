@@ -20,6 +20,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 
 import { Sidecar, freePort } from './harness.mjs';
+import { federatedYaml, startProviders } from './federated_fixture.mjs';
 import { emailOf, startOidcProvider } from './oidc_provider.mjs';
 
 /** A browser's cookies, per host, for `fetch` without redirects followed. */
@@ -109,57 +110,16 @@ describe('sign-in through two outside providers', () => {
   before(async () => {
     const port = await freePort();
     const origin = `http://127.0.0.1:${port}`;
-    const redirectUris = [`${origin}/oauth/login/return`, `${origin}/admin/login/return`];
     const groups = { alice: ['staff', 'managers'], root: ['staff', 'admins'], bob: ['contractors'] };
-    corp = await startOidcProvider({
-      clientId: 'sidecar-corp',
-      redirectUris,
-      claimsOf: (login) => ({ groups: groups[login] ?? [] }),
-      signIn: true,
-    });
-    partner = await startOidcProvider({ clientId: 'sidecar-partner', redirectUris, signIn: true });
-    sc = await Sidecar.fromYaml('federated', port, origin, (dir) => `
-listen: 127.0.0.1:${port}
-public_url: ${origin}
-upstream: demo
-store: sqlite://${dir}/data/sidecar.db
-log: { level: info, format: json }
-shutdown_grace: 2s
-server:
-  roles:
-    farm_viewer: { label: Viewer }
-    farm_manager: { label: Manager }
-  consumers:
-    - client_id: app
-      confidential: false
-      third_party: false
-      redirect_uris: [${appRedirect}]
-      scopes: [farm_viewer, farm_manager]
-      limit_user_access: true
-  login:
-    providers:
-      - name: corp
-        provider: oidc
-        issuer: ${corp.issuer}
-        label: Corp account
-        client_id: ${corp.clientId}
-        client_secret: ${corp.clientSecret}
-        allow: { groups: [staff] }
-        roles:
-          - { role: farm_viewer, when: { email_domains: [provider.test] } }
-          - { role: farm_manager, when: { groups: [managers] } }
-          - { admin: true, when: { groups: [admins] } }
-      - name: partner
-        provider: oidc
-        issuer: ${partner.issuer}
-        label: Partner account
-        client_id: ${partner.clientId}
-        client_secret: ${partner.clientSecret}
-        match_email: true
+    ({ corp, partner } = await startProviders(origin, groups));
+    const partnerRules = `        match_email: true
         allow: { emails: [${emailOf('carol')}, ${emailOf('frank')}] }
         roles:
           - { role: farm_viewer, when: { everyone: true } }
-`);
+`;
+    sc = await Sidecar.fromYaml('federated', port, origin, (dir) =>
+      federatedYaml({ port, origin, dir, appRedirect, corp, partner, partnerRules }),
+    );
     await sc.start();
     // A local user named by an email: `partner` links its account to it (match_email).
     await sc.addUser(emailOf('frank'), 'frank-local-password-1');
