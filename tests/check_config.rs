@@ -550,3 +550,21 @@ fn consumer_logout_uris_are_checked_at_their_line() {
     );
     assert_eq!(stderr(&out).lines().count(), 2, "two error lines:\n{}", stderr(&out));
 }
+
+#[test]
+fn a_reader_that_stops_early_gets_no_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(FILE), "upstream: http://127.0.0.1:8000\n").unwrap();
+    // The reader's end of the pipe is closed before the summary is written.
+    let mut child = sidecar(dir.path())
+        .args(["check-config", FILE])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}

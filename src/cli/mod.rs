@@ -180,9 +180,16 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     match runtime.block_on(cli.command.run()) {
         Ok(lines) => {
+            // A reader that stops early (`| head`) closes the pipe: stop
+            // printing then, without a panic; the command itself is done.
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
             for line in lines {
-                println!("{line}");
+                if writeln!(out, "{line}").is_err() {
+                    break;
+                }
             }
+            let _ = out.flush();
             ExitCode::SUCCESS
         }
         Err(e) => e.exit(),
