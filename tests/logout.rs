@@ -42,7 +42,7 @@ server:
       post_logout_redirect_uris: ["{SIGNED_OUT}"]
       backchannel_logout_uri: "http://{receiver}/backchannel"
       scopes: [farm_viewer]
-      grant_types: [authorization_code]
+      grant_types: [authorization_code, refresh_token]
     - client_id: other
       confidential: false
       third_party: false
@@ -110,6 +110,12 @@ fn authorize_url(s: &Sidecar, client_id: &str) -> String {
 /// Signs alice in at `/oauth/authorize` for `client_id` in `b` (unless
 /// signed in already) and redeems the code; the ID token.
 async fn id_token(s: &Sidecar, b: &mut Browser, client_id: &str, user: (&str, &str)) -> String {
+    grant(s, b, client_id, user).await["id_token"].as_str().expect("an ID token").to_owned()
+}
+
+/// The token response of a code flow for `client_id`, signing `user` in
+/// when asked.
+async fn grant(s: &Sidecar, b: &mut Browser, client_id: &str, user: (&str, &str)) -> Value {
     let page = b.get(&authorize_url(s, client_id)).await;
     let back = if page.status == 200 { b.sign_in(s, &page, user.0, user.1).await } else { page };
     assert!(matches!(back.status, 302 | 303), "{}", back.body);
@@ -132,7 +138,21 @@ async fn id_token(s: &Sidecar, b: &mut Browser, client_id: &str, user: (&str, &s
     let status = res.status();
     let body: Value = res.json().await.unwrap();
     assert_eq!(status, 200, "{body}");
-    body["id_token"].as_str().expect("an ID token").to_owned()
+    body
+}
+
+/// The status of a refresh token grant for the public client `web`.
+async fn refresh_status(s: &Sidecar, refresh_token: &str) -> u16 {
+    let form = [("grant_type", "refresh_token"), ("refresh_token", refresh_token), ("client_id", "web")];
+    let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+    let res = common::client()
+        .post(s.url("/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    res.status().as_u16()
 }
 
 /// True when `b` still has a session at `/oauth/authorize` (a code comes
@@ -173,7 +193,9 @@ async fn a_valid_hint_ends_the_session_at_once_and_the_consumer_gets_a_logout_to
     assert_eq!(discovery["frontchannel_logout_supported"], false);
 
     let mut b = Browser::new();
-    let hint = id_token(&s, &mut b, "web", ("alice", "alice-password-1")).await;
+    let granted = grant(&s, &mut b, "web", ("alice", "alice-password-1")).await;
+    let hint = granted["id_token"].as_str().expect("an ID token").to_owned();
+    let refresh = granted["refresh_token"].as_str().expect("a refresh token").to_owned();
     let (_, id_claims) = parts(&hint);
     let sid = id_claims["sid"].as_str().expect("sid in the ID token").to_owned();
     assert!(signed_in(&s, &mut b).await);
@@ -189,6 +211,8 @@ async fn a_valid_hint_ends_the_session_at_once_and_the_consumer_gets_a_logout_to
         out.set_cookies().iter().any(|c| c.starts_with("oauth_sidecar_session=;") && c.contains("Max-Age=0"))
     );
     assert!(!signed_in(&s, &mut b).await, "the session is gone");
+    // The grant made in the session (without offline_access) ended with it.
+    assert_eq!(refresh_status(&s, &refresh).await, 400);
 
     let token = next_token(&mut tokens).await;
     let (header, claims) = parts(&token);

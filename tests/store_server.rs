@@ -616,6 +616,7 @@ async fn concurrent_rotation_with_grace_has_one_winner_and_the_others_retry(back
 
 on_both_backends!(
     ending_sessions_queues_back_channel_logouts_for_their_consumers,
+    ending_a_session_revokes_its_refresh_families_but_offline_access,
     a_started_sign_in_is_taken_once,
     a_federated_sign_in_creates_or_updates_the_user_and_its_link,
     recorded_access_tokens_are_revoked_with_their_consumer_or_user,
@@ -735,6 +736,39 @@ async fn ending_sessions_queues_back_channel_logouts_for_their_consumers(backend
     store.purge_expired(NOW + 5).await.unwrap();
     store.end_user_sessions("bob").await.unwrap();
     assert!(due(NOW + 5).await.is_empty());
+    store.close().await;
+}
+
+async fn ending_a_session_revokes_its_refresh_families_but_offline_access(backend: Backend) {
+    let (store, _place) = backend.open().await;
+    store.add_session(&session("s1", NOW + 600)).await.unwrap();
+    let granted = |hash: &str, family: &str, sid: &str, scope: &str, jti: &str| RefreshTokenRecord {
+        sid: Some(sid.into()),
+        scope: scope.into(),
+        access: Some((jti.into(), NOW + 3600)),
+        ..refresh(hash, family, "web", NOW + 600)
+    };
+    store.add_refresh_token(&granted("r1", "online", "sid1", "openid farm_manager", "jti-1")).await.unwrap();
+    // The rotation's successor carries no sid of its own: the family ends all the same.
+    let next = RefreshTokenRecord { sid: None, ..granted("r2", "", "sid1", "openid farm_manager", "jti-2") };
+    store.rotate_refresh_token("r1", &next, NOW).await.unwrap();
+    store
+        .add_refresh_token(&granted("o1", "offline", "sid1", "openid offline_access", "jti-o"))
+        .await
+        .unwrap();
+    store
+        .add_refresh_token(&granted("x1", "elsewhere", "sid2", "openid farm_manager", "jti-x"))
+        .await
+        .unwrap();
+
+    store.end_session("s1", "sid1").await.unwrap();
+    assert!(store.refresh_token("r2", NOW).await.unwrap().is_none(), "the session's grant ends with it");
+    assert!(store.is_access_token_revoked("jti-1").await.unwrap());
+    assert!(store.is_access_token_revoked("jti-2").await.unwrap());
+    assert!(store.refresh_token("o1", NOW).await.unwrap().is_some(), "offline_access outlives the session");
+    assert!(!store.is_access_token_revoked("jti-o").await.unwrap());
+    assert!(store.refresh_token("x1", NOW).await.unwrap().is_some(), "another session's grant stays");
+    assert!(!store.is_access_token_revoked("jti-x").await.unwrap());
     store.close().await;
 }
 

@@ -217,9 +217,11 @@ pub trait ServerStore: GateStore + SignInStore {
         username: &str,
         expires_at: i64,
     ) -> Result<(), StoreError>;
-    /// Ends one sign-in session (by the hash of its cookie value) and queues
+    /// Ends one sign-in session (by the hash of its cookie value), queues
     /// a back-channel logout for each consumer with a `backchannel_logout_uri`
-    /// that got an ID token in it (`sid`), in one transaction.
+    /// that got an ID token in it (`sid`), and revokes the refresh token
+    /// families granted in it without `offline_access` (with their access
+    /// tokens), in one transaction.
     async fn end_session(&self, id_hash: &str, sid: &str) -> Result<(), StoreError>;
     /// Ends every sign-in session of a user (of every kind) and queues their
     /// back-channel logouts, in one transaction ("sign out everywhere").

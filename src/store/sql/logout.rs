@@ -36,6 +36,38 @@ pub(super) const FORGET_USER_SESSION_CONSUMERS: &str = "DELETE FROM session_cons
 pub(super) const END_USER_SESSIONS: [&str; 3] =
     [QUEUE_USER_LOGOUTS, FORGET_USER_SESSION_CONSUMERS, "DELETE FROM login_sessions WHERE username = $1"];
 
+/// The refresh token families granted in the session `$1` without
+/// `offline_access`: they end with the session (Back-Channel Logout 1.0,
+/// 2.7), while an `offline_access` grant outlives it.
+macro_rules! session_families {
+    () => {
+        "SELECT family_id FROM refresh_tokens WHERE sid = $1 AND ' ' || scope || ' ' NOT LIKE '% offline_access %'"
+    };
+}
+
+/// The access tokens issued with those families' refresh tokens stop too.
+const END_SESSION_ACCESS_TOKENS: &str = concat!(
+    "INSERT INTO revoked_access_tokens (jti, exp) SELECT access_jti, access_exp FROM refresh_tokens \
+     WHERE access_jti IS NOT NULL AND access_exp IS NOT NULL AND family_id IN (",
+    session_families!(),
+    ") ON CONFLICT (jti) DO NOTHING"
+);
+
+/// Their grace entries go.
+const END_SESSION_GRACE: &str = concat!(
+    "DELETE FROM refresh_grace WHERE token_hash IN \
+     (SELECT token_hash FROM refresh_tokens WHERE family_id IN (",
+    session_families!(),
+    "))"
+);
+
+/// And the families are revoked.
+const END_SESSION_FAMILIES: &str = concat!(
+    "UPDATE refresh_tokens SET revoked = TRUE WHERE NOT revoked AND family_id IN (",
+    session_families!(),
+    ")"
+);
+
 impl<D: Dialect> SqlStore<D> {
     pub(super) async fn add_session_consumer(
         &self,
@@ -74,6 +106,9 @@ impl<D: Dialect> SqlStore<D> {
         .await
         .map_err(query_err)?;
         for (sql, key) in [
+            (END_SESSION_ACCESS_TOKENS, sid),
+            (END_SESSION_GRACE, sid),
+            (END_SESSION_FAMILIES, sid),
             ("DELETE FROM session_consumers WHERE sid = $1", sid),
             ("DELETE FROM login_sessions WHERE id_hash = $1", id_hash),
         ] {
