@@ -616,7 +616,7 @@ async fn concurrent_rotation_with_grace_has_one_winner_and_the_others_retry(back
 
 on_both_backends!(
     ending_sessions_queues_back_channel_logouts_for_their_consumers,
-    ending_a_session_revokes_its_refresh_families_but_offline_access,
+    ending_sessions_revokes_their_refresh_families_but_offline_access,
     a_started_sign_in_is_taken_once,
     a_federated_sign_in_creates_or_updates_the_user_and_its_link,
     recorded_access_tokens_are_revoked_with_their_consumer_or_user,
@@ -739,7 +739,7 @@ async fn ending_sessions_queues_back_channel_logouts_for_their_consumers(backend
     store.close().await;
 }
 
-async fn ending_a_session_revokes_its_refresh_families_but_offline_access(backend: Backend) {
+async fn ending_sessions_revokes_their_refresh_families_but_offline_access(backend: Backend) {
     let (store, _place) = backend.open().await;
     store.add_session(&session("s1", NOW + 600)).await.unwrap();
     let granted = |hash: &str, family: &str, sid: &str, scope: &str, jti: &str| RefreshTokenRecord {
@@ -769,6 +769,17 @@ async fn ending_a_session_revokes_its_refresh_families_but_offline_access(backen
     assert!(!store.is_access_token_revoked("jti-o").await.unwrap());
     assert!(store.refresh_token("x1", NOW).await.unwrap().is_some(), "another session's grant stays");
     assert!(!store.is_access_token_revoked("jti-x").await.unwrap());
+
+    // Signing the user out everywhere ends the grants of all their sessions,
+    // but neither offline_access nor a grant made outside a session.
+    let outside = RefreshTokenRecord { sid: None, ..granted("p1", "password", "", "farm_manager", "jti-p") };
+    store.add_refresh_token(&outside).await.unwrap();
+    store.end_user_sessions("alice").await.unwrap();
+    assert!(store.refresh_token("x1", NOW).await.unwrap().is_none());
+    assert!(store.is_access_token_revoked("jti-x").await.unwrap());
+    assert!(store.refresh_token("o1", NOW).await.unwrap().is_some());
+    assert!(store.refresh_token("p1", NOW).await.unwrap().is_some());
+    assert!(!store.is_access_token_revoked("jti-p").await.unwrap());
     store.close().await;
 }
 

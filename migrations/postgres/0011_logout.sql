@@ -6,6 +6,8 @@ ALTER TABLE consumers ADD COLUMN post_logout_redirect_uris TEXT NOT NULL DEFAULT
 ALTER TABLE consumers ADD COLUMN backchannel_logout_uri TEXT;
 ALTER TABLE auth_codes ADD COLUMN sid TEXT;
 ALTER TABLE refresh_tokens ADD COLUMN sid TEXT;
+-- Logout ends the grants made in a session.
+CREATE INDEX refresh_tokens_by_sid ON refresh_tokens (sid);
 
 -- Which consumer got an ID token in which session, until the session would
 -- end anyway (`expires_at`).

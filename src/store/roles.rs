@@ -223,8 +223,10 @@ pub trait ServerStore: GateStore + SignInStore {
     /// families granted in it without `offline_access` (with their access
     /// tokens), in one transaction.
     async fn end_session(&self, id_hash: &str, sid: &str) -> Result<(), StoreError>;
-    /// Ends every sign-in session of a user (of every kind) and queues their
-    /// back-channel logouts, in one transaction ("sign out everywhere").
+    /// Ends every sign-in session of a user (of every kind), revokes the
+    /// refresh token families granted in them without `offline_access`, and
+    /// queues their back-channel logouts, in one transaction ("sign out
+    /// everywhere").
     async fn end_user_sessions(&self, username: &str) -> Result<(), StoreError>;
     /// Back-channel logouts due at `now`, the oldest due first, at most `limit`.
     async fn due_backchannel_logouts(

@@ -31,42 +31,62 @@ pub(super) const QUEUE_USER_LOGOUTS: &str = "INSERT INTO backchannel_logouts \
 /// Forgets which consumers got ID tokens in the sessions of user `$1`.
 pub(super) const FORGET_USER_SESSION_CONSUMERS: &str = "DELETE FROM session_consumers WHERE username = $1";
 
-/// Ends every sign-in session of user `$1`, queuing their back-channel
-/// logouts ("sign out everywhere").
-pub(super) const END_USER_SESSIONS: [&str; 3] =
-    [QUEUE_USER_LOGOUTS, FORGET_USER_SESSION_CONSUMERS, "DELETE FROM login_sessions WHERE username = $1"];
-
-/// The refresh token families granted in the session `$1` without
-/// `offline_access`: they end with the session (Back-Channel Logout 1.0,
+/// The refresh token families whose grants `$which` names, without
+/// `offline_access`: they end with their session (Back-Channel Logout 1.0,
 /// 2.7), while an `offline_access` grant outlives it.
 macro_rules! session_families {
-    () => {
-        "SELECT family_id FROM refresh_tokens WHERE sid = $1 AND ' ' || scope || ' ' NOT LIKE '% offline_access %'"
+    ($which:literal) => {
+        concat!(
+            "SELECT family_id FROM refresh_tokens WHERE ",
+            $which,
+            " AND ' ' || scope || ' ' NOT LIKE '% offline_access %'"
+        )
     };
 }
 
-/// The access tokens issued with those families' refresh tokens stop too.
-const END_SESSION_ACCESS_TOKENS: &str = concat!(
-    "INSERT INTO revoked_access_tokens (jti, exp) SELECT access_jti, access_exp FROM refresh_tokens \
-     WHERE access_jti IS NOT NULL AND access_exp IS NOT NULL AND family_id IN (",
-    session_families!(),
-    ") ON CONFLICT (jti) DO NOTHING"
-);
+/// Ends those families: the access tokens issued with their refresh tokens
+/// are revoked, their grace entries dropped and the families revoked.
+macro_rules! end_session_grants {
+    ($which:literal) => {
+        [
+            concat!(
+                "INSERT INTO revoked_access_tokens (jti, exp) SELECT access_jti, access_exp FROM refresh_tokens \
+                 WHERE access_jti IS NOT NULL AND access_exp IS NOT NULL AND family_id IN (",
+                session_families!($which),
+                ") ON CONFLICT (jti) DO NOTHING"
+            ),
+            concat!(
+                "DELETE FROM refresh_grace WHERE token_hash IN \
+                 (SELECT token_hash FROM refresh_tokens WHERE family_id IN (",
+                session_families!($which),
+                "))"
+            ),
+            concat!(
+                "UPDATE refresh_tokens SET revoked = TRUE WHERE NOT revoked AND family_id IN (",
+                session_families!($which),
+                ")"
+            ),
+        ]
+    };
+}
 
-/// Their grace entries go.
-const END_SESSION_GRACE: &str = concat!(
-    "DELETE FROM refresh_grace WHERE token_hash IN \
-     (SELECT token_hash FROM refresh_tokens WHERE family_id IN (",
-    session_families!(),
-    "))"
-);
+/// The grants made in the session `$1` (its `sid`).
+const END_SESSION_GRANTS: [&str; 3] = end_session_grants!("sid = $1");
 
-/// And the families are revoked.
-const END_SESSION_FAMILIES: &str = concat!(
-    "UPDATE refresh_tokens SET revoked = TRUE WHERE NOT revoked AND family_id IN (",
-    session_families!(),
-    ")"
-);
+/// Ends every sign-in session of user `$1` ("sign out everywhere"): the
+/// grants made in them, as [`end_one_session`](SqlStore::end_one_session)
+/// ends one session's, and their back-channel logouts queued.
+pub(super) const END_USER_SESSIONS: [&str; 6] = {
+    let [access, grace, families] = end_session_grants!("username = $1 AND sid IS NOT NULL");
+    [
+        access,
+        grace,
+        families,
+        QUEUE_USER_LOGOUTS,
+        FORGET_USER_SESSION_CONSUMERS,
+        "DELETE FROM login_sessions WHERE username = $1",
+    ]
+};
 
 impl<D: Dialect> SqlStore<D> {
     pub(super) async fn add_session_consumer(
@@ -105,10 +125,11 @@ impl<D: Dialect> SqlStore<D> {
         .execute(&mut *tx)
         .await
         .map_err(query_err)?;
+        let [access, grace, families] = END_SESSION_GRANTS;
         for (sql, key) in [
-            (END_SESSION_ACCESS_TOKENS, sid),
-            (END_SESSION_GRACE, sid),
-            (END_SESSION_FAMILIES, sid),
+            (access, sid),
+            (grace, sid),
+            (families, sid),
             ("DELETE FROM session_consumers WHERE sid = $1", sid),
             ("DELETE FROM login_sessions WHERE id_hash = $1", id_hash),
         ] {
