@@ -27,9 +27,10 @@ pub struct ReloadConfig {
 pub fn reloadable(running: &Loaded, new: &Loaded) -> Loaded {
     let mut next = running.clone();
     next.config.gate = new.config.gate.clone();
-    // The forward-auth endpoint's route is mounted at start.
-    if let (Some(gate), Some(from)) = (next.config.gate.as_mut(), running.config.gate.as_ref()) {
-        gate.forward_auth = from.forward_auth.clone();
+    // The forward-auth endpoint's route is mounted at start (or not at all
+    // when the sidecar started without a gate).
+    if let Some(gate) = next.config.gate.as_mut() {
+        gate.forward_auth = running.config.gate.as_ref().map(|g| g.forward_auth.clone()).unwrap_or_default();
     }
     next.config.log.level = new.config.log.level.clone();
     if let (Some(server), Some(from)) = (next.config.server.as_mut(), new.config.server.as_ref()) {
@@ -70,12 +71,18 @@ pub fn fixed_changes(next: &Loaded, new: &Loaded) -> Vec<String> {
             changed.extend(inner);
         }
     }
-    if next.store.to_string() != new.store.to_string() && !changed.iter().any(|c| c.starts_with("store")) {
+    // Compared whole: the printed URL hides a password.
+    if next.store != new.store && !changed.iter().any(|c| c.starts_with("store")) {
         changed.push("store".to_owned());
     }
     // Secrets print as `[redacted]`, so they are compared here.
+    fn login_secrets(l: &Loaded) -> Option<Vec<Option<&super::Secret>>> {
+        let server = l.config.server.as_ref()?;
+        Some(server.login.providers.iter().map(|p| p.client_secret.as_ref().map(|c| &c.value)).collect())
+    }
     let secrets = [
         (next.client.token_key != new.client.token_key, "client.token_key"),
+        (login_secrets(next) != login_secrets(new), "server.login.providers (a client secret)"),
         (next.client.client_secrets != new.client.client_secrets, "client.clients (a client secret)"),
         (next.client.vending_secret != new.client.vending_secret, "egress.vending_secret"),
         (next.client.remote_secret != new.client.remote_secret, "egress.remote_secret"),
@@ -198,6 +205,33 @@ mod tests {
         let changed = fixed_changes(&reloadable(&running, &new), &new);
         assert_eq!(changed, ["client.token_key", "client.clients (a client secret)"]);
         assert!(!changed.iter().any(|c| c.contains("3q2") || c.contains("AAAA")));
+    }
+
+    #[test]
+    fn a_changed_store_password_or_login_secret_is_named() {
+        let file = |password: &str, secret: &str| {
+            format!(
+                "listen: 127.0.0.1:8080\nupstream: http://127.0.0.1:9000\n\
+                 store: postgres://sidecar:{password}@db.example/sidecar\n\
+                 server:\n  roles:\n    viewer: {{ label: Viewer }}\n  login:\n    providers:\n\
+                 \x20     - {{ name: corp, provider: oidc, issuer: https://id.example, client_id: app, \
+                 client_secret: {secret}, allow: {{ everyone: true }} }}\n"
+            )
+        };
+        let running = load(&file("pw-one", "secret-one"));
+        let new = load(&file("pw-two", "secret-two"));
+        let changed = fixed_changes(&reloadable(&running, &new), &new);
+        assert_eq!(changed, ["store", "server.login.providers (a client secret)"]);
+        assert!(!changed.iter().any(|c| c.contains("pw-") || c.contains("secret-")));
+    }
+
+    #[test]
+    fn forward_auth_in_a_gate_added_by_a_reload_is_named_not_taken() {
+        let running = load(&BASE.replace("gate:\n  default: deny\n", ""));
+        let new = load(&format!("{BASE}  forward_auth: {{ enabled: true }}\n"));
+        let next = reloadable(&running, &new);
+        assert!(!next.config.gate.as_ref().unwrap().forward_auth.enabled);
+        assert_eq!(fixed_changes(&next, &new), ["gate.forward_auth"]);
     }
 
     #[test]

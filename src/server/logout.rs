@@ -34,7 +34,6 @@ use super::Inner;
 use super::authorize::{Params, Repeated, label};
 use super::jwt::{self, Expect, ID_TOKEN_TYP};
 use super::oidc::IdClaims;
-use crate::clock;
 use crate::store::{ConsumerRecord, StoreError};
 use crate::web::csrf::CSRF_FIELD;
 
@@ -162,7 +161,7 @@ async fn check(server: &Inner, params: &Params) -> Result<LogoutRequest, Refused
 fn verify_hint(server: &Inner, token: &str) -> Option<IdClaims> {
     let expect = Expect::new(ID_TOKEN_TYP, server.issuer.clone())
         .leeway(u64::try_from(server.session_ttl).unwrap_or(u64::MAX));
-    match jwt::verify_at::<IdClaims>(&server.keys.current(), token, &expect, clock::now()) {
+    match jwt::verify::<IdClaims>(&server.keys.current(), token, &expect) {
         Ok(claims) => Some(claims),
         Err(e) => {
             tracing::info!(error = %e, "logout: the id_token_hint is not trusted");

@@ -111,9 +111,7 @@ pub(crate) async fn token(
     let result = answer(state, headers, conn, form).instrument(span.clone()).await;
     if let Err(e) = &result {
         span.record("oauth.error", e.code());
-        if e.status().is_server_error() {
-            span.record("otel.status_code", "ERROR");
-        }
+        trace::record_status(&span, e.status());
     }
     result
 }
