@@ -568,3 +568,11 @@ fn a_reader_that_stops_early_gets_no_panic() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.code(), Some(0), "{err}");
 }
+
+#[test]
+fn a_login_without_password_form_or_providers_is_refused_at_its_line() {
+    let out = check(
+        "upstream: http://127.0.0.1:8000\nserver:\n  roles:\n    viewer: { label: Viewer }\n  login:\n    password: false\n",
+    );
+    assert_error(&out, "6:15", "server.login.password", "no way to sign in");
+}

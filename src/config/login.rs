@@ -21,7 +21,7 @@ use super::validate::Problems;
 #[serde(default, deny_unknown_fields)]
 pub struct LoginConfig {
     /// Whether the sign-in page shows the username and password form.
-    pub password: bool,
+    pub password: At<bool>,
     /// How long a sign-in started at a provider may take.
     pub state_ttl: Duration,
     /// Outside providers people may sign in with, one button each.
@@ -30,7 +30,11 @@ pub struct LoginConfig {
 
 impl Default for LoginConfig {
     fn default() -> Self {
-        LoginConfig { password: true, state_ttl: Duration::secs(600), providers: Vec::new() }
+        LoginConfig {
+            password: At::default_value(true),
+            state_ttl: Duration::secs(600),
+            providers: Vec::new(),
+        }
     }
 }
 
@@ -136,6 +140,13 @@ pub(super) fn validate(
     client: Option<&ClientConfig>,
     p: &mut Problems<'_>,
 ) {
+    if !login.password.value && login.providers.is_empty() {
+        p.error(
+            login.password.location,
+            "server.login.password",
+            "`password: false` with no `providers` leaves no way to sign in: add a provider, or remove it",
+        );
+    }
     let mut seen = std::collections::BTreeSet::new();
     for (i, entry) in login.providers.iter_mut().enumerate() {
         let at = |field: &str| format!("server.login.providers[{i}].{field}");

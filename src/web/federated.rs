@@ -118,7 +118,7 @@ impl Federation {
         let http = http_client()?;
         Ok(Some(Federation {
             providers: login.providers.clone(),
-            password: login.password,
+            password: login.password.value,
             http,
             discovered: moka::future::Cache::builder()
                 .max_capacity(login.providers.len() as u64 + 1)

@@ -231,7 +231,11 @@ impl SignIn {
         let email = verified_email(&v.claims);
         let who = email.clone().unwrap_or_else(|| format!("the account `{}`", v.subject));
         if first_match(&v.provider.allow, &v.claims).is_none() {
-            tracing::warn!(provider = %provider, "federated sign-in refused: not allowed by the provider's `allow`");
+            tracing::warn!(
+                provider = %provider,
+                subject = %v.subject,
+                "federated sign-in refused: not allowed by the provider's `allow`"
+            );
             return Ok(Err(refusal(
                 StatusCode::FORBIDDEN,
                 "Not allowed",
